@@ -1,0 +1,14 @@
+"""npdistill: adversarial robustness of conv nets in NumPy.
+
+Hand-written forward and backward passes, tempered softmax, defensive
+distillation and the classic attacks, with the hot loops compiled (Cython).
+"""
+from . import datasets, kernels
+from ._version import __version__
+from .nn import architectures, layers
+from .nn.model import Sequential, load_model
+from .nn.softmax import cross_entropy, log_softmax, softmax
+from .train import train
+
+__all__ = ["__version__", "architectures", "cross_entropy", "datasets", "kernels", "layers",
+           "load_model", "log_softmax", "Sequential", "softmax", "train"]

@@ -1,0 +1,77 @@
+"""Command line: ``python -m npdistill train ...`` (also installed as ``npdistill``)."""
+import argparse
+import sys
+import time
+
+
+from . import datasets, kernels
+from .nn import architectures
+from .train import train
+
+LOADERS = {"mnist": (datasets.load_mnist, architectures.papernot_mnist),
+           "fashion-mnist": (datasets.load_fashion_mnist, architectures.papernot_mnist),
+           "cifar10": (datasets.load_cifar10, architectures.papernot_cifar10)}
+
+
+def _train_command(args):
+    if args.backend:
+        kernels.use(args.backend)
+    load, architecture = LOADERS[args.dataset]
+    (x_train, y_train), (x_test, y_test) = load(args.data, download=args.download)
+    if args.limit is not None:
+        if args.limit < 1:
+            raise SystemExit(f"--limit must be positive, got {args.limit}")
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    print(f"{args.dataset}: {len(x_train):,} training and {len(x_test):,} test images; "
+          f"{kernels.backend()} kernels", file=sys.stderr)
+    model = architecture(seed=args.seed)
+    began = time.perf_counter()
+    model, history = train(model, (x_train, y_train), temperature=args.temperature,
+                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                           momentum=args.momentum, seed=args.seed,
+                           checkpoint_dir=args.checkpoint_dir, progress=not args.quiet)
+    seconds = time.perf_counter() - began
+    accuracy = float((model.predict(x_test) == y_test).mean())
+    if args.out:
+        model.save(args.out)
+        print(f"saved {args.out}", file=sys.stderr)
+    print(f"trained {args.epochs} epochs at T={args.temperature:g} in {seconds:.1f} s")
+    print(f"test accuracy: {accuracy:.2%} ({len(x_test):,} images)")
+    return 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="npdistill", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("train", help="train one of the papers' nets and print its test accuracy")
+    p.add_argument("--dataset", choices=sorted(LOADERS), default="mnist")
+    p.add_argument("--data", default=None,
+                   help="folder with the data files (default: $NPDISTILL_DATA/<dataset>, "
+                        "else ~/.cache/npdistill/<dataset>)")
+    p.add_argument("--download", action="store_true", help="fetch missing files from the mirrors")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=None, help="default: the paper's (128)")
+    p.add_argument("--lr", type=float, default=None, help="default: the paper's")
+    p.add_argument("--momentum", type=float, default=None, help="default: the paper's")
+    p.add_argument("--limit", type=int, default=None, help="train on the first N images only")
+    p.add_argument("--checkpoint-dir", default=None, help="save every epoch; resume from here")
+    p.add_argument("--backend", choices=kernels.BACKENDS, default=None)
+    p.add_argument("--out", default=None, help="write the trained model here (.npz)")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
+    p.set_defaults(run=_train_command)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, FileNotFoundError) as exc:
+        print(f"npdistill: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

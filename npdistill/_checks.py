@@ -1,0 +1,76 @@
+"""Input checks at the public boundary: clear errors naming what was expected and what came."""
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _describe(a):
+    return f"shape {a.shape} and dtype {a.dtype}"
+
+
+def as_array(x, name):
+    if not isinstance(x, np.ndarray):
+        raise TypeError(f"{name} must be a numpy array, got {type(x).__name__}")
+    return x
+
+
+def check_float_array(x, name, *, ndim=None, dtype=None, finite=True):
+    """A float32/float64 array of the given rank (int or tuple of ints), optionally of one dtype."""
+    x = as_array(x, name)
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+    if dtype is not None and x.dtype != np.dtype(dtype):
+        raise TypeError(f"{name} has dtype {x.dtype} but {np.dtype(dtype)} was expected "
+                        f"(cast it with .astype(np.{np.dtype(dtype).name}), or convert the "
+                        f"model with model.astype(np.{x.dtype.name}))")
+    if ndim is not None:
+        ranks = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if x.ndim not in ranks:
+            raise ValueError(f"{name} must have rank {' or '.join(map(str, ranks))}, "
+                             f"got {_describe(x)}")
+    if finite and not np.isfinite(x).all():
+        bad = np.size(x) - np.count_nonzero(np.isfinite(x))
+        raise ValueError(f"{name} contains {bad} NaN or infinite values")
+    return x
+
+
+def check_images(x, name="x", *, dtype=None):
+    """float NCHW images in [0, 1]."""
+    check_float_array(x, name, ndim=4, dtype=dtype)
+    if x.size and (x.min() < 0.0 or x.max() > 1.0):
+        raise ValueError(f"{name} must hold pixels in [0, 1], got values in "
+                         f"[{x.min():.4g}, {x.max():.4g}]")
+    return x
+
+
+def check_targets(y, n, num_classes, name="y"):
+    """Integer labels (n,) in [0, num_classes) or soft-label rows (n, num_classes) summing to 1."""
+    y = as_array(y, name)
+    if np.issubdtype(y.dtype, np.integer):
+        if y.shape != (n,):
+            raise ValueError(f"{name} as integer labels must have shape ({n},), got {y.shape}")
+        if n and (y.min() < 0 or y.max() >= num_classes):
+            raise ValueError(f"{name} labels must lie in [0, {num_classes}), got values in "
+                             f"[{y.min()}, {y.max()}]")
+        return y
+    if y.dtype in FLOAT_DTYPES:
+        if y.shape != (n, num_classes):
+            raise ValueError(f"{name} as soft labels must have shape ({n}, {num_classes}), "
+                             f"got {y.shape}")
+        check_float_array(y, name)
+        if n and (y.min() < 0 or not np.allclose(y.sum(axis=1), 1.0, atol=1e-3)):
+            raise ValueError(f"{name} soft-label rows must be non-negative and sum to 1")
+        return y
+    raise TypeError(f"{name} must be integer labels or float soft-label rows, got dtype {y.dtype}")
+
+
+def check_positive(value, name, *, integer=False):
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"{name} must be {'an integer' if integer else 'a number'}, "
+                        f"got {type(value).__name__}")
+    if not np.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be positive and finite, got {value}")
+    return value

@@ -1,0 +1,221 @@
+"""MNIST / Fashion-MNIST (IDX files, gz or raw) and CIFAR-10 (binary batches).
+
+Images come back float32 NCHW in [0, 1], labels int64. Where the files live:
+the ``path`` argument (the folder holding the files, or a data root holding
+``mnist/``, ``fashion-mnist/``, ``cifar-10-batches-bin/``), else the
+``NPDISTILL_DATA`` root, else ``~/.cache/npdistill``. ``download=True`` fetches
+missing files from the canonical mirrors into that folder and verifies their
+published MD5 checksums.
+
+Counts are read from the file headers, never assumed: the MNIST training split
+on the project's machines holds 22,699 images, not 60,000.
+"""
+import gzip
+import hashlib
+import io
+import os
+import tarfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+# name -> (sub-folder, mirrors, {file: md5}); the MD5s are the ones the data sets publish.
+RESOURCES = {
+    "mnist": ("mnist", ["https://ossci-datasets.s3.amazonaws.com/mnist/",
+                        "http://yann.lecun.com/exdb/mnist/"], {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"}),
+    "fashion-mnist": ("fashion-mnist", [
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/"], {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310"}),
+    "cifar-10": ("cifar-10-batches-bin", ["https://www.cs.toronto.edu/~kriz/"], {
+        "cifar-10-binary.tar.gz": "c32a1d4ab5d03f1284b67883e8d87530"}),
+}
+CIFAR10_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"]
+
+
+# -- locating files ----------------------------------------------------------
+def data_root():
+    """The data root: $NPDISTILL_DATA, else ~/.cache/npdistill."""
+    return Path(os.environ.get("NPDISTILL_DATA") or Path.home() / ".cache" / "npdistill")
+
+
+def _folder(name, path, wanted):
+    """The folder to read data set ``name`` from (or download it into)."""
+    sub = RESOURCES[name][0]
+    if path is None:
+        return data_root() / sub
+    path = Path(path)
+    if not all(_find(path, f) for f in wanted) and (path / sub).is_dir():
+        return path / sub          # ``path`` is a data root
+    return path
+
+
+def _find(folder, name):
+    """The file ``name`` (.gz) or its uncompressed twin in ``folder``, or None."""
+    for candidate in (folder / name, folder / name.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+# -- IDX ---------------------------------------------------------------------
+def read_idx(path):
+    """Read an IDX file (gzip-compressed or raw) into an array of the shape its header declares."""
+    path = Path(path)
+    try:
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path}: cannot read the file (truncated or corrupted gzip?): {exc}") from exc
+    if len(raw) < 4:
+        raise ValueError(f"{path}: truncated: {len(raw)} bytes, not even an IDX header")
+    zero, code, ndim = int.from_bytes(raw[:2], "big"), raw[2], raw[3]
+    if zero != 0 or code not in _IDX_DTYPES or ndim == 0:
+        raise ValueError(f"{path}: wrong magic number 0x{raw[:4].hex()}: not an IDX file")
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: truncated header: {ndim} dimensions need {header} bytes, "
+                         f"the file has {len(raw)}")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dtype = np.dtype(_IDX_DTYPES[code])
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        what = "truncated" if len(raw) < expected else "has trailing bytes"
+        raise ValueError(f"{path}: {what}: the header declares shape {shape} "
+                         f"({expected} bytes) but the file has {len(raw)} bytes")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def _idx_split(folder, prefix):
+    images_path = _find(folder, f"{prefix}-images-idx3-ubyte.gz")
+    labels_path = _find(folder, f"{prefix}-labels-idx1-ubyte.gz")
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise ValueError(f"{images_path}: expected (N, H, W) uint8 images, got "
+                         f"{images.shape} {images.dtype}")
+    if labels.ndim != 1:
+        raise ValueError(f"{labels_path}: expected (N,) labels, got shape {labels.shape}")
+    if len(images) != len(labels):
+        raise ValueError(f"{images_path} holds {len(images)} images but {labels_path} holds "
+                         f"{len(labels)} labels")
+    if labels.size and labels.max() > 9:
+        raise ValueError(f"{labels_path}: labels must lie in 0..9, got a {labels.max()}")
+    x = (images.astype(np.float32) / np.float32(255.0))[:, None]
+    return x, labels.astype(np.int64)
+
+
+def _load_idx_dataset(name, path, download):
+    files = list(RESOURCES[name][2])
+    folder = _folder(name, path, files)
+    missing = [f for f in files if _find(folder, f) is None]
+    if missing:
+        if not download:
+            raise FileNotFoundError(
+                f"{name}: {missing} not found in {folder}. Pass path=, set NPDISTILL_DATA to a "
+                f"folder holding {RESOURCES[name][0]}/, or use download=True")
+        fetch(name, folder, missing)
+    return _idx_split(folder, "train"), _idx_split(folder, "t10k")
+
+
+def load_mnist(path=None, download=False):
+    """MNIST: ((x_train, y_train), (x_test, y_test)), x float32 (N, 1, 28, 28) in [0, 1], y int64."""
+    return _load_idx_dataset("mnist", path, download)
+
+
+def load_fashion_mnist(path=None, download=False):
+    """Fashion-MNIST, same layout as load_mnist."""
+    return _load_idx_dataset("fashion-mnist", path, download)
+
+
+# -- CIFAR-10 ------------------------------------------------------------------
+def _read_cifar_batch(path):
+    raw = np.fromfile(path, dtype=np.uint8)
+    record = 1 + 3 * 32 * 32
+    if raw.size == 0 or raw.size % record:
+        raise ValueError(f"{path}: {raw.size} bytes is not a whole number of {record}-byte "
+                         f"CIFAR-10 records (truncated?)")
+    rows = raw.reshape(-1, record)
+    labels = rows[:, 0].astype(np.int64)
+    if labels.max() > 9:
+        raise ValueError(f"{path}: labels must lie in 0..9, got a {labels.max()} (not CIFAR-10?)")
+    x = (rows[:, 1:].astype(np.float32) / np.float32(255.0)).reshape(-1, 3, 32, 32)
+    return x, labels
+
+
+def load_cifar10(path=None, download=False):
+    """CIFAR-10 from its binary batches: x float32 (N, 3, 32, 32) in [0, 1], y int64."""
+    folder = _folder("cifar-10", path, CIFAR10_FILES)
+    missing = [f for f in CIFAR10_FILES if not (folder / f).is_file()]
+    if missing:
+        if not download:
+            raise FileNotFoundError(f"cifar-10: {missing} not found in {folder}. Pass path=, set "
+                                    f"NPDISTILL_DATA, or use download=True")
+        fetch("cifar-10", folder, list(RESOURCES["cifar-10"][2]))
+    train = [_read_cifar_batch(folder / f) for f in CIFAR10_FILES[:-1]]
+    x_test, y_test = _read_cifar_batch(folder / CIFAR10_FILES[-1])
+    return ((np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train])),
+            (x_test, y_test))
+
+
+# -- downloading ---------------------------------------------------------------
+def _md5(data):
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def fetch(name, folder, files, mirrors=None, checksums=None, timeout=60):
+    """Download ``files`` of data set ``name`` into ``folder``, verifying their MD5.
+
+    Tries each mirror in turn; a file whose checksum differs is never written.
+    ``mirrors`` / ``checksums`` default to the canonical ones in RESOURCES.
+    """
+    _, default_mirrors, default_checksums = RESOURCES[name]
+    mirrors = default_mirrors if mirrors is None else mirrors
+    checksums = default_checksums if checksums is None else checksums
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename in files:
+        errors = []
+        for mirror in mirrors:
+            url = mirror.rstrip("/") + "/" + filename
+            print(f"npdistill: downloading {url}", flush=True)
+            try:
+                with urllib.request.urlopen(url, timeout=timeout) as response:
+                    data = response.read()
+            except (urllib.error.URLError, OSError) as exc:
+                errors.append(f"{url}: {exc}")
+                continue
+            digest = _md5(data)
+            if digest != checksums[filename]:
+                errors.append(f"{url}: MD5 {digest}, expected {checksums[filename]}")
+                continue
+            if filename.endswith(".tar.gz"):
+                _extract_cifar(data, folder, url)
+            else:
+                tmp = folder / (filename + ".part")
+                tmp.write_bytes(data)
+                os.replace(tmp, folder / filename)
+            break
+        else:
+            raise ValueError(f"could not download {filename} of {name}:\n  " + "\n  ".join(errors))
+
+
+def _extract_cifar(data, folder, url):
+    """Write the six binary batches of the CIFAR-10 archive, and nothing else, into folder."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        members = {Path(m.name).name: m for m in archive.getmembers() if m.isfile()}
+        for filename in CIFAR10_FILES:
+            if filename not in members:
+                raise ValueError(f"{url}: archive has no {filename}")
+            (folder / filename).write_bytes(archive.extractfile(members[filename]).read())

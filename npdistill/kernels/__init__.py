@@ -1,0 +1,105 @@
+"""The hot loops, and the dispatch that picks their implementation.
+
+Each kernel has one signature in ``npdistill.kernels.conv`` (NumPy, the
+specification) and in the compiled ``npdistill._ext.conv`` (Cython). The
+functions here check and allocate, then call the active backend, which only
+computes into the buffers it is given.
+
+Pick a backend with ``use("numpy" | "cython")`` or the environment variable
+``NPDISTILL_BACKEND``; the default is the fastest available. If the compiled
+extension is missing the library warns once and runs on the NumPy reference.
+"""
+import os
+import warnings
+
+import numpy as np
+
+from . import conv as _numpy_conv
+
+BACKENDS = ("numpy", "cython")
+
+_conv_impl = {"numpy": _numpy_conv}
+_missing = {}
+try:
+    from .._ext import conv as _cython_conv
+except ImportError as exc:  # a source checkout that was never built
+    _missing["cython"] = f"{exc} (build it with `pip install .` or `pip install -e .`)"
+else:
+    _conv_impl["cython"] = _cython_conv
+
+
+def available():
+    """The backends that can run here, fastest first."""
+    return tuple(name for name in reversed(BACKENDS) if name in _conv_impl)
+
+
+def use(name):
+    """Make ``name`` ("numpy" or "cython") the backend of every kernel."""
+    global _active
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}: expected one of {BACKENDS}")
+    if name not in _conv_impl:
+        raise ValueError(f"backend {name!r} is not available: {_missing[name]}")
+    _active = name
+
+
+def backend():
+    """The name of the active backend."""
+    return _active
+
+
+def _default_backend():
+    requested = os.environ.get("NPDISTILL_BACKEND")
+    if requested:
+        if requested not in BACKENDS:
+            raise ValueError(f"NPDISTILL_BACKEND={requested!r}: expected one of {BACKENDS}")
+        if requested not in _conv_impl:
+            raise ValueError(f"NPDISTILL_BACKEND={requested!r} is not available: {_missing[requested]}")
+        return requested
+    if "cython" in _missing:
+        warnings.warn("npdistill: compiled kernels not found, running on the NumPy reference: "
+                      + _missing["cython"], RuntimeWarning, stacklevel=3)
+    return available()[0]
+
+
+_active = _default_backend()
+
+
+def conv_output_size(in_size, kernel, pad_before, pad_after):
+    return in_size + pad_before + pad_after - kernel + 1
+
+
+def im2col(x, kh, kw, pads, out=None):
+    """x (N, C, H, W) -> cols (N*oh*ow, C*kh*kw); pads = (top, bottom, left, right)."""
+    if x.ndim != 4:
+        raise ValueError(f"im2col expects x of shape (N, C, H, W), got shape {x.shape}")
+    n, c, h, w = x.shape
+    top, bottom, left, right = pads
+    oh = conv_output_size(h, kh, top, bottom)
+    ow = conv_output_size(w, kw, left, right)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"a {kh}x{kw} kernel does not fit a {h}x{w} image with padding {pads}")
+    shape = (n * oh * ow, c * kh * kw)
+    if out is None or out.shape != shape or out.dtype != x.dtype:
+        out = np.empty(shape, dtype=x.dtype)
+    _conv_impl[_active].im2col(np.ascontiguousarray(x), kh, kw, top, left, oh, ow, out)
+    return out
+
+
+def col2im(cols, x_shape, kh, kw, pads, out=None):
+    """Adjoint of im2col: cols (N*oh*ow, C*kh*kw) -> dx of ``x_shape`` (N, C, H, W)."""
+    n, c, h, w = x_shape
+    top, bottom, left, right = pads
+    oh = conv_output_size(h, kh, top, bottom)
+    ow = conv_output_size(w, kw, left, right)
+    if cols.shape != (n * oh * ow, c * kh * kw):
+        raise ValueError(f"col2im expects cols of shape {(n * oh * ow, c * kh * kw)} "
+                         f"for an input of shape {tuple(x_shape)}, got {cols.shape}")
+    if out is None or out.shape != tuple(x_shape) or out.dtype != cols.dtype:
+        out = np.empty(x_shape, dtype=cols.dtype)
+    _conv_impl[_active].col2im(np.ascontiguousarray(cols), kh, kw, top, left, oh, ow, out)
+    return out
+
+
+# Pooling has only its NumPy reference so far; the compiled twin comes with ext/pool.pyx.
+from .pool import maxpool_backward, maxpool_forward  # noqa: E402,F401

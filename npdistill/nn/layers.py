@@ -1,0 +1,217 @@
+"""Layers with hand-written forward and backward passes, side by side.
+
+A layer keeps in ``forward`` what its ``backward`` needs. ``backward(dy)``
+returns dL/dx and, unless ``param_grads=False``, fills ``grads`` with dL/dparam
+under the same keys as ``params``. Images are NCHW; convolutions have stride 1.
+"""
+import numpy as np
+
+from .. import kernels
+
+
+class Layer:
+    """Base class: no parameters, identity configuration."""
+
+    def __init__(self):
+        self.params = {}
+        self.grads = {}
+
+    def config(self):
+        """Constructor arguments, JSON-serialisable (saved in model files)."""
+        return {}
+
+    def initialize(self, rng):
+        """(Re)draw the parameters from ``rng``; parameter-free layers do nothing."""
+
+    def astype(self, dtype):
+        """A copy of the layer with parameters cast to ``dtype``."""
+        clone = type(self)(**self.config(), **self._dtype_kwarg(dtype))
+        for name, value in self.params.items():
+            clone.params[name] = value.astype(dtype)
+        return clone
+
+    def _dtype_kwarg(self, dtype):
+        return {"dtype": dtype} if self.params else {}
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def _he_uniform(rng, shape, fan_in, dtype):
+    limit = np.sqrt(6.0 / fan_in)
+    return rng.uniform(-limit, limit, size=shape).astype(dtype)
+
+
+class Conv2D(Layer):
+    """2-D convolution, stride 1, weights (out, in, k, k), as im2col + one GEMM.
+
+    padding='valid' gives H - k + 1 rows; 'same' keeps H (for an even k the
+    extra row and column of zeros go at the bottom and right, as in Keras).
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, padding="valid",
+                 dtype=np.float32, seed=None):
+        super().__init__()
+        if padding not in ("valid", "same"):
+            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                            ("kernel_size", kernel_size)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size, self.padding = int(kernel_size), padding
+        k = self.kernel_size
+        self.pads = (0, 0, 0, 0) if padding == "valid" else ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2)
+        self.params = {"W": np.zeros((out_channels, in_channels, k, k), dtype=dtype),
+                       "b": np.zeros(out_channels, dtype=dtype)}
+        self.initialize(np.random.default_rng(seed))
+        self._cols = None
+
+    def config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": self.kernel_size, "padding": self.padding}
+
+    def initialize(self, rng):
+        W = self.params["W"]
+        fan_in = self.in_channels * self.kernel_size ** 2
+        self.params["W"] = _he_uniform(rng, W.shape, fan_in, W.dtype)
+        self.params["b"] = np.zeros_like(self.params["b"])
+
+    def forward(self, x, training=False):
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"Conv2D expects input (N, {self.in_channels}, H, W), got {x.shape}")
+        W, b = self.params["W"], self.params["b"]
+        k = self.kernel_size
+        self.x_shape = x.shape
+        self._cols = kernels.im2col(x, k, k, self.pads, out=self._cols)
+        n = x.shape[0]
+        oh = kernels.conv_output_size(x.shape[2], k, *self.pads[:2])
+        ow = kernels.conv_output_size(x.shape[3], k, *self.pads[2:])
+        y = self._cols @ W.reshape(self.out_channels, -1).T
+        y += b
+        return np.ascontiguousarray(y.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2))
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        W = self.params["W"]
+        k = self.kernel_size
+        dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)
+        if param_grads:
+            self.grads["W"] = (dy2.T @ self._cols).reshape(W.shape)
+            self.grads["b"] = dy2.sum(axis=0)
+        if not input_grad:
+            return None
+        dcols = dy2 @ W.reshape(self.out_channels, -1)
+        return kernels.col2im(dcols, self.x_shape, k, k, self.pads)
+
+
+class MaxPool2D(Layer):
+    """Non-overlapping max pooling with a size x size window and stride ``size``."""
+
+    def __init__(self, size=2):
+        super().__init__()
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
+            raise ValueError(f"size must be a positive integer, got {size!r}")
+        self.size = int(size)
+
+    def config(self):
+        return {"size": self.size}
+
+    def forward(self, x, training=False):
+        if x.ndim != 4 or x.shape[2] < self.size or x.shape[3] < self.size:
+            raise ValueError(f"MaxPool2D({self.size}) expects (N, C, H, W) with H, W >= "
+                             f"{self.size}, got {x.shape}")
+        self.x_shape = x.shape
+        y, self._argmax = kernels.maxpool_forward(x, self.size)
+        return y
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        return kernels.maxpool_backward(dy, self._argmax, self.x_shape, self.size)
+
+
+class Dense(Layer):
+    """Fully connected layer y = x W + b, W of shape (in_features, out_features)."""
+
+    def __init__(self, in_features, out_features, dtype=np.float32, seed=None):
+        super().__init__()
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.in_features, self.out_features = int(in_features), int(out_features)
+        self.params = {"W": np.zeros((in_features, out_features), dtype=dtype),
+                       "b": np.zeros(out_features, dtype=dtype)}
+        self.initialize(np.random.default_rng(seed))
+
+    def config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features}
+
+    def initialize(self, rng):
+        W = self.params["W"]
+        self.params["W"] = _he_uniform(rng, W.shape, self.in_features, W.dtype)
+        self.params["b"] = np.zeros_like(self.params["b"])
+
+    def forward(self, x, training=False):
+        if x.ndim != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"Dense expects input (N, {self.in_features}), got {x.shape}")
+        self.x = x
+        return x @ self.params["W"] + self.params["b"]
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        if param_grads:
+            self.grads["W"] = self.x.T @ dy
+            self.grads["b"] = dy.sum(axis=0)
+        return dy @ self.params["W"].T if input_grad else None
+
+
+class ReLU(Layer):
+    """max(x, 0); the gradient at exactly 0 is taken as 0."""
+
+    def forward(self, x, training=False):
+        self.mask = x > 0
+        return np.where(self.mask, x, x.dtype.type(0))
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        return np.where(self.mask, dy, dy.dtype.type(0))
+
+
+class Dropout(Layer):
+    """Inverted dropout: at training time zero a fraction ``rate`` and scale the rest by 1/(1-rate).
+
+    The mask is drawn from ``self.rng`` (a numpy Generator), which train() sets
+    per epoch so that a seeded run is reproducible.
+    """
+
+    def __init__(self, rate=0.5, seed=None):
+        super().__init__()
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"Dropout rate must lie in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+        self.rng = np.random.default_rng(seed)
+
+    def config(self):
+        return {"rate": self.rate}
+
+    def forward(self, x, training=False):
+        if not training or self.rate == 0.0:
+            self.mask = None
+            return x
+        keep = self.rng.random(x.shape, dtype=np.float64) >= self.rate
+        self.mask = keep.astype(x.dtype) / x.dtype.type(1.0 - self.rate)
+        return x * self.mask
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        return dy if self.mask is None else dy * self.mask
+
+
+class Flatten(Layer):
+    """(N, ...) -> (N, prod(...))."""
+
+    def forward(self, x, training=False):
+        self.x_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        return dy.reshape(self.x_shape)
+
+
+LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, Dense, ReLU, Dropout, Flatten)}

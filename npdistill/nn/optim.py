@@ -1,0 +1,37 @@
+"""SGD with momentum and step decay of the learning rate."""
+import numpy as np
+
+from .._checks import check_positive
+
+
+class SGD:
+    """v <- momentum * v - lr_e * g ;  p <- p + v, with lr_e = lr * decay_factor ** (epoch // decay_every).
+
+    Papernot et al. (2016) train both nets with momentum SGD and halve the
+    learning rate every 10 epochs (the defaults here).
+    """
+
+    def __init__(self, lr, momentum=0.0, decay_every=10, decay_factor=0.5):
+        check_positive(lr, "lr")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+        check_positive(decay_every, "decay_every", integer=True)
+        check_positive(decay_factor, "decay_factor")
+        self.lr, self.momentum = float(lr), float(momentum)
+        self.decay_every, self.decay_factor = int(decay_every), float(decay_factor)
+        self.velocity = {}
+
+    def lr_at(self, epoch):
+        """Learning rate of the (0-based) ``epoch``."""
+        return self.lr * self.decay_factor ** (epoch // self.decay_every)
+
+    def step(self, params, grads, epoch):
+        """Update the arrays of ``params`` in place from ``grads`` (same keys)."""
+        lr = self.lr_at(epoch)
+        for key, p in params.items():
+            v = self.velocity.get(key)
+            if v is None:
+                v = self.velocity[key] = np.zeros_like(p)
+            v *= p.dtype.type(self.momentum)
+            v -= p.dtype.type(lr) * grads[key]
+            p += v

@@ -1,0 +1,64 @@
+"""Tempered softmax, log-softmax and cross-entropy with hard or soft targets.
+
+Temperature is a property of the probabilities and of the loss, never of a
+layer: F(X) = softmax(z / T). A model trained at T and deployed at T = 1 sees
+its logits scaled by about T, which saturates the softmax (Papernot et al.,
+2016, "Distillation as a Defense to Adversarial Perturbations", eq. 1).
+"""
+import numpy as np
+
+from .._checks import check_float_array, check_positive, check_targets
+
+
+def _scaled(z, T):
+    check_float_array(z, "logits", ndim=2)
+    check_positive(T, "temperature T")
+    # log-sum-exp: logits of a distilled net at T = 1 reach 1e3 and more
+    s = z / z.dtype.type(T)
+    return s - s.max(axis=1, keepdims=True)
+
+
+def softmax(z, T=1.0):
+    """Probabilities softmax(z / T) of logits z (N, K); rows sum to 1."""
+    s = _scaled(z, T)
+    e = np.exp(s)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def log_softmax(z, T=1.0):
+    """log softmax(z / T) of logits z (N, K), finite for any finite logits."""
+    s = _scaled(z, T)
+    return s - np.log(np.exp(s).sum(axis=1, keepdims=True))
+
+
+def cross_entropy(z, target, T=1.0):
+    """Mean cross-entropy of softmax(z / T) against ``target``, and its gradient.
+
+    Parameters
+    ----------
+    z : (N, K) float logits
+    target : (N,) int labels, or (N, K) float soft-label rows summing to 1
+    T : temperature > 0
+
+    Returns
+    -------
+    loss : float, -1/N sum_i sum_k q_ik log softmax(z_i / T)_k
+    dlogits : (N, K), dloss/dz = (softmax(z / T) - q) / (T N)
+    """
+    logp = log_softmax(z, T)
+    n, k = z.shape
+    if n == 0:
+        raise ValueError("cross_entropy needs at least one row of logits, got shape (0, K)")
+    check_targets(target, n, k, "target")
+    p = np.exp(logp)
+    if np.issubdtype(target.dtype, np.integer):
+        rows = np.arange(n)
+        loss = -logp[rows, target].sum() / n
+        dlogits = p
+        dlogits[rows, target] -= 1
+    else:
+        q = target.astype(z.dtype, copy=False)
+        loss = -(q * logp).sum() / n
+        dlogits = p - q
+    dlogits /= z.dtype.type(T * n)
+    return float(loss), dlogits

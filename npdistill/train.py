@@ -1,0 +1,173 @@
+"""train(): minibatch SGD on cross-entropy at temperature T, with progress,
+per-epoch checkpoints and bit-identical resume.
+
+Randomness: epoch e shuffles and draws its dropout masks from
+``numpy.random.default_rng([seed, e])``, so a run resumed from the checkpoint
+of epoch e replays exactly what an uninterrupted run would have done.
+"""
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ._checks import check_images, check_positive, check_targets
+from .nn.model import model_from_archive, read_archive, write_archive
+from .nn.optim import SGD
+from .nn.softmax import cross_entropy
+
+CHECKPOINT_NAME = "checkpoint.npz"
+_FALLBACK_DEFAULTS = {"lr": 0.1, "momentum": 0.5, "batch_size": 128,
+                      "decay_every": 10, "decay_factor": 0.5}
+
+
+def data_checksum(x, y):
+    """sha256 of the training arrays (recorded in the model, checked on resume)."""
+    digest = hashlib.sha256()
+    for a in (x, y):
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return digest.hexdigest()
+
+
+def _format_eta(seconds):
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, momentum=None,
+          decay_every=None, decay_factor=None, seed=0, validation=None, checkpoint_dir=None,
+          progress=True):
+    """Train ``model`` in place on ``data`` and return ``(model, history)``.
+
+    Parameters
+    ----------
+    model : Sequential returning logits
+    data : (x, y); x float (N, C, H, W) in [0, 1] of the model's dtype; y int64
+        labels (N,) or soft-label rows (N, K) (distillation)
+    temperature : T of the training softmax, softmax(z / T) (Papernot et al., 2016)
+    epochs, batch_size, lr, momentum, decay_every, decay_factor : SGD with
+        momentum and step decay; None takes the model's training defaults
+        (the paper's, for the nets in ``architectures``)
+    seed : int; the same seed and data give the same model, bit for bit
+    validation : optional (x, y) evaluated after every epoch
+    checkpoint_dir : folder; a checkpoint is written after every epoch and a
+        run finding one there resumes after its last epoch
+    progress : print one line per epoch (loss, accuracies, samples/s, ETA) to stderr
+
+    Returns
+    -------
+    model, history : history is a dict of per-epoch lists: "loss",
+        "train_accuracy", "val_accuracy" (None without validation), "lr", "seconds"
+    """
+    defaults = {**_FALLBACK_DEFAULTS, **model.metadata.get("training_defaults", {})}
+    given = {"lr": lr, "momentum": momentum, "batch_size": batch_size,
+             "decay_every": decay_every, "decay_factor": decay_factor}
+    hp = {k: (defaults[k] if v is None else v) for k, v in given.items()}
+    check_positive(epochs, "epochs", integer=True)
+    check_positive(hp["batch_size"], "batch_size", integer=True)
+    check_positive(temperature, "temperature")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
+    optimizer = SGD(hp["lr"], hp["momentum"], hp["decay_every"], hp["decay_factor"])
+
+    x, y = _check_data(model, data, "data")
+    if validation is not None:
+        x_val, y_val = _check_data(model, validation, "validation")
+    config = {"temperature": float(temperature), "seed": int(seed), **hp,
+              "dtype": model.dtype.name, "n_train": len(x), "data_checksum": data_checksum(x, y)}
+
+    history = {"loss": [], "train_accuracy": [], "val_accuracy": [], "lr": [], "seconds": []}
+    start_epoch = 0
+    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if checkpoint is not None and checkpoint.exists():
+        start_epoch, history = _resume(model, optimizer, checkpoint, config)
+        if progress:
+            print(f"resuming from {checkpoint} after epoch {start_epoch}", file=sys.stderr)
+
+    hard = y if y.ndim == 1 else y.argmax(axis=1)
+    n, bs = len(x), int(hp["batch_size"])
+    epoch_seconds = []
+    for epoch in range(start_epoch, epochs):
+        began = time.perf_counter()
+        rng = np.random.default_rng([seed, epoch])
+        model.set_rng(rng)
+        order = rng.permutation(n)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, n, bs):
+            idx = order[start:start + bs]
+            logits = model.forward(x[idx], training=True)
+            loss, dlogits = cross_entropy(logits, y[idx], temperature)
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"training diverged at epoch {epoch + 1}, samples "
+                                         f"{start}..{start + len(idx)}: loss {loss}; lower lr")
+            model.backward(dlogits, input_grad=False)
+            optimizer.step(model.params, model.grads, epoch)
+            loss_sum += loss * len(idx)
+            correct += int((logits.argmax(axis=1) == hard[idx]).sum())
+        seconds = time.perf_counter() - began
+        epoch_seconds.append(seconds)
+        val_acc = None
+        if validation is not None:
+            val_acc = float((model.predict(x_val) == _hard(y_val)).mean())
+        for key, value in (("loss", loss_sum / n), ("train_accuracy", correct / n),
+                           ("val_accuracy", val_acc), ("lr", optimizer.lr_at(epoch)),
+                           ("seconds", seconds)):
+            history[key].append(value)
+        if progress:
+            eta = np.median(epoch_seconds) * (epochs - epoch - 1)
+            val = f"  val acc {val_acc:.2%}" if val_acc is not None else ""
+            print(f"epoch {epoch + 1}/{epochs}  loss {loss_sum / n:.4f}  train acc "
+                  f"{correct / n:.2%}{val}  {n / seconds:,.0f} samples/s  ETA {_format_eta(eta)}",
+                  file=sys.stderr, flush=True)
+        if checkpoint is not None:
+            _save_checkpoint(model, optimizer, checkpoint, config, epoch + 1, history)
+
+    model.metadata["training_temperature"] = float(temperature)
+    model.metadata["training"] = {**config, "epochs": int(epochs)}
+    return model, history
+
+
+def _hard(y):
+    return y if y.ndim == 1 else y.argmax(axis=1)
+
+
+def _check_data(model, data, name):
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        raise TypeError(f"{name} must be a pair (x, y), got {type(data).__name__}")
+    x, y = data
+    check_images(x, f"{name} x", dtype=model.dtype)
+    if len(x) == 0:
+        raise ValueError(f"{name} holds no samples")
+    check_targets(y, len(x), model.num_classes, f"{name} y")
+    return x, y
+
+
+def _save_checkpoint(model, optimizer, path, config, epochs_done, history):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = dict(model.params)
+    arrays.update({f"velocity/{k}": v for k, v in optimizer.velocity.items()})
+    write_archive(path, arrays, {"architecture": model.architecture(), "metadata": model.metadata,
+                                 "checkpoint": {"config": config, "epochs_done": epochs_done,
+                                                "history": history}})
+
+
+def _resume(model, optimizer, path, config):
+    arrays, meta = read_archive(path)
+    saved = meta.get("checkpoint")
+    if saved is None:
+        raise ValueError(f"{path}: a model file, not a training checkpoint")
+    if meta["architecture"] != model.architecture():
+        raise ValueError(f"{path}: checkpoint of a different architecture than the model given")
+    differ = {k: (saved["config"].get(k), v) for k, v in config.items()
+              if saved["config"].get(k) != v}
+    if differ:
+        details = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in differ.items())
+        raise ValueError(f"{path}: cannot resume, the run differs from the checkpoint's: {details}")
+    params = {k: v for k, v in arrays.items() if not k.startswith("velocity/")}
+    restored = model_from_archive(params, meta, str(path))
+    model.set_params(restored.params)
+    optimizer.velocity = {k[len("velocity/"):]: v.copy() for k, v in arrays.items()
+                          if k.startswith("velocity/")}
+    return saved["epochs_done"], saved["history"]

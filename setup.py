@@ -1,0 +1,53 @@
+"""Build the Cython kernels in ext/ into npdistill._ext.*.
+
+One dict maps extension names to sources; OpenMP is used where the compiler
+accepts -fopenmp and left out (serial loops) where it does not.
+"""
+import os
+import sys
+import tempfile
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+from setuptools._distutils.ccompiler import new_compiler
+from setuptools._distutils.errors import CompileError, LinkError
+from setuptools._distutils.sysconfig import customize_compiler
+
+EXTENSIONS = {
+    "npdistill._ext.conv": ["ext/conv.pyx"],
+}
+
+
+def openmp_flags():
+    """Return (compile_args, link_args) for OpenMP, or ([], []) where it is absent."""
+    if os.environ.get("NPDISTILL_NO_OPENMP"):
+        return [], []
+    flag = "/openmp" if sys.platform == "win32" else "-fopenmp"
+    compiler = new_compiler()
+    customize_compiler(compiler)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = os.path.join(tmp, "omp_probe.c")
+        with open(source, "w") as f:
+            f.write("#include <omp.h>\nint main(void){return omp_get_max_threads() < 1;}\n")
+        try:
+            objects = compiler.compile([source], output_dir=tmp, extra_postargs=[flag])
+            compiler.link_executable(objects, os.path.join(tmp, "omp_probe"),
+                                     extra_postargs=[flag])
+        except (CompileError, LinkError):
+            print("npdistill: OpenMP not available, building serial kernels")
+            return [], []
+    return [flag], ([] if sys.platform == "win32" else [flag])
+
+
+def extensions():
+    compile_args, link_args = openmp_flags()
+    optimise = [] if sys.platform == "win32" else ["-O3"]
+    modules = [
+        Extension(name, sources, extra_compile_args=optimise + compile_args,
+                  extra_link_args=link_args)
+        for name, sources in EXTENSIONS.items()
+    ]
+    return cythonize(modules, include_path=["ext"], language_level=3)
+
+
+setup(ext_modules=extensions())

@@ -1,0 +1,107 @@
+"""The compiled im2col / col2im equal their NumPy reference, and the dispatch behaves."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from npdistill import kernels
+from npdistill.kernels import conv as reference
+
+cython_conv = pytest.importorskip("npdistill._ext.conv", reason="compiled kernels not built")
+
+cases = st.tuples(
+    st.integers(1, 8), st.integers(1, 16), st.integers(3, 16), st.integers(3, 16),  # N C H W
+    st.integers(1, 5), st.sampled_from(["valid", "same"]),
+    st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+
+
+def geometry(h, w, k, padding):
+    pads = (0, 0, 0, 0) if padding == "valid" else ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2)
+    return pads, h + pads[0] + pads[1] - k + 1, w + pads[2] + pads[3] - k + 1
+
+
+@given(cases)
+def test_cython_im2col_and_col2im_equal_the_reference(case):
+    n, c, h, w, k, padding, dtype, seed = case
+    assume(padding == "same" or k <= min(h, w))
+    pads, oh, ow = geometry(h, w, k, padding)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    expected = np.full((n * oh * ow, c * k * k), np.nan, dtype)
+    got = np.full_like(expected, np.nan)
+    reference.im2col(x, k, k, pads[0], pads[2], oh, ow, expected)
+    cython_conv.im2col(x, k, k, pads[0], pads[2], oh, ow, got)
+    np.testing.assert_array_equal(got, expected)
+
+    cols = rng.standard_normal(expected.shape).astype(dtype)
+    dx_ref = np.full_like(x, np.nan)
+    dx = np.full_like(x, np.nan)                 # col2im must overwrite, not accumulate
+    reference.col2im(cols, k, k, pads[0], pads[2], oh, ow, dx_ref)
+    cython_conv.col2im(cols, k, k, pads[0], pads[2], oh, ow, dx)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(dx, dx_ref, rtol=rtol, atol=rtol)
+
+
+@given(cases)
+def test_col2im_is_the_adjoint_of_im2col(case):
+    n, c, h, w, k, padding, dtype, seed = case
+    assume(padding == "same" or k <= min(h, w))
+    pads, _, _ = geometry(h, w, k, padding)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    cols = kernels.im2col(x, k, k, pads)
+    r = rng.standard_normal(cols.shape)
+    back = kernels.col2im(r, x.shape, k, k, pads)
+    assert np.vdot(cols, r) == pytest.approx(np.vdot(x, back), rel=1e-10, abs=1e-10)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cython"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dispatch_accepts_non_contiguous_inputs(backend, dtype):
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 5, 9, 2)).astype(dtype).transpose(0, 1, 3, 2)   # (3, 5, 2, 9) view
+    x = np.concatenate([x, x], axis=2)[:, ::2]                           # strided channels
+    assert not x.flags.c_contiguous
+    previous = kernels.backend()
+    kernels.use(backend)
+    try:
+        got = kernels.im2col(x, 2, 2, (0, 1, 0, 1))
+    finally:
+        kernels.use(previous)
+    expected = kernels.im2col(np.ascontiguousarray(x), 2, 2, (0, 1, 0, 1))
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_use_rejects_unknown_backends():
+    with pytest.raises(ValueError, match="unknown backend 'fortran'"):
+        kernels.use("fortran")
+    assert kernels.backend() in kernels.available()
+
+
+def test_missing_extension_warns_once_and_runs_on_numpy():
+    code = ("import sys, warnings; sys.modules['npdistill._ext.conv'] = None\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import npdistill as nd, numpy as np\n"
+            "    import npdistill.kernels\n"
+            "    m = nd.architectures.papernot_mnist(seed=0)\n"
+            "    m.predict(np.zeros((2, 1, 28, 28), np.float32))\n"
+            "print(nd.kernels.backend(), sum('compiled kernels not found' in str(w.message) "
+            "for w in caught))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["numpy", "1"]
+
+
+def test_environment_variable_picks_the_backend():
+    code = "import npdistill.kernels as k; print(k.backend())"
+    for name in ("numpy", "cython"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, env={**os.environ, "NPDISTILL_BACKEND": name})
+        assert out.stdout.strip() == name
+    bad = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "NPDISTILL_BACKEND": "cuda"})
+    assert bad.returncode != 0 and "NPDISTILL_BACKEND='cuda'" in bad.stderr

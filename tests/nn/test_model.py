@@ -1,0 +1,183 @@
+"""Sequential: whole-model gradients, inference helpers, dtype copies, model files."""
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import npdistill as nd
+from npdistill import layers
+from tests.gradcheck import gradcheck
+
+
+def small_net(seed=0, dtype=np.float32, padding="valid"):
+    """8x8 two-channel inputs -> 3 logits, one of every layer type."""
+    features = 4 * 2 * 2 if padding == "valid" else 4 * 4 * 4
+    return nd.Sequential([
+        layers.Conv2D(2, 3, 3, padding=padding, dtype=dtype), layers.ReLU(),
+        layers.MaxPool2D(2), layers.Conv2D(3, 4, 2, padding=padding, dtype=dtype), layers.ReLU(),
+        layers.Flatten(), layers.Dense(features, 5, dtype=dtype),
+        layers.ReLU(), layers.Dropout(0.5), layers.Dense(5, 3, dtype=dtype)], seed=seed)
+
+
+@settings(max_examples=8)
+@given(st.integers(1, 2), st.sampled_from(["valid", "same"]), st.booleans(), st.integers(0, 2**31))
+def test_sequential_gradients_wrt_input_and_every_parameter(n, padding, soft, seed):
+    model = small_net(seed, np.float64, padding)
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 2, 8, 8))
+    y = rng.dirichlet(np.ones(3), size=n) if soft else rng.integers(0, 3, n)
+    loss = lambda: nd.cross_entropy(model.logits(x), y, 2.0)[0]
+    _, dlogits = nd.cross_entropy(model.logits(x), y, 2.0)
+    dx = model.backward(dlogits)
+    grads = {k: v.copy() for k, v in model.grads.items()}
+    gradcheck(loss, x, dx, rtol=1e-4, atol=1e-8)
+    for key, value in model.params.items():
+        gradcheck(loss, value, grads[key], rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("T", [1.0, 20.0])
+@pytest.mark.parametrize("soft", [False, True])
+def test_public_input_gradient_of_cross_entropy(T, soft):
+    """The API a user calls: model.input_gradient(x, dlogits) against central differences."""
+    model = nd.architectures.papernot_mnist(seed=3).astype(np.float64)
+    rng = np.random.default_rng(7)
+    x = rng.random((2, 1, 28, 28))
+    y = rng.dirichlet(np.ones(10), size=2) if soft else np.array([3, 8])
+    _, dlogits = nd.cross_entropy(model.logits(x), y, T)
+    dx = model.input_gradient(x, dlogits)
+    # a random 40-pixel subset keeps the check fast; each pixel is checked exactly
+    pick = rng.choice(x.size, 40, replace=False)
+    flat = x.reshape(-1)
+    numeric = []
+    for i in pick:
+        old = flat[i]
+        flat[i] = old + 1e-6
+        plus = nd.cross_entropy(model.logits(x), y, T)[0]
+        flat[i] = old - 1e-6
+        minus = nd.cross_entropy(model.logits(x), y, T)[0]
+        flat[i] = old
+        numeric.append((plus - minus) / 2e-6)
+    np.testing.assert_allclose(dx.reshape(-1)[pick], numeric, rtol=1e-5, atol=1e-9)
+
+
+def test_predict_helpers_and_astype(rng):
+    model = nd.architectures.papernot_mnist(seed=0)
+    x = rng.random((7, 1, 28, 28)).astype(np.float32)
+    z = model.logits(x)
+    assert z.shape == (7, 10) and z.dtype == np.float32
+    np.testing.assert_array_equal(model.predict(x, batch_size=3), z.argmax(axis=1))
+    np.testing.assert_allclose(model.predict_proba(x, T=5.0, batch_size=2), nd.softmax(z, 5.0),
+                               rtol=1e-5)
+    m64 = model.astype(np.float64)
+    assert m64.dtype == np.float64 and model.dtype == np.float32
+    np.testing.assert_allclose(m64.logits(x.astype(np.float64)), z, rtol=1e-4, atol=1e-5)
+    m64.params["0.W"][...] = 0                         # a copy: the original is untouched
+    assert np.abs(model.params["0.W"]).sum() > 0
+
+
+def test_same_seed_same_model():
+    a, b = nd.architectures.papernot_mnist(seed=5), nd.architectures.papernot_mnist(seed=5)
+    c = nd.architectures.papernot_mnist(seed=6)
+    for key in a.params:
+        np.testing.assert_array_equal(a.params[key], b.params[key])
+    assert any(not np.array_equal(a.params[k], c.params[k]) for k in a.params if k.endswith("W"))
+
+
+@pytest.mark.parametrize("x, error, match", [
+    (np.zeros((2, 28, 28), np.float32), ValueError, "rank 4"),
+    (np.zeros((2, 3, 28, 28), np.float32), ValueError, r"\(N, 1, H, W\)"),
+    (np.zeros((2, 1, 28, 28), np.uint8), TypeError, "float32 or float64"),
+    (np.zeros((2, 1, 28, 28), np.float64), TypeError, "model.astype"),
+    (np.full((2, 1, 28, 28), np.nan, np.float32), ValueError, "NaN"),
+    ([[0.0]], TypeError, "numpy array"),
+])
+def test_bad_inputs_are_refused(x, error, match):
+    model = nd.architectures.papernot_mnist(seed=0)
+    with pytest.raises(error, match=match):
+        model.logits(x)
+
+
+# -- model files ----------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_save_load_round_trip(tmp_path, rng, dtype):
+    model = nd.architectures.papernot_mnist(seed=1).astype(dtype)
+    model.metadata["training_temperature"] = 20.0
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = nd.load_model(path)
+    assert loaded.dtype == dtype
+    assert loaded.architecture() == model.architecture()
+    assert loaded.metadata["training_temperature"] == 20.0
+    x = rng.random((3, 1, 28, 28)).astype(dtype)
+    np.testing.assert_array_equal(loaded.logits(x), model.logits(x))
+    with np.load(path, allow_pickle=False) as archive:   # plain arrays + JSON, no pickle
+        meta = json.loads(str(archive["__metadata__"]))
+    assert meta["format"] == "npdistill-model" and meta["library_version"] == nd.__version__
+    assert len(meta["checksum"]) == 64
+
+
+@pytest.fixture
+def saved(tmp_path):
+    path = tmp_path / "m.npz"
+    nd.architectures.papernot_mnist(seed=1).save(path)
+    return path
+
+
+def _rewrite(path, change):
+    with np.load(path, allow_pickle=False) as archive:
+        arrays = {k: archive[k] for k in archive.files}
+    change(arrays)
+    np.savez(path, **arrays)
+
+
+def test_truncated_file_is_refused(saved):
+    data = saved.read_bytes()
+    saved.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="truncated or corrupted"):
+        nd.load_model(saved)
+
+
+def test_tampered_parameters_are_refused(saved):
+    def change(arrays):
+        arrays["0.W"] = arrays["0.W"].copy()
+        arrays["0.W"][0, 0, 0, 0] += 1e-3
+    _rewrite(saved, change)
+    with pytest.raises(ValueError, match="checksum mismatch"):
+        nd.load_model(saved)
+
+
+def test_architecture_that_does_not_match_the_parameters_is_refused(saved):
+    def change(arrays):
+        meta = json.loads(str(arrays["__metadata__"]))
+        meta["architecture"][0]["config"]["out_channels"] = 16
+        arrays["__metadata__"] = np.array(json.dumps(meta))
+    _rewrite(saved, change)
+    with pytest.raises(ValueError, match="expected shape"):
+        nd.load_model(saved)
+
+
+def test_missing_or_extra_entries_are_refused(saved, tmp_path):
+    _rewrite(saved, lambda arrays: arrays.pop("0.b"))
+    with pytest.raises(ValueError, match="metadata lists"):
+        nd.load_model(saved)
+    plain = tmp_path / "plain.npz"
+    np.savez(plain, W=np.zeros(3))
+    with pytest.raises(ValueError, match="not an npdistill model file"):
+        nd.load_model(plain)
+
+
+def test_pickled_objects_are_never_loaded(saved):
+    _rewrite(saved, lambda arrays: arrays.__setitem__("evil", np.array([{"a": 1}], dtype=object)))
+    with pytest.raises(ValueError, match="allow_pickle|truncated or corrupted"):
+        nd.load_model(saved)
+
+
+def test_not_a_zip_is_refused(tmp_path):
+    path = tmp_path / "junk.npz"
+    path.write_bytes(b"not a zip file at all")
+    with pytest.raises(ValueError):
+        nd.load_model(path)
+    assert not zipfile.is_zipfile(path)

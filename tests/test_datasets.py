@@ -1,0 +1,180 @@
+"""IDX / CIFAR-10 loaders on the real files and on broken ones; download from a loopback server."""
+import gzip
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+from functools import partial
+
+import numpy as np
+import pytest
+
+import npdistill as nd
+from npdistill import datasets
+
+
+def idx_bytes(array, code=0x08):
+    header = bytes([0, 0, code, array.ndim]) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def write_mnist(folder, n_train=5, n_test=3, gz=True, seed=0):
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        files[f"{prefix}-images-idx3-ubyte"] = idx_bytes(rng.integers(0, 256, (n, 28, 28)))
+        files[f"{prefix}-labels-idx1-ubyte"] = idx_bytes(rng.integers(0, 10, n))
+    for name, data in files.items():
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+        else:
+            (folder / name).write_bytes(data)
+    return files
+
+
+@pytest.mark.mnist
+def test_real_mnist(mnist):
+    (x_train, y_train), (x_test, y_test) = mnist
+    assert x_train.shape == (22699, 1, 28, 28)        # what the header of this copy declares
+    assert x_test.shape == (10000, 1, 28, 28)
+    assert x_train.dtype == np.float32 and y_train.dtype == np.int64
+    assert 0.0 == x_train.min() and x_train.max() == 1.0
+    assert set(np.unique(y_test)) == set(range(10))
+    assert y_train[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]   # the canonical first labels
+
+
+@pytest.mark.mnist
+def test_data_root_from_the_environment(mnist_dir, monkeypatch):
+    monkeypatch.setenv("NPDISTILL_DATA", str(mnist_dir.parent))
+    (_, y_train), _ = nd.datasets.load_mnist()
+    (_, y_root), _ = nd.datasets.load_mnist(mnist_dir.parent)    # a data root as path= too
+    assert len(y_train) == len(y_root) == 22699
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_synthetic_idx_round_trip(tmp_path, gz):
+    files = write_mnist(tmp_path, gz=gz)
+    (x, y), (xt, yt) = datasets.load_mnist(tmp_path)
+    expected = np.frombuffer(files["train-images-idx3-ubyte"][16:], np.uint8).reshape(5, 1, 28, 28)
+    np.testing.assert_array_equal(x, expected / np.float32(255))
+    assert (len(x), len(y), len(xt), len(yt)) == (5, 5, 3, 3)
+
+
+@pytest.mark.parametrize("damage, match", [
+    (lambda b: b"\x00\x00\x08\x07" + b[4:], "trailing bytes|truncated"),
+    (lambda b: b"\x12\x34" + b[2:], "wrong magic number"),
+    (lambda b: b[:-10], "truncated"),
+    (lambda b: b + b"\x00", "trailing bytes"),
+    (lambda b: b[:3], "truncated"),
+])
+def test_damaged_idx_files_name_the_file_and_the_problem(tmp_path, damage, match):
+    files = write_mnist(tmp_path, gz=False)
+    target = tmp_path / "train-images-idx3-ubyte"
+    target.write_bytes(damage(files["train-images-idx3-ubyte"]))
+    with pytest.raises(ValueError, match=match) as info:
+        datasets.load_mnist(tmp_path)
+    assert "train-images-idx3-ubyte" in str(info.value)
+
+
+def test_truncated_gzip_is_refused(tmp_path):
+    write_mnist(tmp_path)
+    target = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    target.write_bytes(target.read_bytes()[:-12])
+    with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.gz"):
+        datasets.load_mnist(tmp_path)
+
+
+def test_images_and_labels_of_different_counts(tmp_path):
+    write_mnist(tmp_path)
+    (tmp_path / "train-labels-idx1-ubyte.gz").write_bytes(
+        gzip.compress(idx_bytes(np.zeros(4, np.uint8))))
+    with pytest.raises(ValueError, match="5 images but .* 4 labels"):
+        datasets.load_mnist(tmp_path)
+
+
+def test_missing_files_say_where_they_were_looked_for(tmp_path):
+    with pytest.raises(FileNotFoundError, match="NPDISTILL_DATA"):
+        datasets.load_mnist(tmp_path)
+
+
+def cifar_batch(n, seed):
+    rng = np.random.default_rng(seed)
+    rows = np.concatenate([rng.integers(0, 10, (n, 1)), rng.integers(0, 256, (n, 3072))], axis=1)
+    return rows.astype(np.uint8).tobytes()
+
+
+def test_cifar10_binary_batches(tmp_path):
+    folder = tmp_path / "cifar-10-batches-bin"
+    folder.mkdir()
+    for i, name in enumerate(datasets.CIFAR10_FILES):
+        (folder / name).write_bytes(cifar_batch(4, i))
+    (x, y), (xt, yt) = datasets.load_cifar10(tmp_path)
+    assert x.shape == (20, 3, 32, 32) and xt.shape == (4, 3, 32, 32)
+    first = np.frombuffer(cifar_batch(4, 0), np.uint8).reshape(4, 3073)
+    np.testing.assert_array_equal(y[:4], first[:, 0])
+    np.testing.assert_array_equal(x[0, 2].ravel() * 255, first[0, 1 + 2048:].astype(np.float32))
+    (folder / "test_batch.bin").write_bytes(cifar_batch(4, 9)[:-7])
+    with pytest.raises(ValueError, match="test_batch.bin.*truncated"):
+        datasets.load_cifar10(tmp_path)
+
+
+# -- download, against a server on loopback ---------------------------------------
+@pytest.fixture
+def server(tmp_path):
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{httpd.server_address[1]}/"
+    httpd.shutdown()
+
+
+def serve_mnist(root, url, monkeypatch, corrupt=None):
+    write_mnist(root)
+    checksums = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in root.iterdir()}
+    if corrupt:
+        (root / corrupt).write_bytes(b"tampered")
+    monkeypatch.setitem(datasets.RESOURCES, "mnist",
+                        ("mnist", ["http://127.0.0.1:9/unreachable/", url], checksums))
+
+
+def test_download_fetches_verifies_and_loads(tmp_path, server, monkeypatch):
+    root, url = server
+    serve_mnist(root, url, monkeypatch)
+    monkeypatch.setenv("NPDISTILL_DATA", str(tmp_path / "cache"))
+    (x, y), (xt, yt) = datasets.load_mnist(download=True)
+    assert (len(x), len(xt)) == (5, 3)
+    assert (tmp_path / "cache" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
+
+
+def test_download_with_a_wrong_checksum_writes_nothing(tmp_path, server, monkeypatch):
+    root, url = server
+    serve_mnist(root, url, monkeypatch, corrupt="t10k-images-idx3-ubyte.gz")
+    cache = tmp_path / "cache"
+    with pytest.raises(ValueError, match="MD5 .*expected"):
+        datasets.load_mnist(cache, download=True)
+    assert not (cache / "t10k-images-idx3-ubyte.gz").exists()
+
+
+def test_download_cifar10_archive(tmp_path, server, monkeypatch):
+    root, url = server
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for i, name in enumerate(datasets.CIFAR10_FILES + ["readme.html"]):
+            data = cifar_batch(2, i)
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    (root / "cifar-10-binary.tar.gz").write_bytes(buffer.getvalue())
+    monkeypatch.setitem(datasets.RESOURCES, "cifar-10", (
+        "cifar-10-batches-bin", [url],
+        {"cifar-10-binary.tar.gz": hashlib.md5(buffer.getvalue()).hexdigest()}))
+    (x, _), (xt, _) = datasets.load_cifar10(tmp_path / "data", download=True)
+    assert (len(x), len(xt)) == (10, 2)
+    assert not (tmp_path / "data" / "readme.html").exists()
