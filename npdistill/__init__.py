@@ -5,10 +5,13 @@ distillation and the classic attacks, with the hot loops compiled (Cython).
 """
 from . import datasets, kernels
 from ._version import __version__
+from . import attacks, metrics
+from .jacobian import jacobian
 from .nn import architectures, layers
 from .nn.model import Sequential, load_model
 from .nn.softmax import cross_entropy, log_softmax, softmax
 from .train import train
 
-__all__ = ["__version__", "architectures", "cross_entropy", "datasets", "kernels", "layers",
-           "load_model", "log_softmax", "Sequential", "softmax", "train"]
+__all__ = ["__version__", "architectures", "attacks", "cross_entropy", "datasets", "jacobian",
+           "kernels", "layers", "load_model", "log_softmax", "metrics", "Sequential", "softmax",
+           "train"]

@@ -23,3 +23,20 @@ def gradcheck(f, x, analytic, eps=1e-6, rtol=1e-5, atol=1e-7):
     """Assert that ``analytic`` equals the central-difference gradient of scalar f() w.r.t. x."""
     numeric = numerical_gradient(f, x, eps)
     np.testing.assert_allclose(analytic, numeric, rtol=rtol, atol=atol)
+
+
+def numerical_jacobian(f, x, eps=1e-6):
+    """d f() / d x for an array-valued f: shape f().shape + x.shape, perturbing x in place."""
+    assert x.dtype == np.float64, "gradient checks run in float64"
+    flat = x.reshape(-1)
+    assert np.shares_memory(flat, x), "x must be contiguous so that it is perturbed in place"
+    columns = []
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        f_plus = f()
+        flat[i] = old - eps
+        f_minus = f()
+        flat[i] = old
+        columns.append((f_plus - f_minus) / (2 * eps))
+    return np.stack(columns, axis=-1).reshape(columns[0].shape + x.shape)

@@ -1,7 +1,8 @@
 """The hot loops, and the dispatch that picks their implementation.
 
-Each kernel has one signature in ``npdistill.kernels.conv`` (NumPy, the
-specification) and in the compiled ``npdistill._ext.conv`` (Cython). The
+Each kernel has one signature in ``npdistill.kernels.<module>`` (NumPy, the
+specification) and in the compiled ``npdistill._ext.<module>`` (Cython), for
+the modules ``conv`` (im2col / col2im) and ``saliency`` (JSMA's pair search). The
 functions here check and allocate, then call the active backend, which only
 computes into the buffers it is given.
 
@@ -15,22 +16,24 @@ import warnings
 import numpy as np
 
 from . import conv as _numpy_conv
+from . import saliency as _numpy_saliency
 
 BACKENDS = ("numpy", "cython")
 
-_conv_impl = {"numpy": _numpy_conv}
+_impl = {"numpy": {"conv": _numpy_conv, "saliency": _numpy_saliency}}
 _missing = {}
 try:
     from .._ext import conv as _cython_conv
+    from .._ext import saliency as _cython_saliency
 except ImportError as exc:  # a source checkout that was never built
     _missing["cython"] = f"{exc} (build it with `pip install .` or `pip install -e .`)"
 else:
-    _conv_impl["cython"] = _cython_conv
+    _impl["cython"] = {"conv": _cython_conv, "saliency": _cython_saliency}
 
 
 def available():
     """The backends that can run here, fastest first."""
-    return tuple(name for name in reversed(BACKENDS) if name in _conv_impl)
+    return tuple(name for name in reversed(BACKENDS) if name in _impl)
 
 
 def use(name):
@@ -38,7 +41,7 @@ def use(name):
     global _active
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}: expected one of {BACKENDS}")
-    if name not in _conv_impl:
+    if name not in _impl:
         raise ValueError(f"backend {name!r} is not available: {_missing[name]}")
     _active = name
 
@@ -53,7 +56,7 @@ def _default_backend():
     if requested:
         if requested not in BACKENDS:
             raise ValueError(f"NPDISTILL_BACKEND={requested!r}: expected one of {BACKENDS}")
-        if requested not in _conv_impl:
+        if requested not in _impl:
             raise ValueError(f"NPDISTILL_BACKEND={requested!r} is not available: {_missing[requested]}")
         return requested
     if "cython" in _missing:
@@ -82,7 +85,7 @@ def im2col(x, kh, kw, pads, out=None):
     shape = (n * oh * ow, c * kh * kw)
     if out is None or out.shape != shape or out.dtype != x.dtype:
         out = np.empty(shape, dtype=x.dtype)
-    _conv_impl[_active].im2col(np.ascontiguousarray(x), kh, kw, top, left, oh, ow, out)
+    _impl[_active]["conv"].im2col(np.ascontiguousarray(x), kh, kw, top, left, oh, ow, out)
     return out
 
 
@@ -97,8 +100,29 @@ def col2im(cols, x_shape, kh, kw, pads, out=None):
                          f"for an input of shape {tuple(x_shape)}, got {cols.shape}")
     if out is None or out.shape != tuple(x_shape) or out.dtype != cols.dtype:
         out = np.empty(x_shape, dtype=cols.dtype)
-    _conv_impl[_active].col2im(np.ascontiguousarray(cols), kh, kw, top, left, oh, ow, out)
+    _impl[_active]["conv"].col2im(np.ascontiguousarray(cols), kh, kw, top, left, oh, ow, out)
     return out
+
+
+def saliency_pairs(alpha, beta, domain, increase=True):
+    """JSMA's best pixel pair of every image: (N, 2) int64, (-1, -1) where none is admissible.
+
+    alpha, beta : (N, M) float (same dtype); domain : (N, M) bool search domain.
+    increase=False is the decreasing variant (A < 0, B > 0), searched as the
+    increasing one on (-alpha, -beta).
+    """
+    if alpha.ndim != 2 or alpha.shape != beta.shape or alpha.shape != domain.shape:
+        raise ValueError(f"alpha, beta and domain must share one (N, M) shape, got "
+                         f"{alpha.shape}, {beta.shape}, {domain.shape}")
+    if alpha.dtype != beta.dtype or alpha.dtype.kind != "f":
+        raise TypeError(f"alpha and beta must share one float dtype, got {alpha.dtype}, {beta.dtype}")
+    if not increase:
+        alpha, beta = -alpha, -beta
+    pairs = np.empty((len(alpha), 2), dtype=np.int64)
+    _impl[_active]["saliency"].pair_search(
+        np.ascontiguousarray(alpha), np.ascontiguousarray(beta),
+        np.ascontiguousarray(domain, dtype=np.uint8), pairs)
+    return pairs
 
 
 # Pooling has only its NumPy reference so far; the compiled twin comes with ext/pool.pyx.

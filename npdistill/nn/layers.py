@@ -3,10 +3,30 @@
 A layer keeps in ``forward`` what its ``backward`` needs. ``backward(dy)``
 returns dL/dx and, unless ``param_grads=False``, fills ``grads`` with dL/dparam
 under the same keys as ``params``. Images are NCHW; convolutions have stride 1.
+
+Stacked seeds: ``backward`` also accepts a dy whose batch is S times the batch
+of the last forward (seed-major: row s * n + i belongs to sample i). Backward
+is linear in dy, so one forward and one such backward give S vector-Jacobian
+products per sample — how Jacobians and JSMA get several rows of dZ/dX without
+repeating the forward pass. Parameter gradients need S = 1.
 """
 import numpy as np
 
 from .. import kernels
+
+
+def seed_repeats(dy, n):
+    """S for a dy of batch S * n (see the module docstring)."""
+    if len(dy) % n:
+        raise ValueError(f"backward got a batch of {len(dy)} rows for a forward of {n}: "
+                         f"expected a multiple of {n}")
+    return len(dy) // n
+
+
+def _check_param_grads(dy, n):
+    if len(dy) != n:
+        raise ValueError(f"parameter gradients need dy of batch {n} (one seed per sample), "
+                         f"got {len(dy)}")
 
 
 class Layer:
@@ -97,12 +117,13 @@ class Conv2D(Layer):
         k = self.kernel_size
         dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)
         if param_grads:
+            _check_param_grads(dy, self.x_shape[0])
             self.grads["W"] = (dy2.T @ self._cols).reshape(W.shape)
             self.grads["b"] = dy2.sum(axis=0)
         if not input_grad:
             return None
         dcols = dy2 @ W.reshape(self.out_channels, -1)
-        return kernels.col2im(dcols, self.x_shape, k, k, self.pads)
+        return kernels.col2im(dcols, (len(dy),) + self.x_shape[1:], k, k, self.pads)
 
 
 class MaxPool2D(Layer):
@@ -126,7 +147,11 @@ class MaxPool2D(Layer):
         return y
 
     def backward(self, dy, param_grads=True, input_grad=True):
-        return kernels.maxpool_backward(dy, self._argmax, self.x_shape, self.size)
+        argmax = self._argmax
+        repeats = seed_repeats(dy, len(argmax))
+        if repeats > 1:
+            argmax = np.tile(argmax, (repeats, 1, 1, 1))
+        return kernels.maxpool_backward(dy, argmax, (len(dy),) + self.x_shape[1:], self.size)
 
 
 class Dense(Layer):
@@ -158,6 +183,7 @@ class Dense(Layer):
 
     def backward(self, dy, param_grads=True, input_grad=True):
         if param_grads:
+            _check_param_grads(dy, len(self.x))
             self.grads["W"] = self.x.T @ dy
             self.grads["b"] = dy.sum(axis=0)
         return dy @ self.params["W"].T if input_grad else None
@@ -171,7 +197,9 @@ class ReLU(Layer):
         return np.where(self.mask, x, x.dtype.type(0))
 
     def backward(self, dy, param_grads=True, input_grad=True):
-        return np.where(self.mask, dy, dy.dtype.type(0))
+        repeats = seed_repeats(dy, len(self.mask))
+        stacked = dy.reshape(repeats, *self.mask.shape)
+        return np.where(self.mask, stacked, dy.dtype.type(0)).reshape(dy.shape)
 
 
 class Dropout(Layer):
@@ -200,7 +228,10 @@ class Dropout(Layer):
         return x * self.mask
 
     def backward(self, dy, param_grads=True, input_grad=True):
-        return dy if self.mask is None else dy * self.mask
+        if self.mask is None:
+            return dy
+        repeats = seed_repeats(dy, len(self.mask))
+        return (dy.reshape(repeats, *self.mask.shape) * self.mask).reshape(dy.shape)
 
 
 class Flatten(Layer):
@@ -211,7 +242,7 @@ class Flatten(Layer):
         return x.reshape(x.shape[0], -1)
 
     def backward(self, dy, param_grads=True, input_grad=True):
-        return dy.reshape(self.x_shape)
+        return dy.reshape((len(dy),) + self.x_shape[1:])
 
 
 LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, Dense, ReLU, Dropout, Flatten)}

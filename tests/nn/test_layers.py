@@ -139,3 +139,24 @@ def test_layers_reject_wrong_shapes(make, shape):
 def test_layers_reject_bad_configuration(make):
     with pytest.raises(ValueError):
         make()
+
+
+@given(st.integers(1, 3), st.integers(2, 4), st.integers(0, 2**31))
+def test_stacked_seeds_equal_separate_backward_passes(n, repeats, seed):
+    """backward with S seeds per sample stacked on the batch axis = S separate backward passes."""
+    from npdistill import Sequential
+    rng = np.random.default_rng(seed)
+    model = Sequential([layers.Conv2D(2, 3, 3, dtype=np.float64), layers.ReLU(),
+                        layers.MaxPool2D(2), layers.Flatten(), layers.Dense(12, 4, dtype=np.float64),
+                        layers.Dropout(0.5), layers.Dense(4, 3, dtype=np.float64)], seed=seed)
+    x = rng.random((n, 2, 6, 6))
+    seeds = rng.standard_normal((repeats, n, 3))
+    model.forward(x)
+    stacked = model.backward(seeds.reshape(repeats * n, 3), param_grads=False)
+    for s in range(repeats):
+        model.forward(x)
+        np.testing.assert_allclose(stacked[s * n:(s + 1) * n],
+                                   model.backward(seeds[s], param_grads=False), rtol=1e-10, atol=1e-14)
+    model.forward(x)
+    with pytest.raises(ValueError, match="parameter gradients need dy of batch"):
+        model.backward(seeds.reshape(repeats * n, 3))

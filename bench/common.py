@@ -1,0 +1,102 @@
+"""Shared by the benchmarks: the trained MNIST net (trained once, cached) and its PyTorch twin."""
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import npdistill as nd
+
+CACHE = Path(os.environ.get("NPDISTILL_BENCH_CACHE", Path.home() / ".cache" / "npdistill" / "bench"))
+
+
+def machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
+
+
+def load_mnist():
+    return nd.datasets.load_mnist()
+
+
+def trained_mnist(epochs=3, seed=0, path=None):
+    """The paper's MNIST net trained at T = 1: loaded from ``path`` or the cache, else trained."""
+    if path is not None:
+        return nd.load_model(path)
+    cached = CACHE / f"papernot_mnist_T1_seed{seed}_e{epochs}.npz"
+    if cached.exists():
+        return nd.load_model(cached)
+    (x_train, y_train), _ = load_mnist()
+    print(f"training the MNIST net for {epochs} epochs (cached in {cached}) ...", file=sys.stderr)
+    model, _ = nd.train(nd.architectures.papernot_mnist(seed=seed), (x_train, y_train),
+                        epochs=epochs, seed=seed)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    model.save(cached)
+    return model
+
+
+def import_torch():
+    """torch with 2 threads, or None (peers are optional)."""
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch not installed: peers skipped (pip install '.[bench]')", file=sys.stderr)
+        return None
+    torch.set_num_threads(2)
+    return torch
+
+
+def to_torch(model, torch, softmax=False):
+    """A torch.nn.Sequential carrying the same weights (eval mode), logits or softmax outputs."""
+    nn = torch.nn
+    modules = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                             padding=0 if layer.padding == "valid" else "same")
+            conv.weight.data = torch.from_numpy(layer.params["W"].astype(np.float32).copy())
+            conv.bias.data = torch.from_numpy(layer.params["b"].astype(np.float32).copy())
+            modules.append(conv)
+        elif kind == "Dense":
+            dense = nn.Linear(layer.in_features, layer.out_features)
+            dense.weight.data = torch.from_numpy(layer.params["W"].T.astype(np.float32).copy())
+            dense.bias.data = torch.from_numpy(layer.params["b"].astype(np.float32).copy())
+            modules.append(dense)
+        elif kind == "MaxPool2D":
+            modules.append(nn.MaxPool2d(layer.size))
+        else:
+            modules.append({"ReLU": nn.ReLU, "Flatten": nn.Flatten, "Dropout": nn.Dropout}[kind]())
+    if softmax:
+        modules.append(nn.Softmax(dim=1))
+    return nn.Sequential(*modules).eval()
+
+
+def check_same_logits(model, torch_model, torch, x, tol=1e-4):
+    ours = model.logits(x)
+    with torch.no_grad():
+        theirs = torch_model(torch.from_numpy(x)).numpy()
+    err = float(np.abs(ours - theirs).max())
+    if err > tol:
+        raise SystemExit(f"the PyTorch twin disagrees: max |logit difference| {err:.2e} > {tol}")
+    return err
+
+
+def timed(fn, repeats):
+    """(median seconds, last result) over ``repeats`` calls."""
+    times, result = [], None
+    for _ in range(repeats):
+        began = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times), result

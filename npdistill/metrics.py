@@ -1,0 +1,70 @@
+"""Accuracy, attack success, and the adversarial-gradient amplitude of
+Papernot et al. (2016), "Distillation as a Defense to Adversarial
+Perturbations against Deep Neural Networks", Section V-B and Figure 8.
+"""
+import numpy as np
+
+from ._checks import check_images, check_positive
+from .nn.softmax import softmax
+
+# The paper's log-scale bins of Figure 8, five decades wide; the last bin
+# catches anything above 1 so that no sample is dropped.
+AMPLITUDE_BINS = np.array([0.0, 1e-40, 1e-35, 1e-30, 1e-25, 1e-20, 1e-15, 1e-10, 1e-5, 1.0,
+                           np.inf])
+
+
+def accuracy(model, x, y):
+    """Fraction of x the model classifies as y."""
+    return float((model.predict(x) == y).mean())
+
+
+def _predicted_class_gradient(model, x, T, batch_size):
+    """dF_c/dX for c the predicted class, F = softmax(Z / T): (N, C, H, W) in the model's dtype."""
+    check_positive(T, "temperature T")
+    check_positive(batch_size, "batch_size", integer=True)
+    parts = []
+    for start in range(0, len(x), batch_size):
+        chunk = x[start:start + batch_size]
+        z = model.logits(chunk)
+        n = len(chunk)
+        c = z.argmax(axis=1)
+        p = softmax(z, T)
+        onehot = np.zeros_like(z)
+        onehot[np.arange(n), c] = 1
+        seed = p[np.arange(n), c][:, None] * (onehot - p) / z.dtype.type(T)
+        parts.append(model.backward(seed, param_grads=False))     # the forward of logits()
+    return np.concatenate(parts)
+
+
+def adversarial_gradient_amplitude(model, x, T=1.0, batch_size=64):
+    """Per sample, the mean over input components of |dF_c/dX|, c the predicted class.
+
+    Computed on a float64 copy of the model, so amplitudes far below float32's
+    smallest normal (1e-38) are measured instead of flushed to 0.
+
+    x : (N, C, H, W) float in [0, 1]. Returns (N,) float64.
+    """
+    check_images(x, "x")
+    model64 = model if model.dtype == np.float64 else model.astype(np.float64)
+    grad = _predicted_class_gradient(model64, x.astype(np.float64), T, batch_size)
+    return np.abs(grad).reshape(len(x), -1).mean(axis=1)
+
+
+def zero_gradient_fraction(model, x, T=1.0, batch_size=64):
+    """Per sample, the fraction of components of dF_c/dX that are exactly 0 in the model's dtype.
+
+    A distilled net deployed at T = 1 in float32 gives exactly-zero gradients
+    (underflow): the gradient masking that makes JSMA and FGSM fail.
+    """
+    check_images(x, "x", dtype=model.dtype)
+    grad = _predicted_class_gradient(model, x, T, batch_size)
+    return (grad == 0).reshape(len(x), -1).mean(axis=1)
+
+
+def amplitude_histogram(amplitudes, bins=AMPLITUDE_BINS):
+    """Fraction of samples in each bin [bins[i], bins[i+1]) (0 goes in the first)."""
+    amplitudes = np.asarray(amplitudes, dtype=np.float64)
+    if amplitudes.size and (np.isnan(amplitudes).any() or amplitudes.min() < 0):
+        raise ValueError("amplitudes must be non-negative numbers")
+    counts = np.histogram(amplitudes, bins=bins)[0]
+    return counts / max(len(amplitudes), 1)
