@@ -5,11 +5,12 @@ Every iteration picks, for each image still running, the pair of pixels (p, q)
 of the search domain that maximises A * |B| among the admissible pairs
 (A = alpha_p + alpha_q > 0, B = beta_p + beta_q < 0 for theta > 0; signs
 flipped for theta < 0), moves both by theta and clips. alpha = dF_t/dX and
-beta = sum_{j != t} dF_j/dX come from one backward pass with two seeds per
-image (the target's row of the Jacobian and the sum of the others), which is
-exact. With the softmax (the paper's setting, F = softmax(Z / T) at the
-deployment temperature) beta = -alpha up to rounding, since the outputs sum
-to 1; with ``on="logits"`` they carry independent information.
+beta = sum_{j != t} dF_j/dX are exact vector-Jacobian products from one
+backward pass. With the softmax (the paper's setting, F = softmax(Z / T) at
+the deployment temperature) the outputs sum to 1, so beta = -alpha exactly and
+one seed per image suffices (admissibility reduces to A > 0, the score to
+A^2). With ``on="logits"`` beta carries its own information: two seeds per
+image, the target's row of dZ/dX and the sum of the others.
 
 A distilled net deployed at T = 1 saturates its softmax: in float32 the
 derivatives underflow to exactly 0, no pair is admissible, and the attack
@@ -27,18 +28,15 @@ from .result import AttackResult
 
 
 def _seeds(z, target, on, T):
-    """Seed rows (2, n, K) whose backward passes give alpha and beta."""
+    """Seed rows (S, n, K) whose backward passes give alpha (and beta when S = 2)."""
     n, k = z.shape
     onehot = np.zeros_like(z)
     onehot[np.arange(n), target] = 1
     if on == "logits":
         return np.stack([onehot, 1 - onehot])
     p = softmax(z, T)
-    p_t = p[np.arange(n), target][:, None]
-    # dF_j/dz_k = p_j (delta_jk - p_k) / T; alpha: j = t, beta: sum over j != t
-    alpha_seed = p_t * (onehot - p) / z.dtype.type(T)
-    beta_seed = (p * (1 - onehot) - (1 - p_t) * p) / z.dtype.type(T)
-    return np.stack([alpha_seed, beta_seed])
+    # dF_t/dz_k = p_t (delta_tk - p_k) / T
+    return (p[np.arange(n), target][:, None] * (onehot - p) / z.dtype.type(T))[None]
 
 
 def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=(0.0, 1.0),
@@ -108,11 +106,13 @@ def _attack_chunk(model, x_adv, target, rows, success, iterations, *, theta, max
         keep = ~reached
         if it == max_iter or not keep.any():
             return
-        seeds = _seeds(z, target[idx], on, T).reshape(2 * len(idx), -1)
-        grads = model.backward(seeds, param_grads=False).reshape(2, len(idx), -1)
+        seeds = _seeds(z, target[idx], on, T)
+        grads = model.backward(seeds.reshape(-1, z.shape[1]), param_grads=False)
+        grads = grads.reshape(len(seeds), len(idx), -1)[:, keep]
+        alpha = grads[0]
+        beta = grads[1] if on == "logits" else -alpha      # softmax outputs sum to 1
         active, idx = active[keep], idx[keep]
-        pairs = kernels.saliency_pairs(grads[0][keep], grads[1][keep], domain[active],
-                                       increase=theta > 0)
+        pairs = kernels.saliency_pairs(alpha, beta, domain[active], increase=theta > 0)
         found = pairs[:, 0] >= 0
         active, idx, pairs = active[found], idx[found], pairs[found]  # the others stop: failure
         for column in (0, 1):

@@ -15,8 +15,14 @@ import warnings
 
 import numpy as np
 
-from . import conv as _numpy_conv
-from . import saliency as _numpy_saliency
+# OpenMP threads that spin after a parallel region steal the cores from
+# OpenBLAS's threads in the GEMM that follows: measured 3.9 -> 14 images/s on
+# JSMA (bench/jsma_speed.py, 2 cores). libgomp reads this once, when the
+# compiled kernels load it below; a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import conv as _numpy_conv  # noqa: E402
+from . import saliency as _numpy_saliency  # noqa: E402
 
 BACKENDS = ("numpy", "cython")
 
