@@ -57,7 +57,7 @@ def main():
     print(f"machine: {common.machine()}")
     print(f"model: test accuracy {nd.metrics.accuracy(model, x_test, y_test):.2%}; "
           f"{n} images, random targets, theta=1, gamma=0.145")
-    results = {}
+    results, examples = {}, {}
 
     for backend in ("numpy", "cython"):
         if backend not in nd.kernels.available():
@@ -69,6 +69,7 @@ def main():
             seconds, r = common.timed(lambda: nd.attacks.jsma(model, x, targets, on=on), args.repeats)
             results[f"npdistill_{backend}_{on}"] = summarize(
                 f"npdistill {backend} ({on})", seconds, n, x, r.x_adv, model, targets)
+            examples[on] = r.x_adv
 
     torch = common.import_torch()
     if torch is not None:
@@ -76,7 +77,14 @@ def main():
         err = common.check_same_logits(model, twin, torch, x)
         print(f"PyTorch twin: max |logit difference| {err:.1e}")
         results.update(run_art(model, torch, x, targets, args, n))
-        results.update(run_torchattacks(model, twin, torch, x, targets, args, n))
+        peer = run_torchattacks(model, twin, torch, x, targets, args, n)
+        results.update(peer)
+        if peer and "logits" in examples:       # success and L0 on the very images torchattacks saw
+            m = peer["torchattacks_logits"]["images"]
+            seconds = m / results["npdistill_cython_logits"]["images_per_s"]
+            results["npdistill_logits_same_images"] = summarize(
+                f"npdistill (logits), same {m} images", seconds, m, x[:m], examples["logits"][:m],
+                model, targets[:m])
 
     best = max((v["images_per_s"], k) for k, v in results.items() if k.startswith("npdistill_cython")
                ) if any(k.startswith("npdistill_cython") for k in results) else (None, None)
