@@ -16,6 +16,7 @@ from setuptools._distutils.sysconfig import customize_compiler
 EXTENSIONS = {
     "npdistill._ext.conv": ["ext/conv.pyx"],
     "npdistill._ext.saliency": ["ext/saliency.pyx"],
+    "npdistill._ext.pool": ["ext/pool.pyx"],
 }
 
 

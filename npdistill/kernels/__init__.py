@@ -2,7 +2,8 @@
 
 Each kernel has one signature in ``npdistill.kernels.<module>`` (NumPy, the
 specification) and in the compiled ``npdistill._ext.<module>`` (Cython), for
-the modules ``conv`` (im2col / col2im) and ``saliency`` (JSMA's pair search). The
+the modules ``conv`` (im2col / col2im), ``pool`` (max pooling) and
+``saliency`` (JSMA's pair search). The
 functions here check and allocate, then call the active backend, which only
 computes into the buffers it is given.
 
@@ -22,19 +23,21 @@ import numpy as np
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import conv as _numpy_conv  # noqa: E402
+from . import pool as _numpy_pool  # noqa: E402
 from . import saliency as _numpy_saliency  # noqa: E402
 
 BACKENDS = ("numpy", "cython")
 
-_impl = {"numpy": {"conv": _numpy_conv, "saliency": _numpy_saliency}}
+_impl = {"numpy": {"conv": _numpy_conv, "pool": _numpy_pool, "saliency": _numpy_saliency}}
 _missing = {}
 try:
     from .._ext import conv as _cython_conv
+    from .._ext import pool as _cython_pool
     from .._ext import saliency as _cython_saliency
 except ImportError as exc:  # a source checkout that was never built
     _missing["cython"] = f"{exc} (build it with `pip install .` or `pip install -e .`)"
 else:
-    _impl["cython"] = {"conv": _cython_conv, "saliency": _cython_saliency}
+    _impl["cython"] = {"conv": _cython_conv, "pool": _cython_pool, "saliency": _cython_saliency}
 
 
 def available():
@@ -131,5 +134,20 @@ def saliency_pairs(alpha, beta, domain, increase=True):
     return pairs
 
 
-# Pooling has only its NumPy reference so far; the compiled twin comes with ext/pool.pyx.
-from .pool import maxpool_backward, maxpool_forward  # noqa: E402,F401
+
+def maxpool_forward(x, size):
+    """x (N, C, H, W) -> (window maxima (N, C, H//size, W//size), their argmax, int64)."""
+    n, c, h, w = x.shape
+    out = np.empty((n, c, h // size, w // size), dtype=x.dtype)
+    argmax = np.empty(out.shape, dtype=np.int64)
+    _impl[_active]["pool"].maxpool_forward(np.ascontiguousarray(x), size, out, argmax)
+    return out, argmax
+
+
+def maxpool_backward(dy, argmax, x_shape, size):
+    """dx of ``x_shape`` from dy (S * N, C, oh, ow) and the forward's argmax (N, C, oh, ow)."""
+    if len(dy) % len(argmax) or dy.shape[1:] != argmax.shape[1:]:
+        raise ValueError(f"dy of shape {dy.shape} does not match argmax of shape {argmax.shape}")
+    dx = np.empty(x_shape, dtype=dy.dtype)
+    _impl[_active]["pool"].maxpool_backward(np.ascontiguousarray(dy), argmax, size, dx)
+    return dx

@@ -147,11 +147,8 @@ class MaxPool2D(Layer):
         return y
 
     def backward(self, dy, param_grads=True, input_grad=True):
-        argmax = self._argmax
-        repeats = seed_repeats(dy, len(argmax))
-        if repeats > 1:
-            argmax = np.tile(argmax, (repeats, 1, 1, 1))
-        return kernels.maxpool_backward(dy, argmax, (len(dy),) + self.x_shape[1:], self.size)
+        seed_repeats(dy, len(self._argmax))
+        return kernels.maxpool_backward(dy, self._argmax, (len(dy),) + self.x_shape[1:], self.size)
 
 
 class Dense(Layer):

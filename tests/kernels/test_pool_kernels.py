@@ -1,0 +1,38 @@
+"""The compiled max pooling equals its NumPy reference, ties and stacked seeds included."""
+import numpy as np
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from npdistill.kernels import pool as reference
+
+cython_pool = pytest.importorskip("npdistill._ext.pool", reason="compiled kernels not built")
+
+cases = st.tuples(st.integers(1, 8), st.integers(1, 16), st.integers(3, 16), st.integers(3, 16),
+                  st.integers(1, 4), st.integers(1, 3), st.booleans(),
+                  st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+
+
+@given(cases)
+def test_cython_maxpool_equals_the_reference(case):
+    n, c, h, w, size, seeds, ties, dtype, seed = case
+    assume(size <= min(h, w))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w))
+    if ties:                                     # few distinct values: ties in most windows
+        x = np.round(x)
+    x = x.astype(dtype)
+    shape = (n, c, h // size, w // size)
+    out = [np.full(shape, np.nan, dtype) for _ in range(2)]
+    argmax = [np.full(shape, -1, np.int64) for _ in range(2)]
+    reference.maxpool_forward(x, size, out[0], argmax[0])
+    cython_pool.maxpool_forward(x, size, out[1], argmax[1])
+    np.testing.assert_array_equal(out[1], out[0])
+    np.testing.assert_array_equal(argmax[1], argmax[0])
+
+    dy = rng.standard_normal((seeds * n,) + shape[1:]).astype(dtype)
+    dx = [np.full((seeds * n, c, h, w), np.nan, dtype) for _ in range(2)]
+    reference.maxpool_backward(dy, argmax[0], size, dx[0])
+    cython_pool.maxpool_backward(dy, argmax[0], size, dx[1])
+    np.testing.assert_array_equal(dx[1], dx[0])
+    assert np.count_nonzero(dx[0]) == np.count_nonzero(dy)    # one destination per output
