@@ -81,8 +81,28 @@ def conv_output_size(in_size, kernel, pad_before, pad_after):
     return in_size + pad_before + pad_after - kernel + 1
 
 
+# Layout. The layers see NCHW arrays; the convolution and pooling kernels work
+# channels-last, where every window row is one contiguous run. Their outputs
+# are NCHW views of channels-last memory, so that the next kernel reads them
+# without a copy (``channels_last`` is then free) and the GEMM output of a
+# convolution is already its result.
+def channels_last(x):
+    """The (N, H, W, C) C-contiguous array behind x (N, C, H, W); a copy only when needed."""
+    xh = x.transpose(0, 2, 3, 1)
+    return xh if xh.flags.c_contiguous else np.ascontiguousarray(xh)
+
+
+def empty_nchw(shape, dtype):
+    """An uninitialised NCHW array of ``shape`` backed by channels-last memory."""
+    n, c, h, w = shape
+    return np.empty((n, h, w, c), dtype=dtype).transpose(0, 3, 1, 2)
+
+
 def im2col(x, kh, kw, pads, out=None):
-    """x (N, C, H, W) -> cols (N*oh*ow, C*kh*kw); pads = (top, bottom, left, right)."""
+    """x (N, C, H, W) -> cols (N*oh*ow, kh*kw*C), columns in (a, b, c) order.
+
+    pads = (top, bottom, left, right); ``out`` is reused when it has the right shape.
+    """
     if x.ndim != 4:
         raise ValueError(f"im2col expects x of shape (N, C, H, W), got shape {x.shape}")
     n, c, h, w = x.shape
@@ -91,15 +111,15 @@ def im2col(x, kh, kw, pads, out=None):
     ow = conv_output_size(w, kw, left, right)
     if oh < 1 or ow < 1:
         raise ValueError(f"a {kh}x{kw} kernel does not fit a {h}x{w} image with padding {pads}")
-    shape = (n * oh * ow, c * kh * kw)
+    shape = (n * oh * ow, kh * kw * c)
     if out is None or out.shape != shape or out.dtype != x.dtype:
         out = np.empty(shape, dtype=x.dtype)
-    _impl[_active]["conv"].im2col(np.ascontiguousarray(x), kh, kw, top, left, oh, ow, out)
+    _impl[_active]["conv"].im2col(channels_last(x), kh, kw, top, left, oh, ow, out)
     return out
 
 
-def col2im(cols, x_shape, kh, kw, pads, out=None):
-    """Adjoint of im2col: cols (N*oh*ow, C*kh*kw) -> dx of ``x_shape`` (N, C, H, W)."""
+def col2im(cols, x_shape, kh, kw, pads):
+    """Adjoint of im2col: cols (N*oh*ow, kh*kw*C) -> dx (N, C, H, W) of ``x_shape``."""
     n, c, h, w = x_shape
     top, bottom, left, right = pads
     oh = conv_output_size(h, kh, top, bottom)
@@ -107,10 +127,10 @@ def col2im(cols, x_shape, kh, kw, pads, out=None):
     if cols.shape != (n * oh * ow, c * kh * kw):
         raise ValueError(f"col2im expects cols of shape {(n * oh * ow, c * kh * kw)} "
                          f"for an input of shape {tuple(x_shape)}, got {cols.shape}")
-    if out is None or out.shape != tuple(x_shape) or out.dtype != cols.dtype:
-        out = np.empty(x_shape, dtype=cols.dtype)
-    _impl[_active]["conv"].col2im(np.ascontiguousarray(cols), kh, kw, top, left, oh, ow, out)
-    return out
+    dx = empty_nchw(x_shape, cols.dtype)
+    _impl[_active]["conv"].col2im(np.ascontiguousarray(cols), kh, kw, top, left, oh, ow,
+                                  channels_last(dx))
+    return dx
 
 
 def saliency_pairs(alpha, beta, domain, increase=True):
@@ -138,9 +158,10 @@ def saliency_pairs(alpha, beta, domain, increase=True):
 def maxpool_forward(x, size):
     """x (N, C, H, W) -> (window maxima (N, C, H//size, W//size), their argmax, int64)."""
     n, c, h, w = x.shape
-    out = np.empty((n, c, h // size, w // size), dtype=x.dtype)
-    argmax = np.empty(out.shape, dtype=np.int64)
-    _impl[_active]["pool"].maxpool_forward(np.ascontiguousarray(x), size, out, argmax)
+    out = empty_nchw((n, c, h // size, w // size), x.dtype)
+    argmax = empty_nchw(out.shape, np.int64)
+    _impl[_active]["pool"].maxpool_forward(channels_last(x), size, channels_last(out),
+                                           channels_last(argmax))
     return out, argmax
 
 
@@ -148,6 +169,7 @@ def maxpool_backward(dy, argmax, x_shape, size):
     """dx of ``x_shape`` from dy (S * N, C, oh, ow) and the forward's argmax (N, C, oh, ow)."""
     if len(dy) % len(argmax) or dy.shape[1:] != argmax.shape[1:]:
         raise ValueError(f"dy of shape {dy.shape} does not match argmax of shape {argmax.shape}")
-    dx = np.empty(x_shape, dtype=dy.dtype)
-    _impl[_active]["pool"].maxpool_backward(np.ascontiguousarray(dy), argmax, size, dx)
+    dx = empty_nchw(x_shape, dy.dtype)
+    _impl[_active]["pool"].maxpool_backward(channels_last(dy), channels_last(argmax), size,
+                                            channels_last(dx))
     return dx

@@ -4,9 +4,12 @@ This is the specification the compiled kernels (ext/conv.pyx) are tested
 against. Stride 1; zero padding given as (pad_top, pad_left), the bottom/right
 padding follows from the output size.
 
-Layout: a row of ``cols`` is one output position (n, i, j), C-order; its
-columns run over the receptive field (c, a, b), C-order, so that
-``cols @ W.reshape(F, -1).T`` is the convolution with weights W (F, C, kh, kw).
+Layout: images are channels-last, x (N, H, W, C) C-contiguous (the layers keep
+NCHW as their logical shape over this memory, see nn/layers.py). A row of
+``cols`` is one output position (n, i, j); its columns run over the receptive
+field (a, b, c), C-order, so that ``cols @ W.transpose(0, 2, 3, 1).reshape(F, -1).T``
+is the convolution with weights W (F, C, kh, kw). With channels last, every
+window row x[n, y, j:j+kw, :] is one contiguous run of kw * C values.
 """
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -15,28 +18,28 @@ from numpy.lib.stride_tricks import sliding_window_view
 def _padding(in_h, in_w, kh, kw, pad_top, pad_left, out_h, out_w):
     pad_bottom = out_h + kh - 1 - in_h - pad_top
     pad_right = out_w + kw - 1 - in_w - pad_left
-    return ((0, 0), (0, 0), (pad_top, pad_bottom), (pad_left, pad_right))
+    return ((0, 0), (pad_top, pad_bottom), (pad_left, pad_right), (0, 0))
 
 
 def im2col(x, kh, kw, pad_top, pad_left, out_h, out_w, cols):
-    """Fill ``cols`` (N*out_h*out_w, C*kh*kw) with the receptive fields of x (N, C, H, W)."""
-    n, c, h, w = x.shape
+    """Fill ``cols`` (N*out_h*out_w, kh*kw*C) with the receptive fields of x (N, H, W, C)."""
+    n, h, w, c = x.shape
     padded = np.pad(x, _padding(h, w, kh, kw, pad_top, pad_left, out_h, out_w))
-    windows = sliding_window_view(padded, (kh, kw), axis=(2, 3))  # (N, C, oh, ow, kh, kw)
-    cols.reshape(n, out_h, out_w, c, kh, kw)[...] = windows.transpose(0, 2, 3, 1, 4, 5)
+    windows = sliding_window_view(padded, (kh, kw), axis=(1, 2))  # (N, oh, ow, C, kh, kw)
+    cols.reshape(n, out_h, out_w, kh, kw, c)[...] = windows.transpose(0, 1, 2, 4, 5, 3)
 
 
 def col2im(cols, kh, kw, pad_top, pad_left, out_h, out_w, dx):
-    """Overwrite dx (N, C, H, W) with the adjoint of im2col applied to ``cols``.
+    """Overwrite dx (N, H, W, C) with the adjoint of im2col applied to ``cols``.
 
     Every receptive-field entry is added back to the pixel it was read from;
     the loop runs over the kh*kw kernel offsets, never over pixels.
     """
-    n, c, h, w = dx.shape
+    n, h, w, c = dx.shape
     pads = _padding(h, w, kh, kw, pad_top, pad_left, out_h, out_w)
-    padded = np.zeros((n, c, h + sum(pads[2]), w + sum(pads[3])), dtype=dx.dtype)
-    patches = cols.reshape(n, out_h, out_w, c, kh, kw)
+    padded = np.zeros((n, h + sum(pads[1]), w + sum(pads[2]), c), dtype=dx.dtype)
+    patches = cols.reshape(n, out_h, out_w, kh, kw, c)
     for a in range(kh):
         for b in range(kw):
-            padded[:, :, a:a + out_h, b:b + out_w] += patches[:, :, :, :, a, b].transpose(0, 3, 1, 2)
-    dx[...] = padded[:, :, pad_top:pad_top + h, pad_left:pad_left + w]
+            padded[:, a:a + out_h, b:b + out_w, :] += patches[:, :, :, a, b, :]
+    dx[...] = padded[:, pad_top:pad_top + h, pad_left:pad_left + w, :]

@@ -105,24 +105,26 @@ class Conv2D(Layer):
         k = self.kernel_size
         self.x_shape = x.shape
         self._cols = kernels.im2col(x, k, k, self.pads, out=self._cols)
+        # the columns of cols run over (a, b, c): weights in the same order
+        self._W2 = W.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)
         n = x.shape[0]
         oh = kernels.conv_output_size(x.shape[2], k, *self.pads[:2])
         ow = kernels.conv_output_size(x.shape[3], k, *self.pads[2:])
-        y = self._cols @ W.reshape(self.out_channels, -1).T
+        y = self._cols @ self._W2.T
         y += b
-        return np.ascontiguousarray(y.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2))
+        return y.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2)   # NCHW view
 
     def backward(self, dy, param_grads=True, input_grad=True):
-        W = self.params["W"]
-        k = self.kernel_size
-        dy2 = dy.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)
+        k, C, F = self.kernel_size, self.in_channels, self.out_channels
+        dy2 = kernels.channels_last(dy).reshape(-1, F)
         if param_grads:
             _check_param_grads(dy, self.x_shape[0])
-            self.grads["W"] = (dy2.T @ self._cols).reshape(W.shape)
+            dW2 = dy2.T @ self._cols
+            self.grads["W"] = np.ascontiguousarray(dW2.reshape(F, k, k, C).transpose(0, 3, 1, 2))
             self.grads["b"] = dy2.sum(axis=0)
         if not input_grad:
             return None
-        dcols = dy2 @ W.reshape(self.out_channels, -1)
+        dcols = dy2 @ self._W2
         return kernels.col2im(dcols, (len(dy),) + self.x_shape[1:], k, k, self.pads)
 
 
@@ -191,12 +193,12 @@ class ReLU(Layer):
 
     def forward(self, x, training=False):
         self.mask = x > 0
-        return np.where(self.mask, x, x.dtype.type(0))
+        return np.maximum(x, x.dtype.type(0))     # a ufunc: keeps x's memory layout
 
     def backward(self, dy, param_grads=True, input_grad=True):
         repeats = seed_repeats(dy, len(self.mask))
-        stacked = dy.reshape(repeats, *self.mask.shape)
-        return np.where(self.mask, stacked, dy.dtype.type(0)).reshape(dy.shape)
+        stacked = dy.reshape(repeats, *self.mask.shape)   # splits the outermost axis: a view
+        return (stacked * self.mask).reshape(dy.shape)
 
 
 class Dropout(Layer):

@@ -30,8 +30,8 @@ def test_cython_im2col_and_col2im_equal_the_reference(case):
     assume(padding == "same" or k <= min(h, w))
     pads, oh, ow = geometry(h, w, k, padding)
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, w)).astype(dtype)
-    expected = np.full((n * oh * ow, c * k * k), np.nan, dtype)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)        # the kernels work channels-last
+    expected = np.full((n * oh * ow, k * k * c), np.nan, dtype)
     got = np.full_like(expected, np.nan)
     reference.im2col(x, k, k, pads[0], pads[2], oh, ow, expected)
     cython_conv.im2col(x, k, k, pads[0], pads[2], oh, ow, got)

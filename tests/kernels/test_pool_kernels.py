@@ -18,11 +18,11 @@ def test_cython_maxpool_equals_the_reference(case):
     n, c, h, w, size, seeds, ties, dtype, seed = case
     assume(size <= min(h, w))
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, c, h, w))
+    x = rng.standard_normal((n, h, w, c))              # the kernels work channels-last
     if ties:                                     # few distinct values: ties in most windows
         x = np.round(x)
     x = x.astype(dtype)
-    shape = (n, c, h // size, w // size)
+    shape = (n, h // size, w // size, c)
     out = [np.full(shape, np.nan, dtype) for _ in range(2)]
     argmax = [np.full(shape, -1, np.int64) for _ in range(2)]
     reference.maxpool_forward(x, size, out[0], argmax[0])
@@ -31,7 +31,7 @@ def test_cython_maxpool_equals_the_reference(case):
     np.testing.assert_array_equal(argmax[1], argmax[0])
 
     dy = rng.standard_normal((seeds * n,) + shape[1:]).astype(dtype)
-    dx = [np.full((seeds * n, c, h, w), np.nan, dtype) for _ in range(2)]
+    dx = [np.full((seeds * n, h, w, c), np.nan, dtype) for _ in range(2)]
     reference.maxpool_backward(dy, argmax[0], size, dx[0])
     cython_pool.maxpool_backward(dy, argmax[0], size, dx[1])
     np.testing.assert_array_equal(dx[1], dx[0])
