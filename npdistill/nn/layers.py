@@ -3,6 +3,8 @@
 A layer keeps in ``forward`` what its ``backward`` needs. ``backward(dy)``
 returns dL/dx and, unless ``param_grads=False``, fills ``grads`` with dL/dparam
 under the same keys as ``params``. Images are NCHW; convolutions have stride 1.
+Conv2D and MaxPool2D return NCHW views of channels-last memory (see
+npdistill.kernels): the logical shape is NCHW everywhere, only the strides differ.
 
 Stacked seeds: ``backward`` also accepts a dy whose batch is S times the batch
 of the last forward (seed-major: row s * n + i belongs to sample i). Backward
