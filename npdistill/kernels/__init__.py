@@ -101,7 +101,7 @@ def empty_nchw(shape, dtype):
 def im2col(x, kh, kw, pads, out=None):
     """x (N, C, H, W) -> cols (N*oh*ow, kh*kw*C), columns in (a, b, c) order.
 
-    pads = (top, bottom, left, right); ``out`` is reused when it has the right shape.
+    pads = (top, bottom, left, right); ``out``: a buffer to reuse (see ``_buffer``).
     """
     if x.ndim != 4:
         raise ValueError(f"im2col expects x of shape (N, C, H, W), got shape {x.shape}")
@@ -111,15 +111,24 @@ def im2col(x, kh, kw, pads, out=None):
     ow = conv_output_size(w, kw, left, right)
     if oh < 1 or ow < 1:
         raise ValueError(f"a {kh}x{kw} kernel does not fit a {h}x{w} image with padding {pads}")
-    shape = (n * oh * ow, kh * kw * c)
-    if out is None or out.shape != shape or out.dtype != x.dtype:
-        out = np.empty(shape, dtype=x.dtype)
+    out = _buffer((n * oh * ow, kh * kw * c), x.dtype, out)
     _impl[_active]["conv"].im2col(channels_last(x), kh, kw, top, left, oh, ow, out)
     return out
 
 
-def col2im(cols, x_shape, kh, kw, pads):
-    """Adjoint of im2col: cols (N*oh*ow, kh*kw*C) -> dx (N, C, H, W) of ``x_shape``."""
+def _buffer(shape, dtype, out):
+    """``out``'s leading entries as an array of ``shape``, or a new array when it is too small."""
+    size = int(np.prod(shape))
+    if out is None or out.dtype != dtype or out.size < size or not out.flags.c_contiguous:
+        return np.empty(shape, dtype=dtype)
+    return out.reshape(-1)[:size].reshape(shape)
+
+
+def col2im(cols, x_shape, kh, kw, pads, out=None):
+    """Adjoint of im2col: cols (N*oh*ow, kh*kw*C) -> dx (N, C, H, W) of ``x_shape``.
+
+    ``out``: an NCHW view of channels-last memory to write into (see ``empty_nchw``).
+    """
     n, c, h, w = x_shape
     top, bottom, left, right = pads
     oh = conv_output_size(h, kh, top, bottom)
@@ -127,9 +136,11 @@ def col2im(cols, x_shape, kh, kw, pads):
     if cols.shape != (n * oh * ow, c * kh * kw):
         raise ValueError(f"col2im expects cols of shape {(n * oh * ow, c * kh * kw)} "
                          f"for an input of shape {tuple(x_shape)}, got {cols.shape}")
-    dx = empty_nchw(x_shape, cols.dtype)
-    _impl[_active]["conv"].col2im(np.ascontiguousarray(cols), kh, kw, top, left, oh, ow,
-                                  channels_last(dx))
+    dx = empty_nchw(x_shape, cols.dtype) if out is None else out
+    target = dx.transpose(0, 2, 3, 1)
+    if dx.shape != tuple(x_shape) or not target.flags.c_contiguous:
+        raise ValueError(f"col2im out must be a channels-last {tuple(x_shape)} array")
+    _impl[_active]["conv"].col2im(np.ascontiguousarray(cols), kh, kw, top, left, oh, ow, target)
     return dx
 
 

@@ -60,6 +60,13 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
+# Convolutions run block by block: the im2col of a block of images (at most this
+# many bytes) is multiplied while it is still in cache. Measured against one
+# block for the whole batch, interleaved, 30 runs each (2 MB vs unblocked):
+# training step 103 vs 124 ms, JSMA-like pass 82 vs 103 ms (minimums).
+BLOCK_BYTES = 1 << 21
+
+
 def _he_uniform(rng, shape, fan_in, dtype):
     limit = np.sqrt(6.0 / fan_in)
     return rng.uniform(-limit, limit, size=shape).astype(dtype)
@@ -88,7 +95,7 @@ class Conv2D(Layer):
         self.params = {"W": np.zeros((out_channels, in_channels, k, k), dtype=dtype),
                        "b": np.zeros(out_channels, dtype=dtype)}
         self.initialize(np.random.default_rng(seed))
-        self._cols = None
+        self._cols = self._dcols = None       # reusable block buffers
 
     def config(self):
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
@@ -100,34 +107,50 @@ class Conv2D(Layer):
         self.params["W"] = _he_uniform(rng, W.shape, fan_in, W.dtype)
         self.params["b"] = np.zeros_like(self.params["b"])
 
+    def _blocks(self, n, rows_per_image):
+        """Image ranges whose im2col fits BLOCK_BYTES: copied, then multiplied while in cache."""
+        row_bytes = self.kernel_size ** 2 * self.in_channels * self.params["W"].itemsize
+        step = max(1, BLOCK_BYTES // (rows_per_image * row_bytes))
+        return [(s, min(n, s + step)) for s in range(0, n, step)]
+
     def forward(self, x, training=False):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"Conv2D expects input (N, {self.in_channels}, H, W), got {x.shape}")
-        W, b = self.params["W"], self.params["b"]
-        k = self.kernel_size
-        self.x_shape = x.shape
-        self._cols = kernels.im2col(x, k, k, self.pads, out=self._cols)
-        # the columns of cols run over (a, b, c): weights in the same order
-        self._W2 = W.transpose(0, 2, 3, 1).reshape(self.out_channels, -1)
+        k, F = self.kernel_size, self.out_channels
         n = x.shape[0]
         oh = kernels.conv_output_size(x.shape[2], k, *self.pads[:2])
         ow = kernels.conv_output_size(x.shape[3], k, *self.pads[2:])
-        y = self._cols @ self._W2.T
-        y += b
-        return y.reshape(n, oh, ow, self.out_channels).transpose(0, 3, 1, 2)   # NCHW view
+        self.x, self.rows = x, oh * ow
+        # the columns of im2col run over (a, b, c): weights in the same order
+        self._W2 = self.params["W"].transpose(0, 2, 3, 1).reshape(F, -1)
+        y = np.empty((n * oh * ow, F), dtype=x.dtype)
+        for s, e in self._blocks(n, self.rows):
+            self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)
+            np.matmul(self._cols, self._W2.T, out=y[s * self.rows:e * self.rows])
+        y += self.params["b"]
+        return y.reshape(n, oh, ow, F).transpose(0, 3, 1, 2)      # NCHW view, channels last
 
     def backward(self, dy, param_grads=True, input_grad=True):
         k, C, F = self.kernel_size, self.in_channels, self.out_channels
         dy2 = kernels.channels_last(dy).reshape(-1, F)
         if param_grads:
-            _check_param_grads(dy, self.x_shape[0])
-            dW2 = dy2.T @ self._cols
-            self.grads["W"] = np.ascontiguousarray(dW2.reshape(F, k, k, C).transpose(0, 3, 1, 2))
+            _check_param_grads(dy, len(self.x))
+            dW2 = np.zeros_like(self._W2)
             self.grads["b"] = dy2.sum(axis=0)
-        if not input_grad:
-            return None
-        dcols = dy2 @ self._W2
-        return kernels.col2im(dcols, (len(dy),) + self.x_shape[1:], k, k, self.pads)
+        dx = kernels.empty_nchw((len(dy),) + self.x.shape[1:], dy.dtype) if input_grad else None
+        for s, e in self._blocks(len(dy), self.rows):
+            block = dy2[s * self.rows:e * self.rows]
+            if param_grads:       # im2col again, block by block: cheaper than keeping it all
+                self._cols = kernels.im2col(self.x[s:e], k, k, self.pads, out=self._cols)
+                dW2 += block.T @ self._cols
+            if input_grad:
+                self._dcols = kernels._buffer((len(block), self._W2.shape[1]), dy.dtype, self._dcols)
+                np.matmul(block, self._W2, out=self._dcols)
+                kernels.col2im(self._dcols, (e - s,) + self.x.shape[1:], k, k, self.pads,
+                               out=dx[s:e])
+        if param_grads:
+            self.grads["W"] = np.ascontiguousarray(dW2.reshape(F, k, k, C).transpose(0, 3, 1, 2))
+        return dx
 
 
 class MaxPool2D(Layer):

@@ -1,0 +1,104 @@
+"""Per-layer speed of the paper's MNIST net at batch 128: forward and backward
+(input and parameter gradients) of each convolution and pooling layer, for
+npdistill's numpy and cython backends and PyTorch CPU (2 threads) when installed.
+
+    python bench/conv_speed.py [--quick] [--json] [--repeats N]
+
+Milliseconds per batch, medians over the repeats after a warm-up.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+import npdistill as nd  # noqa: E402
+
+BATCH = 128
+
+
+def layer_inputs(model, x):
+    """The input each layer of ``model`` sees for x, and the layers' names."""
+    inputs, names, counts = [], [], {}
+    for layer in model.layers:
+        kind = type(layer).__name__
+        counts[kind] = counts.get(kind, 0) + 1
+        inputs.append(x)
+        names.append(f"{kind}#{counts[kind]}")
+        x = layer.forward(x)
+    return inputs, names
+
+
+def npdistill_times(model, x, repeats):
+    inputs, names = layer_inputs(model, x)
+    out = {}
+    for layer, xi, name in zip(model.layers, inputs, names):
+        if type(layer).__name__ not in ("Conv2D", "MaxPool2D"):
+            continue
+        y = layer.forward(xi)
+        dy = np.ones_like(y)
+        fwd, _ = common.timed(lambda: layer.forward(xi), repeats)
+        layer.forward(xi)
+        bwd, _ = common.timed(lambda: layer.backward(dy), repeats)
+        out[name] = {"forward_ms": fwd * 1e3, "backward_ms": bwd * 1e3}
+    return out
+
+
+def torch_times(torch, model, x, repeats):
+    twin = common.to_torch(model, torch)
+    inputs, names = layer_inputs(model, x)
+    out = {}
+    for module, layer, xi, name in zip(twin, model.layers, inputs, names):
+        if type(layer).__name__ not in ("Conv2D", "MaxPool2D"):
+            continue
+        xt = torch.from_numpy(np.ascontiguousarray(xi)).requires_grad_(True)
+        with torch.no_grad():
+            fwd, _ = common.timed(lambda: module(xt), repeats)
+        y = module(xt)
+        dy = torch.ones_like(y)
+
+        def backward():
+            xt.grad = None
+            for p in module.parameters():
+                p.grad = None
+            module(xt).backward(dy)
+        backward()
+        both, _ = common.timed(backward, repeats)
+        out[name] = {"forward_ms": fwd * 1e3, "backward_ms": max(both - fwd, 0.0) * 1e3}
+    return out
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 repeats")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    repeats = 3 if args.quick else args.repeats
+    (x, _), _ = common.load_mnist()
+    x = x[:BATCH]
+    model = nd.architectures.papernot_mnist(seed=0)
+    print(f"machine: {common.machine()}; batch {BATCH}; ms per batch, median of {repeats}")
+    results = {}
+    for backend in nd.kernels.available()[::-1]:
+        nd.kernels.use(backend)
+        results[f"npdistill_{backend}"] = npdistill_times(model, x, repeats)
+    torch = common.import_torch()
+    if torch is not None:
+        results["torch"] = torch_times(torch, model, x, repeats)
+    layers = list(next(iter(results.values())))
+    print(f"{'layer':<12}" + "".join(f"{name + ' fwd/bwd':>28}" for name in results))
+    for layer in layers:
+        cells = "".join(f"{r[layer]['forward_ms']:>13.2f} /{r[layer]['backward_ms']:>8.2f} ms   "
+                        for r in results.values())
+        print(f"{layer:<12}{cells}")
+    if args.json:
+        print(json.dumps({"machine": common.machine(), "batch": BATCH, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
