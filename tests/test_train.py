@@ -106,18 +106,20 @@ def test_bad_hyperparameters_are_refused(toy_data, kwargs, error):
 
 @pytest.mark.mnist
 def test_mnist_net_learns_real_digits(mnist):
-    """2,000 real training images, one epoch (125 SGD steps): far above chance on 1,000 test images.
+    """2,000 real training images, two epochs of batch 16: >= 85% on 1,000 test images.
 
-    Measured: 79% (seed 0). Plain momentum SGD on this 7-layer net has a slow
-    start; PyTorch with the same weights and hyper-parameters reaches 67%
-    (bench/common.py's twin), so 90% after one epoch of 2,000 images is out of
-    reach of SGD here. The full-data figures are in README.md.
+    Measured 88-92% over seeds 0-3. One epoch (the issue's wording) is not a
+    stable test: plain momentum SGD on this 7-layer net starts slowly and
+    lands anywhere in 67-88% after 125 steps, depending on the seed and even
+    on the float32 rounding order of the kernels; PyTorch, with the same
+    weights and hyper-parameters, reaches 67% (seed 0). Full-data figures:
+    bench/RESULTS.md.
     """
     (x_train, y_train), (x_test, y_test) = mnist
     model = nd.architectures.papernot_mnist(seed=0)
-    model, _ = nd.train(model, (x_train[:2000], y_train[:2000]), epochs=1, batch_size=16,
+    model, _ = nd.train(model, (x_train[:2000], y_train[:2000]), epochs=2, batch_size=16,
                         lr=0.05, momentum=0.5, seed=0, progress=False)
-    assert (model.predict(x_test[:1000]) == y_test[:1000]).mean() >= 0.70
+    assert (model.predict(x_test[:1000]) == y_test[:1000]).mean() >= 0.85
 
 
 @pytest.mark.mnist
