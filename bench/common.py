@@ -1,7 +1,9 @@
 """Shared by the benchmarks: the trained MNIST net (trained once, cached) and its PyTorch twin."""
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -56,6 +58,31 @@ def import_torch():
     return torch
 
 
+class TorchWorker:
+    """bench/torch_worker.py in a child process: PyTorch timed apart from npdistill's OpenMP."""
+
+    def __init__(self):
+        env = dict(os.environ)
+        if nd.kernels.WAIT_POLICY_SET_HERE:      # npdistill's setting, not the user's
+            env.pop("OMP_WAIT_POLICY")
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("torch_worker.py"))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.version = json.loads(self.process.stdout.readline())["ready"]
+
+    def run(self, workload, calls):
+        self.process.stdin.write(f"{workload} {calls}\n")
+        self.process.stdin.flush()
+        return json.loads(self.process.stdout.readline())
+
+    def runner(self, workload):
+        return lambda calls: self.run(workload, calls)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait(timeout=30)
+
+
 def to_torch(model, torch, softmax=False):
     """A torch.nn.Sequential carrying the same weights (eval mode), logits or softmax outputs."""
     nn = torch.nn
@@ -100,3 +127,32 @@ def timed(fn, repeats):
         result = fn()
         times.append(time.perf_counter() - began)
     return statistics.median(times), result
+
+
+def in_process(fn):
+    """A block runner for ``timed_interleaved``: ``calls`` timed calls of fn in this process."""
+    def run(calls):
+        seconds = []
+        for _ in range(calls):
+            began = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - began)
+        return seconds
+    return run
+
+
+def timed_interleaved(runners, repeats, block=5):
+    """Median seconds per call of each contender, taken in turns.
+
+    ``runners``: name -> function(calls) -> list of seconds (``in_process`` or
+    ``TorchWorker.runner``). Each contender runs ``block`` calls in a row, then
+    the next one, round after round, until each has ``repeats``: a passing
+    load on a shared machine then hits them all alike.
+    """
+    for run in runners.values():
+        run(1)                                                 # warm-up
+    times = {name: [] for name in runners}
+    while min(len(v) for v in times.values()) < repeats:
+        for name, run in runners.items():
+            times[name] += run(block)
+    return {name: statistics.median(values) for name, values in times.items()}

@@ -5,7 +5,10 @@ architecture and weights) when it is installed.
 
     python bench/train_speed.py [--quick] [--json] [--repeats N]
 
-Images/s are medians over the repeats, after a warm-up.
+Images/s are medians over the repeats, after a warm-up; the contenders take
+turns in blocks of 5 calls (bench/common.py: timed_interleaved). PyTorch runs
+in a child process (bench/torch_worker.py): two OpenMP runtimes in one
+process interfere, and each library should run as its users run it.
 """
 import argparse
 import json
@@ -20,11 +23,18 @@ import common  # noqa: E402
 import npdistill as nd  # noqa: E402
 
 
-def npdistill_rates(x, y, repeats):
+def npdistill_workloads(x, y, backend):
+    """Callables for a training step (batch 128) and inference (128, 1024) on ``backend``."""
     model = nd.architectures.papernot_mnist(seed=0)
     optimizer = nd.nn.SGD(0.1, 0.5)
     model.set_rng(np.random.default_rng(0))
     xb, yb = x[:128], y[:128]
+
+    def on_backend(fn):
+        def run():
+            nd.kernels.use(backend)
+            return fn()
+        return run
 
     def step():
         logits = model.forward(xb, training=True)
@@ -32,40 +42,12 @@ def npdistill_rates(x, y, repeats):
         model.backward(dlogits, input_grad=False)
         optimizer.step(model.params, model.grads, 0)
 
-    rates = {}
-    step()
-    seconds, _ = common.timed(step, repeats)
-    rates["train_step_b128"] = 128 / seconds
-    for batch in (128, 1024):
-        xi = x[:batch]
-        model.forward(xi)
-        seconds, _ = common.timed(lambda: model.forward(xi), repeats)
-        rates[f"inference_b{batch}"] = batch / seconds
-    return rates
+    return {"train_step_b128": on_backend(step),
+            "inference_b128": on_backend(lambda: model.forward(x[:128])),
+            "inference_b1024": on_backend(lambda: model.forward(x[:1024]))}
 
 
-def torch_rates(torch, x, y, repeats):
-    model = common.to_torch(nd.architectures.papernot_mnist(seed=0), torch).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
-    xb, yb = torch.from_numpy(x[:128]), torch.from_numpy(y[:128])
-
-    def step():
-        optimizer.zero_grad()
-        torch.nn.functional.cross_entropy(model(xb), yb).backward()
-        optimizer.step()
-
-    rates = {}
-    step()
-    seconds, _ = common.timed(step, repeats)
-    rates["train_step_b128"] = 128 / seconds
-    model.eval()
-    for batch in (128, 1024):
-        xi = torch.from_numpy(x[:batch])
-        with torch.no_grad():
-            model(xi)
-            seconds, _ = common.timed(lambda: model(xi), repeats)
-        rates[f"inference_b{batch}"] = batch / seconds
-    return rates
+WORKLOADS = ("train_step_b128", "inference_b128", "inference_b1024")
 
 
 def main():
@@ -77,14 +59,27 @@ def main():
     repeats = 3 if args.quick else args.repeats
     (x, y), _ = common.load_mnist()
     x, y = x[:1024], y[:1024]
-    print(f"machine: {common.machine()}; median of {repeats} repeats after a warm-up")
-    results = {}
-    for backend in nd.kernels.available()[::-1]:
-        nd.kernels.use(backend)
-        results[f"npdistill_{backend}"] = npdistill_rates(x, y, repeats)
-    torch = common.import_torch()
-    if torch is not None:
-        results["torch"] = torch_rates(torch, x, y, repeats)
+    print(f"machine: {common.machine()}; median of {repeats} interleaved repeats after a warm-up")
+    contenders = {f"npdistill_{b}": npdistill_workloads(x, y, b)
+                  for b in nd.kernels.available()[::-1]}
+    worker = None
+    try:
+        worker = common.TorchWorker()
+    except Exception as exc:       # PyTorch missing or broken: still measure npdistill
+        print(f"PyTorch peer unavailable ({exc}); npdistill only", file=sys.stderr)
+    results = {name: {} for name in contenders}
+    if worker is not None:
+        results["torch"] = {}
+    for workload in WORKLOADS:
+        batch = 1024 if workload.endswith("1024") else 128
+        runners = {name: common.in_process(jobs[workload]) for name, jobs in contenders.items()}
+        if worker is not None:
+            runners["torch"] = worker.runner(workload)
+        for name, seconds in common.timed_interleaved(runners, repeats).items():
+            results[name][workload] = batch / seconds
+    if worker is not None:
+        print(f"PyTorch {worker.version} in a separate process, 2 threads")
+        worker.close()
     for name, rates in results.items():
         print(f"{name:<18} " + "   ".join(f"{k} {v:8,.0f} img/s" for k, v in rates.items()))
     best = results.get("npdistill_cython") or results["npdistill_numpy"]

@@ -20,6 +20,7 @@ import numpy as np
 # OpenBLAS's threads in the GEMM that follows: measured 3.9 -> 14 images/s on
 # JSMA (bench/jsma_speed.py, 2 cores). libgomp reads this once, when the
 # compiled kernels load it below; a value the user set is kept.
+WAIT_POLICY_SET_HERE = "OMP_WAIT_POLICY" not in os.environ
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import conv as _numpy_conv  # noqa: E402
@@ -166,11 +167,15 @@ def saliency_pairs(alpha, beta, domain, increase=True):
 
 
 
-def maxpool_forward(x, size):
-    """x (N, C, H, W) -> (window maxima (N, C, H//size, W//size), their argmax, int64)."""
+def maxpool_forward(x, size, argmax=None):
+    """x (N, C, H, W) -> (window maxima (N, C, H//size, W//size), their argmax, int64).
+
+    ``argmax``: the array a previous call returned, reused when the shape matches.
+    """
     n, c, h, w = x.shape
     out = empty_nchw((n, c, h // size, w // size), x.dtype)
-    argmax = empty_nchw(out.shape, np.int64)
+    if argmax is None or argmax.shape != out.shape:
+        argmax = empty_nchw(out.shape, np.int64)
     _impl[_active]["pool"].maxpool_forward(channels_last(x), size, channels_last(out),
                                            channels_last(argmax))
     return out, argmax

@@ -161,6 +161,7 @@ class MaxPool2D(Layer):
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
             raise ValueError(f"size must be a positive integer, got {size!r}")
         self.size = int(size)
+        self._argmax = None          # where each window's maximum was; reused across batches
 
     def config(self):
         return {"size": self.size}
@@ -170,7 +171,7 @@ class MaxPool2D(Layer):
             raise ValueError(f"MaxPool2D({self.size}) expects (N, C, H, W) with H, W >= "
                              f"{self.size}, got {x.shape}")
         self.x_shape = x.shape
-        y, self._argmax = kernels.maxpool_forward(x, self.size)
+        y, self._argmax = kernels.maxpool_forward(x, self.size, argmax=self._argmax)
         return y
 
     def backward(self, dy, param_grads=True, input_grad=True):
