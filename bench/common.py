@@ -1,4 +1,5 @@
 """Shared by the benchmarks: the trained MNIST net (trained once, cached) and its PyTorch twin."""
+import argparse
 import json
 import os
 import platform
@@ -13,6 +14,16 @@ import numpy as np
 import npdistill as nd
 
 CACHE = Path(os.environ.get("NPDISTILL_BENCH_CACHE", Path.home() / ".cache" / "npdistill" / "bench"))
+
+
+def repeats_from_arguments(doc):
+    """Parse --quick / --json / --repeats for a timing bench: (repeats, args)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="3 repeats")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--repeats", type=int, default=15)
+    args = parser.parse_args()
+    return (3 if args.quick else args.repeats), args
 
 
 def machine():

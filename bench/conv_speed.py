@@ -6,7 +6,6 @@ npdistill's numpy and cython backends and PyTorch CPU (2 threads) when installed
 
 Milliseconds per batch, medians over the repeats after a warm-up.
 """
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -73,12 +72,7 @@ def torch_times(torch, model, x, repeats):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 repeats")
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
-    repeats = 3 if args.quick else args.repeats
+    repeats, args = common.repeats_from_arguments(__doc__)
     (x, _), _ = common.load_mnist()
     x = x[:BATCH]
     model = nd.architectures.papernot_mnist(seed=0)

@@ -90,8 +90,6 @@ def main():
                 f"npdistill (logits), same {m} images", seconds, m, x[:m], examples["logits"][:m],
                 model, targets[:m])
 
-    best = max((v["images_per_s"], k) for k, v in results.items() if k.startswith("npdistill_cython")
-               ) if any(k.startswith("npdistill_cython") for k in results) else (None, None)
     art = results.get("art_softmax", {}).get("images_per_s")
     ours = results.get("npdistill_cython_softmax", {}).get("images_per_s")
     summary = {

@@ -10,7 +10,6 @@ turns in blocks of 5 calls (bench/common.py: timed_interleaved). PyTorch runs
 in a child process (bench/torch_worker.py): two OpenMP runtimes in one
 process interfere, and each library should run as its users run it.
 """
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -51,12 +50,7 @@ WORKLOADS = ("train_step_b128", "inference_b128", "inference_b1024")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 repeats")
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
-    repeats = 3 if args.quick else args.repeats
+    repeats, args = common.repeats_from_arguments(__doc__)
     (x, y), _ = common.load_mnist()
     x, y = x[:1024], y[:1024]
     print(f"machine: {common.machine()}; median of {repeats} interleaved repeats after a warm-up")
