@@ -160,3 +160,34 @@ def test_stacked_seeds_equal_separate_backward_passes(n, repeats, seed):
     model.forward(x)
     with pytest.raises(ValueError, match="parameter gradients need dy of batch"):
         model.backward(seeds.reshape(repeats * n, 3))
+
+
+@given(st.integers(1, 7), st.integers(1, 3), st.integers(1, 3), st.sampled_from(["valid", "same"]),
+       st.integers(1, 3), st.integers(0, 2**31))
+def test_blocked_convolution_equals_one_block(n, c, repeats, padding, block_images, seed):
+    """Conv2D works through image blocks (BLOCK_BYTES); any block size gives the same results."""
+    rng = np.random.default_rng(seed)
+    layer = layers.Conv2D(c, 3, 3, padding=padding, dtype=np.float64, seed=seed)
+    x = rng.random((n, c, 7, 6))
+    dy_shape = layer.forward(x).shape
+    dy = rng.standard_normal(dy_shape)
+    seeds = rng.standard_normal((repeats * n,) + dy_shape[1:])
+    results = []
+    image_bytes = dy_shape[2] * dy_shape[3] * 9 * c * 8       # one image's im2col, float64
+    for block_bytes in (1 << 40, block_images * image_bytes):
+        old, layers.BLOCK_BYTES = layers.BLOCK_BYTES, block_bytes
+        try:
+            y = layer.forward(x).copy()
+            dx = layer.backward(dy)
+            grads = {k: v.copy() for k, v in layer.grads.items()}
+            layer.forward(x)
+            stacked = layer.backward(seeds, param_grads=False)
+        finally:
+            layers.BLOCK_BYTES = old
+        results.append((y, dx, grads, stacked))
+    (y0, dx0, g0, s0), (y1, dx1, g1, s1) = results
+    np.testing.assert_allclose(y1, y0, rtol=1e-12)
+    np.testing.assert_allclose(dx1, dx0, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(s1, s0, rtol=1e-12, atol=1e-15)
+    for key in g0:
+        np.testing.assert_allclose(g1[key], g0[key], rtol=1e-12, atol=1e-15)
