@@ -186,8 +186,11 @@ def test_blocked_convolution_equals_one_block(n, c, repeats, padding, block_imag
             layers.BLOCK_BYTES = old
         results.append((y, dx, grads, stacked))
     (y0, dx0, g0, s0), (y1, dx1, g1, s1) = results
-    np.testing.assert_allclose(y1, y0, rtol=1e-12)
-    np.testing.assert_allclose(dx1, dx0, rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(s1, s0, rtol=1e-12, atol=1e-15)
+    # blocks change the summation order only: equal up to rounding of the largest terms
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12,
+                                                    atol=1e-12 * max(np.abs(b).max(), 1.0))
+    close(y1, y0)
+    close(dx1, dx0)
+    close(s1, s0)
     for key in g0:
-        np.testing.assert_allclose(g1[key], g0[key], rtol=1e-12, atol=1e-15)
+        close(g1[key], g0[key])
