@@ -40,7 +40,7 @@ def _seeds(z, target, on, T):
 
 
 def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=(0.0, 1.0),
-         batch_size=100, progress=False):
+         search_domain=None, batch_size=100, progress=False):
     """Targeted JSMA.
 
     Parameters
@@ -53,6 +53,10 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
         iterations of two pixels (gamma = 0.145 gives 56 iterations, 112 pixels, on MNIST)
     on : "softmax" (saliency of softmax(Z / T), the paper's) or "logits"
     T : temperature of the softmax used for the saliency (deployment: 1)
+    search_domain : optional bool array shaped like x: the pixels the attack may
+        change. The paper's domain, the default, is every pixel that can still
+        move (below clip[1] for theta > 0, above clip[0] for theta < 0); a mask
+        narrows it (torchattacks, for instance, searches ``x < 0.99`` only).
     batch_size : images advanced together (each pass runs 2 * batch_size rows)
 
     Returns
@@ -73,6 +77,13 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
         raise ValueError(f"on must be 'softmax' or 'logits', got {on!r}")
     check_positive(T, "temperature T")
     check_positive(batch_size, "batch_size", integer=True)
+    if search_domain is not None:
+        if not isinstance(search_domain, np.ndarray) or search_domain.dtype != bool:
+            raise TypeError("search_domain must be a bool numpy array")
+        if search_domain.shape != x.shape:
+            raise ValueError(f"search_domain must have the shape of x {x.shape}, "
+                             f"got {search_domain.shape}")
+        search_domain = search_domain.reshape(len(x), -1)
 
     n_total, m = len(x), int(np.prod(x.shape[1:]))
     max_iter = int(np.floor(gamma * m / 2))
@@ -82,7 +93,8 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
     for start in range(0, n_total, batch_size):
         rows = np.arange(start, min(start + batch_size, n_total))
         _attack_chunk(model, x_adv, target, rows, success, iterations,
-                      theta=x.dtype.type(theta), max_iter=max_iter, on=on, T=T, lo=lo, hi=hi)
+                      theta=x.dtype.type(theta), max_iter=max_iter, on=on, T=T, lo=lo, hi=hi,
+                      allowed=None if search_domain is None else search_domain[rows])
         if progress:
             done = rows[-1] + 1
             print(f"jsma: {done}/{n_total} images, success {success[:done].mean():.1%}",
@@ -91,9 +103,11 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
 
 
 def _attack_chunk(model, x_adv, target, rows, success, iterations, *, theta, max_iter, on, T,
-                  lo, hi):
+                  lo, hi, allowed):
     flat = x_adv.reshape(len(x_adv), -1)                    # a view: edits land in x_adv
     domain = flat[rows] < hi if theta > 0 else flat[rows] > lo
+    if allowed is not None:
+        domain &= allowed
     active = np.arange(len(rows))                           # positions within the chunk
     for it in range(max_iter + 1):
         if active.size == 0:

@@ -61,9 +61,9 @@ class Layer:
 
 
 # Convolutions run block by block: the im2col of a block of images (at most this
-# many bytes) is multiplied while it is still in cache. Measured against one
-# block for the whole batch, interleaved, 30 runs each (2 MB vs unblocked):
-# training step 103 vs 124 ms, JSMA-like pass 82 vs 103 ms (minimums).
+# many bytes) is multiplied while it is still in cache. `python bench/blocking.py`
+# (2 cores): 2 MB was the best of 1, 2, 4 MB and one block for the whole batch,
+# e.g. training step 131 vs 146 ms, JSMA-like pass 107 vs 114 ms.
 BLOCK_BYTES = 1 << 21
 
 

@@ -80,6 +80,21 @@ def test_no_admissible_pair_stops_as_a_failure_without_touching_the_image(toy):
     np.testing.assert_array_equal(r.x_adv, x[:5])
 
 
+def test_search_domain_confines_the_changes(toy):
+    model, x, _, target = toy
+    allowed = np.zeros(x.shape, bool)
+    allowed[:, :, :, :4] = True                       # the left half of every image only
+    r = nd.attacks.jsma(model, x, target, on="logits", gamma=0.5, search_domain=allowed)
+    assert r.l0.sum() > 0
+    assert np.all((r.x_adv != x) <= allowed)
+    free = nd.attacks.jsma(model, x, target, on="logits", gamma=0.5)
+    assert np.any((free.x_adv != x) & ~allowed)       # the mask did something
+    with pytest.raises(ValueError, match="shape of x"):
+        nd.attacks.jsma(model, x, target, search_domain=allowed[:, :, :4])
+    with pytest.raises(TypeError, match="bool"):
+        nd.attacks.jsma(model, x, target, search_domain=allowed.astype(np.uint8))
+
+
 def test_already_on_target_costs_nothing(toy):
     model, x, y, _ = toy
     r = nd.attacks.jsma(model, x[:5], model.predict(x[:5]))

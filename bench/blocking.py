@@ -1,0 +1,89 @@
+"""How large a block of images Conv2D should im2col and multiply at once
+(npdistill.nn.layers.BLOCK_BYTES): a training step at batch 128 and a
+JSMA-like pass (forward 100 images, backward 2 seeds each) per block size.
+
+    python bench/blocking.py [--quick] [--json] [--rounds N]
+
+Each block size runs in its own process (switching sizes in one process
+reallocates the layers' buffers and bills the page faults to whichever size
+comes next), the processes alternate round after round so that the machine's
+passing load hits them all, and each reports the median of 15 calls.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+SIZES = {"one block": 1 << 40, "1 MB": 1 << 20, "2 MB": 1 << 21, "4 MB": 1 << 22}
+
+
+def measure(block_bytes, calls=15):
+    """Median ms of a training step and of a JSMA-like pass with this block size."""
+    import npdistill as nd
+    from npdistill.nn import layers
+    layers.BLOCK_BYTES = block_bytes
+    (x, y), _ = common.load_mnist()
+    model = nd.architectures.papernot_mnist(seed=0)
+    optimizer = nd.nn.SGD(0.1, 0.5)
+    model.set_rng(np.random.default_rng(0))
+    seeds = np.ones((200, 10), np.float32)
+
+    def step():
+        logits = model.forward(x[:128], training=True)
+        _, dlogits = nd.cross_entropy(logits, y[:128])
+        model.backward(dlogits, input_grad=False)
+        optimizer.step(model.params, model.grads, 0)
+
+    def jsma_like():
+        model.forward(x[:100])
+        model.backward(seeds, param_grads=False)
+
+    result = {}
+    for name, fn in (("train_step_b128", step), ("jsma_like_pass", jsma_like)):
+        fn()
+        times = []
+        for _ in range(calls):
+            began = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - began)
+        result[name] = statistics.median(times) * 1e3
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 rounds")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker is not None:
+        print(json.dumps(measure(args.worker)))
+        return
+    rounds = 2 if args.quick else args.rounds
+    print(f"machine: {common.machine()}; {rounds} rounds, one process per size and round")
+    runs = {label: [] for label in SIZES}
+    for _ in range(rounds):
+        for label, size in SIZES.items():
+            out = subprocess.run([sys.executable, __file__, "--worker", str(size)],
+                                 capture_output=True, text=True, check=True)
+            runs[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    results = {}
+    for label, rows in runs.items():
+        results[label] = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
+        print(f"{label:>10}: training step {results[label]['train_step_b128']:7.1f} ms   "
+              f"JSMA-like pass {results[label]['jsma_like_pass']:7.1f} ms   (medians of rounds)")
+    if args.json:
+        print(json.dumps({"machine": common.machine(), "rounds": rounds, "results": results}))
+
+
+if __name__ == "__main__":
+    main()
