@@ -40,7 +40,7 @@ def _seeds(z, target, on, T):
 
 
 def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=(0.0, 1.0),
-         search_domain=None, batch_size=100, progress=False):
+         search_domain=None, batch_size=100, progress=None):
     """Targeted JSMA.
 
     Parameters
@@ -58,6 +58,8 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
         move (below clip[1] for theta > 0, above clip[0] for theta < 0); a mask
         narrows it (torchattacks, for instance, searches ``x < 0.99`` only).
     batch_size : images advanced together (each pass runs 2 * batch_size rows)
+    progress : print a line per batch of images to stderr; None: only when
+        there is more than one batch
 
     Returns
     -------
@@ -86,6 +88,8 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
         search_domain = search_domain.reshape(len(x), -1)
 
     n_total, m = len(x), int(np.prod(x.shape[1:]))
+    if progress is None:
+        progress = n_total > batch_size
     max_iter = int(np.floor(gamma * m / 2))
     x_adv = x.copy()
     success = np.zeros(n_total, bool)

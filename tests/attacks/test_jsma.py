@@ -101,6 +101,15 @@ def test_already_on_target_costs_nothing(toy):
     assert r.success.all() and np.all(r.l0 == 0) and np.all(r.iterations == 0)
 
 
+def test_long_runs_show_progress(toy, capsys):
+    model, x, _, target = toy
+    nd.attacks.jsma(model, x[:6], target[:6])
+    assert capsys.readouterr().err == ""                       # one batch: quiet
+    nd.attacks.jsma(model, x[:6], target[:6], batch_size=4)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith("jsma: 6/6 images, success")
+
+
 def test_all_targets_protocol(toy):
     model, x, y, _ = toy
     r = nd.attacks.jsma_all_targets(model, x[:4], y[:4])
