@@ -119,7 +119,14 @@ def im2col(x, kh, kw, pads, out=None):
 
 
 def _buffer(shape, dtype, out):
-    """``out``'s leading entries as an array of ``shape``, or a new array when it is too small."""
+    """The leading entries of ``out``'s storage as an array of ``shape``, or a new array.
+
+    ``out`` is what an earlier call returned: possibly a view of a larger
+    storage (a partial last block); its whole storage is reused, so that a
+    smaller call never shrinks the buffer and the next full block reallocates.
+    """
+    if out is not None and out.base is not None:
+        out = out.base
     size = math.prod(shape)        # not np.prod: called for every block, its overhead shows
     if out is None or out.dtype != dtype or out.size < size or not out.flags.c_contiguous:
         return np.empty(shape, dtype=dtype)
@@ -165,7 +172,6 @@ def saliency_pairs(alpha, beta, domain, increase=True):
         np.ascontiguousarray(alpha), np.ascontiguousarray(beta),
         np.ascontiguousarray(domain, dtype=np.uint8), pairs)
     return pairs
-
 
 
 def maxpool_forward(x, size, argmax=None):

@@ -73,7 +73,7 @@ def _he_uniform(rng, shape, fan_in, dtype):
 
 
 class Conv2D(Layer):
-    """2-D convolution, stride 1, weights (out, in, k, k), as im2col + one GEMM.
+    """2-D convolution, stride 1, weights (out, in, k, k), as im2col + GEMM per block of images.
 
     padding='valid' gives H - k + 1 rows; 'same' keeps H (for an even k the
     extra row and column of zeros go at the bottom and right, as in Keras).
