@@ -45,15 +45,35 @@ def check_images(x, name="x", *, dtype=None):
     return x
 
 
+def check_labels(y, n, num_classes, name="y"):
+    """Integer class labels (n,) in [0, num_classes), returned as int64."""
+    y = as_array(y, name)
+    if not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"{name} must hold integer labels, got dtype {y.dtype}")
+    if y.shape != (n,):
+        raise ValueError(f"{name} as integer labels must have shape ({n},), got {y.shape}")
+    if n and (y.min() < 0 or y.max() >= num_classes):
+        raise ValueError(f"{name} labels must lie in [0, {num_classes}), got values in "
+                         f"[{y.min()}, {y.max()}]")
+    return y.astype(np.int64, copy=False)
+
+
+def check_clip(clip):
+    """A clip box (low, high) with low < high, as two floats."""
+    try:
+        lo, hi = (float(v) for v in clip)
+    except (TypeError, ValueError):
+        raise TypeError(f"clip must be a pair (low, high), got {clip!r}") from None
+    if not lo < hi:
+        raise ValueError(f"clip must have low < high, got {clip!r}")
+    return lo, hi
+
+
 def check_targets(y, n, num_classes, name="y"):
     """Integer labels (n,) in [0, num_classes) or soft-label rows (n, num_classes) summing to 1."""
     y = as_array(y, name)
     if np.issubdtype(y.dtype, np.integer):
-        if y.shape != (n,):
-            raise ValueError(f"{name} as integer labels must have shape ({n},), got {y.shape}")
-        if n and (y.min() < 0 or y.max() >= num_classes):
-            raise ValueError(f"{name} labels must lie in [0, {num_classes}), got values in "
-                             f"[{y.min()}, {y.max()}]")
+        check_labels(y, n, num_classes, name)
         return y
     if y.dtype in FLOAT_DTYPES:
         if y.shape != (n, num_classes):

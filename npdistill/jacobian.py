@@ -12,16 +12,16 @@ from ._checks import check_positive
 from .nn.softmax import softmax
 
 
-def vector_jacobian(model, x, seeds):
-    """For each seed row s of ``seeds`` (S, N, K), s^T dZ/dX: returns (S, N, C, H, W).
+def softmax_seed(z, classes, T):
+    """Seed rows s (N, K) with s^T dZ/dX = dF_c/dX, F = softmax(Z / T), c = ``classes``.
 
-    One forward pass of x, then one backward pass with the S seeds of every
-    image stacked on the batch axis (no parameter gradients).
+    dF_c/dz_k = p_c (delta_ck - p_k) / T.
     """
-    s, n, k = seeds.shape
-    model.forward(x)
-    dx = model.backward(seeds.reshape(s * n, k).astype(x.dtype, copy=False), param_grads=False)
-    return dx.reshape(s, n, *x.shape[1:])
+    n = len(z)
+    p = softmax(z, T)
+    onehot = np.zeros_like(z)
+    onehot[np.arange(n), classes] = 1
+    return p[np.arange(n), classes][:, None] * (onehot - p) / z.dtype.type(T)
 
 
 def jacobian(model, x, T=1.0, of="softmax", batch_size=32):
@@ -43,17 +43,24 @@ def jacobian(model, x, T=1.0, of="softmax", batch_size=32):
         raise ValueError(f"of must be 'softmax' or 'logits', got {of!r}")
     check_positive(T, "temperature T")
     check_positive(batch_size, "batch_size", integer=True)
-    z = model.logits(x)
-    k = z.shape[1]
-    eye = np.eye(k, dtype=x.dtype)
-    parts = []
+    model._check_input(x)
+    logits, parts = [], []
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size]
-        seeds = np.broadcast_to(eye[:, None, :], (k, len(chunk), k))   # seed k for every image
-        parts.append(vector_jacobian(model, chunk, seeds).swapaxes(0, 1))
-    J = np.concatenate(parts) if parts else np.zeros((0, k, *x.shape[1:]), x.dtype)
+        z = model.forward(chunk)
+        k = z.shape[1]
+        # the K one-hot seeds of every image, stacked seed-major on the batch axis
+        seeds = np.repeat(np.eye(k, dtype=x.dtype), len(chunk), axis=0)
+        dx = model.backward(seeds, param_grads=False)
+        logits.append(z)
+        parts.append(dx.reshape(k, len(chunk), *x.shape[1:]).swapaxes(0, 1))
+    if not parts:
+        raise ValueError("x holds no samples")
+    J = np.concatenate(parts)
     if of == "logits":
         return J
+    z = np.concatenate(logits)
     p = softmax(z, T)
-    dsoftmax = (np.einsum("bi,ij->bij", p, eye) - p[:, :, None] * p[:, None, :]) / x.dtype.type(T)
+    dsoftmax = (p[:, :, None] * np.eye(k, dtype=x.dtype) - p[:, :, None] * p[:, None, :]) \
+        / x.dtype.type(T)
     return np.einsum("bij,bj...->bi...", dsoftmax, J)

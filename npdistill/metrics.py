@@ -5,7 +5,7 @@ Perturbations against Deep Neural Networks", Section V-B and Figure 8.
 import numpy as np
 
 from ._checks import check_images, check_positive
-from .nn.softmax import softmax
+from .jacobian import softmax_seed
 
 # The paper's log-scale bins of Figure 8, five decades wide; the last bin
 # catches anything above 1 so that no sample is dropped.
@@ -26,12 +26,7 @@ def _predicted_class_gradient(model, x, T, batch_size):
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size]
         z = model.logits(chunk)
-        n = len(chunk)
-        c = z.argmax(axis=1)
-        p = softmax(z, T)
-        onehot = np.zeros_like(z)
-        onehot[np.arange(n), c] = 1
-        seed = p[np.arange(n), c][:, None] * (onehot - p) / z.dtype.type(T)
+        seed = softmax_seed(z, z.argmax(axis=1), T)
         parts.append(model.backward(seed, param_grads=False))     # the forward of logits()
     return np.concatenate(parts)
 

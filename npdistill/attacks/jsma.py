@@ -22,21 +22,18 @@ import sys
 import numpy as np
 
 from .. import kernels
-from .._checks import check_images, check_positive
-from ..nn.softmax import softmax
+from .._checks import check_clip, check_images, check_labels, check_positive
+from ..jacobian import softmax_seed
 from .result import AttackResult
 
 
 def _seeds(z, target, on, T):
     """Seed rows (S, n, K) whose backward passes give alpha (and beta when S = 2)."""
-    n, k = z.shape
+    if on == "softmax":
+        return softmax_seed(z, target, T)[None]
     onehot = np.zeros_like(z)
-    onehot[np.arange(n), target] = 1
-    if on == "logits":
-        return np.stack([onehot, 1 - onehot])
-    p = softmax(z, T)
-    # dF_t/dz_k = p_t (delta_tk - p_k) / T
-    return (p[np.arange(n), target][:, None] * (onehot - p) / z.dtype.type(T))[None]
+    onehot[np.arange(len(z)), target] = 1
+    return np.stack([onehot, 1 - onehot])
 
 
 def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=(0.0, 1.0),
@@ -65,12 +62,12 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
     -------
     AttackResult with ``target`` set; ``success`` means the model predicts the target.
     """
-    lo, hi = _check_clip(clip)
+    lo, hi = check_clip(clip)
     check_images(x, "x", dtype=model.dtype)
     if x.size and (x.min() < lo or x.max() > hi):
         raise ValueError(f"x must lie in the clip box [{lo}, {hi}]")
     num_classes = model.num_classes
-    target = _check_labels(target, len(x), num_classes, "target")
+    target = check_labels(target, len(x), num_classes, "target")
     if not np.isfinite(theta) or theta == 0:
         raise ValueError(f"theta must be a non-zero finite number, got {theta!r}")
     if not 0 < gamma <= 1:
@@ -147,27 +144,6 @@ def jsma_all_targets(model, x, y, **kwargs):
     Returns one AttackResult over N * (K - 1) attacks, sample-major, with ``target`` set.
     """
     k = model.num_classes
-    y = _check_labels(y, len(x), k, "y")
+    y = check_labels(y, len(x), k, "y")
     targets = (y[:, None] + np.arange(1, k)[None, :]) % k
     return jsma(model, np.repeat(x, k - 1, axis=0), targets.reshape(-1), **kwargs)
-
-
-def _check_labels(y, n, k, name):
-    if not isinstance(y, np.ndarray) or not np.issubdtype(y.dtype, np.integer):
-        raise TypeError(f"{name} must be an integer numpy array, got "
-                        f"{getattr(y, 'dtype', type(y).__name__)}")
-    if y.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},), got {y.shape}")
-    if n and (y.min() < 0 or y.max() >= k):
-        raise ValueError(f"{name} must lie in [0, {k}), got values in [{y.min()}, {y.max()}]")
-    return y.astype(np.int64, copy=False)
-
-
-def _check_clip(clip):
-    try:
-        lo, hi = (float(v) for v in clip)
-    except (TypeError, ValueError):
-        raise TypeError(f"clip must be a pair (low, high), got {clip!r}") from None
-    if not lo < hi:
-        raise ValueError(f"clip must have low < high, got {clip!r}")
-    return lo, hi
