@@ -111,9 +111,9 @@ def test_mnist_net_learns_real_digits(mnist):
     Measured 88-92% over seeds 0-3. One epoch (the issue's wording) is not a
     stable test: plain momentum SGD on this 7-layer net starts slowly and
     lands anywhere in 67-88% after 125 steps, depending on the seed and even
-    on the float32 rounding order of the kernels; PyTorch, with the same
-    weights and hyper-parameters, reaches 67% (seed 0). Full-data figures:
-    bench/RESULTS.md.
+    on the float32 rounding order of the kernels (a one-off check with
+    PyTorch, same weights and hyper-parameters, gave 67% for seed 0).
+    Full-data figures: bench/RESULTS.md.
     """
     (x_train, y_train), (x_test, y_test) = mnist
     model = nd.architectures.papernot_mnist(seed=0)
