@@ -17,6 +17,7 @@ EXTENSIONS = {
     "npdistill._ext.conv": ["ext/conv.pyx"],
     "npdistill._ext.saliency": ["ext/saliency.pyx"],
     "npdistill._ext.pool": ["ext/pool.pyx"],
+    "npdistill._ext.cw": ["ext/cw.pyx"],
 }
 
 

@@ -2,8 +2,8 @@
 
 Each kernel has one signature in ``npdistill.kernels.<module>`` (NumPy, the
 specification) and in the compiled ``npdistill._ext.<module>`` (Cython), for
-the modules ``conv`` (im2col / col2im), ``pool`` (max pooling) and
-``saliency`` (JSMA's pair search). The
+the modules ``conv`` (im2col / col2im), ``pool`` (max pooling),
+``saliency`` (JSMA's pair search) and ``cw`` (the Carlini-Wagner step). The
 functions here check and allocate, then call the active backend, which only
 computes into the buffers it is given.
 
@@ -25,21 +25,25 @@ WAIT_POLICY_SET_HERE = "OMP_WAIT_POLICY" not in os.environ
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import conv as _numpy_conv  # noqa: E402
+from . import cw as _numpy_cw  # noqa: E402
 from . import pool as _numpy_pool  # noqa: E402
 from . import saliency as _numpy_saliency  # noqa: E402
 
 BACKENDS = ("numpy", "cython")
 
-_impl = {"numpy": {"conv": _numpy_conv, "pool": _numpy_pool, "saliency": _numpy_saliency}}
+_impl = {"numpy": {"conv": _numpy_conv, "pool": _numpy_pool, "saliency": _numpy_saliency,
+                   "cw": _numpy_cw}}
 _missing = {}
 try:
     from .._ext import conv as _cython_conv
+    from .._ext import cw as _cython_cw
     from .._ext import pool as _cython_pool
     from .._ext import saliency as _cython_saliency
 except ImportError as exc:  # a source checkout that was never built
     _missing["cython"] = f"{exc} (build it with `pip install .` or `pip install -e .`)"
 else:
-    _impl["cython"] = {"conv": _cython_conv, "pool": _cython_pool, "saliency": _cython_saliency}
+    _impl["cython"] = {"conv": _cython_conv, "pool": _cython_pool, "saliency": _cython_saliency,
+                       "cw": _cython_cw}
 
 
 def available():
@@ -196,3 +200,55 @@ def maxpool_backward(dy, argmax, x_shape, size):
     _impl[_active]["pool"].maxpool_backward(channels_last(dy), channels_last(argmax), size,
                                             channels_last(dx))
     return dx
+
+
+# -- Carlini-Wagner ----------------------------------------------------------
+CW_L2, CW_LINF = _numpy_cw.L2, _numpy_cw.LINF
+
+
+def _contiguous(name, a, dtype, ndim):
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != ndim \
+            or not a.flags.c_contiguous:
+        raise TypeError(f"{name} must be a C-contiguous {ndim}-d {np.dtype(dtype)} array, got "
+                        f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
+    return a
+
+
+def cw_margin(z, labels, targeted, kappa, const, loss, dz, success):
+    """Carlini & Wagner's f_6 on logits z (N, K): fills loss = const * f (N,),
+    dz = d loss / dz (N, K) and success (N,) uint8. See kernels/cw.py."""
+    dtype = z.dtype
+    _contiguous("z", z, dtype, 2)
+    _contiguous("labels", labels, np.int64, 1)
+    for name, a in (("const", const), ("loss", loss)):
+        _contiguous(name, a, dtype, 1)
+    _contiguous("dz", dz, dtype, 2)
+    _contiguous("success", success, np.uint8, 1)
+    _impl[_active]["cw"].cw_margin(z, labels, bool(targeted), float(kappa), const, loss, dz,
+                                   success)
+
+
+def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, boxmul, lo, hi):
+    """One Adam step of the CW attack on (N, M) arrays, in place. See kernels/cw.py."""
+    dtype = w.dtype
+    for name, a in (("w", w), ("m", m), ("v", v), ("s0", s0), ("x0", x0), ("grad_x", grad_x),
+                    ("mask", mask), ("x", x)):
+        _contiguous(name, a, dtype, 2)
+        if a.shape != w.shape:
+            raise ValueError(f"{name} must have shape {w.shape}, got {a.shape}")
+    _contiguous("tau", tau, dtype, 1)
+    _contiguous("dist", dist, dtype, 1)
+    _impl[_active]["cw"].cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm=norm,
+                                   step=int(step), lr=float(lr), boxmul=float(boxmul),
+                                   lo=float(lo), hi=float(hi))
+
+
+def cw_track(x, dist, success, step_best, best_dist, best_x):
+    """Best-so-far bookkeeping of CW L2, in place. See kernels/cw.py."""
+    dtype = x.dtype
+    _contiguous("x", x, dtype, 2)
+    _contiguous("best_x", best_x, dtype, 2)
+    for name, a in (("dist", dist), ("step_best", step_best), ("best_dist", best_dist)):
+        _contiguous(name, a, dtype, 1)
+    _contiguous("success", success, np.uint8, 1)
+    _impl[_active]["cw"].cw_track(x, dist, success, step_best, best_dist, best_x)

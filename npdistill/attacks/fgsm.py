@@ -1,0 +1,169 @@
+"""Gradient-sign attacks as one loop with a ``normalize`` and a ``project`` per norm
+(after foolbox 3): FGSM (Goodfellow et al., 2015), its targeted twin TGSM,
+BIM / iterative FGSM (Kurakin et al., 2017) and PGD with a random start
+(Madry et al., 2018).
+
+The loss is the cross-entropy of softmax(Z / T) with the label (ascended) or
+the target (descended). T defaults to the deployment temperature 1. Against a
+distilled net that is the masking the papers report: the softmax saturates,
+p - onehot is exactly 0 in float32, the gradient is 0 and sign(0) = 0 leaves
+the image unperturbed. Passing the training temperature (``T=20`` for a net
+distilled at 20) divides the logits by T again and undoes it.
+"""
+import sys
+
+import numpy as np
+
+from .._checks import check_clip, check_images, check_labels, check_positive
+from ..nn.softmax import softmax
+from .result import AttackResult
+
+
+# -- one normalize / project / random start per norm ---------------------------
+def _normalize_inf(g):
+    return np.sign(g)
+
+
+def _project_inf(delta, eps):
+    return np.clip(delta, -eps, eps)
+
+
+def _random_inf(rng, shape, eps):
+    return rng.uniform(-eps, eps, shape)
+
+
+def _norms(a):
+    return np.sqrt((a.astype(np.float64) ** 2).reshape(len(a), -1).sum(axis=1)).reshape(
+        (len(a),) + (1,) * (a.ndim - 1))
+
+
+def _normalize_l2(g):
+    n = _norms(g)
+    return np.divide(g, n, out=np.zeros_like(g), where=n > 0)     # a zero gradient stays 0
+
+
+def _project_l2(delta, eps):
+    n = _norms(delta)
+    return delta * np.minimum(1.0, np.divide(eps, n, out=np.ones_like(n), where=n > 0))
+
+
+def _random_l2(rng, shape, eps):
+    """Uniform in the L2 ball: a Gaussian direction, radius eps * u^(1/d)."""
+    d = rng.standard_normal(shape)
+    d /= _norms(d)
+    return d * eps * rng.random((shape[0],) + (1,) * (len(shape) - 1)) ** (1 / np.prod(shape[1:]))
+
+
+NORMS = {"inf": (_normalize_inf, _project_inf, _random_inf),
+         2: (_normalize_l2, _project_l2, _random_l2)}
+
+
+def _norm_key(norm):
+    if norm in ("inf", "linf", np.inf):
+        return "inf"
+    if norm in (2, "2", "l2"):
+        return 2
+    raise ValueError(f"norm must be 'inf' or 2, got {norm!r}")
+
+
+def loss_gradient(model, x, labels, T=1.0):
+    """d CE(softmax(Z(x) / T), labels) / dx per image (the sum of the losses, not their mean):
+    (N, C, H, W). dCE/dz = (softmax(z / T) - onehot) / T; a saturated softmax gives exactly 0."""
+    z = model.forward(x)
+    dlogits = softmax(z, T)
+    dlogits[np.arange(len(z)), labels] -= 1
+    dlogits /= z.dtype.type(T)
+    return model.backward(dlogits, param_grads=False)
+
+
+def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="inf", T=1.0,
+                    random_start=False, seed=None, clip=(0.0, 1.0), batch_size=256,
+                    progress=None, name="gradient attack"):
+    """The loop shared by FGSM, TGSM, BIM and PGD.
+
+    x_{k+1} = clip(x + project(x_k + step_size * s * normalize(grad) - x, eps)), s = +1
+    (untargeted: ascend the loss of ``labels``) or -1 (targeted: descend it).
+    Success: the prediction differs from the label (untargeted) or equals it
+    (targeted).
+    """
+    lo, hi = check_clip(clip)
+    check_images(x, "x", dtype=model.dtype)
+    if x.size and (x.min() < lo or x.max() > hi):
+        raise ValueError(f"x must lie in the clip box [{lo}, {hi}], got values in "
+                         f"[{x.min():.4g}, {x.max():.4g}]")
+    labels = check_labels(labels, len(x), model.num_classes, "target" if targeted else "y")
+    check_positive(eps, "eps")
+    check_positive(steps, "steps", integer=True)
+    check_positive(step_size, "step_size")
+    check_positive(T, "temperature T")
+    check_positive(batch_size, "batch_size", integer=True)
+    normalize, project, random = NORMS[_norm_key(norm)]
+    rng = np.random.default_rng(seed)
+    if progress is None:
+        progress = len(x) > batch_size
+    dtype = x.dtype.type
+    direction = dtype(-step_size if targeted else step_size)
+    x_adv = np.empty_like(x)
+    report_every = max(1, -(-len(x) // batch_size) // 10) * batch_size   # about ten lines
+    for start in range(0, len(x), batch_size):
+        clean, y = x[start:start + batch_size], labels[start:start + batch_size]
+        adv = clean.copy()
+        if random_start:
+            adv = np.clip(clean + random(rng, clean.shape, eps).astype(clean.dtype), lo, hi)
+        for _ in range(steps):
+            step = adv + direction * normalize(loss_gradient(model, adv, y, T)).astype(clean.dtype)
+            adv = np.clip(clean + project(step - clean, dtype(eps)).astype(clean.dtype), lo, hi)
+        x_adv[start:start + len(clean)] = adv
+        done = start + len(clean)
+        if progress and (done % report_every == 0 or done == len(x)):
+            print(f"{name}: {done}/{len(x)} images", file=sys.stderr, flush=True)
+    predicted = model.predict(x_adv)
+    success = predicted == labels if targeted else predicted != labels
+    return AttackResult.from_examples(x, x_adv, success, np.full(len(x), steps),
+                                      target=labels if targeted else None)
+
+
+def fgsm(model, x, y, *, eps=0.3, norm="inf", T=1.0, clip=(0.0, 1.0), batch_size=256,
+         progress=None):
+    """Fast gradient sign method (Goodfellow et al., 2015): one step of size eps up
+    the loss of the true class y. x : (N, C, H, W); y : (N,) int."""
+    return gradient_attack(model, x, y, targeted=False, eps=eps, steps=1, step_size=eps,
+                           norm=norm, T=T, clip=clip, batch_size=batch_size, progress=progress,
+                           name="fgsm")
+
+
+def tgsm(model, x, target, *, eps=0.3, norm="inf", T=1.0, clip=(0.0, 1.0), batch_size=256,
+         progress=None):
+    """Targeted gradient sign method: one step of size eps down the loss of ``target``."""
+    return gradient_attack(model, x, target, targeted=True, eps=eps, steps=1, step_size=eps,
+                           norm=norm, T=T, clip=clip, batch_size=batch_size, progress=progress,
+                           name="tgsm")
+
+
+def _goal(y, target):
+    if (y is None) == (target is None):
+        raise ValueError("give exactly one of y (untargeted) or target= (targeted)")
+    return (y, False) if target is None else (target, True)
+
+
+def bim(model, x, y=None, *, target=None, eps=0.3, steps=10, step_size=None, norm="inf", T=1.0,
+        clip=(0.0, 1.0), batch_size=256, progress=None):
+    """Basic iterative method / iterative FGSM (Kurakin et al., 2017): ``steps`` steps
+    of ``step_size`` (default eps / steps), projected into the eps-ball and the clip box."""
+    labels, targeted = _goal(y, target)
+    check_positive(steps, "steps", integer=True)
+    return gradient_attack(model, x, labels, targeted=targeted, eps=eps, steps=steps,
+                           step_size=eps / steps if step_size is None else step_size, norm=norm,
+                           T=T, clip=clip, batch_size=batch_size, progress=progress, name="bim")
+
+
+def pgd(model, x, y=None, *, target=None, eps=0.3, steps=40, step_size=None, random_start=True,
+        seed=0, norm="inf", T=1.0, clip=(0.0, 1.0), batch_size=256, progress=None):
+    """Projected gradient descent (Madry et al., 2018): BIM from a uniform random point
+    of the eps-ball; step_size defaults to 2.5 * eps / steps. ``seed`` fixes the start."""
+    labels, targeted = _goal(y, target)
+    check_positive(steps, "steps", integer=True)
+    return gradient_attack(model, x, labels, targeted=targeted, eps=eps, steps=steps,
+                           step_size=2.5 * eps / steps if step_size is None else step_size,
+                           norm=norm, T=T, random_start=random_start, seed=seed, clip=clip,
+                           batch_size=batch_size, progress=progress, name="pgd")

@@ -1,0 +1,184 @@
+"""FGSM, TGSM, BIM, PGD and the Carlini-Wagner attacks: one table of the properties
+every attack promises (foolbox style), then each method's own claims."""
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import npdistill as nd
+from npdistill import layers
+from npdistill.attacks import bim, cw_l0, cw_l2, cw_linf, fgsm, pgd, tgsm
+from tests.gradcheck import gradcheck
+
+CW_FAST = dict(max_iterations=100, progress=False)
+
+# (attack, parameters, goal, budget): goal is "untargeted" (pass y) or "targeted"
+# (pass target=); budget is (norm, bound) that every example must respect.
+CASES = [
+    (fgsm, dict(eps=0.3), "untargeted", ("linf", 0.3)),
+    (fgsm, dict(eps=2.0, norm=2), "untargeted", ("l2", 2.0)),
+    (tgsm, dict(eps=0.4), "targeted", ("linf", 0.4)),
+    (bim, dict(eps=0.3, steps=10), "untargeted", ("linf", 0.3)),
+    (bim, dict(eps=0.3, steps=10), "targeted", ("linf", 0.3)),
+    (pgd, dict(eps=0.3, steps=20, seed=1), "untargeted", ("linf", 0.3)),
+    (pgd, dict(eps=2.5, steps=20, norm=2, seed=1), "targeted", ("l2", 2.5)),
+    (cw_l2, dict(binary_search_steps=4, c=1e-1, **CW_FAST), "targeted", None),
+    (cw_l2, dict(binary_search_steps=4, c=1e-1, kappa=1.0, **CW_FAST), "untargeted", None),
+    (cw_linf, dict(c=1e-2, lr=2e-2, **CW_FAST), "targeted", None),
+    (cw_l0, dict(c=1e-1, **CW_FAST), "targeted", None),
+]
+IDS = [f"{a.__name__}-{goal}-{i}" for i, (a, _, goal, _) in enumerate(CASES)]
+
+
+def run(attack, params, goal, model, x, y, target):
+    if goal == "targeted":
+        return attack(model, x, target, **params) if attack is tgsm else \
+            attack(model, x, target=target, **params)
+    return attack(model, x, y, **params)
+
+
+@pytest.mark.parametrize("attack, params, goal, budget", CASES, ids=IDS)
+def test_attack_properties(toy, attack, params, goal, budget):
+    model, x, y, target = toy
+    r = run(attack, params, goal, model, x, y, target)
+    assert r.x_adv.shape == x.shape and r.x_adv.dtype == x.dtype
+    assert r.x_adv.min() >= 0.0 and r.x_adv.max() <= 1.0                 # inside the clip box
+    if budget is not None:
+        norm, bound = budget
+        assert getattr(r, norm).max() <= bound * (1 + 1e-5)              # inside the budget
+    predicted = model.predict(r.x_adv)
+    if goal == "targeted":
+        np.testing.assert_array_equal(r.success, predicted == target)    # success = on target
+        np.testing.assert_array_equal(r.target, target)
+    else:
+        np.testing.assert_array_equal(r.success, predicted != y)
+        assert r.target is None
+    assert r.success.mean() >= 0.5
+    assert nd.metrics.accuracy(model, r.x_adv, y) < nd.metrics.accuracy(model, x, y)
+    failed = ~r.success
+    if attack in (cw_l2, cw_linf, cw_l0):                               # a failure is left untouched
+        np.testing.assert_array_equal(r.x_adv[failed], x[failed])
+        assert np.all(r.l0[failed] == 0)
+    again = run(attack, params, goal, model, x, y, target)              # same seed, same result
+    np.testing.assert_array_equal(again.x_adv, r.x_adv)
+    np.testing.assert_array_equal(again.iterations, r.iterations)
+
+
+def test_backends_give_the_same_cw_examples(toy):
+    model, x, _, target = toy
+    previous = nd.kernels.backend()
+    results = []
+    try:
+        for backend in nd.kernels.available():
+            nd.kernels.use(backend)
+            results.append(cw_l2(model, x[:12], target=target[:12], binary_search_steps=2, c=1.0,
+                                 **CW_FAST))
+    finally:
+        nd.kernels.use(previous)
+    for r in results[1:]:           # float rounding (tanh) differs; 200 Adam steps amplify it a little
+        np.testing.assert_array_equal(r.success, results[0].success)
+        np.testing.assert_allclose(r.x_adv, results[0].x_adv, atol=2e-3)
+        np.testing.assert_allclose(r.l2, results[0].l2, rtol=1e-2)
+
+
+def test_fgsm_is_one_signed_step_of_the_loss_gradient(toy):
+    model, x, y, _ = toy
+    r = fgsm(model, x, y, eps=0.1)
+    g = nd.attacks.loss_gradient(model, x, y)
+    np.testing.assert_array_equal(r.x_adv, np.clip(x + np.float32(0.1) * np.sign(g), 0, 1))
+    t = tgsm(model, x, y, eps=0.1)                      # targeted: down the loss of the target
+    np.testing.assert_array_equal(t.x_adv, np.clip(x - np.float32(0.1) * np.sign(g), 0, 1))
+
+
+@given(st.integers(1, 4), st.sampled_from([0.5, 1.0, 7.0]), st.integers(0, 2**31))
+def test_loss_gradient_is_the_gradient_of_the_summed_cross_entropy(n, T, seed):
+    rng = np.random.default_rng(seed)
+    model = nd.Sequential([layers.Conv2D(1, 3, 3), layers.ReLU(), layers.Flatten(),
+                           layers.Dense(3 * 4 * 4, 4)], seed=seed % 1000).astype(np.float64)
+    x = rng.random((n, 1, 6, 6))
+    y = rng.integers(0, 4, n)
+    analytic = nd.attacks.loss_gradient(model, x, y, T)
+    gradcheck(lambda: nd.cross_entropy(model.forward(x), y, T)[0] * n, x, analytic)
+
+
+def saturated(model, scale):
+    """The toy model with its logits multiplied by ``scale`` (what training at T = scale
+    and deploying at 1 does to a distilled net)."""
+    hot = model.copy()
+    last = hot.layers[-1]
+    last.params["W"] *= scale
+    last.params["b"] *= scale
+    return hot
+
+
+def test_fgsm_leaves_a_saturated_net_untouched_unless_the_logits_are_divided_by_T(toy):
+    model, x, y, _ = toy
+    hot = saturated(model, 1e4)
+    assert not nd.attacks.loss_gradient(hot, x, y).any()       # float32 underflow: exactly 0
+    r = fgsm(hot, x, y, eps=0.3)
+    np.testing.assert_array_equal(r.x_adv, x)                   # sign(0) = 0: nothing moves
+    assert np.all(r.l0 == 0)
+    countered = fgsm(hot, x, y, eps=0.3, T=1e4)                 # the attacker's counter
+    assert countered.success.mean() > 0.5
+
+
+def test_cw_still_breaks_the_saturated_net(toy):
+    model, x, _, target = toy
+    hot = saturated(model, 1e2)
+    r = cw_l2(hot, x[:10], target=target[:10], binary_search_steps=3, c=1e-2, **CW_FAST)
+    assert r.success.all()
+
+
+def test_cw_best_other_logit_is_right_when_every_logit_is_negative(toy):
+    model, x, _, target = toy
+    shifted = model.copy()
+    shifted.layers[-1].params["b"] -= 1000                  # same argmax, all logits << 0
+    assert (shifted.forward(x) < 0).all()
+    options = dict(binary_search_steps=2, c=1.0, **CW_FAST)
+    r = cw_l2(shifted, x[:10], target=target[:10], **options)
+    base = cw_l2(model, x[:10], target=target[:10], **options)
+    np.testing.assert_array_equal(r.success, base.success)
+    np.testing.assert_allclose(r.l2, base.l2, atol=1e-3)
+
+
+def test_cw_l0_changes_fewer_pixels_and_cw_linf_moves_them_less_than_cw_l2(toy):
+    model, x, _, target = toy
+    l2 = cw_l2(model, x, target=target, binary_search_steps=5, c=1e-1, **CW_FAST)
+    l0 = cw_l0(model, x, target=target, c=1e-1, **CW_FAST)
+    linf = cw_linf(model, x, target=target, c=1e-2, lr=2e-2, **CW_FAST)
+    both = l2.success & l0.success & linf.success
+    assert both.mean() > 0.5
+    assert l0.l0[both].mean() < 0.5 * l2.l0[both].mean()
+    assert linf.linf[both].mean() < l2.linf[both].mean()
+
+
+def test_cw_refuses_a_model_that_outputs_probabilities():
+    dense = layers.Dense(4, 3)
+    dense.params["W"][...] = 0
+    dense.params["b"][...] = [0.2, 0.3, 0.5]                  # constant rows summing to 1
+    model = nd.Sequential([layers.Flatten(), dense])
+    x = np.full((2, 1, 2, 2), 0.5, np.float32)
+    with pytest.raises(ValueError, match="logits"):
+        cw_l2(model, x, target=np.array([0, 1]))
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m, x, y: fgsm(m, x, y, eps=0.0), ValueError, "eps"),
+    (lambda m, x, y: fgsm(m, x, y, eps=0.1, norm=1), ValueError, "norm"),
+    (lambda m, x, y: fgsm(m, x * 2, y, eps=0.1), ValueError, r"\[0, 1\]"),
+    (lambda m, x, y: fgsm(m, x.astype(np.float64), y), TypeError, "float32"),
+    (lambda m, x, y: fgsm(m, x, y[:-1]), ValueError, "shape"),
+    (lambda m, x, y: bim(m, x, y, target=y), ValueError, "exactly one"),
+    (lambda m, x, y: pgd(m, x), ValueError, "exactly one"),
+    (lambda m, x, y: bim(m, x, y, steps=0), ValueError, "steps"),
+    (lambda m, x, y: cw_l2(m, x), ValueError, "exactly one"),
+    (lambda m, x, y: cw_l2(m, x, y, kappa=-1), ValueError, "kappa"),
+    (lambda m, x, y: cw_l2(m, x, target=y + 5), ValueError, "target"),
+    (lambda m, x, y: cw_l2(m, x, y, clip=(0.2, 0.8)), ValueError, "clip box"),
+    (lambda m, x, y: cw_linf(m, x, y, decrease_factor=1.5), ValueError, "decrease_factor"),
+    (lambda m, x, y: cw_l0(m, x, y, const_factor=1.0), ValueError, "const_factor"),
+])
+def test_bad_input_is_refused_with_a_clear_error(toy, call, error, match):
+    model, x, y, _ = toy
+    with pytest.raises(error, match=match):
+        call(model, x[:4], y[:4])
