@@ -2,6 +2,7 @@
 import argparse
 import sys
 import time
+from pathlib import Path
 
 
 from . import datasets, kernels
@@ -40,6 +41,25 @@ def _train_command(args):
     return 0
 
 
+def _reproduce_command(args):
+    from .reproduce import reproduce, settings_from
+
+    if args.backend:
+        kernels.use(args.backend)
+    settings = settings_from(
+        args.quick, temperatures=tuple(int(t) if float(t).is_integer() else t for t in args.temperatures)
+        if args.temperatures else None,
+        epochs=args.epochs, train_limit=args.train_limit, seed=args.seed,
+        jsma_samples=args.jsma_samples, cw_images=args.cw_images,
+        cw_iterations=args.cw_iterations)
+    began = time.perf_counter()
+    results = reproduce(args.out, settings, data_path=args.data, progress=not args.quiet)
+    print(Path(args.out, "results.md").read_text())
+    print(f"reproduce finished in {(time.perf_counter() - began) / 60:.1f} min; "
+          f"results in {args.out}")
+    return 0 if results else 1
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="npdistill", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -61,6 +81,24 @@ def build_parser():
     p.add_argument("--out", default=None, help="write the trained model here (.npz)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress lines")
     p.set_defaults(run=_train_command)
+
+    r = commands.add_parser("reproduce", help="defensive distillation on MNIST: the papers' "
+                            "tables and figures (trained models in OUT/models are reused)")
+    r.add_argument("--out", required=True, help="folder for results.json, results.md, figures")
+    r.add_argument("--quick", action="store_true",
+                   help="a few minutes: 3,000 training images, T in {1, 20, 100}, few attacks")
+    r.add_argument("--temperatures", type=float, nargs="+", default=None,
+                   help="default: 1 2 5 10 20 30 40 50 100")
+    r.add_argument("--data", default=None, help="MNIST folder (default: $NPDISTILL_DATA/mnist)")
+    r.add_argument("--epochs", type=int, default=None, help="per net (default 3; quick 2)")
+    r.add_argument("--train-limit", type=int, default=None, help="first N training images")
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--jsma-samples", type=int, default=None, help="x 9 targets (default 100)")
+    r.add_argument("--cw-images", type=int, default=None, help="default 20")
+    r.add_argument("--cw-iterations", type=int, default=None, help="default 1000")
+    r.add_argument("--backend", choices=kernels.BACKENDS, default=None)
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(run=_reproduce_command)
     return parser
 
 

@@ -63,3 +63,39 @@ def amplitude_histogram(amplitudes, bins=AMPLITUDE_BINS):
         raise ValueError("amplitudes must be non-negative numbers")
     counts = np.histogram(amplitudes, bins=bins)[0]
     return counts / max(len(amplitudes), 1)
+
+
+def _masking_row(grad):
+    flat = grad.reshape(len(grad), -1)
+    return {"zero_fraction": float((flat == 0).mean()),
+            "all_zero_images": float((flat == 0).all(axis=1).mean()),
+            "nonfinite_fraction": float((~np.isfinite(flat)).mean())}
+
+
+def gradient_masking(model, x, y, T=1.0, batch_size=64):
+    """How much of each attack's input gradient is exactly 0 or not finite, in the model's dtype.
+
+    x : (N, C, H, W) in [0, 1]; y : (N,) true classes. Returns a dict per gradient:
+      "fgsm" : d CE(softmax(Z / T), y) / dX (FGSM's and BIM's)
+      "jsma" : dF_c / dX, F = softmax(Z / T), c the predicted class (JSMA's, Figure 8's)
+      "cw"   : d(Z_a - Z_b) / dX, a and b the two largest logits (a logit-margin attack's)
+    each with "zero_fraction" (of all components), "all_zero_images" (fraction of
+    images whose whole gradient is 0: FGSM cannot move them) and "nonfinite_fraction".
+    """
+    from .attacks.fgsm import loss_gradient           # attacks sit below metrics
+
+    check_images(x, "x", dtype=model.dtype)
+    check_positive(batch_size, "batch_size", integer=True)
+    parts = {"fgsm": [], "cw": []}
+    for start in range(0, len(x), batch_size):
+        chunk, labels = x[start:start + batch_size], y[start:start + batch_size]
+        parts["fgsm"].append(loss_gradient(model, chunk, labels, T))
+        z = model.forward(chunk)
+        top = np.argsort(z, axis=1)[:, ::-1][:, :2]
+        seed = np.zeros_like(z)
+        rows = np.arange(len(z))
+        seed[rows, top[:, 0]], seed[rows, top[:, 1]] = 1, -1
+        parts["cw"].append(model.backward(seed, param_grads=False))
+    grads = {name: np.concatenate(p) for name, p in parts.items()}
+    grads["jsma"] = _predicted_class_gradient(model, x, T, batch_size)
+    return {name: _masking_row(grads[name]) for name in ("fgsm", "jsma", "cw")}

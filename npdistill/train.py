@@ -38,7 +38,7 @@ def _format_eta(seconds):
 
 def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, momentum=None,
           decay_every=None, decay_factor=None, seed=0, validation=None, checkpoint_dir=None,
-          progress=True):
+          progress=True, loss_scale=1.0):
     """Train ``model`` in place on ``data`` and return ``(model, history)``.
 
     Parameters
@@ -55,6 +55,11 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
     checkpoint_dir : folder; a checkpoint is written after every epoch and a
         run finding one there resumes after its last epoch
     progress : print one line per epoch (loss, accuracies, samples/s, ETA) to stderr
+    loss_scale : multiplies the loss gradient (the loss reported is unscaled). The
+        cross-entropy at T has gradient (p - q) / T w.r.t. the logits, so at high T
+        training crawls: ``distill`` passes loss_scale = T, which gives the
+        parameter gradients the size they have at T = 1. (Hinton et al.'s T^2
+        diverged with the paper's lr of 0.1 on MNIST-like data: a dead net.)
 
     Returns
     -------
@@ -68,6 +73,7 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
     check_positive(epochs, "epochs", integer=True)
     check_positive(hp["batch_size"], "batch_size", integer=True)
     check_positive(temperature, "temperature")
+    check_positive(loss_scale, "loss_scale")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
     optimizer = SGD(hp["lr"], hp["momentum"], hp["decay_every"], hp["decay_factor"])
@@ -76,6 +82,7 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
     if validation is not None:
         x_val, y_val = _check_data(model, validation, "validation")
     config = {"temperature": float(temperature), "seed": int(seed), **hp,
+              "loss_scale": float(loss_scale),
               "dtype": model.dtype.name, "n_train": len(x), "data_checksum": data_checksum(x, y)}
 
     history = {"loss": [], "train_accuracy": [], "val_accuracy": [], "lr": [], "seconds": []}
@@ -102,6 +109,8 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
             if not np.isfinite(loss):
                 raise FloatingPointError(f"training diverged at epoch {epoch + 1}, samples "
                                          f"{start}..{start + len(idx)}: loss {loss}; lower lr")
+            if loss_scale != 1:
+                dlogits *= dlogits.dtype.type(loss_scale)
             model.backward(dlogits, input_grad=False)
             optimizer.step(model.params, model.grads, epoch)
             loss_sum += loss * len(idx)

@@ -166,6 +166,10 @@ class Sequential:
     def copy(self):
         return self.astype(self.dtype)
 
+    def checksum(self):
+        """sha256 of the parameters: the same for the same weights."""
+        return _checksum(self.params)
+
     def architecture(self):
         return [{"type": type(layer).__name__, "config": layer.config()} for layer in self.layers]
 
@@ -185,6 +189,7 @@ class Sequential:
 
 
 def _checksum(arrays):
+    """sha256 of named arrays (a model's parameters), independent of their order."""
     digest = hashlib.sha256()
     for key in sorted(arrays):
         value = np.ascontiguousarray(arrays[key])

@@ -1,0 +1,146 @@
+"""Carlini-Wagner L2 speed: npdistill against torchattacks' CW and IBM ART's
+CarliniL2Method on a PyTorch twin carrying the same weights, at the same budget.
+
+The MNIST net of Papernot et al. (2016), trained once and cached; test images
+with random targets (never the true class).
+
+    python bench/cw_speed.py [--quick] [--json] [--images 100] [--steps 200] [--c 10]
+                             [--art-binary-steps 3] [--model m.npz]
+
+Budgets, matched per peer:
+- torchattacks.CW has no search over c: npdistill runs one binary-search step
+  at the same c, with the same Adam steps and learning rate (1e-2); both stop
+  early when the loss stalls (torchattacks for the batch, npdistill per image).
+- ART's CarliniL2Method searches c over ``--art-binary-steps`` rounds of
+  ``--steps`` iterations, each a gradient step with a line search on the step
+  size (its own optimiser, not Adam); npdistill runs the same rounds and steps
+  from the same first c. ART never stops early.
+Reported per contender: seconds per image, success rate (the twin's logits are
+checked equal to npdistill's), mean L2 of the successes.
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+import npdistill as nd  # noqa: E402
+
+
+def summarize(name, seconds, x, x_adv, model, targets):
+    success = model.predict(x_adv) == targets
+    l2 = np.sqrt(((x_adv.astype(np.float64) - x) ** 2).reshape(len(x), -1).sum(axis=1))
+    row = {"seconds_per_image": seconds / len(x), "success": float(success.mean()),
+           "mean_l2": float(l2[success].mean()) if success.any() else None, "images": len(x)}
+    l2_text = f"{row['mean_l2']:.3f}" if row["mean_l2"] is not None else "-"
+    print(f"{name:<44} {row['seconds_per_image'] * 1e3:9.1f} ms/image   success "
+          f"{row['success']:6.1%}   mean L2 {l2_text:>6}   ({len(x)} images, {seconds:.1f} s)",
+          flush=True)
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="20 images, 50 steps")
+    parser.add_argument("--json", action="store_true", help="print one JSON object last")
+    parser.add_argument("--model", default=None, help="a trained model file (default: cached)")
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=200, help="optimiser steps per c")
+    parser.add_argument("--c", type=float, default=10.0, help="c (the first c for ART's search)")
+    parser.add_argument("--art-binary-steps", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    n, steps = (20, 50) if args.quick else (args.images, args.steps)
+
+    model = common.trained_mnist(path=args.model)
+    _, (x_test, y_test) = common.load_mnist()
+    rng = np.random.default_rng(args.seed)
+    pick = rng.choice(len(x_test), n, replace=False)
+    x, y = x_test[pick], y_test[pick]
+    targets = (y + rng.integers(1, 10, n)) % 10
+    print(f"machine: {common.machine()}")
+    print(f"model: test accuracy {nd.metrics.accuracy(model, x_test, y_test):.2%}; {n} images, "
+          f"random targets, {steps} steps, c = {args.c}, lr = 1e-2, kappa = 0")
+    results = {}
+    torch = common.import_torch()
+    twin = None
+    if torch is not None:
+        twin = common.to_torch(model, torch)
+        print(f"PyTorch twin: max |logit difference| "
+              f"{common.check_same_logits(model, twin, torch, x):.1e}")
+
+    def ours(binary_steps):
+        return nd.attacks.cw_l2(model, x, target=targets, c=args.c, max_iterations=steps,
+                                binary_search_steps=binary_steps, progress=False)
+
+    for backend in nd.kernels.available():
+        nd.kernels.use(backend)
+        ours(1)                                                        # warm-up
+        seconds, r = common.timed(lambda: ours(1), 1)
+        results[f"npdistill_{backend}_one_c"] = summarize(f"npdistill {backend}, one c", seconds,
+                                                          x, r.x_adv, model, targets)
+    nd.kernels.use(nd.kernels.available()[0])
+    if twin is not None:
+        results.update(run_torchattacks(torch, twin, x, targets, args.c, steps, model))
+        art = run_art(torch, twin, x, targets, args.c, steps, args.art_binary_steps, model)
+        if art:
+            results.update(art)
+            seconds, r = common.timed(lambda: ours(args.art_binary_steps), 1)
+            results["npdistill_binary_search"] = summarize(
+                f"npdistill, {args.art_binary_steps} binary steps", seconds, x, r.x_adv, model,
+                targets)
+
+    best = nd.kernels.available()[0]
+    summary = {"machine": common.machine(), "images": n, "steps": steps, "c": args.c,
+               "npdistill_s_per_image": results[f"npdistill_{best}_one_c"]["seconds_per_image"],
+               "results": results}
+    for peer, mine in (("torchattacks", f"npdistill_{best}_one_c"),
+                       ("art", "npdistill_binary_search")):
+        if peer in results and mine in results:
+            ratio = results[peer]["seconds_per_image"] / results[mine]["seconds_per_image"]
+            summary[f"speedup_vs_{peer}"] = ratio
+            print(f"npdistill / {peer}: {ratio:.2f}x faster (same budget)")
+    if args.json:
+        print(json.dumps(summary))
+
+
+def run_torchattacks(torch, twin, x, targets, c, steps, model):
+    try:
+        import torchattacks
+    except ImportError:
+        print("torchattacks not installed: skipped (pip install torchattacks)")
+        return {}
+    attack = torchattacks.CW(twin, c=c, kappa=0, steps=steps, lr=1e-2)
+    target_tensor = torch.from_numpy(targets)
+    attack.set_mode_targeted_by_function(lambda images, labels: target_tensor[:len(images)])
+    xs = torch.from_numpy(x)
+    attack(xs[:2], target_tensor[:2])                                   # warm-up
+    seconds, adv = common.timed(lambda: attack(xs, target_tensor).numpy(), 1)
+    return {"torchattacks": summarize("torchattacks CW", seconds, x, adv.astype(np.float32),
+                                      model, targets)}
+
+
+def run_art(torch, twin, x, targets, c, steps, binary_steps, model):
+    try:
+        from art.attacks.evasion import CarliniL2Method
+        from art.estimators.classification import PyTorchClassifier
+    except ImportError:
+        print("IBM ART not installed: skipped (pip install adversarial-robustness-toolbox)")
+        return {}
+    classifier = PyTorchClassifier(twin, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
+                                   nb_classes=10, clip_values=(0.0, 1.0))
+    attack = CarliniL2Method(classifier, confidence=0.0, targeted=True, learning_rate=1e-2,
+                             binary_search_steps=binary_steps, max_iter=steps, initial_const=c,
+                             batch_size=len(x), verbose=False)
+    onehot = np.eye(10, dtype=np.float32)[targets]
+    seconds, adv = common.timed(lambda: attack.generate(x, y=onehot), 1)
+    return {"art": summarize(f"ART CarliniL2Method, {binary_steps} binary steps", seconds, x,
+                             adv.astype(np.float32), model, targets)}
+
+
+if __name__ == "__main__":
+    main()

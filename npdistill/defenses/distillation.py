@@ -1,0 +1,81 @@
+"""Defensive distillation (Papernot et al., 2016, "Distillation as a Defense to
+Adversarial Perturbations against Deep Neural Networks", section IV).
+
+1. A teacher is trained at temperature T on the hard labels.
+2. Its soft labels softmax(Z(x) / T) on the training set replace the labels.
+3. A student of the same architecture is trained at the same T on them.
+4. The student is deployed at T = 1: its logits were learnt at a scale of
+   about T, so softmax(Z) saturates and its input gradients vanish (in
+   float32, often to exactly 0).
+"""
+import numpy as np
+
+from .._checks import check_positive
+from ..train import train
+
+
+def soft_labels(teacher, x, temperature, batch_size=512):
+    """The teacher's probabilities softmax(Z(x) / T), (N, K) rows summing to 1."""
+    check_positive(temperature, "temperature")
+    return teacher.predict_proba(x, T=temperature, batch_size=batch_size)
+
+
+def distill(teacher, data, temperature, *, student=None, seed=0, loss_scale=None, progress=True,
+            **train_options):
+    """Train a student at ``temperature`` on the teacher's soft labels.
+
+    Parameters
+    ----------
+    teacher : Sequential returning logits (normally trained at ``temperature``)
+    data : (x, y) training set; y (hard labels) is used only to report accuracy
+    temperature : T of the soft labels and of the student's training softmax
+    student : the model to train; default: the teacher's architecture with fresh
+        weights drawn from ``seed``
+    loss_scale : multiplies the training loss's gradient; default T, so that the
+        gradients w.r.t. the parameters have the size they have at T = 1 (the
+        cross-entropy at T divides them by T: the paper's 50 epochs absorb that,
+        a few epochs do not)
+    seed, progress, train_options : passed to ``train`` (epochs, lr, validation,
+        checkpoint_dir ...)
+
+    Returns
+    -------
+    student : trained, to be deployed at T = 1; its metadata records the
+        distillation temperature and the teacher's parameters' checksum.
+    """
+    x, _ = data
+    if student is None:
+        student = teacher.copy()
+        rng = np.random.default_rng(seed)
+        for layer in student.layers:
+            layer.initialize(rng)
+        student.metadata.pop("training", None)
+    soft = soft_labels(teacher, x, temperature)
+    student, _ = train(student, (x, soft), temperature=temperature, seed=seed, progress=progress,
+                       loss_scale=temperature if loss_scale is None else loss_scale,
+                       **train_options)
+    student.metadata["distillation"] = {
+        "temperature": float(temperature),
+        "teacher_training_temperature": teacher.metadata.get("training_temperature"),
+        "teacher_checksum": teacher.checksum(),
+        "deployed_temperature": 1.0,
+    }
+    return student
+
+
+def defensive_distillation(architecture, data, temperature, *, seed=0, loss_scale=None,
+                           progress=True, **train_options):
+    """The whole defense in one call: (teacher, student).
+
+    architecture : a function seed -> Sequential (e.g. ``architectures.papernot_mnist``)
+    data : (x, y) with hard labels; train_options as in ``train`` (epochs, validation ...).
+    The teacher is trained at ``temperature`` on y; the student is ``distill``ed from it.
+    Both scale their loss gradient by ``loss_scale`` (default T, see ``distill``).
+    """
+    scale = temperature if loss_scale is None else loss_scale
+    teacher = architecture(seed=seed)
+    teacher, _ = train(teacher, data, temperature=temperature, seed=seed, progress=progress,
+                       loss_scale=scale, **train_options)
+    student = distill(teacher, data, temperature, seed=seed + 1, loss_scale=scale,
+                      progress=progress, **train_options)
+    return teacher, student

@@ -1,0 +1,143 @@
+"""matplotlib figures of the reproduction (imported only when plotting)."""
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .metrics import AMPLITUDE_BINS  # noqa: E402
+
+
+def _temperatures(results):
+    """The distilled models' keys ("1", "20" ...), in order of temperature."""
+    return sorted((k for k in results["models"] if k != "baseline"), key=float)
+
+
+def _log_t_axis(ax, temps):
+    ax.set_xscale("log")
+    ax.set_xticks([float(t) for t in temps])
+    ax.set_xticklabels(temps)
+    ax.minorticks_off()
+
+
+def success_vs_temperature(results, path):
+    rows, paper = results["models"], results["paper"]
+    temps = _temperatures(results)
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    series = [("jsma", "JSMA", "C0"), ("fgsm", f"FGSM eps={results['settings']['eps']}", "C1")]
+    for key, label, color in series:
+        if key not in rows["baseline"]:
+            continue
+        ax.plot([float(t) for t in temps], [100 * rows[t][key]["success"] for t in temps], "o-",
+                color=color,
+                label=f"{label}, measured")
+        ax.axhline(100 * rows["baseline"][key]["success"], color=color, ls=":", lw=1,
+                   label=f"{label}, no distillation")
+    published = [(float(t), v) for t, v in paper["jsma_success"].items() if t in temps]
+    if published:
+        ax.plot([t for t, _ in published], [100 * v for _, v in published], "s--",
+                color="C0", alpha=0.5, mfc="none", label="JSMA, Papernot et al. 2016")
+    _log_t_axis(ax, temps)
+    ax.set_xlabel("distillation temperature T (deployed at T = 1)")
+    ax.set_ylabel("attack success (%)")
+    ax.set_ylim(-3, 103)
+    ax.set_title("Distillation makes JSMA and FGSM fail")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def accuracy_vs_temperature(results, path):
+    rows, paper = results["models"], results["paper"]
+    temps = _temperatures(results)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot([float(t) for t in temps], [100 * rows[t]["accuracy"] for t in temps], "o-",
+            label="distilled, measured")
+    ax.axhline(100 * rows["baseline"]["accuracy"], color="k", ls=":",
+               label="no distillation, measured")
+    ax.axhline(100 * paper["baseline_accuracy"], color="gray", ls="--", lw=1,
+               label="no distillation, paper (60,000 training images)")
+    _log_t_axis(ax, temps)
+    ax.set_xlabel("distillation temperature T")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Accuracy ({results['settings']['train_images']:,} training images, "
+                 f"{results['settings']['epochs']} epochs)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def gradient_amplitudes(results, path):
+    rows = results["models"]
+    names = ["baseline"] + _temperatures(results)
+    table = np.array([rows[n]["gradient_amplitude_histogram"] for n in names]) * 100
+    edges = AMPLITUDE_BINS
+    labels = ["≥ 1" if np.isinf(hi) else f"[{lo:.0e},\n{hi:.0e})" if lo else f"[0,\n{hi:.0e})"
+              for lo, hi in zip(edges[:-1], edges[1:])]
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(names) + 2))
+    image = ax.imshow(table, cmap="viridis", vmin=0, vmax=100, aspect="auto")
+    for i in range(table.shape[0]):
+        for j in range(table.shape[1]):
+            if table[i, j] > 0:
+                ax.text(j, i, f"{table[i, j]:.0f}", ha="center", va="center", fontsize=7,
+                        color="w" if table[i, j] < 60 else "k")
+    ax.set_yticks(range(len(names)))
+    ax.set_yticklabels(["no distillation" if n == "baseline" else f"T = {n}" for n in names])
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_xlabel("mean |dF_c/dX| per sample (computed in float64)")
+    ax.set_title("Adversarial-gradient amplitude: % of samples per bin (Papernot et al., figure 8)")
+    fig.colorbar(image, ax=ax, label="% of samples")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def adversarial_examples(examples, path):
+    """Rows: models; columns: clean | JSMA | FGSM | CW L2 (where run)."""
+    names = list(examples)
+    columns = [c for c in ("jsma", "fgsm", "cw_l2") if any(c in examples[n] for n in names)]
+    fig, axes = plt.subplots(len(names), 1 + 2 * len(columns),
+                             figsize=(1.35 * (1 + 2 * len(columns)), 1.5 * len(names)),
+                             squeeze=False)
+    titles = {"jsma": "JSMA", "fgsm": "FGSM", "cw_l2": "CW L2"}
+    for i, name in enumerate(names):
+        row = examples[name]
+        for ax in axes[i]:
+            ax.axis("off")
+        for j, column in enumerate(columns):
+            if column not in row:
+                continue
+            clean, adv, target, ok = row[column]
+            a, b = axes[i, 2 * j + 1], axes[i, 2 * j + 2]
+            a.imshow(clean[0], cmap="gray", vmin=0, vmax=1)
+            b.imshow(adv[0], cmap="gray", vmin=0, vmax=1)
+            a.set_title(f"{titles[column]}: clean", fontsize=7)
+            goal = f"-> {target}" if target is not None else "untargeted"
+            b.set_title(f"{goal} {'ok' if ok else 'failed'}", fontsize=7,
+                        color="C3" if ok else "C2")
+        axes[i, 0].text(0.5, 0.5, "no\ndistillation" if name == "baseline" else f"T = {name}",
+                        ha="center", va="center", fontsize=9)
+    fig.suptitle("Clean vs adversarial digits (red: the attack succeeded)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def reproduction_figures(results, examples, out_dir):
+    out_dir = Path(out_dir)
+    paths = {"success": out_dir / "success_vs_temperature.png",
+             "accuracy": out_dir / "accuracy_vs_temperature.png",
+             "amplitudes": out_dir / "gradient_amplitudes.png",
+             "examples": out_dir / "adversarial_examples.png"}
+    success_vs_temperature(results, paths["success"])
+    accuracy_vs_temperature(results, paths["accuracy"])
+    gradient_amplitudes(results, paths["amplitudes"])
+    adversarial_examples(examples, paths["examples"])
+    return paths

@@ -1,0 +1,293 @@
+"""Defensive distillation end to end on MNIST: the papers' tables and figures.
+
+Papernot et al. (2016, S&P), "Distillation as a Defense to Adversarial
+Perturbations against Deep Neural Networks": JSMA success and the
+adversarial-gradient amplitude against the distillation temperature;
+Papernot & McDaniel (2016), "On the Effectiveness of Defensive Distillation":
+FGSM; Carlini & Wagner (2017), "Towards Evaluating the Robustness of Neural
+Networks" (and "Defensive Distillation is Not Robust to Adversarial
+Examples"): the CW attacks still succeed on the distilled net.
+
+``reproduce(out_dir)`` trains (or reloads from ``out_dir/models``) the
+undistilled baseline and, for every T, a teacher at T and its distilled
+student, attacks each deployed net at T = 1, and writes results.json,
+results.md (measured beside the papers' numbers) and PNG figures.
+"""
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from . import attacks, datasets, metrics
+from .defenses.distillation import distill
+from .nn import architectures
+from .nn.model import load_model
+from .train import data_checksum, train
+
+TEMPERATURES = (1, 2, 5, 10, 20, 30, 40, 50, 100)
+
+# The papers' numbers (MNIST). Papernot et al. 2016, table/figure 5 and section V;
+# Papernot & McDaniel 2016; Carlini & Wagner 2017, table IV and section VIII.
+PAPER = {
+    "train_images": 60000,
+    "baseline_accuracy": 0.9951,
+    "max_accuracy_cost": 0.0128,
+    "jsma_success": {"baseline": 0.9589, 1: 0.91, 2: 0.8223, 5: 0.2467, 10: 0.0678, 20: 0.0134,
+                     30: 0.0144, 40: 0.0045, 50: 0.0145, 100: 0.0045},
+    "fgsm_success": {"baseline": 0.8803, 100: "< 0.015"},
+    "cw": {"baseline": {"success": 1.0, "l0": 16, "l2": 1.76, "linf": 0.13},
+           "distilled": {"success": 1.0, "l0": 19, "l2": 2.2, "linf": 0.18}},
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What a run measures, and on how much."""
+    temperatures: tuple = TEMPERATURES
+    epochs: int = 3
+    train_limit: int = None          # None: the whole training split
+    seed: int = 0
+    jsma_samples: int = 100          # x 9 targets: the paper's 900 attacks
+    fgsm_images: int = None          # None: the whole test set
+    eps: float = 0.3
+    gradient_images: int = 1000      # amplitude histograms and the masking diagnostic
+    cw_images: int = 20
+    cw_iterations: int = 1000
+    cw_binary_steps: int = 9
+    attacks: tuple = field(default=("jsma", "fgsm", "cw"))
+
+    def training_key(self):
+        """What decides whether a saved model can be reused."""
+        return {"epochs": self.epochs, "train_limit": self.train_limit, "seed": self.seed}
+
+
+QUICK = Settings(temperatures=(1, 20, 100), epochs=2, train_limit=3000, jsma_samples=4,
+                 fgsm_images=500, gradient_images=100, cw_images=3, cw_iterations=60,
+                 cw_binary_steps=3)
+
+
+def _key(name):
+    """"baseline", or the temperature written as in the papers' tables ("20", "2.5")."""
+    return name if name == "baseline" else f"{name:g}"
+
+
+def _say(progress, message):
+    if progress:
+        print(f"reproduce: {message}", file=sys.stderr, flush=True)
+
+
+def _model(path, key, build, progress):
+    """Reuse a model saved with the same training settings, else build and save it."""
+    if path.exists():
+        model = load_model(path)
+        if model.metadata.get("reproduce") == key:
+            _say(progress, f"reusing {path}")
+            return model
+        _say(progress, f"{path} was trained with other settings: retraining")
+    began = time.perf_counter()
+    model = build()
+    model.metadata["reproduce"] = key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    _say(progress, f"trained {path.name} in {time.perf_counter() - began:.0f} s")
+    return model
+
+
+def train_models(settings, data, out_dir, progress=True):
+    """{"baseline": model, T: distilled student, ...}; teachers and students are saved
+    in out_dir/models and reused by a later run with the same training settings."""
+    (x_train, y_train), (x_test, y_test) = data
+    key = {**settings.training_key(), "data": data_checksum(x_train, y_train)}
+    options = dict(epochs=settings.epochs, validation=(x_test, y_test), progress=progress)
+    folder = Path(out_dir) / "models"
+
+    def trained(temperature, seed):
+        return train(architectures.papernot_mnist(seed=seed), (x_train, y_train),
+                     temperature=temperature, seed=seed, loss_scale=temperature, **options)[0]
+
+    models = {"baseline": _model(folder / "baseline.npz", key,
+                                 lambda: trained(1.0, settings.seed), progress)}
+    for T in settings.temperatures:
+        _say(progress, f"temperature {T}: teacher")
+        teacher = _model(folder / f"teacher_T{_key(T)}.npz", key,
+                         lambda T=T: trained(float(T), settings.seed), progress)
+        _say(progress, f"temperature {T}: distilled student")
+        models[T] = _model(folder / f"student_T{_key(T)}.npz", {**key, "teacher": teacher.checksum()},
+                           lambda T=T, teacher=teacher: distill(
+                               teacher, (x_train, y_train), float(T), seed=settings.seed + 1,
+                               **options), progress)
+    return models
+
+
+def evaluate(model, name, settings, test, rng_seed, progress=True):
+    """Every measure of one deployed net (T = 1). Returns a JSON-ready dict."""
+    x_test, y_test = test
+    rng = np.random.default_rng(rng_seed)
+    row = {"accuracy": metrics.accuracy(model, x_test, y_test),
+           "training_temperature": model.metadata.get("training_temperature", 1.0)}
+    examples = {}
+    g = rng.choice(len(x_test), min(settings.gradient_images, len(x_test)), replace=False)
+    amplitudes = metrics.adversarial_gradient_amplitude(model, x_test[g])
+    row["gradient_amplitude_histogram"] = metrics.amplitude_histogram(amplitudes).tolist()
+    row["gradient_amplitude_median"] = float(np.median(amplitudes))
+    row["gradient_masking"] = metrics.gradient_masking(model, x_test[g], y_test[g])
+    if "jsma" in settings.attacks:
+        pick = rng.choice(len(x_test), settings.jsma_samples, replace=False)
+        _say(progress, f"{name}: JSMA on {len(pick)} samples x 9 targets")
+        r = attacks.jsma_all_targets(model, x_test[pick], y_test[pick], theta=1.0, gamma=0.145,
+                                     progress=False)
+        ok = r.success
+        row["jsma"] = {"attacks": len(ok), "success": r.success_rate,
+                       "mean_l0": float(r.l0[ok].mean()) if ok.any() else None,
+                       "mean_changed_fraction": float(r.l0[ok].mean() / x_test[0].size)
+                       if ok.any() else None}
+        examples["jsma"] = (x_test[pick[0]], r.x_adv[0], int(r.target[0]), bool(ok[0]))
+    if "fgsm" in settings.attacks:
+        n = len(x_test) if settings.fgsm_images is None else settings.fgsm_images
+        idx = rng.choice(len(x_test), n, replace=False) if n < len(x_test) else np.arange(n)
+        _say(progress, f"{name}: FGSM eps={settings.eps} on {n} test images")
+        r = attacks.fgsm(model, x_test[idx], y_test[idx], eps=settings.eps, progress=False)
+        T = row["training_temperature"]
+        countered = attacks.fgsm(model, x_test[idx], y_test[idx], eps=settings.eps, T=T,
+                                 progress=False)
+        row["fgsm"] = {"images": int(n), "success": r.success_rate,
+                       "unperturbed": float((r.l0 == 0).mean()),
+                       "success_logits_divided_by_T": countered.success_rate}
+        examples["fgsm"] = (x_test[idx[0]], r.x_adv[0], None, bool(r.success[0]))
+    return row, examples
+
+
+def evaluate_cw(model, settings, test, rng_seed, progress=True):
+    x_test, y_test = test
+    rng = np.random.default_rng(rng_seed)
+    pick = rng.choice(len(x_test), settings.cw_images, replace=False)
+    x, y = x_test[pick], y_test[pick]
+    target = (y + rng.integers(1, 10, len(y))) % 10
+    out, example = {}, None
+    runs = {"l2": (attacks.cw_l2, dict(binary_search_steps=settings.cw_binary_steps)),
+            "l0": (attacks.cw_l0, {}), "linf": (attacks.cw_linf, {})}
+    for norm, (attack, options) in runs.items():
+        _say(progress, f"CW {norm} on {len(x)} images, {settings.cw_iterations} iterations")
+        r = attack(model, x, target=target, max_iterations=settings.cw_iterations,
+                   progress=progress, **options)
+        ok = r.success
+        out[norm] = {"images": len(x), "success": r.success_rate,
+                     "mean_distortion": float(getattr(r, norm)[ok].mean()) if ok.any() else None}
+        if norm == "l2":
+            example = (x[0], r.x_adv[0], int(target[0]), bool(ok[0]))
+    return out, example
+
+
+def reproduce(out_dir, settings=Settings(), data_path=None, progress=True):
+    """Run everything; write results.json, results.md and the figures into ``out_dir``.
+
+    Returns the results dict (also in results.json).
+    """
+    from . import plots                              # matplotlib only when plotting
+
+    began = time.perf_counter()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (x_train, y_train), (x_test, y_test) = datasets.load_mnist(data_path)
+    if settings.train_limit is not None:
+        x_train, y_train = x_train[:settings.train_limit], y_train[:settings.train_limit]
+    _say(progress, f"{len(x_train):,} training images, {len(x_test):,} test images, "
+                   f"temperatures {list(settings.temperatures)}")
+    models = train_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir, progress)
+    rows, examples = {}, {}
+    for i, (name, model) in enumerate(models.items()):
+        label = "baseline" if name == "baseline" else f"T={name}"
+        rows[_key(name)], examples[_key(name)] = evaluate(model, label, settings, (x_test, y_test),
+                                                        settings.seed + 1000 + i, progress)
+    cw = {}
+    if "cw" in settings.attacks:
+        hottest = max(settings.temperatures)
+        for name in ("baseline", hottest):
+            _say(progress, f"Carlini-Wagner on {'the baseline' if name == 'baseline' else f'T={name}'}")
+            cw[_key(name)], examples[_key(name)]["cw_l2"] = evaluate_cw(
+                models[name], settings, (x_test, y_test), settings.seed + 2000, progress)
+    results = {"settings": {**asdict(settings), "train_images": len(x_train),
+                            "test_images": len(x_test)},
+               "paper": {**PAPER, "jsma_success": {str(k): v for k, v in PAPER["jsma_success"].items()},
+                         "fgsm_success": {str(k): v for k, v in PAPER["fgsm_success"].items()}},
+               "models": rows, "cw": cw, "seconds": time.perf_counter() - began}
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
+    (out_dir / "results.md").write_text(markdown_table(results))
+    figures = plots.reproduction_figures(results, examples, out_dir)
+    _say(progress, f"wrote {out_dir / 'results.json'}, results.md and {len(figures)} figures "
+                   f"in {results['seconds']:.0f} s")
+    return results
+
+
+def _pct(value):
+    return "-" if value is None else (value if isinstance(value, str) else f"{100 * value:.2f}%")
+
+
+def _num(value, digits=2):
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown_table(results):
+    """The measured numbers beside the papers'."""
+    s, paper, rows = results["settings"], results["paper"], results["models"]
+    lines = [
+        "# Defensive distillation on MNIST: measured vs published",
+        "",
+        f"Training split: **{s['train_images']:,} images** (the papers used "
+        f"{paper['train_images']:,}); {s['epochs']} epochs per net (the paper: 50); "
+        f"test set {s['test_images']:,} images. Every net is deployed at T = 1.",
+        f"JSMA: {s['jsma_samples']} test samples x 9 targets, theta = +1, gamma = 14.5%, "
+        f"saliency of the softmax. FGSM: eps = {s['eps']}, "
+        f"{'all' if s['fgsm_images'] is None else s['fgsm_images']} test images. "
+        f"Gradients: {s['gradient_images']} test images.",
+        "",
+        "| model | accuracy | JSMA success (paper) | JSMA mean L0 | FGSM success (paper) | "
+        "FGSM unperturbed | FGSM with logits / T | median adv. gradient | zero FGSM gradients |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        jsma, fgsm = row.get("jsma", {}), row.get("fgsm", {})
+        label = "no distillation" if name == "baseline" else f"distilled, T = {name}"
+        lines.append(
+            f"| {label} | {_pct(row['accuracy'])} | {_pct(jsma.get('success'))} "
+            f"({_pct(paper['jsma_success'].get(name))}) | {_num(jsma.get('mean_l0'), 1)} | "
+            f"{_pct(fgsm.get('success'))} ({_pct(paper['fgsm_success'].get(name))}) | "
+            f"{_pct(fgsm.get('unperturbed'))} | {_pct(fgsm.get('success_logits_divided_by_T'))} | "
+            f"{row['gradient_amplitude_median']:.2e} | "
+            f"{_pct(row['gradient_masking']['fgsm']['all_zero_images'])} |")
+    lines += ["", f"Paper: baseline accuracy {_pct(paper['baseline_accuracy'])}; distillation "
+              f"costs at most {100 * paper['max_accuracy_cost']:.2f} points.", ""]
+    if results["cw"]:
+        lines += [f"Carlini-Wagner, targeted, {s['cw_images']} images, {s['cw_iterations']} "
+                  f"iterations per round (paper: 100% success everywhere):", "",
+                  "| model | L2 success | mean L2 (paper) | L0 success | mean L0 (paper) | "
+                  "Linf success | mean Linf (paper) |", "|---|---|---|---|---|---|---|"]
+        for name, row in results["cw"].items():
+            p = paper["cw"]["baseline" if name == "baseline" else "distilled"]
+            label = "no distillation" if name == "baseline" else f"distilled, T = {name}"
+            lines.append(f"| {label} | {_pct(row['l2']['success'])} | "
+                         f"{_num(row['l2']['mean_distortion'])} ({p['l2']}) | "
+                         f"{_pct(row['l0']['success'])} | {_num(row['l0']['mean_distortion'], 1)} "
+                         f"({p['l0']}) | {_pct(row['linf']['success'])} | "
+                         f"{_num(row['linf']['mean_distortion'], 3)} ({p['linf']}) |")
+    lines += ["", "Gradient masking at T = 1 (fraction of input-gradient components exactly 0 "
+              "in float32; non-finite components are counted too):", "",
+              "| model | FGSM loss gradient | JSMA dF/dX | CW logit margin | non-finite |",
+              "|---|---|---|---|---|"]
+    for name, row in rows.items():
+        m = row["gradient_masking"]
+        nonfinite = max(v["nonfinite_fraction"] for v in m.values())
+        label = "no distillation" if name == "baseline" else f"T = {name}"
+        lines.append(f"| {label} | {_pct(m['fgsm']['zero_fraction'])} | "
+                     f"{_pct(m['jsma']['zero_fraction'])} | {_pct(m['cw']['zero_fraction'])} | "
+                     f"{_pct(nonfinite)} |")
+    lines += ["", f"Wall time: {results['seconds'] / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def settings_from(quick=False, **overrides):
+    base = QUICK if quick else Settings()
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
