@@ -1,0 +1,70 @@
+"""The reproduction end to end on real MNIST, shrunk to run in CI: files written, the
+papers' direction of effect measured, trained models reused on a second run."""
+import json
+
+import numpy as np
+import pytest
+
+from npdistill.__main__ import main
+from npdistill.reproduce import QUICK, markdown_table, settings_from
+
+
+@pytest.fixture(scope="module")
+def run(mnist_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reproduce")
+    argv = ["reproduce", "--quick", "--out", str(out), "--data", str(mnist_dir), "--quiet",
+            "--temperatures", "1", "50", "--train-limit", "1500", "--jsma-samples", "3",
+            "--cw-images", "2", "--cw-iterations", "150"]
+    assert main(argv) == 0
+    return out, argv
+
+
+def test_reproduce_writes_results_table_and_figures(run):
+    out, _ = run
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["models"]) == {"baseline", "1", "50"}
+    assert results["settings"]["train_images"] == 1500
+    for name in ("success_vs_temperature", "accuracy_vs_temperature", "gradient_amplitudes",
+                 "adversarial_examples"):
+        data = (out / f"{name}.png").read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 10_000
+    table = (out / "results.md").read_text()
+    assert "1,500 images" in table and "60,000" in table          # the split is said
+    assert "95.89%" in table                                       # the paper beside ours
+    assert table == markdown_table(results)
+
+
+def test_distillation_masks_the_gradients_and_cw_still_runs(run):
+    out, _ = run
+    results = json.loads((out / "results.json").read_text())
+    base, hot = results["models"]["baseline"], results["models"]["50"]
+    assert hot["training_temperature"] == 50.0
+    assert hot["gradient_amplitude_median"] < 1e-6 * base["gradient_amplitude_median"]
+    assert hot["gradient_masking"]["fgsm"]["zero_fraction"] > \
+        base["gradient_masking"]["fgsm"]["zero_fraction"]
+    assert hot["jsma"]["success"] < base["jsma"]["success"]
+    assert hot["fgsm"]["unperturbed"] > 0.1 and base["fgsm"]["unperturbed"] == 0
+    assert hot["fgsm"]["success_logits_divided_by_T"] > hot["fgsm"]["success"]
+    hist = np.array(hot["gradient_amplitude_histogram"])
+    assert hist.sum() == pytest.approx(1.0)
+    assert set(results["cw"]) == {"baseline", "50"}
+    for row in results["cw"].values():
+        assert set(row) == {"l2", "l0", "linf"}
+
+
+def test_a_second_run_reuses_the_trained_models(run, capsys):
+    out, argv = run
+    models = sorted(p.name for p in (out / "models").iterdir())
+    assert models == ["baseline.npz", "student_T1.npz", "student_T50.npz", "teacher_T1.npz",
+                      "teacher_T50.npz"]
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir()}
+    assert main([a for a in argv if a != "--quiet"] + ["--jsma-samples", "1"]) == 0
+    assert "reusing" in capsys.readouterr().err
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir()}
+
+
+def test_settings_overrides():
+    s = settings_from(True, epochs=5, temperatures=None)
+    assert s.epochs == 5 and s.temperatures == QUICK.temperatures
+    with pytest.raises(TypeError):
+        settings_from(False, no_such_setting=1)
