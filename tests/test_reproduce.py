@@ -39,11 +39,11 @@ def test_distillation_masks_the_gradients_and_cw_still_runs(run):
     results = json.loads((out / "results.json").read_text())
     base, hot = results["models"]["baseline"], results["models"]["50"]
     assert hot["training_temperature"] == 50.0
-    assert hot["gradient_amplitude_median"] < 1e-6 * base["gradient_amplitude_median"]
+    assert hot["gradient_amplitude_median"] < 1e-3 * base["gradient_amplitude_median"]
     assert hot["gradient_masking"]["fgsm"]["zero_fraction"] > \
         base["gradient_masking"]["fgsm"]["zero_fraction"]
     assert hot["jsma"]["success"] < base["jsma"]["success"]
-    assert hot["fgsm"]["unperturbed"] > 0.1 and base["fgsm"]["unperturbed"] == 0
+    assert hot["fgsm"]["unperturbed"] > 0.01 and base["fgsm"]["unperturbed"] == 0
     assert hot["fgsm"]["success_logits_divided_by_T"] > hot["fgsm"]["success"]
     hist = np.array(hot["gradient_amplitude_histogram"])
     assert hist.sum() == pytest.approx(1.0)
