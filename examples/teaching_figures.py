@@ -188,7 +188,7 @@ def main():
     parser.add_argument("--out", default="docs/figures")
     parser.add_argument("--data", default=None, help="MNIST folder (default: $NPDISTILL_DATA/mnist)")
     parser.add_argument("--images", type=int, default=200)
-    parser.add_argument("--cw-images", type=int, default=10)
+    parser.add_argument("--cw-images", type=int, default=5)
     parser.add_argument("--cw-iterations", type=int, default=500)
     args = parser.parse_args()
     models = load_models(args.models)
