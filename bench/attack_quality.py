@@ -18,7 +18,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
@@ -42,8 +41,7 @@ def main():
     model = common.trained_mnist(path=args.model)
     _, (x_test, y_test) = common.load_mnist()
     x, y = x_test[:args.images], y_test[:args.images]
-    rng = np.random.default_rng(0)
-    target = (y + rng.integers(1, 10, len(y))) % 10
+    target = nd.attacks.random_targets(y, 10, seed=0)
     print(f"# {common.machine()}; model test accuracy "
           f"{nd.metrics.accuracy(model, x_test, y_test):.2%}")
     rows = {}

@@ -42,6 +42,13 @@ def load_mnist():
     return nd.datasets.load_mnist()
 
 
+def attack_sample(x_test, y_test, n, seed):
+    """n test images drawn without replacement and a random target for each (never its class)."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(x_test), n, replace=False)
+    return x_test[pick], y_test[pick], nd.attacks.random_targets(y_test[pick], 10, rng)
+
+
 def trained_mnist(epochs=3, seed=0, path=None):
     """The paper's MNIST net trained at T = 1: loaded from ``path`` or the cache, else trained."""
     if path is not None:

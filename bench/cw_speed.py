@@ -62,10 +62,7 @@ def main():
 
     model = common.trained_mnist(path=args.model)
     _, (x_test, y_test) = common.load_mnist()
-    rng = np.random.default_rng(args.seed)
-    pick = rng.choice(len(x_test), n, replace=False)
-    x, y = x_test[pick], y_test[pick]
-    targets = (y + rng.integers(1, 10, n)) % 10
+    x, y, targets = common.attack_sample(x_test, y_test, n, args.seed)
     print(f"machine: {common.machine()}")
     print(f"model: test accuracy {nd.metrics.accuracy(model, x_test, y_test):.2%}; {n} images, "
           f"random targets, {steps} steps, c = {args.c}, lr = 1e-2, kappa = 0")

@@ -121,8 +121,7 @@ def fgsm_sign_zero(models, x, y, path):
 def counter_attacks(models, x, y, path, cw_images, cw_iterations):
     """The attacker's counters: divide the logits by T again, attack the logits, use CW."""
     names = list(models)
-    rng = np.random.default_rng(0)
-    target = (y + rng.integers(1, 10, len(y))) % 10
+    target = nd.attacks.random_targets(y, 10, seed=0)
     rows = {"FGSM at T = 1": [], "FGSM, logits / T": [], "JSMA on the softmax": [],
             "JSMA on the logits": [], "CW L2 (logits)": []}
     n = min(len(x), 30)

@@ -173,7 +173,7 @@ def evaluate_cw(model, settings, test, rng_seed, progress=True):
     rng = np.random.default_rng(rng_seed)
     pick = rng.choice(len(x_test), settings.cw_images, replace=False)
     x, y = x_test[pick], y_test[pick]
-    target = (y + rng.integers(1, 10, len(y))) % 10
+    target = attacks.random_targets(y, 10, rng)
     out, example = {}, None
     runs = {"l2": (attacks.cw_l2, dict(binary_search_steps=settings.cw_binary_steps)),
             "l0": (attacks.cw_l0, {}), "linf": (attacks.cw_linf, {})}

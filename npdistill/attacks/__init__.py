@@ -3,6 +3,7 @@ from .cw import cw_l0, cw_l2, cw_linf
 from .fgsm import bim, fgsm, gradient_attack, loss_gradient, pgd, tgsm
 from .jsma import jsma, jsma_all_targets
 from .result import AttackResult
+from .targets import random_targets
 
 __all__ = ["AttackResult", "bim", "cw_l0", "cw_l2", "cw_linf", "fgsm", "gradient_attack", "jsma",
-           "jsma_all_targets", "loss_gradient", "pgd", "tgsm"]
+           "jsma_all_targets", "loss_gradient", "pgd", "random_targets", "tgsm"]

@@ -77,7 +77,7 @@ class _Problem:
     def __init__(self, x0, w, mask, tau, const, labels, *, lo, hi):
         self.idx = np.arange(len(x0))
         boxmul = (hi - lo) / 2
-        w0 = np.arctanh((x0 - (hi + lo) / 2) / boxmul * 0.999999).astype(x0.dtype)
+        w0 = _preimage(x0, lo, hi)
         self.a = dict(x0=x0, s0=np.tanh(w0), w=w.copy() if w is not None else w0,
                       m=np.zeros_like(x0), v=np.zeros_like(x0), mask=mask, tau=tau, const=const,
                       labels=labels)
@@ -103,8 +103,8 @@ class _Problem:
         return np.maximum(np.abs(delta) - self.tau[:, None], 0).sum(axis=1)
 
     def step(self, model, shape, targeted, kappa, *, grad=True):
-        """Forward the current images: (loss = c f, success, z); with ``grad`` also the
-        gradient d(c f)/dx, flattened."""
+        """Forward the current images: (loss = c f, success as uint8, and with ``grad``
+        the gradient d(c f)/dx, flattened)."""
         n = len(self.idx)
         z = np.ascontiguousarray(model.forward(self.x.reshape((n,) + shape)))
         loss = np.empty(n, z.dtype)
@@ -114,7 +114,7 @@ class _Problem:
         grad_x = None
         if grad:
             grad_x = np.ascontiguousarray(model.backward(dz, param_grads=False)).reshape(n, -1)
-        return loss, success.astype(bool), grad_x
+        return loss, success, grad_x
 
     def update(self, grad_x, norm, t, lr):
         a = self.a
@@ -203,7 +203,7 @@ def _l2_batch(model, x, labels, targeted, *, kappa, c, binary_search_steps, max_
         for it in range(max_iterations):
             loss, ok, grad_x = problem.step(model, shape, targeted, kappa)
             a = problem.a
-            kernels.cw_track(a["x"], a["dist"], ok.astype(np.uint8), a["step_best"],
+            kernels.cw_track(a["x"], a["dist"], ok, a["step_best"],
                              a["best_dist"], a["best_x"])
             iterations[problem.idx] += 1
             if abort_early and it % check_every == 0:
@@ -263,7 +263,9 @@ def _solve(model, shape, x0, w_start, mask, tau, const, labels, targeted, kappa,
             loss, ok, grad_x = problem.step(model, shape, targeted, kappa)
             rows = pending[problem.idx]
             iterations[rows] += 1
-            stop = ok if norm == kernels.CW_L2 else ok & (problem.dist < 1e-4 * problem.const)
+            stop = ok.view(bool)
+            if norm == kernels.CW_LINF:
+                stop = stop & (problem.dist < 1e-4 * problem.const)
             if stop.any():
                 done = rows[stop]
                 worked[done] = True
@@ -344,27 +346,15 @@ def cw_l0(model, x, y=None, *, target=None, kappa=0.01, c=1e-3, max_iterations=1
 
 
 def _l0_batch(model, x, labels, targeted, iterations, *, kappa, c, options, report):
-    n, shape = len(x), x.shape[1:]
-    channels, pixels = shape[0], int(np.prod(shape[1:]))
-    x0 = np.ascontiguousarray(x).reshape(n, -1)
-    valid = np.ones((n, pixels), x.dtype)                  # 1: the pixel may still change
-    w_start = _preimage(x0, options["lo"], options["hi"])
-    const = np.full(n, c)
-    best, found = x0.copy(), np.zeros(n, bool)
-    alive = np.arange(n)
-    rounds = 0
-    while alive.size:
-        rounds += 1
-        spent = np.zeros(len(alive), np.int64)
-        worked, x_sol, w_sol, grad_sol, const[alive] = _solve(
-            model, shape, x0[alive], w_start[alive], np.tile(valid[alive], channels),
-            np.zeros(len(alive), x.dtype), const[alive], labels[alive], targeted, kappa,
-            norm=kernels.CW_L2, iterations=spent, **options)
-        iterations[alive] += spent
-        won = alive[worked]
-        found[won], best[won], w_start[won] = True, x_sol[worked], w_sol[worked]
-        for row, sol, grad in zip(won, x_sol[worked], grad_sol[worked]):
-            delta = np.abs(sol - x0[row]).reshape(channels, pixels)
+    channels, pixels = x.shape[1], int(np.prod(x.shape[2:]))
+    valid = np.ones((len(x), pixels), x.dtype)             # 1: the pixel may still change
+
+    def restriction(alive):
+        return np.tile(valid[alive], channels), np.zeros(len(alive), x.dtype)
+
+    def shrink(won, x0, x_sol, grad_sol):
+        for row, clean, sol, grad in zip(won, x0, x_sol, grad_sol):
+            delta = np.abs(sol - clean).reshape(channels, pixels)
             changed = int(np.count_nonzero((delta >= 1e-4).any(axis=0)))
             total_change = (delta * np.abs(grad).reshape(channels, pixels)).sum(axis=0)
             frozen = 0
@@ -374,10 +364,44 @@ def _l0_batch(model, x, labels, targeted, iterations, *, kappa, c, options, repo
                     frozen += 1
                     if total_change[p] > 0.01 or frozen >= 0.3 * changed ** 0.5:
                         break
-        alive = won[valid[won].any(axis=1)]
-        l0 = (best[found] != x0[found]).reshape(-1, channels, pixels).any(axis=1).sum(axis=1)
+        return won[valid[won].any(axis=1)]
+
+    def l0(delta):
+        return (delta != 0).reshape(len(delta), channels, pixels).any(axis=1).sum(axis=1)
+
+    return _shrinking_rounds(model, x, labels, targeted, iterations, kappa=kappa, c=c,
+                             norm=kernels.CW_L2, options=options, report=report,
+                             restriction=restriction, shrink=shrink, distortion=("L0", l0))
+
+
+def _shrinking_rounds(model, x, labels, targeted, iterations, *, kappa, c, norm, options, report,
+                      restriction, shrink, distortion):
+    """The outer loop of the L0 and L-inf attacks: every image still shrinking solves its
+    restricted problem (``restriction(alive) -> (mask, tau)``), warm-started from its last
+    solution; ``shrink(won, x0, x_sol, grad_sol)`` tightens the restriction of those that
+    succeeded and returns the ones that go on. The last solution is the example."""
+    n, shape = len(x), x.shape[1:]
+    x0 = np.ascontiguousarray(x).reshape(n, -1)
+    w_start = _preimage(x0, options["lo"], options["hi"])
+    const = np.full(n, c)
+    best, found = x0.copy(), np.zeros(n, bool)
+    alive = np.arange(n)
+    name, measure = distortion
+    rounds = 0
+    while alive.size:
+        rounds += 1
+        mask, tau = restriction(alive)
+        spent = np.zeros(len(alive), np.int64)
+        worked, x_sol, w_sol, grad_sol, const[alive] = _solve(
+            model, shape, x0[alive], w_start[alive], mask, tau, const[alive], labels[alive],
+            targeted, kappa, norm=norm, iterations=spent, **options)
+        iterations[alive] += spent
+        won = alive[worked]
+        found[won], best[won], w_start[won] = True, x_sol[worked], w_sol[worked]
+        alive = shrink(won, x0[won], x_sol[worked], grad_sol[worked])
+        mean = measure(best[found] - x0[found]).mean() if found.any() else float("nan")
         report(f"round {rounds}: {alive.size} still shrinking, success {found.mean():.0%}, "
-               f"mean L0 {l0.mean() if found.any() else float('nan'):.1f} pixels")
+               f"mean {name} {mean:.3g}")
     return found, best.reshape(x.shape)
 
 
@@ -409,29 +433,18 @@ def cw_linf(model, x, y=None, *, target=None, kappa=0.0, c=1e-5, max_iterations=
 
 def _linf_batch(model, x, labels, targeted, iterations, *, kappa, c, options, report,
                 decrease_factor):
-    n, shape = len(x), x.shape[1:]
     width = options["hi"] - options["lo"]
-    x0 = np.ascontiguousarray(x).reshape(n, -1)
-    w_start = _preimage(x0, options["lo"], options["hi"])
-    tau = np.full(n, width, x.dtype)
-    const = np.full(n, c)
-    best, found = x0.copy(), np.zeros(n, bool)
-    alive = np.arange(n)
-    rounds = 0
-    while alive.size:
-        rounds += 1
-        spent = np.zeros(len(alive), np.int64)
-        worked, x_sol, w_sol, _, const[alive] = _solve(
-            model, shape, x0[alive], w_start[alive], np.ones((len(alive), x0.shape[1]), x.dtype),
-            tau[alive], const[alive], labels[alive], targeted, kappa, norm=kernels.CW_LINF,
-            iterations=spent, **options)
-        iterations[alive] += spent
-        won = alive[worked]
-        found[won], best[won], w_start[won] = True, x_sol[worked], w_sol[worked]
-        reached = np.abs(x_sol[worked] - x0[won]).max(axis=1)
+    tau = np.full(len(x), width, x.dtype)
+
+    def restriction(alive):
+        return np.ones((len(alive), int(np.prod(x.shape[1:]))), x.dtype), tau[alive]
+
+    def shrink(won, x0, x_sol, grad_sol):
+        reached = np.abs(x_sol - x0).max(axis=1)
         tau[won] = np.minimum(tau[won], reached) * decrease_factor
-        alive = won[tau[won] > width / 256]
-        linf = np.abs(best[found] - x0[found]).max(axis=1)
-        report(f"round {rounds}: {alive.size} still shrinking, success {found.mean():.0%}, "
-               f"mean Linf {linf.mean() if found.any() else float('nan'):.3f}")
-    return found, best.reshape(x.shape)
+        return won[tau[won] > width / 256]
+
+    return _shrinking_rounds(model, x, labels, targeted, iterations, kappa=kappa, c=c,
+                             norm=kernels.CW_LINF, options=options, report=report,
+                             restriction=restriction, shrink=shrink,
+                             distortion=("Linf", lambda delta: np.abs(delta).max(axis=1)))

@@ -182,3 +182,14 @@ def test_bad_input_is_refused_with_a_clear_error(toy, call, error, match):
     model, x, y, _ = toy
     with pytest.raises(error, match=match):
         call(model, x[:4], y[:4])
+
+
+def test_random_targets_are_other_classes_drawn_from_the_seed():
+    y = np.arange(1000) % 10
+    t = nd.attacks.random_targets(y, 10, seed=3)
+    assert t.dtype == np.int64 and t.min() >= 0 and t.max() < 10
+    assert not np.any(t == y)
+    assert len(np.unique(t[y == 0])) == 9                       # every other class occurs
+    np.testing.assert_array_equal(t, nd.attacks.random_targets(y, 10, seed=3))
+    with pytest.raises(ValueError, match="labels"):
+        nd.attacks.random_targets(np.array([0, 10]), 10)
