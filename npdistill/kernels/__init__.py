@@ -192,6 +192,20 @@ def maxpool_forward(x, size, argmax=None):
     return out, argmax
 
 
+def maxpool_gather(x, argmax, size):
+    """x (N, C, H, W) read at a forward's argmax (N, C, oh, ow): the pooling's derivative along x.
+
+    NumPy only: a gather as cheap as the pooling itself (it serves the
+    forward-mode pass of input-gradient regularization, not the hot loops).
+    """
+    if len(x) != len(argmax) or x.shape[1] != argmax.shape[1]:
+        raise ValueError(f"x of shape {x.shape} does not match argmax of shape {argmax.shape}")
+    oh, ow = argmax.shape[2:]
+    windows = _numpy_pool._windows(channels_last(x), size, oh, ow)     # (N, oh, ow, s*s, C)
+    picked = np.take_along_axis(windows, channels_last(argmax)[:, :, :, None, :], axis=3)
+    return picked[:, :, :, 0, :].transpose(0, 3, 1, 2)
+
+
 def maxpool_backward(dy, argmax, x_shape, size):
     """dx of ``x_shape`` from dy (S * N, C, oh, ow) and the forward's argmax (N, C, oh, ow)."""
     if len(dy) % len(argmax) or dy.shape[1:] != argmax.shape[1:]:

@@ -11,6 +11,14 @@ of the last forward (seed-major: row s * n + i belongs to sample i). Backward
 is linear in dy, so one forward and one such backward give S vector-Jacobian
 products per sample — how Jacobians and JSMA get several rows of dZ/dX without
 repeating the forward pass. Parameter gradients need S = 1.
+
+Forward mode, for input-gradient regularization (double backpropagation):
+``jvp(x_dot)`` is the derivative of the last forward along x_dot (the
+layer's linear part: no bias), and ``backward_jvp(dy, dy_dot, x_dot)`` the
+derivative of the last backward when its input x moves along x_dot and its dy
+along dy_dot: it returns the tangent of dx and fills ``grads`` with the tangent
+of the parameter gradients. ReLU and max pooling are piecewise linear, so their
+masks and argmax do not move (almost everywhere): their second derivatives are 0.
 """
 import numpy as np
 
@@ -51,6 +59,14 @@ class Layer:
         for name, value in self.params.items():
             clone.params[name] = value.astype(dtype)
         return clone
+
+    def jvp(self, x_dot):
+        raise NotImplementedError(f"{type(self).__name__} has no forward-mode derivative")
+
+    def backward_jvp(self, dy, dy_dot, x_dot):
+        """Piecewise-linear parameter-free layers: the backward is linear in dy with
+        fixed masks, so its tangent is the backward of dy_dot."""
+        return self.backward(dy_dot, param_grads=False)
 
     def _dtype_kwarg(self, dtype):
         return {"dtype": dtype} if self.params else {}
@@ -117,40 +133,68 @@ class Conv2D(Layer):
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"Conv2D expects input (N, {self.in_channels}, H, W), got {x.shape}")
         k, F = self.kernel_size, self.out_channels
-        n = x.shape[0]
-        oh = kernels.conv_output_size(x.shape[2], k, *self.pads[:2])
-        ow = kernels.conv_output_size(x.shape[3], k, *self.pads[2:])
-        self.x, self.rows = x, oh * ow
+        self.oh = kernels.conv_output_size(x.shape[2], k, *self.pads[:2])
+        self.ow = kernels.conv_output_size(x.shape[3], k, *self.pads[2:])
+        self.x, self.rows = x, self.oh * self.ow
         # the columns of im2col run over (a, b, c): weights in the same order
         self._W2 = self.params["W"].transpose(0, 2, 3, 1).reshape(F, -1)
-        y = np.empty((n * oh * ow, F), dtype=x.dtype)
-        for s, e in self._blocks(n, self.rows):
+        y = self._convolve(x)
+        y += self.params["b"]
+        return y.reshape(len(x), self.oh, self.ow, F).transpose(0, 3, 1, 2)   # NCHW view, channels last
+
+    def _convolve(self, x):
+        """x * W without bias, (N * oh * ow, F), block by block."""
+        k = self.kernel_size
+        y = np.empty((len(x) * self.rows, self.out_channels), dtype=x.dtype)
+        for s, e in self._blocks(len(x), self.rows):
             self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)
             np.matmul(self._cols, self._W2.T, out=y[s * self.rows:e * self.rows])
-        y += self.params["b"]
-        return y.reshape(n, oh, ow, F).transpose(0, 3, 1, 2)      # NCHW view, channels last
+        return y
+
+    def _weight_grad(self, x, dy2):
+        """sum over positions of dy2 (N * oh * ow, F) times the receptive fields of x: (F, k*k*C)."""
+        k = self.kernel_size
+        dW2 = np.zeros_like(self._W2)
+        for s, e in self._blocks(len(x), self.rows):   # im2col again, block by block:
+            self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)   # cheaper
+            dW2 += dy2[s * self.rows:e * self.rows].T @ self._cols          # than keeping it
+        return dW2
+
+    def _weights_nchw(self, dW2):
+        k, C, F = self.kernel_size, self.in_channels, self.out_channels
+        return np.ascontiguousarray(dW2.reshape(F, k, k, C).transpose(0, 3, 1, 2))
+
+    def _input_grad(self, dy2, n):
+        k = self.kernel_size
+        dx = kernels.empty_nchw((n,) + self.x.shape[1:], dy2.dtype)
+        for s, e in self._blocks(n, self.rows):
+            block = dy2[s * self.rows:e * self.rows]
+            self._dcols = kernels._buffer((len(block), self._W2.shape[1]), dy2.dtype, self._dcols)
+            np.matmul(block, self._W2, out=self._dcols)
+            kernels.col2im(self._dcols, (e - s,) + self.x.shape[1:], k, k, self.pads, out=dx[s:e])
+        return dx
 
     def backward(self, dy, param_grads=True, input_grad=True):
-        k, C, F = self.kernel_size, self.in_channels, self.out_channels
-        dy2 = kernels.channels_last(dy).reshape(-1, F)
+        dy2 = kernels.channels_last(dy).reshape(-1, self.out_channels)
         if param_grads:
             _check_param_grads(dy, len(self.x))
-            dW2 = np.zeros_like(self._W2)
             self.grads["b"] = dy2.sum(axis=0)
-        dx = kernels.empty_nchw((len(dy),) + self.x.shape[1:], dy.dtype) if input_grad else None
-        for s, e in self._blocks(len(dy), self.rows):
-            block = dy2[s * self.rows:e * self.rows]
-            if param_grads:       # im2col again, block by block: cheaper than keeping it all
-                self._cols = kernels.im2col(self.x[s:e], k, k, self.pads, out=self._cols)
-                dW2 += block.T @ self._cols
-            if input_grad:
-                self._dcols = kernels._buffer((len(block), self._W2.shape[1]), dy.dtype, self._dcols)
-                np.matmul(block, self._W2, out=self._dcols)
-                kernels.col2im(self._dcols, (e - s,) + self.x.shape[1:], k, k, self.pads,
-                               out=dx[s:e])
-        if param_grads:
-            self.grads["W"] = np.ascontiguousarray(dW2.reshape(F, k, k, C).transpose(0, 3, 1, 2))
-        return dx
+            self.grads["W"] = self._weights_nchw(self._weight_grad(self.x, dy2))
+        return self._input_grad(dy2, len(dy)) if input_grad else None
+
+    def jvp(self, x_dot):
+        y = self._convolve(x_dot)
+        return y.reshape(len(x_dot), self.oh, self.ow, -1).transpose(0, 3, 1, 2)
+
+    def backward_jvp(self, dy, dy_dot, x_dot):
+        # dW = sum dy (x) x  ->  dW' = sum dy' (x) x + dy (x) x';  dx = W^T dy  ->  dx' = W^T dy'
+        F = self.out_channels
+        dy2 = kernels.channels_last(dy).reshape(-1, F)
+        dy2_dot = kernels.channels_last(dy_dot).reshape(-1, F)
+        self.grads["b"] = dy2_dot.sum(axis=0)
+        self.grads["W"] = self._weights_nchw(self._weight_grad(self.x, dy2_dot)
+                                             + self._weight_grad(x_dot, dy2))
+        return self._input_grad(dy2_dot, len(dy_dot))
 
 
 class MaxPool2D(Layer):
@@ -177,6 +221,9 @@ class MaxPool2D(Layer):
     def backward(self, dy, param_grads=True, input_grad=True):
         seed_repeats(dy, len(self._argmax))
         return kernels.maxpool_backward(dy, self._argmax, (len(dy),) + self.x_shape[1:], self.size)
+
+    def jvp(self, x_dot):
+        return kernels.maxpool_gather(x_dot, self._argmax, self.size)
 
 
 class Dense(Layer):
@@ -213,6 +260,14 @@ class Dense(Layer):
             self.grads["b"] = dy.sum(axis=0)
         return dy @ self.params["W"].T if input_grad else None
 
+    def jvp(self, x_dot):
+        return x_dot @ self.params["W"]
+
+    def backward_jvp(self, dy, dy_dot, x_dot):
+        self.grads["W"] = self.x.T @ dy_dot + x_dot.T @ dy
+        self.grads["b"] = dy_dot.sum(axis=0)
+        return dy_dot @ self.params["W"].T
+
 
 class ReLU(Layer):
     """max(x, 0); the gradient at exactly 0 is taken as 0."""
@@ -225,6 +280,9 @@ class ReLU(Layer):
         repeats = seed_repeats(dy, len(self.mask))
         stacked = dy.reshape(repeats, *self.mask.shape)   # splits the outermost axis: a view
         return (stacked * self.mask).reshape(dy.shape)
+
+    def jvp(self, x_dot):
+        return x_dot * self.mask
 
 
 class Dropout(Layer):
@@ -258,6 +316,9 @@ class Dropout(Layer):
         repeats = seed_repeats(dy, len(self.mask))
         return (dy.reshape(repeats, *self.mask.shape) * self.mask).reshape(dy.shape)
 
+    def jvp(self, x_dot):
+        return x_dot if self.mask is None else x_dot * self.mask
+
 
 class Flatten(Layer):
     """(N, ...) -> (N, prod(...))."""
@@ -268,6 +329,9 @@ class Flatten(Layer):
 
     def backward(self, dy, param_grads=True, input_grad=True):
         return dy.reshape((len(dy),) + self.x_shape[1:])
+
+    def jvp(self, x_dot):
+        return x_dot.reshape(x_dot.shape[0], -1)
 
 
 LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, Dense, ReLU, Dropout, Flatten)}
