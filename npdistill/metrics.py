@@ -99,3 +99,33 @@ def gradient_masking(model, x, y, T=1.0, batch_size=64):
     grads = {name: np.concatenate(p) for name, p in parts.items()}
     grads["jsma"] = _predicted_class_gradient(model, x, T, batch_size)
     return {name: _masking_row(grads[name]) for name in ("fgsm", "jsma", "cw")}
+
+
+def roc_auc(negative_scores, positive_scores):
+    """Area under the ROC curve of a detector whose score should be higher on positives:
+    P(score of a positive > score of a negative), ties counting one half (Mann-Whitney U).
+
+    negative_scores : (N,) e.g. label-change rates of clean inputs;
+    positive_scores : (M,) those of adversarial inputs. Returns a float in [0, 1].
+    """
+    neg = np.asarray(negative_scores, dtype=np.float64).reshape(-1)
+    pos = np.asarray(positive_scores, dtype=np.float64).reshape(-1)
+    if len(neg) == 0 or len(pos) == 0:
+        raise ValueError(f"roc_auc needs scores of both kinds, got {len(neg)} negative and "
+                         f"{len(pos)} positive")
+    if not (np.isfinite(neg).all() and np.isfinite(pos).all()):
+        raise ValueError("roc_auc scores must be finite")
+    ranks = _average_ranks(np.concatenate([neg, pos]))
+    u = ranks[len(neg):].sum() - len(pos) * (len(pos) + 1) / 2
+    return float(u / (len(neg) * len(pos)))
+
+
+def _average_ranks(values):
+    """1-based ranks, tied values sharing their average rank."""
+    order = np.argsort(values, kind="stable")
+    sorted_values = values[order]
+    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    ranks = np.empty(len(values))
+    ranks[order] = np.repeat((starts + ends + 1) / 2, ends - starts)
+    return ranks

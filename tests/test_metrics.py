@@ -1,6 +1,8 @@
-"""Adversarial-gradient amplitude (float64) and exactly-zero gradients (float32)."""
+"""Metrics: adversarial-gradient amplitude (float64), exactly-zero gradients (float32), ROC AUC."""
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import npdistill as nd
 from npdistill import layers
@@ -53,3 +55,19 @@ def test_histogram_bins_are_the_papers():
     np.testing.assert_allclose(h, [0.4, 0.2, 0, 0, 0, 0, 0, 0, 0.2, 0.2])
     with pytest.raises(ValueError):
         nd.metrics.amplitude_histogram([-1.0])
+
+
+@given(st.lists(st.integers(0, 5), min_size=1, max_size=12),
+       st.lists(st.integers(0, 5), min_size=1, max_size=12))
+def test_roc_auc_is_the_pairwise_win_rate(neg, pos):
+    wins = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg)
+    assert nd.metrics.roc_auc(neg, pos) == pytest.approx(wins / (len(neg) * len(pos)))
+
+
+def test_roc_auc_extremes_and_bad_input():
+    assert nd.metrics.roc_auc([0, 0.1], [0.5, 0.9]) == 1.0
+    assert nd.metrics.roc_auc([0.5, 0.9], [0, 0.1]) == 0.0
+    with pytest.raises(ValueError, match="both kinds"):
+        nd.metrics.roc_auc([], [1.0])
+    with pytest.raises(ValueError, match="finite"):
+        nd.metrics.roc_auc([np.nan], [1.0])
