@@ -46,6 +46,8 @@ def _reproduce_command(args):
 
     if args.backend:
         kernels.use(args.backend)
+    if args.defenses:
+        return _reproduce_defenses(args)
     settings = settings_from(
         args.quick, temperatures=tuple(int(t) if float(t).is_integer() else t for t in args.temperatures)
         if args.temperatures else None,
@@ -58,6 +60,25 @@ def _reproduce_command(args):
     print(f"reproduce finished in {(time.perf_counter() - began) / 60:.1f} min; "
           f"results in {args.out}")
     return 0 if results else 1
+
+
+def _reproduce_defenses(args):
+    from .reproduce_defenses import defense_settings_from, reproduce_defenses
+
+    ignored = [flag for flag, value in (("--temperatures", args.temperatures),
+                                        ("--jsma-samples", args.jsma_samples)) if value]
+    if ignored:
+        raise ValueError(f"{', '.join(ignored)} apply to the distillation reproduction, "
+                         f"not to --defenses")
+    settings = defense_settings_from(args.quick, epochs=args.epochs, train_limit=args.train_limit,
+                                     seed=args.seed, cw_images=args.cw_images,
+                                     cw_iterations=args.cw_iterations)
+    began = time.perf_counter()
+    reproduce_defenses(args.out, settings, data_path=args.data, progress=not args.quiet)
+    print(Path(args.out, "results.md").read_text())
+    print(f"reproduce --defenses finished in {(time.perf_counter() - began) / 60:.1f} min; "
+          f"results in {args.out}")
+    return 0
 
 
 def build_parser():
@@ -87,6 +108,10 @@ def build_parser():
     r.add_argument("--out", required=True, help="folder for results.json, results.md, figures")
     r.add_argument("--quick", action="store_true",
                    help="a few minutes: 3,000 training images, T in {1, 20, 100}, few attacks")
+    r.add_argument("--defenses", action="store_true",
+                   help="instead: undefended, distilled (T=50), adversarially trained and "
+                        "gradient-regularized nets under FGSM / TGSM, their transfer matrix, "
+                        "and the mutation-testing detector")
     r.add_argument("--temperatures", type=float, nargs="+", default=None,
                    help="default: 1 2 5 10 20 30 40 50 100")
     r.add_argument("--data", default=None, help="MNIST folder (default: $NPDISTILL_DATA/mnist)")
@@ -94,7 +119,7 @@ def build_parser():
     r.add_argument("--train-limit", type=int, default=None, help="first N training images")
     r.add_argument("--seed", type=int, default=None)
     r.add_argument("--jsma-samples", type=int, default=None, help="x 9 targets (default 100)")
-    r.add_argument("--cw-images", type=int, default=None, help="default 20")
+    r.add_argument("--cw-images", type=int, default=None, help="default 20 (--defenses: 100)")
     r.add_argument("--cw-iterations", type=int, default=None, help="default 1000")
     r.add_argument("--backend", choices=kernels.BACKENDS, default=None)
     r.add_argument("--quiet", action="store_true")

@@ -75,25 +75,25 @@ def _key(name):
     return name if name == "baseline" else f"{name:g}"
 
 
-def _say(progress, message):
+def say(progress, message):
     if progress:
         print(f"reproduce: {message}", file=sys.stderr, flush=True)
 
 
-def _model(path, key, build, progress):
+def cached_model(path, key, build, progress):
     """Reuse a model saved with the same training settings, else build and save it."""
     if path.exists():
         model = load_model(path)
         if model.metadata.get("reproduce") == key:
-            _say(progress, f"reusing {path}")
+            say(progress, f"reusing {path}")
             return model
-        _say(progress, f"{path} was trained with other settings: retraining")
+        say(progress, f"{path} was trained with other settings: retraining")
     began = time.perf_counter()
     model = build()
     model.metadata["reproduce"] = key
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
-    _say(progress, f"trained {path.name} in {time.perf_counter() - began:.0f} s")
+    say(progress, f"trained {path.name} in {time.perf_counter() - began:.0f} s")
     return model
 
 
@@ -116,14 +116,14 @@ def train_models(settings, data, out_dir, progress=True):
         return train(architectures.papernot_mnist(seed=seed), (x_train, y_train), seed=seed,
                      **recipe(temperature))[0]
 
-    models = {"baseline": _model(folder / "baseline.npz", key,
+    models = {"baseline": cached_model(folder / "baseline.npz", key,
                                  lambda: trained(1.0, settings.seed), progress)}
     for T in settings.temperatures:
-        _say(progress, f"temperature {T}: teacher")
-        teacher = _model(folder / f"teacher_T{_key(T)}.npz", key,
+        say(progress, f"temperature {T}: teacher")
+        teacher = cached_model(folder / f"teacher_T{_key(T)}.npz", key,
                          lambda T=T: trained(float(T), settings.seed), progress)
-        _say(progress, f"temperature {T}: distilled student")
-        models[T] = _model(folder / f"student_T{_key(T)}.npz", {**key, "teacher": teacher.checksum()},
+        say(progress, f"temperature {T}: distilled student")
+        models[T] = cached_model(folder / f"student_T{_key(T)}.npz", {**key, "teacher": teacher.checksum()},
                            lambda T=T, teacher=teacher: distill(
                                teacher, (x_train, y_train), seed=settings.seed + 1,
                                **recipe(T)), progress)
@@ -144,7 +144,7 @@ def evaluate(model, name, settings, test, rng_seed, progress=True):
     row["gradient_masking"] = metrics.gradient_masking(model, x_test[g], y_test[g])
     if "jsma" in settings.attacks:
         pick = rng.choice(len(x_test), settings.jsma_samples, replace=False)
-        _say(progress, f"{name}: JSMA on {len(pick)} samples x 9 targets")
+        say(progress, f"{name}: JSMA on {len(pick)} samples x 9 targets")
         r = attacks.jsma_all_targets(model, x_test[pick], y_test[pick], theta=1.0, gamma=0.145,
                                      progress=False)
         ok = r.success
@@ -156,7 +156,7 @@ def evaluate(model, name, settings, test, rng_seed, progress=True):
     if "fgsm" in settings.attacks:
         n = len(x_test) if settings.fgsm_images is None else settings.fgsm_images
         idx = rng.choice(len(x_test), n, replace=False) if n < len(x_test) else np.arange(n)
-        _say(progress, f"{name}: FGSM eps={settings.eps} on {n} test images")
+        say(progress, f"{name}: FGSM eps={settings.eps} on {n} test images")
         r = attacks.fgsm(model, x_test[idx], y_test[idx], eps=settings.eps, progress=False)
         T = row["training_temperature"]
         countered = attacks.fgsm(model, x_test[idx], y_test[idx], eps=settings.eps, T=T,
@@ -178,7 +178,7 @@ def evaluate_cw(model, settings, test, rng_seed, progress=True):
     runs = {"l2": (attacks.cw_l2, dict(binary_search_steps=settings.cw_binary_steps)),
             "l0": (attacks.cw_l0, {}), "linf": (attacks.cw_linf, {})}
     for norm, (attack, options) in runs.items():
-        _say(progress, f"CW {norm} on {len(x)} images, {settings.cw_iterations} iterations")
+        say(progress, f"CW {norm} on {len(x)} images, {settings.cw_iterations} iterations")
         if settings.cw_c is not None:
             options["c"] = settings.cw_c
         r = attack(model, x, target=target, max_iterations=settings.cw_iterations,
@@ -204,7 +204,7 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True):
     (x_train, y_train), (x_test, y_test) = datasets.load_mnist(data_path)
     if settings.train_limit is not None:
         x_train, y_train = x_train[:settings.train_limit], y_train[:settings.train_limit]
-    _say(progress, f"{len(x_train):,} training images, {len(x_test):,} test images, "
+    say(progress, f"{len(x_train):,} training images, {len(x_test):,} test images, "
                    f"temperatures {list(settings.temperatures)}")
     models = train_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir, progress)
     rows, examples = {}, {}
@@ -217,7 +217,7 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True):
     if "cw" in settings.attacks:
         hottest = max(settings.temperatures)
         for name in ("baseline", hottest):
-            _say(progress, f"Carlini-Wagner on {'the baseline' if name == 'baseline' else f'T={name}'}")
+            say(progress, f"Carlini-Wagner on {'the baseline' if name == 'baseline' else f'T={name}'}")
             cw[_key(name)], examples[_key(name)]["cw_l2"] = evaluate_cw(
                 models[name], settings, (x_test, y_test), settings.seed + 2000, progress)
     results = {"settings": {**asdict(settings), "train_images": len(x_train),
@@ -228,7 +228,7 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True):
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
     (out_dir / "results.md").write_text(markdown_table(results))
     figures = plots.reproduction_figures(results, examples, out_dir)
-    _say(progress, f"wrote {out_dir / 'results.json'}, results.md and {len(figures)} figures "
+    say(progress, f"wrote {out_dir / 'results.json'}, results.md and {len(figures)} figures "
                    f"in {results['seconds']:.0f} s")
     return results
 
