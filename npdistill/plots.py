@@ -165,7 +165,9 @@ def defense_accuracy_vs_eps(results, path):
 
 def defense_transfer(results, path):
     names = list(results["transfer"])
-    labels = [results["labels"][n].replace(" (", "\n(") for n in names]
+    short = {"undefended": "undefended", "distilled": "distilled\n(T = 50)",
+             "adversarial": "adversarially\ntrained", "gradient_regularized": "gradient\nregularized"}
+    labels = [short.get(n, results["labels"][n]) for n in names]
     grid = np.array([[100 * results["transfer"][s][t] for t in names] for s in names])
     fig, ax = plt.subplots(figsize=(7, 5.5))
     image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100)
@@ -200,8 +202,9 @@ def defense_detection(results, path):
         ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 2, note, ha="center",
                 fontsize=8)
     ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(["clean", *[{"fgsm": "FGSM", "jsma": "JSMA", "cw": "CW L2"}[a]
-                                   for a in attacks]])
+    counts = [d["clean"]["images"]] + [d[a]["successful"] for a in attacks]
+    ax.set_xticklabels([f"{label}\n(n = {n})" for label, n in zip(
+        ["clean", *[{"fgsm": "FGSM", "jsma": "JSMA", "cw": "CW L2"}[a] for a in attacks]], counts)])
     ax.set_ylabel("flagged as adversarial (%)")
     ax.set_ylim(0, 119)
     ax.set_title(f"Mutation-testing detection ({d['operator']}, rate {d['rate']}), undefended net",
