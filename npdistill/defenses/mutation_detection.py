@@ -47,6 +47,9 @@ from .._checks import check_images, check_labels, check_positive
 from ..nn.layers import Conv2D, Dense
 
 OPERATORS = ("GF", "NAI", "NS", "WS")
+# mutants predict in batches of this many images: 500 MNIST images through the
+# papers' net took 0.18 s at 64 or 100, 0.21 s at 128, 0.34 s at 512 (2 cores)
+PREDICT_BATCH = 100
 
 
 def _mutable_layers(model):
@@ -176,7 +179,7 @@ class MutationDetector:
                                  f"of the model's accuracy; lower the rate")
             candidate = mutate(self.model, self.operator, self.rate,
                                np.random.default_rng([self.seed, tries]), self.gf_scale)
-            accuracy = float((candidate.predict(self.x_acc) == self.y_acc).mean())
+            accuracy = float((candidate.predict(self.x_acc, PREDICT_BATCH) == self.y_acc).mean())
             if accuracy >= self.min_accuracy * self.accuracy:
                 self.mutants.append(candidate)
             else:
@@ -187,7 +190,7 @@ class MutationDetector:
         check_images(x, "x", dtype=self.model.dtype)
         if len(x) == 0:
             raise ValueError("x holds no images")
-        return self.model.predict(x)
+        return self.model.predict(x, PREDICT_BATCH)
 
     def label_change_rate(self, x, mutants=None):
         """LCR of every input over the first ``mutants`` mutants (default max_mutants): (N,)."""
@@ -196,7 +199,7 @@ class MutationDetector:
         labels = self._labels(x)
         changes = np.zeros(len(x), dtype=np.int64)
         for i in range(count):
-            changes += self.mutant(i).predict(x) != labels
+            changes += self.mutant(i).predict(x, PREDICT_BATCH) != labels
             self._report(i + 1, count, "label-change rates")
         return changes / count
 
@@ -225,7 +228,7 @@ class MutationDetector:
         for i in range(self.max_mutants):
             if len(open_) == 0:
                 break
-            changes[open_] += self.mutant(i).predict(x[open_]) != labels[open_]
+            changes[open_] += self.mutant(i).predict(x[open_], PREDICT_BATCH) != labels[open_]
             used[open_] = i + 1
             ratio = changes[open_] * up + (i + 1 - changes[open_]) * down
             adversarial[open_[ratio >= accept]] = True
