@@ -80,6 +80,14 @@ def say(progress, message):
         print(f"reproduce: {message}", file=sys.stderr, flush=True)
 
 
+def load_data(data_path, train_limit):
+    """MNIST ((x_train, y_train), (x_test, y_test)), the training split cut to train_limit."""
+    (x_train, y_train), test = datasets.load_mnist(data_path)
+    if train_limit is not None:
+        x_train, y_train = x_train[:train_limit], y_train[:train_limit]
+    return (x_train, y_train), test
+
+
 def cached_model(path, key, build, progress):
     """Reuse a model saved with the same training settings, else build and save it."""
     if path.exists():
@@ -201,9 +209,7 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True):
     began = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (x_train, y_train), (x_test, y_test) = datasets.load_mnist(data_path)
-    if settings.train_limit is not None:
-        x_train, y_train = x_train[:settings.train_limit], y_train[:settings.train_limit]
+    (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit)
     say(progress, f"{len(x_train):,} training images, {len(x_test):,} test images, "
                    f"temperatures {list(settings.temperatures)}")
     models = train_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir, progress)

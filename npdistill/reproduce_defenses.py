@@ -20,13 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import attacks, datasets, metrics
+from . import attacks, metrics
 from .defenses.adversarial_training import adversarial_training
 from .defenses.distillation import defensive_distillation
 from .defenses.gradient_regularization import gradient_regularization
 from .defenses.mutation_detection import MutationDetector
 from .nn import architectures
-from .reproduce import cached_model, say
+from .reproduce import cached_model, load_data, say
 from .train import data_checksum, train
 
 MODELS = ("undefended", "distilled", "adversarial", "gradient_regularized")
@@ -184,9 +184,7 @@ def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, prog
     began = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (x_train, y_train), (x_test, y_test) = datasets.load_mnist(data_path)
-    if settings.train_limit is not None:
-        x_train, y_train = x_train[:settings.train_limit], y_train[:settings.train_limit]
+    (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit)
     say(progress, f"defenses: {len(x_train):,} training images, {len(x_test):,} test images")
     models = train_defended_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir,
                                    progress)

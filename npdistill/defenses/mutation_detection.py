@@ -76,12 +76,17 @@ def _pick(rng, total, rate):
     return rng.choice(total, max(1, int(round(rate * total))), replace=False)
 
 
-def mutate(model, operator, rate, rng, gf_scale=1.0):
-    """A mutated copy of ``model``: one of OPERATORS applied with mutation rate ``rate``."""
+def _check_mutation(model, operator, rate):
     if operator not in OPERATORS:
         raise ValueError(f"operator must be one of {OPERATORS}, got {operator!r}")
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
         raise ValueError(f"rate must be a number in (0, 1], got {rate!r}")
+    _mutable_layers(model)
+
+
+def mutate(model, operator, rate, rng, gf_scale=1.0):
+    """A mutated copy of ``model``: one of OPERATORS applied with mutation rate ``rate``."""
+    _check_mutation(model, operator, rate)
     mutant = model.copy()
     layers = _mutable_layers(mutant)
     if operator == "GF":
@@ -153,7 +158,7 @@ class MutationDetector:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
                 raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
         check_positive(max_mutants, "max_mutants", integer=True)
-        mutate(model, operator, rate, np.random.default_rng(0))        # checks operator, rate
+        _check_mutation(model, operator, rate)
         x_acc, y_acc = accuracy_data
         check_images(x_acc, "accuracy_data x", dtype=model.dtype)
         self.y_acc = check_labels(y_acc, len(x_acc), model.num_classes, "accuracy_data y")

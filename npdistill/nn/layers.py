@@ -151,36 +151,38 @@ class Conv2D(Layer):
             np.matmul(self._cols, self._W2.T, out=y[s * self.rows:e * self.rows])
         return y
 
-    def _weight_grad(self, x, dy2):
-        """sum over positions of dy2 (N * oh * ow, F) times the receptive fields of x: (F, k*k*C)."""
-        k = self.kernel_size
-        dW2 = np.zeros_like(self._W2)
-        for s, e in self._blocks(len(x), self.rows):   # im2col again, block by block:
-            self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)   # cheaper
-            dW2 += dy2[s * self.rows:e * self.rows].T @ self._cols          # than keeping it
-        return dW2
+    def _gradients(self, x, dy2, param_grads, input_grad):
+        """(dW2 (F, k*k*C) or None, dx or None) of dy2 (N * oh * ow, F) at input x, one
+        block at a time: the block's im2col is multiplied while it is in cache."""
+        k, n = self.kernel_size, len(dy2) // self.rows
+        dW2 = np.zeros_like(self._W2) if param_grads else None
+        dx = kernels.empty_nchw((n,) + self.x.shape[1:], dy2.dtype) if input_grad else None
+        for s, e in self._blocks(n, self.rows):
+            block = dy2[s * self.rows:e * self.rows]
+            if param_grads:       # im2col again, block by block: cheaper than keeping it all
+                self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)
+                dW2 += block.T @ self._cols
+            if input_grad:
+                self._dcols = kernels._buffer((len(block), self._W2.shape[1]), dy2.dtype,
+                                              self._dcols)
+                np.matmul(block, self._W2, out=self._dcols)
+                kernels.col2im(self._dcols, (e - s,) + self.x.shape[1:], k, k, self.pads,
+                               out=dx[s:e])
+        return dW2, dx
 
     def _weights_nchw(self, dW2):
         k, C, F = self.kernel_size, self.in_channels, self.out_channels
         return np.ascontiguousarray(dW2.reshape(F, k, k, C).transpose(0, 3, 1, 2))
-
-    def _input_grad(self, dy2, n):
-        k = self.kernel_size
-        dx = kernels.empty_nchw((n,) + self.x.shape[1:], dy2.dtype)
-        for s, e in self._blocks(n, self.rows):
-            block = dy2[s * self.rows:e * self.rows]
-            self._dcols = kernels._buffer((len(block), self._W2.shape[1]), dy2.dtype, self._dcols)
-            np.matmul(block, self._W2, out=self._dcols)
-            kernels.col2im(self._dcols, (e - s,) + self.x.shape[1:], k, k, self.pads, out=dx[s:e])
-        return dx
 
     def backward(self, dy, param_grads=True, input_grad=True):
         dy2 = kernels.channels_last(dy).reshape(-1, self.out_channels)
         if param_grads:
             _check_param_grads(dy, len(self.x))
             self.grads["b"] = dy2.sum(axis=0)
-            self.grads["W"] = self._weights_nchw(self._weight_grad(self.x, dy2))
-        return self._input_grad(dy2, len(dy)) if input_grad else None
+        dW2, dx = self._gradients(self.x, dy2, param_grads, input_grad)
+        if param_grads:
+            self.grads["W"] = self._weights_nchw(dW2)
+        return dx
 
     def jvp(self, x_dot):
         y = self._convolve(x_dot)
@@ -191,10 +193,11 @@ class Conv2D(Layer):
         F = self.out_channels
         dy2 = kernels.channels_last(dy).reshape(-1, F)
         dy2_dot = kernels.channels_last(dy_dot).reshape(-1, F)
+        dW2, dx_dot = self._gradients(self.x, dy2_dot, True, True)
+        dW2 += self._gradients(x_dot, dy2, True, False)[0]
         self.grads["b"] = dy2_dot.sum(axis=0)
-        self.grads["W"] = self._weights_nchw(self._weight_grad(self.x, dy2_dot)
-                                             + self._weight_grad(x_dot, dy2))
-        return self._input_grad(dy2_dot, len(dy_dot))
+        self.grads["W"] = self._weights_nchw(dW2)
+        return dx_dot
 
 
 class MaxPool2D(Layer):
