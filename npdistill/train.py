@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import kernels
 from ._checks import check_images, check_positive, check_targets
 from .nn.model import model_from_archive, read_archive, write_archive
 from .nn.optim import SGD
@@ -74,6 +75,13 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
         Both hooks are recorded in the model's training config via their
         ``config()`` method when they have one (else their name).
 
+    With the "cuda" backend (``npdistill.kernels.use("cuda")``) and no hooks, the
+    epochs run on the GPU (npdistill.cuda.network.DeviceTrainer): the data is
+    uploaded once and parameters, activations and gradients stay on the device;
+    the model and the optimizer come back after every epoch. A diverging loss is
+    then caught at the end of its epoch. With hooks (they work on host arrays) the
+    loop stays on the host and the kernels move their arrays to the device and back.
+
     Returns
     -------
     model, history : history is a dict of per-epoch lists: "loss",
@@ -114,6 +122,10 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
             print(f"resuming from {checkpoint} after epoch {start_epoch}", file=sys.stderr)
 
     n, bs = len(x), int(hp["batch_size"])
+    device = None
+    if kernels.backend() == "cuda" and batch_transform is None and penalty is None:
+        from .cuda.network import DeviceTrainer
+        device = DeviceTrainer(model, optimizer, x, y)
     epoch_seconds = []
     for epoch in range(start_epoch, epochs):
         began = time.perf_counter()
@@ -121,7 +133,13 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
         model.set_rng(rng)
         order = rng.permutation(n)
         loss_sum, penalty_sum, correct = 0.0, 0.0, 0
-        for start in range(0, n, bs):
+        if device is not None:
+            loss_sum, correct = device.epoch(order, bs, epoch, temperature, loss_scale)
+            device.to_host()
+            if not np.isfinite(loss_sum):
+                raise FloatingPointError(f"training diverged in epoch {epoch + 1}: loss sum "
+                                         f"{loss_sum}; lower lr")
+        for start in range(0, n if device is None else 0, bs):
             idx = order[start:start + bs]
             x_batch, y_batch = x[idx], y[idx]
             if batch_transform is not None:
@@ -149,7 +167,8 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
         epoch_seconds.append(seconds)
         val_acc = None
         if validation is not None:
-            val_acc = float((model.predict(x_val) == _hard(y_val)).mean())
+            predict = model.predict if device is None else device.net.predict
+            val_acc = float((predict(x_val) == _hard(y_val)).mean())
         for key, value in (("loss", loss_sum / n), ("train_accuracy", correct / n),
                            ("val_accuracy", val_acc), ("lr", optimizer.lr_at(epoch)),
                            ("seconds", seconds),

@@ -7,10 +7,17 @@ the modules ``conv`` (im2col / col2im), ``pool`` (max pooling),
 functions here check and allocate, then call the active backend, which only
 computes into the buffers it is given.
 
-Pick a backend with ``use("numpy" | "cython")`` or the environment variable
-``NPDISTILL_BACKEND``; the default is the fastest available. If the compiled
-extension is missing the library warns once and runs on the NumPy reference.
+Pick a backend with ``use("numpy" | "cython" | "cuda")`` or the environment
+variable ``NPDISTILL_BACKEND``; the default is the fastest available: "cuda"
+where numba-cuda is installed and an NVIDIA device is present, else "cython".
+If the compiled extension is missing the library warns once and runs on the
+NumPy reference. The CUDA kernels (npdistill/cuda) are imported only when
+"cuda" is asked for or chosen: importing npdistill never needs numba.
+With "cuda", the functions below move NumPy arguments to the device and back;
+``train`` and the attacks keep their arrays there (npdistill.cuda.network).
 """
+import glob
+import importlib.util
 import math
 import os
 import warnings
@@ -29,7 +36,7 @@ from . import cw as _numpy_cw  # noqa: E402
 from . import pool as _numpy_pool  # noqa: E402
 from . import saliency as _numpy_saliency  # noqa: E402
 
-BACKENDS = ("numpy", "cython")
+BACKENDS = ("numpy", "cython", "cuda")
 
 _impl = {"numpy": {"conv": _numpy_conv, "pool": _numpy_pool, "saliency": _numpy_saliency,
                    "cw": _numpy_cw}}
@@ -46,16 +53,38 @@ else:
                        "cw": _cython_cw}
 
 
+def _load_cuda():
+    """Import the CUDA kernels into _impl, or record why they cannot run."""
+    if "cuda" in _impl:
+        return True
+    from .. import cuda
+    try:
+        _impl["cuda"] = cuda.load()
+    except RuntimeError as exc:
+        _missing["cuda"] = str(exc)
+        return False
+    return True
+
+
+def _gpu_present():
+    """numba-cuda installed and an NVIDIA device node here: worth importing numba to check."""
+    return (importlib.util.find_spec("numba_cuda") is not None
+            and bool(glob.glob("/dev/nvidia[0-9]*")))
+
+
 def available():
-    """The backends that can run here, fastest first."""
+    """The backends that can run here, fastest first ("cuda" only where a GPU is present,
+    or when the simulator was asked for with NUMBA_ENABLE_CUDASIM=1 and "cuda" used)."""
     return tuple(name for name in reversed(BACKENDS) if name in _impl)
 
 
 def use(name):
-    """Make ``name`` ("numpy" or "cython") the backend of every kernel."""
+    """Make ``name`` ("numpy", "cython" or "cuda") the backend of every kernel."""
     global _active
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}: expected one of {BACKENDS}")
+    if name == "cuda":
+        _load_cuda()
     if name not in _impl:
         raise ValueError(f"backend {name!r} is not available: {_missing[name]}")
     _active = name
@@ -71,9 +100,13 @@ def _default_backend():
     if requested:
         if requested not in BACKENDS:
             raise ValueError(f"NPDISTILL_BACKEND={requested!r}: expected one of {BACKENDS}")
+        if requested == "cuda":
+            _load_cuda()
         if requested not in _impl:
             raise ValueError(f"NPDISTILL_BACKEND={requested!r} is not available: {_missing[requested]}")
         return requested
+    if _gpu_present() and _load_cuda():
+        return "cuda"
     if "cython" in _missing:
         warnings.warn("npdistill: compiled kernels not found, running on the NumPy reference: "
                       + _missing["cython"], RuntimeWarning, stacklevel=3)

@@ -1,0 +1,41 @@
+"""Numba CUDA kernels: the hot loops on an NVIDIA GPU.
+
+The modules ``conv``, ``pool``, ``saliency`` and ``cw`` have the signatures of
+their NumPy references in ``npdistill.kernels`` (the specification, tested
+equal); ``dense`` (tiled GEMM, bias, column sums) and ``elementwise`` (ReLU,
+dropout, tempered softmax cross-entropy, SGD) those of
+``npdistill.kernels.dense`` and ``npdistill.kernels.elementwise``.
+``network.DeviceModel`` chains them into a Sequential whose activations,
+gradients, parameters and optimizer state stay on the device.
+
+Every function takes NumPy arrays (copied to the device and the outputs back:
+what the dispatch of ``npdistill.kernels`` hands them) or device arrays (no
+copy: what DeviceModel uses). Importing ``npdistill`` never imports this
+package; ``npdistill.kernels.use("cuda")`` does, and says what is missing.
+``NUMBA_ENABLE_CUDASIM=1`` runs the kernels on Numba's simulator (a CPU, slowly:
+the tests use it on small shapes).
+"""
+
+
+def missing():
+    """None when the CUDA kernels can run here, else why not (a sentence)."""
+    try:
+        from numba import cuda
+    except ImportError as exc:
+        return (f"numba-cuda is not installed ({exc}): `pip install numba-cuda[cu12]`, "
+                "or set NUMBA_ENABLE_CUDASIM=1 with numba-cuda installed to simulate")
+    if not cuda.is_available():
+        return ("no CUDA GPU or driver found (numba.cuda.is_available() is False); "
+                "NUMBA_ENABLE_CUDASIM=1 runs the kernels on the simulator")
+    return None
+
+
+def load():
+    """The kernel modules {"conv", "pool", "saliency", "cw", "dense", "elementwise"};
+    raises RuntimeError naming what is missing."""
+    reason = missing()
+    if reason is not None:
+        raise RuntimeError(f"the cuda backend cannot run: {reason}")
+    from . import conv, cw, dense, elementwise, pool, saliency
+    return {"conv": conv, "pool": pool, "saliency": saliency, "cw": cw, "dense": dense,
+            "elementwise": elementwise}

@@ -1,0 +1,123 @@
+"""The Carlini-Wagner step on the GPU (see kernels/cw.py, the specification).
+
+cw_margin: one thread per image (K logits). cw_update: one block per image,
+its threads stride over the pixels and reduce the distance in shared memory.
+cw_track: one block per image, thread 0 decides and the block copies.
+"""
+import math
+
+from numba import cuda, float64, uint8
+
+from ._launch import THREADS, blocks, launch
+
+L2, LINF = 0, 1
+
+
+@cuda.jit
+def _cw_margin(z, labels, targeted, kappa, const, loss, dz, success, zero):
+    n_img, k = z.shape
+    for n in range(cuda.grid(1), n_img, cuda.gridsize(1)):
+        t = labels[n]
+        j = -1
+        for c in range(k):                 # the best other logit: the label left out, first on ties
+            if c != t and (j < 0 or z[n, c] > z[n, j]):
+                j = c
+        z_label, z_other = z[n, t], z[n, j]
+        margin = z_other - z_label if targeted else z_label - z_other
+        hinge = margin + kappa
+        active = hinge > 0
+        loss[n] = const[n] * hinge if active else zero
+        step = zero
+        if active:
+            step = const[n] if targeted else -const[n]
+        for c in range(k):
+            dz[n, c] = zero
+        dz[n, j] = step
+        dz[n, t] = -step
+        if targeted:
+            success[n] = 1 if z_label - kappa > z_other else 0
+        else:
+            success[n] = 1 if z_label + kappa < z_other else 0
+
+
+@cuda.jit
+def _cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, boxmul, lo, hi,
+               beta1, beta2, epsilon):
+    row = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    partial = cuda.shared.array(THREADS, float64)
+    total = 0.0
+    for i in range(tid, w.shape[1], cuda.blockDim.x):
+        delta = x[row, i] - x0[row, i]
+        if norm == 0:
+            g = grad_x[row, i] + 2 * delta
+        else:
+            g = grad_x[row, i]
+            if abs(delta) > tau[row]:
+                g += 1 if delta > 0 else -1
+        s = math.tanh(w[row, i])
+        g = g * (boxmul * (1 - s * s)) * mask[row, i]
+        m[row, i] = beta1 * m[row, i] + (1 - beta1) * g
+        v[row, i] = beta2 * v[row, i] + (1 - beta2) * g * g
+        w[row, i] -= lr_t * m[row, i] / (math.sqrt(v[row, i]) + epsilon)
+        value = x0[row, i] + mask[row, i] * (boxmul * (math.tanh(w[row, i]) - s0[row, i]))
+        value = min(max(value, lo), hi)
+        x[row, i] = value
+        d = value - x0[row, i]
+        if norm == 0:
+            total += d * d
+        else:
+            total += max(abs(d) - tau[row], 0.0)
+    partial[tid] = total
+    cuda.syncthreads()
+    stride = cuda.blockDim.x // 2
+    while stride > 0:
+        if tid < stride:
+            partial[tid] += partial[tid + stride]
+        cuda.syncthreads()
+        stride //= 2
+    if tid == 0:
+        dist[row] = partial[0]
+
+
+@cuda.jit
+def _cw_track(x, dist, success, step_best, best_dist, best_x):
+    row = cuda.blockIdx.x
+    better = cuda.shared.array(1, uint8)
+    if cuda.threadIdx.x == 0:
+        ok = success[row] != 0
+        if ok and dist[row] < step_best[row]:
+            step_best[row] = dist[row]
+        better[0] = 1 if ok and dist[row] < best_dist[row] else 0
+        if better[0]:
+            best_dist[row] = dist[row]
+    cuda.syncthreads()
+    if better[0]:
+        for i in range(cuda.threadIdx.x, x.shape[1], cuda.blockDim.x):
+            best_x[row, i] = x[row, i]
+
+
+def cw_margin(z, labels, targeted, kappa, const, loss, dz, success):
+    """f(z) = max(margin + kappa, 0) per image, its gradient dz and the success flags."""
+    t = z.dtype.type
+    launch(_cw_margin, blocks(len(z)), THREADS,
+           (z, labels, bool(targeted), t(kappa), const, loss, dz, success, t(0)),
+           outputs=(5, 6, 7))
+
+
+def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, boxmul, lo, hi,
+              beta1=0.9, beta2=0.999, epsilon=1e-8):
+    """One Adam step on w for the batch; writes the next image and its distance."""
+    lr_t = lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+    if len(w):
+        launch(_cw_update, len(w), THREADS,
+               (w, m, v, s0, x0, grad_x, mask, tau, x, dist, int(norm), float(lr_t),
+                float(boxmul), float(lo), float(hi), float(beta1), float(beta2), float(epsilon)),
+               outputs=(0, 1, 2, 8, 9))
+
+
+def cw_track(x, dist, success, step_best, best_dist, best_x):
+    """Best-so-far bookkeeping of the L2 attack, in place."""
+    if len(x):
+        launch(_cw_track, len(x), THREADS, (x, dist, success, step_best, best_dist, best_x),
+               outputs=(3, 4, 5))

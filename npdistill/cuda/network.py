@@ -1,0 +1,340 @@
+"""A Sequential on the GPU: activations, gradients, parameters and the optimizer's
+velocity stay on the device across layers, batches and epochs.
+
+``DeviceModel(model)`` mirrors a Sequential of Conv2D, ReLU, MaxPool2D, Flatten,
+Dense and Dropout layers with the kernels of this package. Activations are
+channels-last (N, H, W, C) device arrays, as the CPU kernels' memory; a
+convolution's weights live as the (F, k*k*C) matrix its GEMM multiplies, and
+``to_host`` writes them back in the host layer's (F, C, k, k) layout. Flatten
+reorders to the host's NCHW order, so that Dense weights are the host's.
+
+``DeviceTrainer`` runs train()'s epochs on the device: the training set is
+uploaded once, every batch is gathered there, and only the dropout uniforms
+(drawn on the host from the epoch's generator, as the CPU layers draw them, so
+that a seeded run draws the same masks on either backend) travel per batch.
+The loss and accuracy of an epoch are summed on the device and read once.
+"""
+import numpy as np
+from numba import cuda
+
+from .. import kernels
+from ..nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from . import conv, dense, elementwise, pool
+
+
+def _empty(shape, dtype):
+    return cuda.device_array(tuple(int(s) for s in shape), dtype=dtype)
+
+
+class _Conv:
+    def __init__(self, layer):
+        self.layer = layer
+        k, F = layer.kernel_size, layer.out_channels
+        self.k, self.F = k, F
+        W2 = layer.params["W"].transpose(0, 2, 3, 1).reshape(F, -1)     # columns in (a, b, c) order
+        self.params = {"W": cuda.to_device(np.ascontiguousarray(W2)),
+                       "b": cuda.to_device(layer.params["b"])}
+        self.grads = {name: _empty(p.shape, p.dtype) for name, p in self.params.items()}
+        self._cols = self._dcols = None
+
+    def device_layout(self, name, host):
+        if name == "W":
+            return np.ascontiguousarray(host.transpose(0, 2, 3, 1).reshape(self.F, -1))
+        return host
+
+    def host_layout(self, name, device):
+        if name == "W":
+            C = self.layer.in_channels
+            return np.ascontiguousarray(device.reshape(self.F, self.k, self.k, C).transpose(0, 3, 1, 2))
+        return device
+
+    def _buffer(self, attr, shape, dtype):
+        buf = getattr(self, attr)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = _empty(shape, dtype)
+            setattr(self, attr, buf)
+        return buf
+
+    def forward(self, x, training):
+        n, h, w, c = x.shape
+        top, bottom, left, right = self.layer.pads
+        self.oh = kernels.conv_output_size(h, self.k, top, bottom)
+        self.ow = kernels.conv_output_size(w, self.k, left, right)
+        self.x_shape = x.shape
+        cols = self._buffer("_cols", (n * self.oh * self.ow, self.k * self.k * c), x.dtype)
+        conv.im2col(x, self.k, self.k, top, left, self.oh, self.ow, cols)
+        y = _empty((len(cols), self.F), x.dtype)
+        dense.gemm(cols, self.params["W"], y, trans_b=True)
+        dense.bias_add(y, self.params["b"])
+        return y.reshape(n, self.oh, self.ow, self.F)
+
+    def backward(self, dy, param_grads, input_grad):
+        dy2 = dy.reshape(len(dy) * self.oh * self.ow, self.F)
+        if param_grads:
+            dense.gemm(dy2, self._cols, self.grads["W"], trans_a=True)
+            dense.column_sum(dy2, self.grads["b"])
+        if not input_grad:
+            return None
+        W = self.params["W"]
+        dcols = self._buffer("_dcols", (len(dy2), W.shape[1]), dy.dtype)
+        dense.gemm(dy2, W, dcols)
+        dx = _empty((len(dy),) + self.x_shape[1:], dy.dtype)
+        top, _, left, _ = self.layer.pads
+        conv.col2im(dcols, self.k, self.k, top, left, self.oh, self.ow, dx)
+        return dx
+
+
+class _Dense:
+    def __init__(self, layer):
+        self.layer = layer
+        self.params = {name: cuda.to_device(p) for name, p in layer.params.items()}
+        self.grads = {name: _empty(p.shape, p.dtype) for name, p in self.params.items()}
+
+    def device_layout(self, name, host):
+        return host
+
+    def host_layout(self, name, device):
+        return device
+
+    def forward(self, x, training):
+        self.x = x
+        y = _empty((len(x), self.layer.out_features), x.dtype)
+        dense.gemm(x, self.params["W"], y)
+        dense.bias_add(y, self.params["b"])
+        return y
+
+    def backward(self, dy, param_grads, input_grad):
+        if param_grads:
+            dense.gemm(self.x, dy, self.grads["W"], trans_a=True)
+            dense.column_sum(dy, self.grads["b"])
+        if not input_grad:
+            return None
+        dx = _empty((len(dy), self.layer.in_features), dy.dtype)
+        dense.gemm(dy, self.params["W"], dx, trans_b=True)
+        return dx
+
+
+class _Parameterless:
+    params = grads = {}
+
+
+class _ReLU(_Parameterless):
+    def __init__(self, layer):
+        pass
+
+    def forward(self, x, training):
+        y = _empty(x.shape, x.dtype)
+        self.mask = _empty(x.shape, np.uint8)
+        elementwise.relu_forward(x, y, self.mask)
+        return y
+
+    def backward(self, dy, param_grads, input_grad):
+        dx = _empty(dy.shape, dy.dtype)
+        elementwise.mask_backward(dy, self.mask, dx)
+        return dx
+
+
+class _MaxPool(_Parameterless):
+    def __init__(self, layer):
+        self.size = layer.size
+
+    def forward(self, x, training):
+        n, h, w, c = x.shape
+        self.x_shape = x.shape
+        out = _empty((n, h // self.size, w // self.size, c), x.dtype)
+        self.argmax = _empty(out.shape, np.int64)
+        pool.maxpool_forward(x, self.size, out, self.argmax)
+        return out
+
+    def backward(self, dy, param_grads, input_grad):
+        dx = _empty((len(dy),) + self.x_shape[1:], dy.dtype)
+        pool.maxpool_backward(dy, self.argmax, self.size, dx)
+        return dx
+
+
+class _Flatten(_Parameterless):
+    def __init__(self, layer):
+        pass
+
+    def forward(self, x, training):
+        self.x_shape = x.shape
+        if x.ndim == 2:
+            return x
+        out = _empty((len(x), x.size // len(x)), x.dtype)
+        elementwise.nhwc_to_flat(x, out)
+        return out
+
+    def backward(self, dy, param_grads, input_grad):
+        if len(self.x_shape) == 2:
+            return dy
+        dx = _empty((len(dy),) + self.x_shape[1:], dy.dtype)
+        elementwise.flat_to_nhwc(dy, dx)
+        return dx
+
+
+class _Dropout(_Parameterless):
+    def __init__(self, layer):
+        self.layer = layer
+
+    def forward(self, x, training):
+        self.mask = None
+        if not training or self.layer.rate == 0.0:
+            return x
+        # the host layer's draw, in its logical (NCHW) shape, moved to the device's layout
+        shape = x.shape if x.ndim == 2 else (x.shape[0], x.shape[3], x.shape[1], x.shape[2])
+        u = self.layer.rng.random(shape, dtype=np.float64)
+        if x.ndim == 4:
+            u = np.ascontiguousarray(u.transpose(0, 2, 3, 1))
+        y = _empty(x.shape, x.dtype)
+        self.mask = _empty(x.shape, x.dtype)
+        elementwise.dropout_forward(x, cuda.to_device(u), self.layer.rate, y, self.mask)
+        return y
+
+    def backward(self, dy, param_grads, input_grad):
+        if self.mask is None:
+            return dy
+        dx = _empty(dy.shape, dy.dtype)
+        elementwise.mask_backward(dy, self.mask, dx)
+        return dx
+
+
+_DEVICE_LAYERS = {Conv2D: _Conv, Dense: _Dense, ReLU: _ReLU, MaxPool2D: _MaxPool,
+                  Flatten: _Flatten, Dropout: _Dropout}
+
+
+class DeviceModel:
+    """``model``'s parameters on the device and its passes run there.
+
+    forward(x) takes and returns device arrays (x channels-last (N, H, W, C), or
+    (N, D) for a Dense-first net); ``logits`` / ``input_gradient`` / ``predict``
+    take and return NumPy arrays in the host's NCHW convention. Parameter updates
+    made on the device reach ``model`` with ``to_host()``.
+    """
+
+    def __init__(self, model):
+        unknown = [type(l).__name__ for l in model.layers if type(l) not in _DEVICE_LAYERS]
+        if unknown:
+            raise TypeError(f"the cuda backend has no kernels for layers {unknown}")
+        self.model = model
+        self.dtype = model.dtype
+        self.layers = [_DEVICE_LAYERS[type(l)](l) for l in model.layers]
+
+    @property
+    def params(self):
+        """{"<layer index>.<name>": device array}, the names of Sequential.params."""
+        return {f"{i}.{name}": p for i, layer in enumerate(self.layers)
+                for name, p in layer.params.items()}
+
+    @property
+    def grads(self):
+        return {f"{i}.{name}": g for i, layer in enumerate(self.layers)
+                for name, g in layer.grads.items()}
+
+    def _owner(self, key):
+        index, name = key.split(".")
+        return self.layers[int(index)], name
+
+    def host_layout(self, key, device_array):
+        """A device array of parameter ``key`` as a NumPy array in the host layer's layout."""
+        layer, name = self._owner(key)
+        return layer.host_layout(name, device_array.copy_to_host())
+
+    def device_layout(self, key, host_array):
+        """A host array of parameter ``key`` (host layout) as a new device array."""
+        layer, name = self._owner(key)
+        return cuda.to_device(np.ascontiguousarray(layer.device_layout(name, host_array)))
+
+    def to_host(self):
+        """Copy the device parameters into ``model``."""
+        self.model.set_params({key: self.host_layout(key, p) for key, p in self.params.items()})
+
+    def to_device_images(self, x):
+        """Host NCHW (or (N, D)) images as a device array in the device's layout."""
+        return cuda.to_device(kernels.channels_last(x) if x.ndim == 4 else np.ascontiguousarray(x))
+
+    def forward(self, x, training=False):
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, dz, param_grads=True, input_grad=True):
+        """dL/dx of the last forward (device, channels-last), filling ``grads`` when asked.
+
+        dz may stack S seeds per forward sample, as Sequential.backward (then no param_grads).
+        """
+        dy = dz
+        last = len(self.layers) - 1
+        for i, layer in enumerate(reversed(self.layers)):
+            dy = layer.backward(dy, param_grads, input_grad or i < last)
+        return dy
+
+    def logits(self, x):
+        """Host logits (N, K) of host images x."""
+        return self.forward(self.to_device_images(self.model._check_input(x))).copy_to_host()
+
+    def input_gradient(self, x, dlogits):
+        """Host dL/dx (NCHW) of host x given host dL/dlogits, as Sequential.input_gradient."""
+        z = self.forward(self.to_device_images(self.model._check_input(x)))
+        if dlogits.shape != z.shape or dlogits.dtype != self.dtype:
+            raise ValueError(f"dlogits must be a {z.shape} {self.dtype} array, got "
+                             f"{dlogits.shape} {dlogits.dtype}")
+        dx = self.backward(cuda.to_device(np.ascontiguousarray(dlogits)), param_grads=False)
+        dx = dx.copy_to_host()
+        return dx.transpose(0, 3, 1, 2) if dx.ndim == 4 else dx
+
+    def predict(self, x, batch_size=512):
+        """Predicted classes (N,) int64, batch by batch."""
+        return np.concatenate([self.logits(x[i:i + batch_size]).argmax(axis=1)
+                               for i in range(0, len(x), batch_size)]).astype(np.int64)
+
+
+class DeviceTrainer:
+    """train()'s inner loop on the device for ``model`` and its SGD ``optimizer``.
+
+    The optimizer's velocity (a resumed run's included) moves to the device and
+    back with ``to_host``; so do the parameters.
+    """
+
+    def __init__(self, model, optimizer, x, y):
+        self.net = DeviceModel(model)
+        self.optimizer = optimizer
+        self.x = self.net.to_device_images(x)
+        self.y = cuda.to_device(np.ascontiguousarray(y))
+        self.labels = cuda.to_device(np.ascontiguousarray(y if y.ndim == 1 else y.argmax(axis=1)))
+        self.velocity = {}
+        for key, p in self.net.params.items():
+            host = optimizer.velocity.get(key)
+            self.velocity[key] = (self.net.device_layout(key, host) if host is not None
+                                  else cuda.to_device(np.zeros(p.shape, p.dtype)))
+
+    def epoch(self, order, batch_size, epoch, temperature, loss_scale):
+        """One pass over the training set in ``order``; returns (loss sum, correct count)."""
+        lr = self.optimizer.lr_at(epoch)
+        momentum = self.optimizer.momentum
+        order = cuda.to_device(np.ascontiguousarray(order, dtype=np.int64))
+        totals = cuda.to_device(np.zeros(2))
+        params, grads = self.net.params, self.net.grads
+        for start in range(0, len(order), batch_size):
+            idx = order[start:start + batch_size]
+            xb = _empty((len(idx),) + self.x.shape[1:], self.x.dtype)
+            yb = _empty((len(idx),) + self.y.shape[1:], self.y.dtype)
+            lb = _empty((len(idx),), self.labels.dtype)
+            elementwise.take_rows(self.x, idx, xb)
+            elementwise.take_rows(self.y, idx, yb)
+            elementwise.take_rows(self.labels, idx, lb)
+            z = self.net.forward(xb, training=True)
+            loss = _empty((len(idx),), z.dtype)
+            dz = _empty(z.shape, z.dtype)
+            elementwise.softmax_cross_entropy(z, yb, temperature, loss_scale, loss, dz)
+            elementwise.batch_stats(z, lb, loss, totals)
+            self.net.backward(dz, param_grads=True, input_grad=False)
+            for key, p in params.items():
+                elementwise.sgd_update(p, self.velocity[key], grads[key], lr, momentum)
+        loss_sum, correct = totals.copy_to_host()
+        return float(loss_sum), int(correct)
+
+    def to_host(self):
+        """Parameters into the model, velocity into the optimizer (host layouts)."""
+        self.net.to_host()
+        self.optimizer.velocity = {key: self.net.host_layout(key, v)
+                                   for key, v in self.velocity.items()}

@@ -1,0 +1,68 @@
+"""JSMA's pair search on the GPU: one block per image, a block-wide argmax over its pairs.
+
+Every thread scans the pairs (p, q > p) of the rows p it owns (p = thread,
+thread + blockDim, ...), keeping its best admissible score; the block then
+reduces (score, p, q) in shared memory, ties going to the first pair in
+lexicographic order: exactly the pair of kernels/saliency.py.
+"""
+import math
+
+from numba import cuda, float64, int64
+
+from ._launch import THREADS, launch
+
+
+@cuda.jit(device=True)
+def _better(score, p, q, best, bp, bq):
+    """(score, p, q) beats (best, bp, bq): higher, or equal and lexicographically first."""
+    if bp < 0:
+        return p >= 0
+    if p < 0:
+        return False
+    if score != best:
+        return score > best
+    return p < bp or (p == bp and q < bq)
+
+
+@cuda.jit
+def _pair_search(alpha, beta, domain, pairs):
+    row = cuda.blockIdx.x
+    tid = cuda.threadIdx.x
+    m = alpha.shape[1]
+    scores = cuda.shared.array(THREADS, float64)
+    ps = cuda.shared.array(THREADS, int64)
+    qs = cuda.shared.array(THREADS, int64)
+    best, bp, bq = -math.inf, -1, -1
+    for p in range(tid, m, cuda.blockDim.x):
+        if domain[row, p]:
+            ap, bp_ = alpha[row, p], beta[row, p]
+            for q in range(p + 1, m):
+                if domain[row, q]:
+                    A = ap + alpha[row, q]
+                    B = bp_ + beta[row, q]
+                    if A > 0 and B < 0:
+                        score = -(A * B)           # in the arrays' dtype, as the reference
+                        if bp < 0 or score > best:   # p and q grow: strict > keeps the first
+                            best, bp, bq = score, p, q
+    scores[tid], ps[tid], qs[tid] = best, bp, bq
+    cuda.syncthreads()
+    stride = cuda.blockDim.x // 2
+    while stride > 0:
+        if tid < stride:
+            other = tid + stride
+            if _better(scores[other], ps[other], qs[other], scores[tid], ps[tid], qs[tid]):
+                scores[tid], ps[tid], qs[tid] = scores[other], ps[other], qs[other]
+        cuda.syncthreads()
+        stride //= 2
+    if tid == 0:
+        pairs[row, 0] = ps[0]
+        pairs[row, 1] = qs[0]
+
+
+def pair_search(alpha, beta, domain, pairs):
+    """Fill ``pairs`` (N, 2) int64 with the best (p, q) of every row (increasing variant).
+
+    alpha, beta : (N, M) float; domain : (N, M) uint8. (-1, -1) where no pair is admissible.
+    """
+    if len(alpha):
+        launch(_pair_search, len(alpha), THREADS, (alpha, beta, domain, pairs), outputs=(3,))
