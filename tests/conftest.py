@@ -1,5 +1,11 @@
+import glob
 import os
 from pathlib import Path
+
+# The CUDA kernels' tests (marker `cuda`) run on Numba's simulator where no NVIDIA
+# device is present; it must be chosen before numba is first imported.
+if not glob.glob("/dev/nvidia[0-9]*"):
+    os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
 import numpy as np
 import pytest

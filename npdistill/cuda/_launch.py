@@ -5,8 +5,8 @@ from numba import config, cuda
 SIMULATED = bool(config.ENABLE_CUDASIM)
 # Threads per block (a power of two: the block reductions halve it). The simulator
 # runs every thread as a Python thread: few threads, few blocks, long grid-stride loops.
-THREADS = 16 if SIMULATED else 256
-MAX_BLOCKS = 4 if SIMULATED else 4096
+THREADS = 8 if SIMULATED else 256
+MAX_BLOCKS = 2 if SIMULATED else 4096
 
 
 def blocks(n):

@@ -7,7 +7,7 @@ from ._launch import SIMULATED, THREADS, blocks, launch
 
 # a TILE x TILE block of threads computes a TILE x TILE tile of the output
 TILE = 4 if SIMULATED else 16
-MAX_TILE_BLOCKS = 4 if SIMULATED else 65535
+MAX_TILE_BLOCKS = 2 if SIMULATED else 65535
 
 
 def _make_gemm(element):

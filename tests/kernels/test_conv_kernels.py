@@ -1,5 +1,4 @@
 """The compiled im2col / col2im equal their NumPy reference, and the dispatch behaves."""
-import os
 import subprocess
 import sys
 
@@ -94,14 +93,3 @@ def test_missing_extension_warns_once_and_runs_on_numpy():
             "for w in caught))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["numpy", "1"]
-
-
-def test_environment_variable_picks_the_backend():
-    code = "import npdistill.kernels as k; print(k.backend())"
-    for name in ("numpy", "cython"):
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             check=True, env={**os.environ, "NPDISTILL_BACKEND": name})
-        assert out.stdout.strip() == name
-    bad = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env={**os.environ, "NPDISTILL_BACKEND": "cuda"})
-    assert bad.returncode != 0 and "NPDISTILL_BACKEND='cuda'" in bad.stderr

@@ -1,0 +1,330 @@
+"""Every CUDA kernel equals its NumPy reference (on Numba's simulator where no GPU is present).
+
+The simulator runs each GPU thread as a Python thread: the shapes stay small and
+the examples few. The same tests run on a real GPU (then with more examples).
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from npdistill import kernels
+from npdistill.kernels import conv as ref_conv
+from npdistill.kernels import cw as ref_cw
+from npdistill.kernels import dense as ref_dense
+from npdistill.kernels import elementwise as ref_elementwise
+from npdistill.kernels import pool as ref_pool
+from npdistill.kernels import saliency as ref_saliency
+from tests.kernels.test_cw_kernels import update_inputs
+from tests.kernels.test_saliency_kernel import cases as saliency_cases
+from tests.kernels.test_saliency_kernel import draw as draw_saliency
+
+pytest.importorskip("numba.cuda", reason="numba-cuda not installed (pip install -e '.[test]')")
+from npdistill.cuda import _launch, conv, cw, dense, elementwise, pool, saliency  # noqa: E402
+
+pytestmark = pytest.mark.cuda
+few = settings(max_examples=6 if _launch.SIMULATED else 50)
+DTYPES = st.sampled_from([np.float32, np.float64])
+SEEDS = st.integers(0, 2**31)
+
+
+def nan_like(shape, dtype):
+    return np.full(shape, np.nan, dtype) if np.dtype(dtype).kind == "f" else np.full(shape, 7, dtype)
+
+
+@few
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(3, 6), st.integers(3, 6),
+       st.integers(1, 3), st.booleans(), DTYPES, SEEDS)
+def test_im2col_and_col2im_equal_the_reference(n, c, h, w, k, same, dtype, seed):
+    assume(k <= min(h, w))
+    top, left = ((k - 1) // 2, (k - 1) // 2) if same else (0, 0)
+    oh, ow = (h, w) if same else (h - k + 1, w - k + 1)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    cols = [nan_like((n * oh * ow, k * k * c), dtype) for _ in range(2)]
+    ref_conv.im2col(x, k, k, top, left, oh, ow, cols[0])
+    conv.im2col(x, k, k, top, left, oh, ow, cols[1])
+    np.testing.assert_array_equal(cols[1], cols[0])
+    dcols = rng.standard_normal(cols[0].shape).astype(dtype)
+    dx = [nan_like(x.shape, dtype) for _ in range(2)]
+    ref_conv.col2im(dcols, k, k, top, left, oh, ow, dx[0])
+    conv.col2im(dcols, k, k, top, left, oh, ow, dx[1])
+    np.testing.assert_array_equal(dx[1], dx[0])        # same additions in the same order
+
+
+@few
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(2, 7), st.integers(2, 7),
+       st.integers(1, 3), st.integers(1, 2), st.booleans(), DTYPES, SEEDS)
+def test_maxpool_equals_the_reference(n, c, h, w, size, seeds, ties, dtype, seed):
+    assume(size <= min(h, w))
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c))
+    x = (np.round(x) if ties else x).astype(dtype)
+    shape = (n, h // size, w // size, c)
+    out = [nan_like(shape, dtype) for _ in range(2)]
+    argmax = [np.full(shape, -1, np.int64) for _ in range(2)]
+    ref_pool.maxpool_forward(x, size, out[0], argmax[0])
+    pool.maxpool_forward(x, size, out[1], argmax[1])
+    np.testing.assert_array_equal(out[1], out[0])
+    np.testing.assert_array_equal(argmax[1], argmax[0])
+    dy = rng.standard_normal((seeds * n,) + shape[1:]).astype(dtype)
+    dx = [nan_like((seeds * n, h, w, c), dtype) for _ in range(2)]
+    ref_pool.maxpool_backward(dy, argmax[0], size, dx[0])
+    pool.maxpool_backward(dy, argmax[0], size, dx[1])
+    np.testing.assert_array_equal(dx[1], dx[0])
+
+
+@few
+@given(saliency_cases)
+def test_pair_search_picks_the_reference_pair(case):
+    alpha, beta, domain, increase = draw_saliency(case)
+    sign = 1 if increase else -1
+    pairs = [np.full((len(alpha), 2), 99, np.int64) for _ in range(2)]
+    ref_saliency.pair_search(sign * alpha, sign * beta, domain.astype(np.uint8), pairs[0])
+    saliency.pair_search(sign * alpha, sign * beta, domain.astype(np.uint8), pairs[1])
+    np.testing.assert_array_equal(pairs[1], pairs[0])
+
+
+def test_pair_search_breaks_ties_across_threads_like_the_reference():
+    # every pair scores the same: the first pair (0, 1) must win although threads
+    # other than the first find equal scores
+    m = 3 * _launch.THREADS + 1
+    alpha = np.ones((2, m))
+    beta = -np.ones((2, m))
+    domain = np.ones((2, m), np.uint8)
+    domain[1, :5] = 0
+    pairs = np.empty((2, 2), np.int64)
+    saliency.pair_search(alpha, beta, domain, pairs)
+    assert pairs.tolist() == [[0, 1], [5, 6]]
+
+
+@few
+@given(st.integers(1, 5), st.integers(2, 6), st.booleans(), st.sampled_from([0.0, 0.5, 5.0]),
+       st.booleans(), DTYPES, SEEDS)
+def test_cw_margin_equals_the_reference(n, k, targeted, kappa, ties, dtype, seed):
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((n, k)) * 3
+    z = (np.round(z) if ties else -np.abs(z) - 1).astype(dtype)     # ties, or all negative
+    labels = rng.integers(0, k, n)
+    const = rng.uniform(0.1, 10, n).astype(dtype)
+    out = []
+    for impl in (ref_cw, cw):
+        buffers = (nan_like(n, dtype), nan_like((n, k), dtype), np.full(n, 7, np.uint8))
+        impl.cw_margin(z, labels, targeted, dtype(kappa), const, *buffers)
+        out.append(buffers)
+    for got, want in zip(out[1], out[0]):
+        np.testing.assert_array_equal(got, want)
+
+
+@few
+@given(st.integers(1, 3), st.integers(1, 40), st.sampled_from([ref_cw.L2, ref_cw.LINF]),
+       st.integers(1, 30), DTYPES, SEEDS)
+def test_cw_update_equals_the_reference(n, m, norm, step, dtype, seed):
+    rng = np.random.default_rng(seed)
+    lo, hi = (0.0, 1.0) if seed % 2 else (-1.0, 2.0)
+    arrays, boxmul = update_inputs(rng, n, m, dtype, lo=lo, hi=hi)
+    copies = {name: a.copy() for name, a in arrays.items()}
+    options = dict(norm=norm, step=step, lr=1e-2, boxmul=boxmul, lo=lo, hi=hi)
+    ref_cw.cw_update(**arrays, **options)
+    cw.cw_update(**copies, **options)
+    rtol, atol = (1e-5, 1e-6) if dtype == np.float32 else (1e-12, 1e-13)
+    for name in ("w", "m", "v", "x", "dist"):
+        np.testing.assert_allclose(copies[name], arrays[name], rtol=rtol, atol=atol, err_msg=name)
+    frozen = arrays["mask"] == 0
+    np.testing.assert_array_equal(copies["x"][frozen], arrays["x0"][frozen])
+
+
+@few
+@given(st.integers(1, 5), st.integers(1, 40), DTYPES, SEEDS)
+def test_cw_track_equals_the_reference(n, m, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, m)).astype(dtype)
+    dist = rng.random(n).astype(dtype)
+    success = (rng.random(n) > 0.4).astype(np.uint8)
+    state = [rng.random(n).astype(dtype), rng.random(n).astype(dtype),
+             rng.random((n, m)).astype(dtype)]
+    copies = [s.copy() for s in state]
+    ref_cw.cw_track(x, dist, success, *state)
+    cw.cw_track(x, dist, success, *copies)
+    for got, want in zip(copies, state):
+        np.testing.assert_array_equal(got, want)
+
+
+@few
+@given(st.integers(1, 9), st.integers(1, 9), st.integers(1, 9), st.booleans(), st.booleans(),
+       st.booleans(), DTYPES, SEEDS)
+def test_gemm_equals_the_reference(rows, inner, cols, trans_a, trans_b, accumulate, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((inner, rows) if trans_a else (rows, inner)).astype(dtype)
+    b = rng.standard_normal((cols, inner) if trans_b else (inner, cols)).astype(dtype)
+    start = rng.standard_normal((rows, cols)).astype(dtype)
+    out = [start.copy(), start.copy()]
+    ref_dense.gemm(a, b, out[0], trans_a, trans_b, accumulate)
+    dense.gemm(a, b, out[1], trans_a, trans_b, accumulate)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out[1], out[0], rtol=tol, atol=tol)
+
+
+def test_gemm_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="gemm: op"):
+        dense.gemm(np.ones((2, 3)), np.ones((2, 3)), np.ones((2, 3)))
+
+
+@few
+@given(st.integers(1, 40), st.integers(1, 6), DTYPES, SEEDS)
+def test_bias_add_and_column_sum_equal_the_reference(rows, features, dtype, seed):
+    rng = np.random.default_rng(seed)
+    y = rng.standard_normal((rows, features)).astype(dtype)
+    b = rng.standard_normal(features).astype(dtype)
+    out = [y.copy(), y.copy()]
+    ref_dense.bias_add(out[0], b)
+    dense.bias_add(out[1], b)
+    np.testing.assert_array_equal(out[1], out[0])
+    sums = [nan_like(features, dtype) for _ in range(2)]
+    ref_dense.column_sum(y, sums[0])
+    dense.column_sum(y, sums[1])
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(sums[1], sums[0], rtol=tol, atol=tol)
+
+
+@few
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4),
+       st.integers(1, 3), st.floats(0.0, 0.9), DTYPES, SEEDS)
+def test_relu_dropout_and_flatten_equal_the_reference(n, c, h, w, seeds, rate, dtype, seed):
+    rng = np.random.default_rng(seed)
+    x = np.round(rng.standard_normal((n, h, w, c)), 1).astype(dtype)     # exact zeros too
+    y = [nan_like(x.shape, dtype) for _ in range(2)]
+    mask = [np.full(x.shape, 7, np.uint8) for _ in range(2)]
+    ref_elementwise.relu_forward(x, y[0], mask[0])
+    elementwise.relu_forward(x, y[1], mask[1])
+    np.testing.assert_array_equal(y[1], y[0])
+    np.testing.assert_array_equal(mask[1], mask[0])
+    dy = rng.standard_normal((seeds * n, h, w, c)).astype(dtype)
+    dx = [nan_like(dy.shape, dtype) for _ in range(2)]
+    ref_elementwise.mask_backward(dy, mask[0], dx[0])
+    elementwise.mask_backward(dy, mask[0], dx[1])
+    np.testing.assert_array_equal(dx[1], dx[0])
+
+    u = rng.random(x.shape)
+    drop = [[nan_like(x.shape, dtype), nan_like(x.shape, dtype)] for _ in range(2)]
+    ref_elementwise.dropout_forward(x, u, rate, *drop[0])
+    elementwise.dropout_forward(x, u, rate, *drop[1])
+    for got, want in zip(drop[1], drop[0]):
+        np.testing.assert_array_equal(got, want)
+
+    flat = [nan_like((n, c * h * w), dtype) for _ in range(2)]
+    ref_elementwise.nhwc_to_flat(x, flat[0])
+    elementwise.nhwc_to_flat(x, flat[1])
+    np.testing.assert_array_equal(flat[1], flat[0])
+    back = [nan_like(x.shape, dtype) for _ in range(2)]
+    ref_elementwise.flat_to_nhwc(flat[0], back[0])
+    elementwise.flat_to_nhwc(flat[0], back[1])
+    np.testing.assert_array_equal(back[1], back[0])
+    np.testing.assert_array_equal(back[0], x)
+
+
+@few
+@given(st.integers(1, 6), st.integers(2, 6), st.booleans(), st.sampled_from([1.0, 2.5, 100.0]),
+       st.sampled_from([1.0, 20.0]), DTYPES, SEEDS)
+def test_softmax_cross_entropy_equals_the_reference(n, k, soft, T, scale, dtype, seed):
+    rng = np.random.default_rng(seed)
+    z = (rng.standard_normal((n, k)) * 30).astype(dtype)
+    if soft:
+        target = rng.random((n, k)).astype(dtype)
+        target /= target.sum(axis=1, keepdims=True)
+    else:
+        target = rng.integers(0, k, n)
+    out = [(nan_like(n, dtype), nan_like((n, k), dtype)) for _ in range(2)]
+    ref_elementwise.softmax_cross_entropy(z, target, T, scale, *out[0])
+    elementwise.softmax_cross_entropy(z, target, T, scale, *out[1])
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for got, want in zip(out[1], out[0]):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
+@few
+@given(st.integers(1, 30), st.floats(0.001, 1.0), st.floats(0.0, 0.95), DTYPES, SEEDS)
+def test_sgd_take_rows_and_batch_stats_equal_the_reference(size, lr, momentum, dtype, seed):
+    rng = np.random.default_rng(seed)
+    p, v, g = (rng.standard_normal(size).astype(dtype) for _ in range(3))
+    states = [(p.copy(), v.copy()), (p.copy(), v.copy())]
+    ref_elementwise.sgd_update(*states[0], g, lr, momentum)
+    elementwise.sgd_update(*states[1], g, lr, momentum)
+    tol = 1e-6 if dtype == np.float32 else 1e-14
+    for got, want in zip(states[1], states[0]):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+    src = rng.standard_normal((size, 2, 3)).astype(dtype)
+    idx = rng.integers(0, size, 5)
+    rows = [nan_like((5, 2, 3), dtype) for _ in range(2)]
+    ref_elementwise.take_rows(src, idx, rows[0])
+    elementwise.take_rows(src, idx, rows[1])
+    np.testing.assert_array_equal(rows[1], rows[0])
+
+    z = rng.standard_normal((size, 4)).astype(dtype)
+    labels = rng.integers(0, 4, size)
+    loss = rng.random(size).astype(dtype)
+    totals = [np.array([1.5, 2.0]), np.array([1.5, 2.0])]
+    ref_elementwise.batch_stats(z, labels, loss, totals[0])
+    elementwise.batch_stats(z, labels, loss, totals[1])
+    np.testing.assert_allclose(totals[1], totals[0], rtol=1e-6)
+
+
+# -- the dispatch ---------------------------------------------------------------
+@pytest.fixture
+def cuda_backend():
+    previous = kernels.backend()
+    kernels.use("cuda")
+    yield
+    kernels.use(previous)
+
+
+def test_dispatch_routes_to_the_cuda_kernels(cuda_backend):
+    rng = np.random.default_rng(0)
+    x = rng.random((2, 3, 5, 4)).astype(np.float32)
+    got = kernels.im2col(x, 2, 2, (0, 1, 0, 1))
+    pooled, argmax = kernels.maxpool_forward(x, 2)
+    kernels.use("numpy")
+    np.testing.assert_array_equal(got, kernels.im2col(x, 2, 2, (0, 1, 0, 1)))
+    expected, expected_argmax = kernels.maxpool_forward(x, 2)
+    np.testing.assert_array_equal(pooled, expected)
+    np.testing.assert_array_equal(argmax, expected_argmax)
+
+
+def test_asking_for_cuda_without_it_names_what_is_missing(monkeypatch):
+    import npdistill.cuda
+    monkeypatch.setattr(npdistill.cuda, "missing", lambda: "numba-cuda is not installed (test)")
+    monkeypatch.delitem(kernels._impl, "cuda", raising=False)
+    with pytest.raises(ValueError, match="'cuda' is not available: .*numba-cuda is not installed"):
+        kernels.use("cuda")
+    assert kernels.backend() != "cuda"
+
+
+def test_importing_npdistill_does_not_import_numba():
+    code = "import sys, npdistill; print('numba' in sys.modules, npdistill.kernels.backend())"
+    env = {k: v for k, v in os.environ.items() if k != "NPDISTILL_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)
+    imported, backend = out.stdout.split()
+    assert imported == str(backend == "cuda")     # only a GPU machine's default imports it
+
+
+def test_environment_variable_picks_the_backend():
+    code = "import npdistill.kernels as k; print(k.backend())"
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    for name in ("numpy", "cython"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             check=True, env={**env, "NPDISTILL_BACKEND": name})
+        assert out.stdout.strip() == name
+    sim = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env, "NPDISTILL_BACKEND": "cuda", "NUMBA_ENABLE_CUDASIM": "1"})
+    assert sim.stdout.strip() == "cuda"
+    if _launch.SIMULATED:                          # no GPU here: asking for it must say why
+        bad = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**env, "NPDISTILL_BACKEND": "cuda"})
+        assert bad.returncode != 0 and "NPDISTILL_BACKEND='cuda'" in bad.stderr
+        assert "NUMBA_ENABLE_CUDASIM=1" in bad.stderr

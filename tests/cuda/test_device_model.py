@@ -1,0 +1,104 @@
+"""DeviceModel and DeviceTrainer: the GPU passes equal the host Sequential's, and training on
+the device equals training on the host (the same batches and dropout masks, float rounding aside)."""
+import numpy as np
+import pytest
+
+import npdistill as nd
+from npdistill import kernels, layers
+
+pytest.importorskip("numba.cuda", reason="numba-cuda not installed (pip install -e '.[test]')")
+from npdistill.cuda import _launch  # noqa: E402
+from npdistill.cuda.network import DeviceModel  # noqa: E402
+
+pytestmark = pytest.mark.cuda
+
+
+def small_net(dtype, seed=1):
+    """Every layer type, both paddings, a pool that drops a row (5 -> 2); small, for the simulator."""
+    return nd.Sequential([layers.Conv2D(2, 2, 3, padding="same", dtype=dtype), layers.ReLU(),
+                          layers.MaxPool2D(2), layers.Conv2D(2, 3, 1, dtype=dtype), layers.ReLU(),
+                          layers.Flatten(), layers.Dense(12, 4, dtype=dtype), layers.ReLU(),
+                          layers.Dropout(0.3), layers.Dense(4, 3, dtype=dtype)], seed=seed)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_and_backward_equal_the_host_model(dtype):
+    rng = np.random.default_rng(0)
+    host = small_net(dtype)
+    x = rng.random((2, 2, 5, 5)).astype(dtype)
+    device = DeviceModel(host)
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+
+    z = host.logits(x)
+    np.testing.assert_allclose(device.logits(x), z, **tol)
+    dz = rng.standard_normal(z.shape).astype(dtype)
+    dx = host.backward(dz)
+    z_dev = device.forward(device.to_device_images(x))
+    from numba import cuda
+    dx_dev = device.backward(cuda.to_device(dz)).copy_to_host().transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(dx_dev, dx, **tol)
+    assert z_dev.shape == z.shape
+    for key, grad in host.grads.items():
+        np.testing.assert_allclose(device.host_layout(key, device.grads[key]), grad, **tol,
+                                   err_msg=key)
+    # stacked seeds: two vector-Jacobian products from one forward
+    seeds = rng.standard_normal((2 * len(x), z.shape[1])).astype(dtype)
+    host.logits(x)
+    expected = host.backward(seeds, param_grads=False)
+    device.forward(device.to_device_images(x))
+    got = device.backward(cuda.to_device(seeds), param_grads=False).copy_to_host()
+    np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, **tol)
+    np.testing.assert_allclose(device.input_gradient(x, dz), host.input_gradient(x, dz), **tol)
+
+
+def test_parameters_round_trip_between_layouts():
+    host = small_net(np.float64)
+    device = DeviceModel(host)
+    for key, value in host.params.items():
+        back = device.host_layout(key, device.device_layout(key, value))
+        np.testing.assert_array_equal(back, value)
+    with pytest.raises(ValueError, match="dlogits must be a"):
+        device.input_gradient(np.zeros((1, 2, 5, 5)), np.zeros((1, 4)))
+
+
+def test_training_on_the_device_equals_training_on_the_host():
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 2, 5, 5)).astype(np.float32)
+    y = rng.integers(0, 3, 6)
+    soft = rng.random((6, 3)).astype(np.float32)
+    soft /= soft.sum(axis=1, keepdims=True)
+    for target, T, scale in ((y, 1.0, 1.0), (soft, 5.0, 5.0)):       # hard, and distillation's
+        on_host, on_device = small_net(np.float32), small_net(np.float32)
+        options = dict(epochs=1, batch_size=3, seed=3, progress=False, temperature=T,
+                       loss_scale=scale, lr=0.5, momentum=0.5)
+        _, h_host = nd.train(on_host, (x, target), **options)
+        previous = kernels.backend()
+        kernels.use("cuda")
+        try:
+            _, h_device = nd.train(on_device, (x, target), validation=(x, y), **options)
+        finally:
+            kernels.use(previous)
+        for key, value in on_host.params.items():
+            assert not np.array_equal(value, small_net(np.float32).params[key]), key  # it trained
+            np.testing.assert_allclose(on_device.params[key], value, rtol=1e-5, atol=1e-6,
+                                       err_msg=key)
+        np.testing.assert_allclose(h_device["loss"], h_host["loss"], rtol=1e-5)
+        assert h_device["train_accuracy"] == h_host["train_accuracy"]
+        assert h_device["val_accuracy"][0] == np.mean(on_host.predict(x) == y)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(_launch.SIMULATED, reason="needs a real GPU (too slow on the simulator)")
+def test_papernot_training_step_on_the_gpu_equals_the_host(mnist):
+    (x, y), _ = mnist
+    x, y = x[:512], y[:512]
+    on_host, on_device = (nd.architectures.papernot_mnist(seed=0) for _ in range(2))
+    nd.train(on_host, (x, y), epochs=1, seed=0, progress=False)
+    previous = kernels.backend()
+    kernels.use("cuda")
+    try:
+        nd.train(on_device, (x, y), epochs=1, seed=0, progress=False)
+    finally:
+        kernels.use(previous)
+    for key, value in on_host.params.items():
+        np.testing.assert_allclose(on_device.params[key], value, rtol=1e-3, atol=1e-5, err_msg=key)
