@@ -44,6 +44,7 @@ def jacobian(model, x, T=1.0, of="softmax", batch_size=32):
     check_positive(T, "temperature T")
     check_positive(batch_size, "batch_size", integer=True)
     model._check_input(x)
+    model = model.for_backend()
     logits, parts = [], []
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size]

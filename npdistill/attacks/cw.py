@@ -156,6 +156,7 @@ def cw_l2(model, x, y=None, *, target=None, kappa=0.0, c=1e-3, binary_search_ste
     found); ``iterations`` counts Adam steps per image over all rounds.
     """
     labels, targeted, lo, hi = _prepare(model, x, y, target, clip, kappa, batch_size)
+    model = model.for_backend()
     check_positive(c, "c")
     check_positive(binary_search_steps, "binary_search_steps", integer=True)
     check_positive(max_iterations, "max_iterations", integer=True)
@@ -299,6 +300,7 @@ def _preimage(x0, lo, hi):
 def _restricted_attack(name, model, x, y, target, *, kappa, c, max_iterations, lr, abort_early,
                        largest_const, const_factor, clip, batch_size, progress, batch_attack):
     labels, targeted, lo, hi = _prepare(model, x, y, target, clip, kappa, batch_size)
+    model = model.for_backend()
     for value, what in ((c, "c"), (lr, "lr"), (largest_const, "largest_const")):
         check_positive(value, what)
     check_positive(max_iterations, "max_iterations", integer=True)

@@ -98,6 +98,7 @@ def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="
     check_positive(T, "temperature T")
     check_positive(batch_size, "batch_size", integer=True)
     normalize, project, random = NORMS[_norm_key(norm)]
+    model = model.for_backend()
     rng = np.random.default_rng(seed)
     if progress is None:
         progress = len(x) > batch_size

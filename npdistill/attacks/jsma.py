@@ -88,6 +88,7 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
     if progress is None:
         progress = n_total > batch_size
     max_iter = int(np.floor(gamma * m / 2))
+    model = model.for_backend()
     x_adv = x.copy()
     success = np.zeros(n_total, bool)
     iterations = np.zeros(n_total, np.int64)

@@ -338,3 +338,39 @@ class DeviceTrainer:
         self.net.to_host()
         self.optimizer.velocity = {key: self.net.host_layout(key, v)
                                    for key, v in self.velocity.items()}
+
+
+class HostPasses:
+    """``model`` seen by the attacks and the Jacobian with the cuda backend: the same
+    forward / backward / logits / predict as a Sequential, NumPy in and out, each
+    pass run by a DeviceModel (one transfer each way per pass, none per layer).
+
+    Input gradients only: parameter gradients and training passes are train()'s
+    business (DeviceTrainer). Anything else is the host model's.
+    """
+
+    def __init__(self, model):
+        self.host = model
+        self.net = DeviceModel(model)
+
+    def __getattr__(self, name):
+        return getattr(self.host, name)
+
+    def forward(self, x, training=False):
+        if training:
+            raise ValueError("HostPasses runs inference passes only (train() trains on the device)")
+        return self.net.forward(self.net.to_device_images(x)).copy_to_host()
+
+    def backward(self, dlogits, param_grads=True, input_grad=True):
+        dx = self.net.backward(cuda.to_device(np.ascontiguousarray(dlogits)), param_grads=False)
+        dx = dx.copy_to_host()
+        return dx.transpose(0, 3, 1, 2) if dx.ndim == 4 else dx
+
+
+def _borrow(name):
+    from ..nn.model import Sequential
+    return getattr(Sequential, name)
+
+
+for _name in ("logits", "input_gradient", "_batched_logits", "predict", "predict_proba"):
+    setattr(HostPasses, _name, _borrow(_name))

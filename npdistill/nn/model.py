@@ -13,6 +13,7 @@ import zipfile
 
 import numpy as np
 
+from .. import kernels
 from .._checks import check_float_array, check_positive
 from .._version import __version__
 from .layers import LAYER_TYPES, Conv2D, Dense
@@ -94,6 +95,15 @@ class Sequential:
         for i, layer in enumerate(reversed(self.layers)):
             dy = layer.backward(dy, param_grads=param_grads, input_grad=input_grad or i < last)
         return dy
+
+    def for_backend(self):
+        """self, or with the cuda backend a view whose inference passes and input
+        gradients run on the GPU (npdistill.cuda.network.HostPasses): what the
+        attacks and the Jacobian call their passes on."""
+        if kernels.backend() != "cuda":
+            return self
+        from ..cuda.network import HostPasses
+        return HostPasses(self)
 
     def input_gradient(self, x, dlogits):
         """dL/dx for x (N, C, H, W) given dL/dlogits (N, K), in inference mode."""

@@ -102,3 +102,32 @@ def test_papernot_training_step_on_the_gpu_equals_the_host(mnist):
         kernels.use(previous)
     for key, value in on_host.params.items():
         np.testing.assert_allclose(on_device.params[key], value, rtol=1e-3, atol=1e-5, err_msg=key)
+
+
+ATTACKS = {
+    "jacobian": lambda m, x, y, t: nd.jacobian(m, x, of="softmax"),
+    "jsma": lambda m, x, y, t: nd.attacks.jsma(m, x[:1], t[:1], progress=False),
+    "bim": lambda m, x, y, t: nd.attacks.bim(m, x, y, eps=0.2, steps=2),
+    "cw_l2": lambda m, x, y, t: nd.attacks.cw_l2(m, x[:1], target=t[:1], c=1.0,
+                                                 binary_search_steps=1, max_iterations=3,
+                                                 progress=False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attacks_on_the_cuda_backend_equal_the_host(toy, name):
+    """The attacks' passes run on the device (Sequential.for_backend): same examples."""
+    model, x, y, target = toy
+    x, y, target = x[:2], y[:2], target[:2]
+    expected = ATTACKS[name](model, x, y, target)
+    previous = kernels.backend()
+    kernels.use("cuda")
+    try:
+        got = ATTACKS[name](model, x, y, target)
+    finally:
+        kernels.use(previous)
+    if name == "jacobian":
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+        return
+    np.testing.assert_allclose(got.x_adv, expected.x_adv, atol=1e-5)
+    np.testing.assert_array_equal(got.success, expected.success)
