@@ -79,12 +79,12 @@ def import_torch():
 class TorchWorker:
     """bench/torch_worker.py in a child process: PyTorch timed apart from npdistill's OpenMP."""
 
-    def __init__(self):
+    def __init__(self, device="cpu"):
         env = dict(os.environ)
         if nd.kernels.WAIT_POLICY_SET_HERE:      # npdistill's setting, not the user's
             env.pop("OMP_WAIT_POLICY")
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("torch_worker.py"))],
+            [sys.executable, str(Path(__file__).with_name("torch_worker.py")), "--device", device],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.version = json.loads(self.process.stdout.readline())["ready"]
 

@@ -61,7 +61,7 @@ def main():
           f"{n} images, random targets, theta=1, gamma=0.145")
     results, examples = {}, {}
 
-    for backend in ("numpy", "cython"):
+    for backend in ("numpy", "cython", "cuda"):
         if backend not in nd.kernels.available():
             print(f"backend {backend} not available")
             continue

@@ -5,6 +5,9 @@ PyTorch's each spin or sleep as their own settings say, and symbols of one
 runtime can bind to the other), so the peer runs here, started once by the
 bench, and times the workloads it is asked for: one line "<workload> <calls>"
 on stdin, one JSON list of seconds on stdout.
+
+``--device cuda``: the same workloads on the GPU (inputs and model resident
+there, every call synchronised before its clock stops).
 """
 import json
 import sys
@@ -20,12 +23,14 @@ import npdistill as nd  # noqa: E402
 
 
 def main():
+    device = sys.argv[sys.argv.index("--device") + 1] if "--device" in sys.argv else "cpu"
     torch.set_num_threads(2)
     (x, y), _ = common.load_mnist()
-    model = common.to_torch(nd.architectures.papernot_mnist(seed=0), torch)
+    model = common.to_torch(nd.architectures.papernot_mnist(seed=0), torch).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.5)
-    xb, yb = torch.from_numpy(x[:128]), torch.from_numpy(y[:128])
-    inputs = {batch: torch.from_numpy(x[:batch]) for batch in (128, 1024)}
+    xb, yb = torch.from_numpy(x[:128]).to(device), torch.from_numpy(y[:128]).to(device)
+    inputs = {batch: torch.from_numpy(x[:batch]).to(device) for batch in (128, 1024)}
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
 
     def step():
         model.train()
@@ -49,6 +54,7 @@ def main():
         for _ in range(int(calls)):
             began = time.perf_counter()
             workloads[name]()
+            sync()
             seconds.append(time.perf_counter() - began)
         print(json.dumps(seconds), flush=True)
 

@@ -1,7 +1,9 @@
 """Whole-net speed of the paper's MNIST net: one training step (forward +
 backward + SGD update) at batch 128, and inference at batch 128 and 1024, for
 npdistill's numpy and cython backends and for PyTorch CPU (2 threads, the same
-architecture and weights) when it is installed.
+architecture and weights) when it is installed; where a GPU is present, also
+npdistill's cuda backend (DeviceModel: data, weights and activations on the
+device) against PyTorch CUDA on the same device.
 
     python bench/train_speed.py [--quick] [--json] [--repeats N]
 
@@ -46,7 +48,45 @@ def npdistill_workloads(x, y, backend):
             "inference_b1024": on_backend(lambda: model.forward(x[:1024]))}
 
 
+def cuda_workloads(x, y):
+    """The same workloads with every array on the GPU (each call synchronised)."""
+    from numba import cuda
+
+    from npdistill.cuda import elementwise
+    from npdistill.cuda.network import DeviceModel
+    model = nd.architectures.papernot_mnist(seed=0)
+    model.set_rng(np.random.default_rng(0))
+    net = DeviceModel(model)
+    velocity = {key: cuda.to_device(np.zeros(p.shape, p.dtype)) for key, p in net.params.items()}
+    xb, yb = net.to_device_images(x[:128]), cuda.to_device(y[:128])
+    inputs = {batch: net.to_device_images(x[:batch]) for batch in (128, 1024)}
+    loss = cuda.device_array(128, np.float32)
+    dz = cuda.device_array((128, 10), np.float32)
+
+    def step():
+        z = net.forward(xb, training=True)
+        elementwise.softmax_cross_entropy(z, yb, 1.0, 1.0, loss, dz)
+        net.backward(dz, input_grad=False)
+        for key, p in net.params.items():
+            elementwise.sgd_update(p, velocity[key], net.grads[key], 0.1, 0.5)
+        cuda.synchronize()
+
+    def inference(batch):
+        def run():
+            net.forward(inputs[batch])
+            cuda.synchronize()
+        return run
+
+    return {"train_step_b128": step, "inference_b128": inference(128),
+            "inference_b1024": inference(1024)}
+
+
 WORKLOADS = ("train_step_b128", "inference_b128", "inference_b1024")
+
+
+def _simulated():
+    from npdistill.cuda import _launch
+    return _launch.SIMULATED
 
 
 def main():
@@ -55,24 +95,28 @@ def main():
     x, y = x[:1024], y[:1024]
     print(f"machine: {common.machine()}; median of {repeats} interleaved repeats after a warm-up")
     contenders = {f"npdistill_{b}": npdistill_workloads(x, y, b)
-                  for b in nd.kernels.available()[::-1]}
-    worker = None
+                  for b in nd.kernels.available()[::-1] if b != "cuda"}
+    workers = {}
     try:
-        worker = common.TorchWorker()
+        workers["torch"] = common.TorchWorker()
     except Exception as exc:       # PyTorch missing or broken: still measure npdistill
         print(f"PyTorch peer unavailable ({exc}); npdistill only", file=sys.stderr)
-    results = {name: {} for name in contenders}
-    if worker is not None:
-        results["torch"] = {}
+    if "cuda" in nd.kernels.available() and not _simulated():
+        contenders["npdistill_cuda"] = cuda_workloads(x, y)
+        try:
+            workers["torch_cuda"] = common.TorchWorker("cuda")
+        except Exception as exc:
+            print(f"PyTorch CUDA peer unavailable ({exc})", file=sys.stderr)
+    results = {name: {} for name in (*contenders, *workers)}
     for workload in WORKLOADS:
         batch = 1024 if workload.endswith("1024") else 128
         runners = {name: common.in_process(jobs[workload]) for name, jobs in contenders.items()}
-        if worker is not None:
-            runners["torch"] = worker.runner(workload)
+        runners.update({name: worker.runner(workload) for name, worker in workers.items()})
         for name, seconds in common.timed_interleaved(runners, repeats).items():
             results[name][workload] = batch / seconds
-    if worker is not None:
-        print(f"PyTorch {worker.version} in a separate process, 2 threads")
+    for name, worker in workers.items():
+        print(f"{name}: PyTorch {worker.version} in a separate process"
+              + (", 2 threads" if name == "torch" else ""))
         worker.close()
     for name, rates in results.items():
         print(f"{name:<18} " + "   ".join(f"{k} {v:8,.0f} img/s" for k, v in rates.items()))
@@ -89,6 +133,11 @@ def main():
     if peer:
         print(f"training step: npdistill / PyTorch = {summary['ratio_vs_torch']:.2f}x; inference "
               f"(best batch each): {summary['inference_ratio_vs_torch_best']:.2f}x")
+    if "npdistill_cuda" in results and "torch_cuda" in results:
+        summary["cuda_ratio_vs_torch_cuda"] = (results["npdistill_cuda"]["train_step_b128"]
+                                               / results["torch_cuda"]["train_step_b128"])
+        print(f"training step on the GPU: npdistill cuda / PyTorch CUDA = "
+              f"{summary['cuda_ratio_vs_torch_cuda']:.2f}x")
     if args.json:
         print(json.dumps(summary))
 
