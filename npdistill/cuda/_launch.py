@@ -29,3 +29,21 @@ def launch(kernel, grid, block, args, outputs=()):
                 raise ValueError(f"output argument {i} must be C-contiguous, got strides "
                                  f"{args[i].strides}")
             moved[i].copy_to_host(args[i])
+
+
+@cuda.jit(device=True)
+def block_sum(partial, value):
+    """The sum of every thread's ``value`` over the block, returned to all of them.
+
+    partial : a shared float64 array of THREADS entries; blockDim.x a power of two.
+    """
+    tid = cuda.threadIdx.x
+    partial[tid] = value
+    cuda.syncthreads()
+    stride = cuda.blockDim.x // 2
+    while stride > 0:
+        if tid < stride:
+            partial[tid] += partial[tid + stride]
+        cuda.syncthreads()
+        stride //= 2
+    return partial[0]

@@ -8,7 +8,7 @@ import math
 
 from numba import cuda, float64, uint8
 
-from ._launch import THREADS, blocks, launch
+from ._launch import THREADS, block_sum, blocks, launch
 
 L2, LINF = 0, 1
 
@@ -68,16 +68,9 @@ def _cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, boxmul, 
             total += d * d
         else:
             total += max(abs(d) - tau[row], 0.0)
-    partial[tid] = total
-    cuda.syncthreads()
-    stride = cuda.blockDim.x // 2
-    while stride > 0:
-        if tid < stride:
-            partial[tid] += partial[tid + stride]
-        cuda.syncthreads()
-        stride //= 2
+    total = block_sum(partial, total)
     if tid == 0:
-        dist[row] = partial[0]
+        dist[row] = total
 
 
 @cuda.jit

@@ -3,7 +3,7 @@
 import numpy as np
 from numba import cuda, float32, float64
 
-from ._launch import SIMULATED, THREADS, blocks, launch
+from ._launch import SIMULATED, THREADS, block_sum, blocks, launch
 
 # a TILE x TILE block of threads computes a TILE x TILE tile of the output
 TILE = 4 if SIMULATED else 16
@@ -66,16 +66,9 @@ def _column_sum(dy, out):
     total = 0.0
     for r in range(tid, dy.shape[0], cuda.blockDim.x):
         total += dy[r, col]
-    partial[tid] = total
-    cuda.syncthreads()
-    stride = cuda.blockDim.x // 2
-    while stride > 0:
-        if tid < stride:
-            partial[tid] += partial[tid + stride]
-        cuda.syncthreads()
-        stride //= 2
+    total = block_sum(partial, total)
     if tid == 0:
-        out[col] = partial[0]
+        out[col] = total
 
 
 def gemm(a, b, out, trans_a=False, trans_b=False, accumulate=False):
