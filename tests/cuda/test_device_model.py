@@ -105,9 +105,9 @@ def test_papernot_training_step_on_the_gpu_equals_the_host(mnist):
 
 
 ATTACKS = {
-    "jacobian": lambda m, x, y, t: nd.jacobian(m, x, of="softmax"),
+    "jacobian": lambda m, x, y, t: nd.jacobian(m, x[:1], of="softmax"),
     "jsma": lambda m, x, y, t: nd.attacks.jsma(m, x[:1], t[:1], progress=False),
-    "bim": lambda m, x, y, t: nd.attacks.bim(m, x, y, eps=0.2, steps=2),
+    "bim": lambda m, x, y, t: nd.attacks.bim(m, x[:1], y[:1], eps=0.2, steps=2),
     "cw_l2": lambda m, x, y, t: nd.attacks.cw_l2(m, x[:1], target=t[:1], c=1.0,
                                                  binary_search_steps=1, max_iterations=3,
                                                  progress=False),
