@@ -314,17 +314,20 @@ class DeviceTrainer:
         order = cuda.to_device(np.ascontiguousarray(order, dtype=np.int64))
         totals = cuda.to_device(np.zeros(2))
         params, grads = self.net.params, self.net.grads
+        full = min(batch_size, len(order))       # batch buffers, allocated once per epoch
+        buffers = [_empty((full,) + a.shape[1:], a.dtype) for a in (self.x, self.y, self.labels)]
+        loss_full = _empty((full,), self.x.dtype)
+        dz_full = None
         for start in range(0, len(order), batch_size):
             idx = order[start:start + batch_size]
-            xb = _empty((len(idx),) + self.x.shape[1:], self.x.dtype)
-            yb = _empty((len(idx),) + self.y.shape[1:], self.y.dtype)
-            lb = _empty((len(idx),), self.labels.dtype)
+            xb, yb, lb = (b[:len(idx)] for b in buffers)    # the last batch: leading rows
             elementwise.take_rows(self.x, idx, xb)
             elementwise.take_rows(self.y, idx, yb)
             elementwise.take_rows(self.labels, idx, lb)
             z = self.net.forward(xb, training=True)
-            loss = _empty((len(idx),), z.dtype)
-            dz = _empty(z.shape, z.dtype)
+            if dz_full is None:
+                dz_full = _empty((full, z.shape[1]), z.dtype)
+            loss, dz = loss_full[:len(idx)], dz_full[:len(idx)]
             elementwise.softmax_cross_entropy(z, yb, temperature, loss_scale, loss, dz)
             elementwise.batch_stats(z, lb, loss, totals)
             self.net.backward(dz, param_grads=True, input_grad=False)
