@@ -24,7 +24,7 @@ import numpy as np
 from . import attacks, datasets, metrics
 from .defenses.distillation import distill
 from .nn import architectures
-from .nn.model import load_model
+from .nn.model import load_model, read_archive, write_archive
 from .train import data_checksum, train
 
 TEMPERATURES = (1, 2, 5, 10, 20, 30, 40, 50, 100)
@@ -99,15 +99,49 @@ def cached_model(path, key, build, progress):
     began = time.perf_counter()
     model = build()
     model.metadata["reproduce"] = key
+    model.metadata["train_seconds"] = time.perf_counter() - began
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     say(progress, f"trained {path.name} in {time.perf_counter() - began:.0f} s")
     return model
 
 
+def cached_measure(path, key, measure, progress):
+    """Reuse a measure saved with the same key, else run ``measure()`` and save it.
+
+    ``measure()`` returns (row, examples): a JSON-ready dict and {attack: (clean,
+    adversarial, target or None, success)}. Both go into one .npz archive (the
+    images as arrays, the rest as its JSON header), so an interrupted run loses at
+    most the measure it was taking.
+    """
+    key = json.loads(json.dumps(key))
+    if path.exists():
+        arrays, meta = read_archive(path)
+        if meta.get("key") == key:
+            say(progress, f"reusing {path}")
+            examples = {name: (arrays[f"{name}.clean"], arrays[f"{name}.adversarial"],
+                               about["target"], about["success"])
+                        for name, about in meta["examples"].items()}
+            return meta["row"], examples, meta["seconds"]
+        say(progress, f"{path} was measured with other settings: measuring again")
+    began = time.perf_counter()
+    row, examples = measure()
+    seconds = time.perf_counter() - began
+    arrays = {}
+    for name, (clean, adversarial, _, _) in examples.items():
+        arrays[f"{name}.clean"], arrays[f"{name}.adversarial"] = clean, adversarial
+    header = {"key": key, "row": row, "seconds": seconds,
+              "examples": {name: {"target": target, "success": success}
+                           for name, (_, _, target, success) in examples.items()}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_archive(path, arrays, header)
+    return row, examples, seconds
+
+
 def train_models(settings, data, out_dir, progress=True):
-    """{"baseline": model, T: distilled student, ...}; teachers and students are saved
-    in out_dir/models and reused by a later run with the same training settings."""
+    """({"baseline": model, T: distilled student, ...}, [training seconds of each net
+    whose time was recorded, teachers included]); teachers and students are saved in
+    out_dir/models and reused by a later run with the same training settings."""
     (x_train, y_train), (x_test, y_test) = data
     key = {**settings.training_key(), "data": data_checksum(x_train, y_train), "recipe": 1}
     options = dict(epochs=settings.epochs, validation=(x_test, y_test), progress=progress)
@@ -126,6 +160,7 @@ def train_models(settings, data, out_dir, progress=True):
 
     models = {"baseline": cached_model(folder / "baseline.npz", key,
                                  lambda: trained(1.0, settings.seed), progress)}
+    nets = []
     for T in settings.temperatures:
         say(progress, f"temperature {T}: teacher")
         teacher = cached_model(folder / f"teacher_T{_key(T)}.npz", key,
@@ -135,7 +170,9 @@ def train_models(settings, data, out_dir, progress=True):
                            lambda T=T, teacher=teacher: distill(
                                teacher, (x_train, y_train), seed=settings.seed + 1,
                                **recipe(T)), progress)
-    return models
+        nets.append(teacher)
+    nets += list(models.values())
+    return models, [m.metadata["train_seconds"] for m in nets if "train_seconds" in m.metadata]
 
 
 def evaluate(model, name, settings, test, rng_seed, progress=True):
@@ -176,27 +213,40 @@ def evaluate(model, name, settings, test, rng_seed, progress=True):
     return row, examples
 
 
-def evaluate_cw(model, settings, test, rng_seed, progress=True):
+CW_ATTACKS = {"l2": attacks.cw_l2, "l0": attacks.cw_l0, "linf": attacks.cw_linf}
+
+
+def evaluate_cw(model, norm, settings, test, rng_seed, progress=True):
+    """Targeted CW ``norm`` ("l2", "l0" or "linf") on settings.cw_images test images
+    (the same images and targets for every norm and model). Returns (row, examples)."""
     x_test, y_test = test
     rng = np.random.default_rng(rng_seed)
     pick = rng.choice(len(x_test), settings.cw_images, replace=False)
     x, y = x_test[pick], y_test[pick]
     target = attacks.random_targets(y, 10, rng)
-    out, example = {}, None
-    runs = {"l2": (attacks.cw_l2, dict(binary_search_steps=settings.cw_binary_steps)),
-            "l0": (attacks.cw_l0, {}), "linf": (attacks.cw_linf, {})}
-    for norm, (attack, options) in runs.items():
-        say(progress, f"CW {norm} on {len(x)} images, {settings.cw_iterations} iterations")
-        if settings.cw_c is not None:
-            options["c"] = settings.cw_c
-        r = attack(model, x, target=target, max_iterations=settings.cw_iterations,
-                   progress=progress, **options)
-        ok = r.success
-        out[norm] = {"images": len(x), "success": r.success_rate,
-                     "mean_distortion": float(getattr(r, norm)[ok].mean()) if ok.any() else None}
-        if norm == "l2":
-            example = (x[0], r.x_adv[0], int(target[0]), bool(ok[0]))
-    return out, example
+    options = dict(binary_search_steps=settings.cw_binary_steps) if norm == "l2" else {}
+    if settings.cw_c is not None:
+        options["c"] = settings.cw_c
+    say(progress, f"CW {norm} on {len(x)} images, {settings.cw_iterations} iterations")
+    r = CW_ATTACKS[norm](model, x, target=target, max_iterations=settings.cw_iterations,
+                         progress=progress, **options)
+    ok = r.success
+    row = {"images": len(x), "success": r.success_rate,
+           "mean_distortion": float(getattr(r, norm)[ok].mean()) if ok.any() else None}
+    return row, {f"cw_{norm}": (x[0], r.x_adv[0], int(target[0]), bool(ok[0]))}
+
+
+def measure_keys(settings, model, test):
+    """What decides whether a saved measure of ``model`` can be reused: (attacks, cw)."""
+    common = {"model": model.checksum(), "test": data_checksum(*test), "seed": settings.seed,
+              "recipe": 1}
+    attack_key = {**common, "jsma_samples": settings.jsma_samples,
+                  "fgsm_images": settings.fgsm_images, "eps": settings.eps,
+                  "gradient_images": settings.gradient_images,
+                  "attacks": [a for a in settings.attacks if a != "cw"]}
+    cw_key = {**common, "images": settings.cw_images, "iterations": settings.cw_iterations,
+              "binary_steps": settings.cw_binary_steps, "c": settings.cw_c}
+    return attack_key, cw_key
 
 
 def reproduce(out_dir, settings=Settings(), data_path=None, progress=True):
@@ -212,25 +262,42 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True):
     (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit)
     say(progress, f"{len(x_train):,} training images, {len(x_test):,} test images, "
                    f"temperatures {list(settings.temperatures)}")
-    models = train_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir, progress)
-    rows, examples = {}, {}
+    models, trained = train_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir,
+                                   progress)
+    folder = out_dir / "measures"
+    rows, examples, cw, seconds = {}, {}, {}, 0.0
+
+    def label(name):
+        return "the baseline" if name == "baseline" else f"T={name}"
+
+    def measure(name, what, key, run):
+        nonlocal seconds
+        stem = "baseline" if name == "baseline" else f"T{_key(name)}"
+        row, example, spent = cached_measure(folder / f"{stem}_{what}.npz", key, run, progress)
+        examples.setdefault(_key(name), {}).update(example)
+        seconds += spent
+        return row
+
+    keys = {name: measure_keys(settings, model, (x_test, y_test)) for name, model in models.items()}
     for name, model in models.items():
-        label = "baseline" if name == "baseline" else f"T={name}"
         # one seed for every model: the same samples are attacked on each
-        rows[_key(name)], examples[_key(name)] = evaluate(model, label, settings, (x_test, y_test),
-                                                        settings.seed + 1000, progress)
-    cw = {}
-    if "cw" in settings.attacks:
-        hottest = max(settings.temperatures)
-        for name in ("baseline", hottest):
-            say(progress, f"Carlini-Wagner on {'the baseline' if name == 'baseline' else f'T={name}'}")
-            cw[_key(name)], examples[_key(name)]["cw_l2"] = evaluate_cw(
-                models[name], settings, (x_test, y_test), settings.seed + 2000, progress)
+        rows[_key(name)] = measure(name, "attacks", keys[name][0], lambda m=model, n=name: evaluate(
+            m, label(n), settings, (x_test, y_test), settings.seed + 1000, progress))
+    # the CW attacks last: they take the longest, and the table above is complete without them
+    for name in ("baseline", max(settings.temperatures)) if "cw" in settings.attacks else ():
+        say(progress, f"Carlini-Wagner on {label(name)}")
+        cw[_key(name)] = {
+            norm: measure(name, f"cw_{norm}", {**keys[name][1], "norm": norm},
+                          lambda m=models[name], norm=norm: evaluate_cw(
+                              m, norm, settings, (x_test, y_test), settings.seed + 2000, progress))
+            for norm in CW_ATTACKS}
     results = {"settings": {**asdict(settings), "train_images": len(x_train),
                             "test_images": len(x_test)},
                "paper": {**PAPER, "jsma_success": {str(k): v for k, v in PAPER["jsma_success"].items()},
                          "fgsm_success": {str(k): v for k, v in PAPER["fgsm_success"].items()}},
-               "models": rows, "cw": cw, "seconds": time.perf_counter() - began}
+               "models": rows, "cw": cw, "seconds": time.perf_counter() - began,
+               "measure_seconds": seconds, "train_seconds": sum(trained),
+               "nets_timed": len(trained)}
     (out_dir / "results.json").write_text(json.dumps(results, indent=1))
     (out_dir / "results.md").write_text(markdown_table(results))
     figures = plots.reproduction_figures(results, examples, out_dir)
@@ -301,7 +368,11 @@ def markdown_table(results):
         lines.append(f"| {label} | {_pct(m['fgsm']['zero_fraction'])} | "
                      f"{_pct(m['jsma']['zero_fraction'])} | {_pct(m['cw']['zero_fraction'])} | "
                      f"{_pct(nonfinite)} |")
-    lines += ["", f"Wall time: {results['seconds'] / 60:.1f} min.", ""]
+    lines += ["", f"Wall time of this invocation: {results['seconds'] / 60:.1f} min. Summed over "
+              f"the invocations that did the work (a run resumes from its saved models and "
+              f"measures): measuring {results['measure_seconds'] / 60:.1f} min, training "
+              f"{results['train_seconds'] / 60:.1f} min ({results['nets_timed']} nets timed; "
+              f"nets saved before the training time was recorded are not).", ""]
     return "\n".join(lines)
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from npdistill.__main__ import main
+from npdistill.nn.model import read_archive
 from npdistill.reproduce import QUICK, markdown_table, settings_from
 
 
@@ -52,15 +53,31 @@ def test_distillation_masks_the_gradients_and_cw_still_runs(run):
         assert set(row) == {"l2", "l0", "linf"}
 
 
-def test_a_second_run_reuses_the_trained_models(run, capsys):
+def test_a_second_run_reuses_the_trained_models_and_measures(run, capsys):
     out, argv = run
     models = sorted(p.name for p in (out / "models").iterdir())
     assert models == ["baseline.npz", "student_T1.npz", "student_T50.npz", "teacher_T1.npz",
                       "teacher_T50.npz"]
-    stamps = {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir()}
+    assert sorted(p.name for p in (out / "measures").iterdir()) == sorted(
+        [f"{m}_attacks.npz" for m in ("baseline", "T1", "T50")] +
+        [f"{m}_cw_{n}.npz" for m in ("baseline", "T50") for n in ("l0", "l2", "linf")])
+    first = json.loads((out / "results.json").read_text())
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*/*.npz")}
+    # the JSMA sample count changes: the attack measures are taken again, the CW ones reused
     assert main([a for a in argv if a != "--quiet"] + ["--jsma-samples", "1"]) == 0
-    assert "reusing" in capsys.readouterr().err
-    assert stamps == {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir()}
+    err = capsys.readouterr().err
+    assert "reusing" in err and "measured with other settings" in err
+    again = {p.name: p.stat().st_mtime_ns for p in out.glob("*/*.npz")}
+    assert {k for k in stamps if stamps[k] != again[k]} == {
+        "baseline_attacks.npz", "T1_attacks.npz", "T50_attacks.npz"}
+    second = json.loads((out / "results.json").read_text())
+    assert second["cw"] == first["cw"]
+    assert second["models"]["50"]["jsma"]["attacks"] == 9
+    assert second["models"]["50"]["accuracy"] == first["models"]["50"]["accuracy"]
+    # a reused measure counts with the time it took when it was taken
+    taken = [read_archive(p)[1]["seconds"] for p in (out / "measures").iterdir()]
+    assert min(taken) > 0 and second["measure_seconds"] == pytest.approx(sum(taken))
+    assert second["nets_timed"] == 5 and second["train_seconds"] > 0
 
 
 def test_settings_overrides():
