@@ -155,8 +155,8 @@ def cw_l2(model, x, y=None, *, target=None, kappa=0.0, c=1e-3, binary_search_ste
     AttackResult: x_adv is the successful example of least L2 (x where none was
     found); ``iterations`` counts Adam steps per image over all rounds.
     """
+    model = model.for_backend()                 # the logits check below runs there too
     labels, targeted, lo, hi = _prepare(model, x, y, target, clip, kappa, batch_size)
-    model = model.for_backend()
     check_positive(c, "c")
     check_positive(binary_search_steps, "binary_search_steps", integer=True)
     check_positive(max_iterations, "max_iterations", integer=True)
@@ -190,34 +190,17 @@ def _l2_batch(model, x, labels, targeted, *, kappa, c, binary_search_steps, max_
     best_dist = np.full(n, _NEVER, dtype)
     best_x = x0.copy()
     iterations = np.zeros(n, np.int64)
-    check_every = max(max_iterations // 10, 1)
     for outer in range(binary_search_steps):
         if binary_search_steps >= 10 and outer == binary_search_steps - 1:
             const = np.where(upper < 1e9, upper, const)     # the reference's last "repeat" step
-        problem = _Problem(x0, None, np.ones_like(x0), np.zeros(n, dtype), const.astype(dtype),
-                           labels, lo=lo, hi=hi)
-        problem.a["dist"][...] = 0
-        step_best = np.full(n, _NEVER, dtype)
-        track = dict(step_best=step_best.copy(), best_dist=best_dist.copy(), best_x=best_x.copy())
-        problem.a.update(track)                      # compacted along with the problem
-        previous = np.full(n, np.inf)
-        for it in range(max_iterations):
-            loss, ok, grad_x = problem.step(model, shape, targeted, kappa)
-            a = problem.a
-            kernels.cw_track(a["x"], a["dist"], ok, a["step_best"],
-                             a["best_dist"], a["best_x"])
-            iterations[problem.idx] += 1
-            if abort_early and it % check_every == 0:
-                total = loss.astype(np.float64) + a["dist"]
-                stalled = total > previous * 0.9999
-                previous = total
-                if stalled.any():
-                    _store(problem, ~stalled, step_best, best_dist, best_x)
-                    previous, grad_x = previous[~stalled], grad_x[~stalled]
-                    if not len(problem.idx):
-                        break
-            problem.update(grad_x, kernels.CW_L2, it + 1, lr)
-        _store(problem, np.zeros(len(problem.idx), bool), step_best, best_dist, best_x)
+        options = dict(max_iterations=max_iterations, lr=lr, abort_early=abort_early, lo=lo,
+                       hi=hi, best_dist=best_dist, best_x=best_x, iterations=iterations)
+        if kernels.backend() == "cuda":             # every Adam step on the device
+            from ..cuda.attacks import cw_l2_round
+            step_best = cw_l2_round(model.net, x0, shape, labels, const, targeted, kappa,
+                                    **options)
+        else:
+            step_best = _l2_round(model, x0, shape, labels, const, targeted, kappa, **options)
         hit = step_best < _NEVER
         upper = np.where(hit, np.minimum(upper, const), upper)
         lower = np.where(hit, lower, np.maximum(lower, const))
@@ -227,6 +210,39 @@ def _l2_batch(model, x, labels, targeted, *, kappa, c, binary_search_steps, max_
                f"mean L2 {np.sqrt(best_dist[found]).mean() if found.any() else float('nan'):.3f}")
     found = best_dist < _NEVER
     return found, best_x.reshape(x.shape), iterations
+
+
+def _l2_round(model, x0, shape, labels, const, targeted, kappa, *, max_iterations, lr,
+              abort_early, lo, hi, best_dist, best_x, iterations):
+    """One round of the binary search at ``const``: Adam from x0 for every image until
+    max_iterations or its loss stalls. best_dist, best_x and iterations are updated in
+    place; returns step_best, the least distance of a success in this round."""
+    n, dtype = len(x0), x0.dtype
+    problem = _Problem(x0, None, np.ones_like(x0), np.zeros(n, dtype), const.astype(dtype),
+                       labels, lo=lo, hi=hi)
+    problem.a["dist"][...] = 0
+    step_best = np.full(n, _NEVER, dtype)
+    track = dict(step_best=step_best.copy(), best_dist=best_dist.copy(), best_x=best_x.copy())
+    problem.a.update(track)                      # compacted along with the problem
+    previous = np.full(n, np.inf)
+    check_every = max(max_iterations // 10, 1)
+    for it in range(max_iterations):
+        loss, ok, grad_x = problem.step(model, shape, targeted, kappa)
+        a = problem.a
+        kernels.cw_track(a["x"], a["dist"], ok, a["step_best"], a["best_dist"], a["best_x"])
+        iterations[problem.idx] += 1
+        if abort_early and it % check_every == 0:
+            total = loss.astype(np.float64) + a["dist"]
+            stalled = total > previous * 0.9999
+            previous = total
+            if stalled.any():
+                _store(problem, ~stalled, step_best, best_dist, best_x)
+                previous, grad_x = previous[~stalled], grad_x[~stalled]
+                if not len(problem.idx):
+                    break
+        problem.update(grad_x, kernels.CW_L2, it + 1, lr)
+    _store(problem, np.zeros(len(problem.idx), bool), step_best, best_dist, best_x)
+    return step_best
 
 
 def _store(problem, keep, step_best, best_dist, best_x):
@@ -299,8 +315,8 @@ def _preimage(x0, lo, hi):
 
 def _restricted_attack(name, model, x, y, target, *, kappa, c, max_iterations, lr, abort_early,
                        largest_const, const_factor, clip, batch_size, progress, batch_attack):
+    model = model.for_backend()                 # the logits check below runs there too
     labels, targeted, lo, hi = _prepare(model, x, y, target, clip, kappa, batch_size)
-    model = model.for_backend()
     for value, what in ((c, "c"), (lr, "lr"), (largest_const, "largest_const")):
         check_positive(value, what)
     check_positive(max_iterations, "max_iterations", integer=True)

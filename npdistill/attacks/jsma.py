@@ -94,9 +94,15 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
     iterations = np.zeros(n_total, np.int64)
     for start in range(0, n_total, batch_size):
         rows = np.arange(start, min(start + batch_size, n_total))
-        _attack_chunk(model, x_adv, target, rows, success, iterations,
-                      theta=x.dtype.type(theta), max_iter=max_iter, on=on, T=T, lo=lo, hi=hi,
-                      allowed=None if search_domain is None else search_domain[rows])
+        options = dict(theta=x.dtype.type(theta), max_iter=max_iter, on=on, T=T, lo=lo, hi=hi)
+        domain = _domain(x_adv[rows].reshape(len(rows), -1), theta, lo, hi,
+                         None if search_domain is None else search_domain[rows])
+        if kernels.backend() == "cuda":             # every iteration on the device
+            from ..cuda.attacks import jsma_chunk
+            x_adv[rows], success[rows], iterations[rows] = jsma_chunk(
+                model.net, x_adv[rows], target[rows], domain, **options)
+        else:
+            _attack_chunk(model, x_adv, target, rows, success, iterations, domain, **options)
         if progress:
             done = rows[-1] + 1
             print(f"jsma: {done}/{n_total} images, success {success[:done].mean():.1%}",
@@ -104,12 +110,15 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
     return AttackResult.from_examples(x, x_adv, success, iterations, target=target)
 
 
-def _attack_chunk(model, x_adv, target, rows, success, iterations, *, theta, max_iter, on, T,
-                  lo, hi, allowed):
+def _domain(flat, theta, lo, hi, allowed):
+    """The pixels that can still move (and are allowed to): (N, M) bool."""
+    domain = flat < hi if theta > 0 else flat > lo
+    return domain if allowed is None else domain & allowed
+
+
+def _attack_chunk(model, x_adv, target, rows, success, iterations, domain, *, theta, max_iter,
+                  on, T, lo, hi):
     flat = x_adv.reshape(len(x_adv), -1)                    # a view: edits land in x_adv
-    domain = flat[rows] < hi if theta > 0 else flat[rows] > lo
-    if allowed is not None:
-        domain &= allowed
     active = np.arange(len(rows))                           # positions within the chunk
     for it in range(max_iter + 1):
         if active.size == 0:

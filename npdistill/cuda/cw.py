@@ -3,9 +3,13 @@
 cw_margin: one thread per image (K logits). cw_update: one block per image,
 its threads stride over the pixels and reduce the distance in shared memory.
 cw_track: one block per image, thread 0 decides and the block copies.
+The update and track kernels skip the images whose ``live`` flag is 0: the
+device-resident L2 loop (cuda/attacks.py) stops images in place instead of
+compacting the batch; the wrappers below pass every image as live.
 """
 import math
 
+import numpy as np
 from numba import cuda, float64, uint8
 
 from ._launch import THREADS, block_sum, blocks, launch
@@ -42,8 +46,10 @@ def _cw_margin(z, labels, targeted, kappa, const, loss, dz, success, zero):
 
 @cuda.jit
 def _cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, boxmul, lo, hi,
-               beta1, beta2, epsilon):
+               beta1, beta2, epsilon, live):
     row = cuda.blockIdx.x
+    if not live[row]:                      # a stopped image keeps its state (whole block)
+        return
     tid = cuda.threadIdx.x
     partial = cuda.shared.array(THREADS, float64)
     total = 0.0
@@ -74,8 +80,10 @@ def _cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, boxmul, 
 
 
 @cuda.jit
-def _cw_track(x, dist, success, step_best, best_dist, best_x):
+def _cw_track(x, dist, success, step_best, best_dist, best_x, live):
     row = cuda.blockIdx.x
+    if not live[row]:
+        return
     better = cuda.shared.array(1, uint8)
     if cuda.threadIdx.x == 0:
         ok = success[row] != 0
@@ -105,12 +113,13 @@ def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, bo
     if len(w):
         launch(_cw_update, len(w), THREADS,
                (w, m, v, s0, x0, grad_x, mask, tau, x, dist, int(norm), float(lr_t),
-                float(boxmul), float(lo), float(hi), float(beta1), float(beta2), float(epsilon)),
-               outputs=(0, 1, 2, 8, 9))
+                float(boxmul), float(lo), float(hi), float(beta1), float(beta2), float(epsilon),
+               np.ones(len(w), np.uint8)), outputs=(0, 1, 2, 8, 9))
 
 
 def cw_track(x, dist, success, step_best, best_dist, best_x):
     """Best-so-far bookkeeping of the L2 attack, in place."""
     if len(x):
-        launch(_cw_track, len(x), THREADS, (x, dist, success, step_best, best_dist, best_x),
+        launch(_cw_track, len(x), THREADS,
+               (x, dist, success, step_best, best_dist, best_x, np.ones(len(x), np.uint8)),
                outputs=(3, 4, 5))

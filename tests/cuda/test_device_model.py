@@ -131,3 +131,82 @@ def test_attacks_on_the_cuda_backend_equal_the_host(toy, name):
         return
     np.testing.assert_allclose(got.x_adv, expected.x_adv, atol=1e-5)
     np.testing.assert_array_equal(got.success, expected.success)
+
+
+def count_transfers(monkeypatch):
+    """A list that records "in" for every cuda.to_device and "out" for every copy_to_host."""
+    from numba import cuda
+    array_type = type(cuda.to_device(np.zeros(1)))
+    moves = []
+    real_to_device, real_to_host = cuda.to_device, array_type.copy_to_host
+    monkeypatch.setattr(cuda, "to_device", lambda *a, **k: moves.append("in") or
+                        real_to_device(*a, **k))
+    monkeypatch.setattr(array_type, "copy_to_host", lambda self, *a, **k: moves.append("out") or
+                        real_to_host(self, *a, **k))
+    return moves
+
+
+JSMA_CASES = {
+    "softmax": dict(),
+    "logits, decreasing, narrowed domain": dict(on="logits", theta=-0.4, mask=True),
+}
+
+
+@pytest.mark.parametrize("case", sorted(JSMA_CASES))
+def test_jsma_runs_every_iteration_on_the_device(case, monkeypatch):
+    """The device loop (cuda/attacks.py) gives the host loop's examples, success and
+    iteration counts, and moves a fixed number of arrays whatever the iteration count."""
+    options = dict(JSMA_CASES[case])
+    mask = options.pop("mask", False)
+    rng = np.random.default_rng(3)
+    model = small_net(np.float64, seed=4)
+    x = rng.random((4, 2, 5, 5))
+    x[0, 0, :2] = 1.0
+    x[1, 1, :2] = 0.0                                             # pixels already at the bound
+    target = (model.predict(x) + 1 + rng.integers(0, 2, 4)) % 3
+    if mask:
+        options["search_domain"] = rng.random(x.shape) < 0.7
+    options.update(gamma=0.5, progress=False)
+    expected = nd.attacks.jsma(model, x, target, **options)
+    assert expected.iterations.max() > 2                        # the loop really ran
+
+    moves = count_transfers(monkeypatch)
+    previous = kernels.backend()
+    kernels.use("cuda")
+    try:
+        got = nd.attacks.jsma(model, x, target, **options)
+    finally:
+        kernels.use(previous)
+    np.testing.assert_allclose(got.x_adv, expected.x_adv, atol=1e-12)
+    np.testing.assert_array_equal(got.success, expected.success)
+    np.testing.assert_array_equal(got.iterations, expected.iterations)
+    from npdistill.cuda.attacks import CHECK_EVERY
+    max_iter = int(0.5 * x[0].size / 2)
+    parameters = len(model.params)
+    assert len(moves) <= parameters + 6 + 3 + max_iter // CHECK_EVERY + 1, moves
+
+
+def test_cw_l2_rounds_run_every_adam_step_on_the_device(toy, monkeypatch):
+    """The device round (cuda/attacks.py) gives the host rounds' examples, successes and
+    step counts (abort_early stopping images at different steps), and moves a fixed
+    number of arrays per round whatever the step count."""
+    model, x, _, target = toy
+    model, x = model.astype(np.float64), x[:3].astype(np.float64)
+    options = dict(target=target[:3], c=1.0, lr=0.1, binary_search_steps=2, max_iterations=10,
+                   progress=False)
+    expected = nd.attacks.cw_l2(model, x, **options)
+    assert expected.success.all() and len(set(expected.iterations)) > 1   # stopped apart
+    moves = count_transfers(monkeypatch)
+    previous = kernels.backend()
+    kernels.use("cuda")
+    try:
+        got = nd.attacks.cw_l2(model, x, **options)
+    finally:
+        kernels.use(previous)
+    np.testing.assert_allclose(got.x_adv, expected.x_adv, atol=1e-10)
+    np.testing.assert_array_equal(got.success, expected.success)
+    np.testing.assert_array_equal(got.iterations, expected.iterations)
+    # the parameters and the logits check's batch in, its logits out; per round: the
+    # round's state in, one read per check step (10 at most), the results out
+    per_round = 17 + 10 + 4
+    assert len(moves) <= len(model.params) + 2 + 2 * per_round, "".join(m[0] for m in moves)

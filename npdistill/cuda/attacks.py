@@ -1,0 +1,211 @@
+"""The attacks' iteration loops on the GPU: JSMA's (the images, the search domain
+and the bookkeeping) and a CW L2 round's (the tanh-space variable, Adam's state,
+the best-so-far tracking) stay on the device from the first iteration to the last.
+
+An iteration is the forward pass, ``_jsma_seeds`` (success check, the backward
+seeds), the backward pass, ``_saliency_inputs`` (alpha and beta in NCHW pixel
+order, signs set for the search), the pair search of cuda/saliency.py and
+``_jsma_apply`` (move both pixels, shrink the domain, count). No array crosses
+to the host inside the loop; every CHECK_EVERY iterations one byte per image
+(the running flags) is read to stop once no image runs. An image that stops
+(target reached, or no admissible pair) has its domain emptied, so that the
+remaining iterations cost it no pair search and change nothing.
+
+The semantics are attacks/jsma.py's ``_attack_chunk``, which the tests hold this
+loop to: all rows run every pass (a stopped row's seeds are zero), the
+batch is not compacted, which keeps the passes' shapes fixed.
+"""
+import math
+
+import numpy as np
+from numba import cuda, uint8
+
+from . import cw, elementwise
+from ._launch import THREADS, blocks
+from .network import _empty
+from .saliency import _pair_search
+
+CHECK_EVERY = 8
+
+
+@cuda.jit
+def _jsma_seeds(z, target, softmax, T, running, success, domain, seeds):
+    """One block per image: stop it if the target is reached; write its seed rows
+    (softmax: p_t (onehot - p) / T; logits: onehot and 1 - onehot, S = 2)."""
+    n = cuda.blockIdx.x
+    n_img, k = z.shape
+    stop = cuda.shared.array(1, uint8)
+    if cuda.threadIdx.x == 0:
+        t = target[n]
+        best = 0
+        for c in range(1, k):
+            if z[n, c] > z[n, best]:
+                best = c
+        stop[0] = 0
+        if running[n] and best == t:
+            success[n] = 1
+            running[n] = 0
+            stop[0] = 1
+        live = running[n] != 0
+        if softmax:
+            total = 0.0
+            for c in range(k):
+                total += math.exp((z[n, c] - z[n, best]) / T)
+            p_t = math.exp((z[n, t] - z[n, best]) / T) / total
+            for c in range(k):
+                p_c = math.exp((z[n, c] - z[n, best]) / T) / total
+                seeds[n, c] = p_t * ((1.0 if c == t else 0.0) - p_c) / T if live else 0.0
+        else:
+            for c in range(k):
+                hit = 1.0 if c == t else 0.0
+                seeds[n, c] = hit if live else 0.0
+                seeds[n_img + n, c] = 1.0 - hit if live else 0.0
+    cuda.syncthreads()
+    if stop[0]:
+        for p in range(cuda.threadIdx.x, domain.shape[1], cuda.blockDim.x):
+            domain[n, p] = 0
+
+
+@cuda.jit
+def _saliency_inputs(dx, n_img, sign, softmax, alpha, beta):
+    """alpha, beta (N, M) in NCHW pixel order from the backward's channels-last dx
+    (S*N, H, W, C); beta = -alpha for the softmax; both times ``sign``."""
+    m = alpha.shape[1]
+    h_, w_ = dx.shape[1], dx.shape[2]
+    for i in range(cuda.grid(1), n_img * m, cuda.gridsize(1)):
+        n, p = i // m, i % m
+        c, rest = p // (h_ * w_), p % (h_ * w_)
+        a = dx[n, rest // w_, rest % w_, c]
+        b = -a if softmax else dx[n_img + n, rest // w_, rest % w_, c]
+        alpha[n, p] = sign * a
+        beta[n, p] = sign * b
+
+
+@cuda.jit
+def _jsma_apply(x, domain, pairs, running, iterations, theta, lo, hi):
+    """One thread per image: move the picked pixels by theta (clipped), drop those at
+    the bound from the domain; a running image without an admissible pair stops."""
+    n_img, m = x.shape
+    for n in range(cuda.grid(1), n_img, cuda.gridsize(1)):
+        if not running[n]:
+            continue
+        if pairs[n, 0] < 0:
+            running[n] = 0
+            for p in range(m):
+                domain[n, p] = 0
+            continue
+        for j in range(2):
+            p = pairs[n, j]
+            value = min(max(x[n, p] + theta, lo), hi)
+            x[n, p] = value
+            if (theta > 0 and value >= hi) or (theta < 0 and value <= lo):
+                domain[n, p] = 0
+        iterations[n] += 1
+
+
+def jsma_chunk(net, x, target, domain, *, theta, max_iter, on, T, lo, hi):
+    """JSMA on one batch with every iteration on the device.
+
+    net : DeviceModel; x : (N, C, H, W) host images (the model's dtype);
+    target : (N,) int64; domain : (N, M) bool initial search domain (NCHW order).
+    Returns host (x_adv shaped like x, success (N,) bool, iterations (N,) int64).
+    """
+    n, shape = len(x), x.shape
+    flat = np.ascontiguousarray(x.reshape(n, -1))
+    m, dtype = flat.shape[1], flat.dtype
+    softmax = on == "softmax"
+    x_d = cuda.to_device(flat)
+    image = _empty((n,) + shape[2:] + shape[1:2], dtype)           # channels-last
+    target_d = cuda.to_device(np.ascontiguousarray(target, dtype=np.int64))
+    domain_d = cuda.to_device(np.ascontiguousarray(domain, dtype=np.uint8))
+    running = cuda.to_device(np.ones(n, np.uint8))
+    success = cuda.to_device(np.zeros(n, np.uint8))
+    iterations = cuda.to_device(np.zeros(n, np.int64))
+    seeds = alpha = beta = None
+    pairs = _empty((n, 2), np.int64)
+    grid = blocks(n)
+    for it in range(max_iter + 1):
+        elementwise.flat_to_nhwc(x_d, image)
+        z = net.forward(image)
+        if seeds is None:
+            k = z.shape[1]
+            seeds = _empty(((1 if softmax else 2) * n, k), z.dtype)
+            alpha, beta = _empty((n, m), dtype), _empty((n, m), dtype)
+        _jsma_seeds[n, THREADS](z, target_d, softmax, float(T), running, success, domain_d, seeds)
+        if it == max_iter or (it % CHECK_EVERY == 0 and not running.copy_to_host().any()):
+            break
+        dx = net.backward(seeds, param_grads=False)
+        _saliency_inputs[blocks(n * m), THREADS](dx, n, dtype.type(1 if theta > 0 else -1),
+                                                 softmax, alpha, beta)
+        _pair_search[n, THREADS](alpha, beta, domain_d, pairs)
+        _jsma_apply[grid, THREADS](x_d, domain_d, pairs, running, iterations, dtype.type(theta),
+                                   dtype.type(lo), dtype.type(hi))
+    return (x_d.copy_to_host().reshape(shape), success.copy_to_host().astype(bool),
+            iterations.copy_to_host())
+
+
+@cuda.jit
+def _cw_count_and_stall(loss, dist, previous, live, iterations, check):
+    """Per image: count the step of a live image; on a check step, stop the images
+    whose loss + distance did not fall below 0.9999 of the last check's."""
+    for n in range(cuda.grid(1), len(live), cuda.gridsize(1)):
+        if not live[n]:
+            continue
+        iterations[n] += 1
+        if check:
+            total = float(loss[n]) + float(dist[n])
+            if total > previous[n] * 0.9999:
+                live[n] = 0
+            previous[n] = total
+
+
+def cw_l2_round(net, x0, shape, labels, const, targeted, kappa, *, max_iterations, lr,
+                abort_early, lo, hi, best_dist, best_x, iterations):
+    """One binary-search round of CW L2 (attacks/cw.py's ``_l2_batch`` inner loop) with
+    every Adam step on the device; a stalled image stops in place (its flag), the
+    others go on. Every check step (max_iterations // 10) reads the flags once.
+
+    x0 (N, M) host images flattened in NCHW order, shape their (C, H, W); labels,
+    const per image. best_dist, best_x and iterations (host) are updated in place;
+    returns step_best, the least distance of a success in this round (inf: none).
+    """
+    n, m = x0.shape
+    dtype = x0.dtype
+    boxmul = (hi - lo) / 2
+    w0 = np.arctanh((x0 - (hi + lo) / 2) / boxmul * 0.999999).astype(dtype)   # cw._preimage
+    d = {name: cuda.to_device(a) for name, a in dict(
+        x0=x0, x=x0, w=w0, s0=np.tanh(w0), m=np.zeros_like(x0), v=np.zeros_like(x0),
+        mask=np.ones_like(x0), tau=np.zeros(n, dtype), const=const.astype(dtype),
+        labels=np.ascontiguousarray(labels, dtype=np.int64), dist=np.zeros(n, dtype),
+        step_best=np.full(n, np.inf, dtype), best_dist=best_dist, best_x=best_x,
+        live=np.ones(n, np.uint8), previous=np.full(n, np.inf),
+        iterations=np.zeros(n, np.int64)).items()}
+    image = _empty((n,) + shape[1:] + shape[:1], dtype)                         # channels-last
+    loss, success = _empty((n,), dtype), _empty((n,), np.uint8)
+    grad = _empty((n, m), dtype)
+    dz = None
+    check_every = max(max_iterations // 10, 1)
+    grid = blocks(n)
+    for it in range(max_iterations):
+        elementwise.flat_to_nhwc(d["x"], image)
+        z = net.forward(image)
+        if dz is None:
+            dz = _empty(z.shape, z.dtype)
+        cw._cw_margin[blocks(n), THREADS](z, d["labels"], bool(targeted), dtype.type(kappa),
+                                          d["const"], loss, dz, success, dtype.type(0))
+        elementwise.nhwc_to_flat(net.backward(dz, param_grads=False), grad)
+        cw._cw_track[n, THREADS](d["x"], d["dist"], success, d["step_best"], d["best_dist"],
+                                 d["best_x"], d["live"])
+        check = abort_early and it % check_every == 0
+        _cw_count_and_stall[grid, THREADS](loss, d["dist"], d["previous"], d["live"],
+                                           d["iterations"], check)
+        if check and not d["live"].copy_to_host().any():
+            break
+        lr_t = lr * math.sqrt(1 - 0.999 ** (it + 1)) / (1 - 0.9 ** (it + 1))
+        cw._cw_update[n, THREADS](d["w"], d["m"], d["v"], d["s0"], d["x0"], grad, d["mask"],
+                                  d["tau"], d["x"], d["dist"], cw.L2, lr_t, float(boxmul),
+                                  float(lo), float(hi), 0.9, 0.999, 1e-8, d["live"])
+    best_dist[...] = d["best_dist"].copy_to_host()
+    best_x[...] = d["best_x"].copy_to_host()
+    iterations += d["iterations"].copy_to_host()
+    return d["step_best"].copy_to_host()
