@@ -53,7 +53,8 @@ def _reproduce_command(args):
         if args.temperatures else None,
         epochs=args.epochs, train_limit=args.train_limit, seed=args.seed,
         jsma_samples=args.jsma_samples, cw_images=args.cw_images,
-        cw_iterations=args.cw_iterations)
+        cw_iterations=args.cw_iterations,
+        attacks=tuple(dict.fromkeys(args.attacks)) if args.attacks else None)
     began = time.perf_counter()
     results = reproduce(args.out, settings, data_path=args.data, progress=not args.quiet)
     print(Path(args.out, "results.md").read_text())
@@ -66,13 +67,15 @@ def _reproduce_defenses(args):
     from .reproduce_defenses import defense_settings_from, reproduce_defenses
 
     ignored = [flag for flag, value in (("--temperatures", args.temperatures),
-                                        ("--jsma-samples", args.jsma_samples)) if value]
+                                        ("--jsma-samples", args.jsma_samples),
+                                        ("--attacks", args.attacks)) if value]
     if ignored:
         raise ValueError(f"{', '.join(ignored)} apply to the distillation reproduction, "
                          f"not to --defenses")
     settings = defense_settings_from(args.quick, epochs=args.epochs, train_limit=args.train_limit,
                                      seed=args.seed, cw_images=args.cw_images,
-                                     cw_iterations=args.cw_iterations)
+                                     cw_iterations=args.cw_iterations,
+        attacks=tuple(dict.fromkeys(args.attacks)) if args.attacks else None)
     began = time.perf_counter()
     reproduce_defenses(args.out, settings, data_path=args.data, progress=not args.quiet)
     print(Path(args.out, "results.md").read_text())
@@ -121,6 +124,8 @@ def build_parser():
     r.add_argument("--jsma-samples", type=int, default=None, help="x 9 targets (default 100)")
     r.add_argument("--cw-images", type=int, default=None, help="default 20 (--defenses: 100)")
     r.add_argument("--cw-iterations", type=int, default=None, help="default 1000")
+    r.add_argument("--attacks", nargs="+", choices=("jsma", "fgsm", "cw"), default=None,
+                   help="default: all three (measures already in OUT/measures are reused)")
     r.add_argument("--backend", choices=kernels.BACKENDS, default=None)
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(run=_reproduce_command)

@@ -80,6 +80,17 @@ def test_a_second_run_reuses_the_trained_models_and_measures(run, capsys):
     assert second["nets_timed"] == 5 and second["train_seconds"] > 0
 
 
+def test_the_attacks_flag_picks_the_measures(monkeypatch):
+    seen = {}
+    monkeypatch.setattr("npdistill.reproduce.reproduce",
+                        lambda out, settings, **kw: seen.setdefault("settings", settings))
+    monkeypatch.setattr("pathlib.Path.read_text", lambda self: "")
+    assert main(["reproduce", "--out", "x", "--attacks", "fgsm", "jsma", "fgsm"]) == 0
+    assert seen["settings"].attacks == ("fgsm", "jsma")
+    with pytest.raises(SystemExit):
+        main(["reproduce", "--out", "x", "--attacks", "deepfool"])
+
+
 def test_settings_overrides():
     s = settings_from(True, epochs=5, temperatures=None)
     assert s.epochs == 5 and s.temperatures == QUICK.temperatures
