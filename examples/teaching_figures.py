@@ -8,6 +8,7 @@ models/ hold baseline.npz and student_T<T>.npz). Every number in the figures
 is computed here, on the first ``--images`` MNIST test images.
 """
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def logit_scale(models, x, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return {n: {"median_logit_gap": float(np.median(g)), "saturated_share": e / 100}
+            for n, g, e in zip(names, gaps, exact)}
 
 
 def zero_gradients(models, x, y, path):
@@ -87,6 +90,9 @@ def zero_gradients(models, x, y, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return {n: {**{f"{k}_zero_fraction": m[k]["zero_fraction"] for k in m},
+                "median_amplitude_float64": float(a)}
+            for n, m, a in zip(names, masking, amplitude)}
 
 
 def fgsm_sign_zero(models, x, y, path):
@@ -179,6 +185,9 @@ def tgsm_vs_fgsm(models, x, y, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return {n: {"median_fgsm_gradient_norm": float(np.median(f)),
+                "median_tgsm_gradient_norm": float(np.median(t))}
+            for n, f, t in zip(names, fgsm_norm, tgsm_norm)}
 
 
 def main():
@@ -195,12 +204,18 @@ def main():
     x, y = x_test[:args.images], y_test[:args.images]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    logit_scale(models, x, out / "logit_scale.png")
-    zero_gradients(models, x, y, out / "zero_gradients.png")
+    numbers = {"logit_scale": logit_scale(models, x, out / "logit_scale.png"),
+               "zero_gradients": zero_gradients(models, x, y, out / "zero_gradients.png")}
     fgsm_sign_zero(models, x, y, out / "fgsm_sign_zero.png")
-    tgsm_vs_fgsm(models, x, y, out / "tgsm_vs_fgsm.png")
-    counter_attacks(models, x, y, out / "counter_attacks.png", args.cw_images, args.cw_iterations)
-    print(f"wrote 5 figures in {out}")
+    numbers["tgsm_vs_fgsm"] = tgsm_vs_fgsm(models, x, y, out / "tgsm_vs_fgsm.png")
+    counters = counter_attacks(models, x, y, out / "counter_attacks.png", args.cw_images,
+                               args.cw_iterations)
+    numbers["counter_attacks"] = {n: {attack: rates[i] for attack, rates in counters.items()}
+                                  for i, n in enumerate(models)}
+    (out / "teaching_numbers.json").write_text(json.dumps(numbers, indent=1))
+    print(json.dumps(numbers, indent=1))
+    print(f"wrote 5 figures and teaching_numbers.json (the numbers quoted in docs/teaching.md) "
+          f"in {out}")
 
 
 if __name__ == "__main__":
