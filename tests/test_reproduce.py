@@ -7,7 +7,7 @@ import pytest
 
 from npdistill.__main__ import main
 from npdistill.nn.model import read_archive
-from npdistill.reproduce import QUICK, markdown_table, settings_from
+from npdistill.reproduce import PAPER, QUICK, _pct, markdown_table, settings_from
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +96,10 @@ def test_settings_overrides():
     assert s.epochs == 5 and s.temperatures == QUICK.temperatures
     with pytest.raises(TypeError):
         settings_from(False, no_such_setting=1)
+
+
+def test_published_shares_print_as_percentages():
+    assert _pct(PAPER["fgsm_success"]["baseline"]) == "88.03%"
+    assert _pct(PAPER["fgsm_success"][100]) == "< 1.50%"        # a bound, not a value
+    assert _pct(json.loads(json.dumps(PAPER["fgsm_success"][100]))) == "< 1.50%"
+    assert _pct(None) == "-"
