@@ -124,8 +124,10 @@ def build_parser():
     r.add_argument("--jsma-samples", type=int, default=None, help="x 9 targets (default 100)")
     r.add_argument("--cw-images", type=int, default=None, help="default 20 (--defenses: 100)")
     r.add_argument("--cw-iterations", type=int, default=None, help="default 1000")
-    r.add_argument("--attacks", nargs="+", choices=("jsma", "fgsm", "cw"), default=None,
-                   help="default: all three (measures already in OUT/measures are reused)")
+    r.add_argument("--attacks", nargs="+", default=None,
+                   choices=("jsma", "fgsm", "cw", "cw_l2", "cw_linf", "cw_l0"),
+                   help="default: all three; cw_l2, cw_linf, cw_l0: one CW norm (measures "
+                        "already in OUT/measures are reused)")
     r.add_argument("--backend", choices=kernels.BACKENDS, default=None)
     r.add_argument("--quiet", action="store_true")
     r.set_defaults(run=_reproduce_command)

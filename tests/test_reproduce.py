@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from npdistill.__main__ import main
+from npdistill.__main__ import build_parser, main
 from npdistill.nn.model import read_archive
-from npdistill.reproduce import PAPER, QUICK, _pct, markdown_table, settings_from
+from npdistill.reproduce import (ATTACK_CHOICES, PAPER, QUICK, _pct, cw_norms, markdown_table,
+                                 settings_from)
 
 
 @pytest.fixture(scope="module")
@@ -87,8 +88,19 @@ def test_the_attacks_flag_picks_the_measures(monkeypatch):
     monkeypatch.setattr("pathlib.Path.read_text", lambda self: "")
     assert main(["reproduce", "--out", "x", "--attacks", "fgsm", "jsma", "fgsm"]) == 0
     assert seen["settings"].attacks == ("fgsm", "jsma")
+    seen.clear()
+    assert main(["reproduce", "--out", "x", "--attacks", "cw_linf", "cw_l2"]) == 0
+    assert cw_norms(seen["settings"].attacks) == ["l2", "linf"]       # the quickest first
     with pytest.raises(SystemExit):
         main(["reproduce", "--out", "x", "--attacks", "deepfool"])
+
+
+def test_the_cli_offers_every_attack_choice():
+    parser = build_parser()
+    action = next(a for sub in parser._subparsers._group_actions for p in sub.choices.values()
+                  for a in p._actions if "--attacks" in a.option_strings)
+    assert tuple(action.choices) == ATTACK_CHOICES
+    assert cw_norms(("cw",)) == ["l2", "linf", "l0"] and cw_norms(("jsma", "fgsm")) == []
 
 
 def test_settings_overrides():
@@ -103,3 +115,13 @@ def test_published_shares_print_as_percentages():
     assert _pct(PAPER["fgsm_success"][100]) == "< 1.50%"        # a bound, not a value
     assert _pct(json.loads(json.dumps(PAPER["fgsm_success"][100]))) == "< 1.50%"
     assert _pct(None) == "-"
+
+
+def test_a_cw_norm_not_measured_shows_as_a_dash(run):
+    out, _ = run
+    results = json.loads((out / "results.json").read_text())
+    for row in results["cw"].values():
+        del row["l0"]
+    cw_rows = [line for line in markdown_table(results).splitlines()
+               if line.startswith("| no distillation |") and "(16)" in line]
+    assert len(cw_rows) == 1 and "| - | - (16) |" in cw_rows[0]
