@@ -54,7 +54,7 @@ def logit_scale(models, x, path):
     b.bar(range(len(names)), exact, color="C3")
     b.set_xticks(range(len(names)), [label(n) for n in names], rotation=30, fontsize=8)
     b.set_ylabel("% of images with max softmax = 1.0 exactly")
-    b.set_ylim(0, 100)
+    b.set_ylim(0, 110)                         # room for the 100% labels under the title
     b.set_title("Deployed at T = 1, the float32 softmax saturates")
     for i, v in enumerate(exact):
         b.text(i, v + 1, f"{v:.0f}%", ha="center", fontsize=8)
@@ -85,7 +85,8 @@ def zero_gradients(models, x, y, path):
     b.set_xticks(range(len(names)), [label(n) for n in names], rotation=30, fontsize=8)
     b.set_ylabel("median mean |dF_c/dX| (float64)")
     b.axhline(np.finfo(np.float32).tiny, color="k", ls=":", lw=1)
-    b.text(0, np.finfo(np.float32).tiny * 3, "smallest normal float32", fontsize=8)
+    b.text(len(names) - 0.5, np.finfo(np.float32).tiny * 1e4, "smallest normal float32",
+           fontsize=8, ha="right", bbox=dict(facecolor="white", edgecolor="none", pad=1))
     b.set_title("In float64 the gradient is there, but tiny")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -178,7 +179,8 @@ def tgsm_vs_fgsm(models, x, y, path):
         medians = [np.median(v) for v in values]
         ax.bar(positions + shift, np.maximum(medians, 1e-45), 0.36, color=color, label=text)
     ax.set_yscale("log")
-    ax.set_xticks(positions, [label(n) for n in names])
+    ax.set_xticks(positions, [label(n) for n in names], rotation=30, fontsize=8)
+    ax.set_ylim(top=1e12)                      # room for the legend above the bars
     ax.set_ylabel("median ||dLoss/dx||_2 (0 drawn at 1e-45)")
     ax.set_title("Distillation: FGSM gradients vanish, TGSM gradients explode")
     ax.legend(fontsize=8)
