@@ -99,10 +99,23 @@ def gradient_amplitudes(results, path):
     plt.close(fig)
 
 
+def _shown(examples, names, column):
+    """Which of the stacked examples of ``column`` to show on every row: the first
+    attack that succeeded on the undistilled net (else on any net), so that the
+    grid contrasts a broken baseline with the distilled nets on the same digit."""
+    for first in (["baseline"] if "baseline" in names else []) + names:
+        if column in examples[first] and any(examples[first][column][3]):
+            return list(examples[first][column][3]).index(True)
+    return 0
+
+
 def adversarial_examples(examples, path):
-    """Rows: models; columns: clean | JSMA | FGSM | CW L2 (where run)."""
+    """Rows: models; columns: clean | JSMA | FGSM | CW L2 (where run). Each entry of
+    ``examples[model][attack]`` is (clean, adversarial, targets or None, successes)
+    for a stack of attacks; every row shows the same attack of the stack."""
     names = list(examples)
     columns = [c for c in ("jsma", "fgsm", "cw_l2") if any(c in examples[n] for n in names)]
+    shown = {column: _shown(examples, names, column) for column in columns}
     fig, axes = plt.subplots(len(names), 1 + 2 * len(columns),
                              figsize=(1.35 * (1 + 2 * len(columns)), 1.5 * len(names)),
                              squeeze=False)
@@ -112,14 +125,16 @@ def adversarial_examples(examples, path):
         for ax in axes[i]:
             ax.axis("off")
         for j, column in enumerate(columns):
-            if column not in row:
+            if column not in row or shown[column] >= len(row[column][3]):
                 continue
-            clean, adv, target, ok = row[column]
+            k = shown[column]
+            clean, adv, targets, successes = row[column]
             a, b = axes[i, 2 * j + 1], axes[i, 2 * j + 2]
-            a.imshow(clean[0], cmap="gray", vmin=0, vmax=1)
-            b.imshow(adv[0], cmap="gray", vmin=0, vmax=1)
+            a.imshow(clean[k, 0], cmap="gray", vmin=0, vmax=1)
+            b.imshow(adv[k, 0], cmap="gray", vmin=0, vmax=1)
             a.set_title(f"{titles[column]}: clean", fontsize=7)
-            goal = f"-> {target}" if target is not None else "untargeted"
+            ok = successes[k]
+            goal = f"-> {targets[k]}" if targets is not None else "untargeted"
             b.set_title(f"{goal} {'ok' if ok else 'failed'}", fontsize=7,
                         color="C3" if ok else "C2")
         axes[i, 0].text(0.5, 0.5, "no\ndistillation" if name == "baseline" else f"T = {name}",

@@ -28,6 +28,7 @@ from .nn.model import load_model, read_archive, write_archive
 from .train import data_checksum, train
 
 TEMPERATURES = (1, 2, 5, 10, 20, 30, 40, 50, 100)
+EXAMPLES = 12        # attacks per measure kept for the grid of clean vs adversarial digits
 
 # The papers' numbers (MNIST). Papernot et al. 2016, table/figure 5 and section V;
 # Papernot & McDaniel 2016; Carlini & Wagner 2017, table IV and section VIII.
@@ -110,17 +111,17 @@ def cached_measure(path, key, measure, progress):
     """Reuse a measure saved with the same key, else run ``measure()`` and save it.
 
     ``measure()`` returns (row, examples): a JSON-ready dict and {attack: (clean,
-    adversarial, target or None, success)}. Both go into one .npz archive (the
-    images as arrays, the rest as its JSON header), so an interrupted run loses at
-    most the measure it was taking.
+    adversarial, targets or None, successes)}, the first EXAMPLES attacks stacked.
+    Both go into one .npz archive (the images as arrays, the rest as its JSON
+    header), so an interrupted run loses at most the measure it was taking.
     """
     key = json.loads(json.dumps(key))
     if path.exists():
         arrays, meta = read_archive(path)
         if meta.get("key") == key:
             say(progress, f"reusing {path}")
-            examples = {name: (arrays[f"{name}.clean"], arrays[f"{name}.adversarial"],
-                               about["target"], about["success"])
+            examples = {name: _stacked(arrays[f"{name}.clean"], arrays[f"{name}.adversarial"],
+                                       about["target"], about["success"])
                         for name, about in meta["examples"].items()}
             return meta["row"], examples, meta["seconds"]
         say(progress, f"{path} was measured with other settings: measuring again")
@@ -136,6 +137,15 @@ def cached_measure(path, key, measure, progress):
     path.parent.mkdir(parents=True, exist_ok=True)
     write_archive(path, arrays, header)
     return row, examples, seconds
+
+
+def _stacked(clean, adversarial, target, success):
+    """An example as saved, stacked as EXAMPLES are (archives written before
+    several were kept hold one image, one target and one success)."""
+    if np.ndim(success) == 0:
+        clean, adversarial, success = clean[None], adversarial[None], [success]
+        target = None if target is None else [target]
+    return clean, adversarial, target, success
 
 
 def train_models(settings, data, out_dir, progress=True):
@@ -197,7 +207,9 @@ def evaluate(model, name, settings, test, rng_seed, progress=True):
                        "mean_l0": float(r.l0[ok].mean()) if ok.any() else None,
                        "mean_changed_fraction": float(r.l0[ok].mean() / x_test[0].size)
                        if ok.any() else None}
-        examples["jsma"] = (x_test[pick[0]], r.x_adv[0], int(r.target[0]), bool(ok[0]))
+        k = min(EXAMPLES, len(ok))                  # sample-major: 9 targets per sample
+        examples["jsma"] = (x_test[pick[np.arange(k) // 9]], r.x_adv[:k],
+                            r.target[:k].tolist(), ok[:k].tolist())
     if "fgsm" in settings.attacks:
         n = len(x_test) if settings.fgsm_images is None else settings.fgsm_images
         idx = rng.choice(len(x_test), n, replace=False) if n < len(x_test) else np.arange(n)
@@ -209,7 +221,8 @@ def evaluate(model, name, settings, test, rng_seed, progress=True):
         row["fgsm"] = {"images": int(n), "success": r.success_rate,
                        "unperturbed": float((r.l0 == 0).mean()),
                        "success_logits_divided_by_T": countered.success_rate}
-        examples["fgsm"] = (x_test[idx[0]], r.x_adv[0], None, bool(r.success[0]))
+        examples["fgsm"] = (x_test[idx[:EXAMPLES]], r.x_adv[:EXAMPLES], None,
+                            r.success[:EXAMPLES].tolist())
     return row, examples
 
 
@@ -239,7 +252,8 @@ def evaluate_cw(model, norm, settings, test, rng_seed, progress=True):
     ok = r.success
     row = {"images": len(x), "success": r.success_rate,
            "mean_distortion": float(getattr(r, norm)[ok].mean()) if ok.any() else None}
-    return row, {f"cw_{norm}": (x[0], r.x_adv[0], int(target[0]), bool(ok[0]))}
+    return row, {f"cw_{norm}": (x[:EXAMPLES], r.x_adv[:EXAMPLES], target[:EXAMPLES].tolist(),
+                                ok[:EXAMPLES].tolist())}
 
 
 def measure_keys(settings, model, test):

@@ -7,8 +7,9 @@ import pytest
 
 from npdistill.__main__ import build_parser, main
 from npdistill.nn.model import read_archive
-from npdistill.reproduce import (ATTACK_CHOICES, PAPER, QUICK, _pct, cw_norms, markdown_table,
-                                 settings_from)
+from npdistill.plots import _shown
+from npdistill.reproduce import (ATTACK_CHOICES, EXAMPLES, PAPER, QUICK, _pct, _stacked,
+                                 cw_norms, markdown_table, settings_from)
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,11 @@ def test_reproduce_writes_results_table_and_figures(run):
     assert "1,500 images" in table and "60,000" in table          # the split is said
     assert "95.89%" in table                                       # the paper beside ours
     assert table == markdown_table(results)
+    arrays, meta = read_archive(out / "measures" / "baseline_attacks.npz")
+    assert arrays["jsma.clean"].shape == (EXAMPLES, 1, 28, 28)      # 3 samples x 9 targets
+    assert arrays["jsma.adversarial"].shape == (EXAMPLES, 1, 28, 28)
+    assert len(meta["examples"]["jsma"]["target"]) == EXAMPLES
+    assert len(meta["examples"]["fgsm"]["success"]) == EXAMPLES
 
 
 def test_distillation_masks_the_gradients_and_cw_still_runs(run):
@@ -125,3 +131,26 @@ def test_a_cw_norm_not_measured_shows_as_a_dash(run):
     cw_rows = [line for line in markdown_table(results).splitlines()
                if line.startswith("| no distillation |") and "(16)" in line]
     assert len(cw_rows) == 1 and "| - | - (16) |" in cw_rows[0]
+
+
+def test_the_digit_grid_shows_a_digit_the_baseline_attack_broke_on_every_row():
+    stack = np.zeros((3, 1, 28, 28))
+    examples = {"baseline": {"fgsm": (stack, stack, None, [False, True, True])},
+                "50": {"fgsm": (stack, stack, None, [True, False, False])}}
+    assert _shown(examples, list(examples), "fgsm") == 1
+    examples["baseline"]["fgsm"] = (stack, stack, None, [False] * 3)
+    assert _shown(examples, list(examples), "fgsm") == 0     # else the first that broke any net
+    examples["50"]["fgsm"] = (stack, stack, None, [False, False, True])
+    assert _shown(examples, list(examples), "fgsm") == 2
+    examples["50"]["fgsm"] = (stack, stack, None, [False] * 3)
+    assert _shown(examples, list(examples), "fgsm") == 0     # none broke: the first digit
+
+
+def test_a_measure_saved_with_one_example_reads_as_a_stack_of_one():
+    image = np.ones((1, 28, 28))
+    clean, adversarial, target, success = _stacked(image, image * 0, 3, True)
+    assert clean.shape == adversarial.shape == (1, 1, 28, 28)
+    assert target == [3] and success == [True]
+    assert _stacked(image, image, None, False)[2:] == (None, [False])
+    stack = np.ones((4, 1, 28, 28))
+    assert _stacked(stack, stack, None, [True] * 4)[0] is stack
