@@ -140,7 +140,7 @@ def adversarial_examples(examples, path):
         axes[i, 0].text(0.5, 0.5, "no\ndistillation" if name == "baseline" else f"T = {name}",
                         ha="center", va="center", fontsize=9)
     fig.suptitle("Clean vs adversarial digits (red: the attack succeeded)", fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))   # room for the title
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
