@@ -85,6 +85,7 @@ def _reproduce_defenses(args):
 
 
 def build_parser():
+    from .reproduce import ATTACK_CHOICES
     parser = argparse.ArgumentParser(prog="npdistill", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("train", help="train one of the papers' nets and print its test accuracy")
@@ -125,7 +126,7 @@ def build_parser():
     r.add_argument("--cw-images", type=int, default=None, help="default 20 (--defenses: 100)")
     r.add_argument("--cw-iterations", type=int, default=None, help="default 1000")
     r.add_argument("--attacks", nargs="+", default=None,
-                   choices=("jsma", "fgsm", "cw", "cw_l2", "cw_linf", "cw_l0"),
+                   choices=ATTACK_CHOICES,
                    help="default: all three; cw_l2, cw_linf, cw_l0: one CW norm (measures "
                         "already in OUT/measures are reused)")
     r.add_argument("--backend", choices=kernels.BACKENDS, default=None)

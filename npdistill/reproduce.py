@@ -207,8 +207,8 @@ def evaluate(model, name, settings, test, rng_seed, progress=True):
                        "mean_l0": float(r.l0[ok].mean()) if ok.any() else None,
                        "mean_changed_fraction": float(r.l0[ok].mean() / x_test[0].size)
                        if ok.any() else None}
-        k = min(EXAMPLES, len(ok))                  # sample-major: 9 targets per sample
-        examples["jsma"] = (x_test[pick[np.arange(k) // 9]], r.x_adv[:k],
+        k = min(EXAMPLES, len(ok))              # sample-major: K - 1 targets per sample
+        examples["jsma"] = (x_test[pick[np.arange(k) // (model.num_classes - 1)]], r.x_adv[:k],
                             r.target[:k].tolist(), ok[:k].tolist())
     if "fgsm" in settings.attacks:
         n = len(x_test) if settings.fgsm_images is None else settings.fgsm_images
