@@ -25,7 +25,10 @@ reference code (github.com/carlini/nn_robust_attacks). One addition: with
 ``abort_early`` each image stops on its own when its loss stalls (checked
 every max_iterations // 10 iterations, as the reference checks the batch's
 summed loss), so easy images no longer wait for hard ones in the same batch;
-with one image per batch this is the reference's rule.
+with one image per batch this is the reference's rule. And an image whose f is
+0 (the goal met with margin kappa) has d(c f)/dx = 0 exactly: only the others
+go backward through the network (``Sequential.backward(rows=)``), which after
+the first successes is often less than half of the batch.
 """
 import sys
 
@@ -113,7 +116,15 @@ class _Problem:
         kernels.cw_margin(z, self.labels, targeted, kappa, self.const, loss, dz, success)
         grad_x = None
         if grad:
-            grad_x = np.ascontiguousarray(model.backward(dz, param_grads=False)).reshape(n, -1)
+            # where f is 0 (the goal met with margin kappa) d(c f)/dx is exactly 0: only
+            # the other images go backward (after a first success, often most of them)
+            live = np.flatnonzero(dz.any(axis=1))
+            grad_x = np.zeros((n, self.x.shape[1]), self.x.dtype)
+            if len(live) == n:
+                grad_x[...] = model.backward(dz, param_grads=False).reshape(n, -1)
+            elif len(live):
+                grad_x[live] = model.backward(dz[live], param_grads=False,
+                                              rows=live).reshape(len(live), -1)
         return loss, success, grad_x
 
     def update(self, grad_x, norm, t, lr):

@@ -362,9 +362,14 @@ class HostPasses:
     def forward(self, x, training=False):
         if training:
             raise ValueError("HostPasses runs inference passes only (train() trains on the device)")
+        self._batch = len(x)
         return self.net.forward(self.net.to_device_images(x)).copy_to_host()
 
-    def backward(self, dlogits, param_grads=True, input_grad=True):
+    def backward(self, dlogits, param_grads=True, input_grad=True, rows=None):
+        if rows is not None:        # the device pass runs the whole batch; zeros elsewhere
+            full = np.zeros((self._batch,) + dlogits.shape[1:], dlogits.dtype)
+            full[rows] = dlogits
+            return self.backward(full)[rows]
         dx = self.net.backward(cuda.to_device(np.ascontiguousarray(dlogits)), param_grads=False)
         dx = dx.copy_to_host()
         return dx.transpose(0, 3, 1, 2) if dx.ndim == 4 else dx

@@ -83,16 +83,30 @@ class Sequential:
         """Logits z (N, K) of x (N, C, H, W); keeps what backward() needs."""
         return self.forward(self._check_input(x), training)
 
-    def backward(self, dlogits, param_grads=True, input_grad=True):
+    def backward(self, dlogits, param_grads=True, input_grad=True, rows=None):
         """Backpropagate dL/dlogits (N, K) through the last forward pass.
 
         Fills each layer's ``grads`` when ``param_grads``; returns dL/dx (or
         None when ``input_grad`` is False, which skips the first layer's
         input gradient).
+
+        rows : optional index array: dlogits holds only these samples of the last
+            forward pass, and dL/dx is theirs (input gradients only). The attacks
+            use it to skip samples whose dL/dlogits is zero.
         """
+        layers = self.layers
+        if rows is not None:
+            if param_grads:
+                raise ValueError("backward with rows= gives input gradients only: pass "
+                                 "param_grads=False (parameter gradients need the whole batch)")
+            rows = np.asarray(rows)
+            if rows.ndim != 1 or rows.dtype.kind not in "iu" or len(rows) != len(dlogits):
+                raise ValueError(f"rows must be a 1-d integer array with one entry per row of "
+                                 f"dlogits ({len(dlogits)}), got {rows.dtype} of shape {rows.shape}")
+            layers = [layer.restricted(rows) for layer in layers]
         dy = dlogits
-        last = len(self.layers) - 1
-        for i, layer in enumerate(reversed(self.layers)):
+        last = len(layers) - 1
+        for i, layer in enumerate(reversed(layers)):
             dy = layer.backward(dy, param_grads=param_grads, input_grad=input_grad or i < last)
         return dy
 

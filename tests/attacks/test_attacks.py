@@ -81,6 +81,31 @@ def test_backends_give_the_same_cw_examples(toy):
         np.testing.assert_allclose(r.l2, results[0].l2, rtol=1e-2)
 
 
+def test_cw_step_backpropagates_only_the_images_whose_f_is_not_zero(toy, monkeypatch):
+    from npdistill.attacks import cw
+    model, x, y, target = toy
+    n = 12
+    labels = np.where(np.arange(n) % 2 == 0, y[:n], target[:n])   # half met already: f = 0
+    x0 = np.ascontiguousarray(x[:n]).reshape(n, -1)
+    problem = cw._Problem(x0, None, np.ones_like(x0), np.zeros(n, x.dtype),
+                          np.full(n, 2.0, x.dtype), labels, lo=0.0, hi=1.0)
+    seen = []
+    backward = type(model).backward
+    monkeypatch.setattr(type(model), "backward",
+                        lambda self, dz, **kw: seen.append(len(dz)) or backward(self, dz, **kw))
+    loss, ok, grad_x = problem.step(model, x.shape[1:], True, 0.0)
+    zero = loss == 0
+    assert 0 < zero.sum() < n and seen == [n - zero.sum()]
+    z = model.forward(x[:n])
+    assert np.all(grad_x[zero] == 0)
+    whole = np.empty_like(z)
+    nd.kernels.cw_margin(np.ascontiguousarray(z), labels, True, 0.0,
+                         np.full(n, 2.0, z.dtype), np.empty(n, z.dtype), whole,
+                         np.empty(n, np.uint8))
+    expected = backward(model, whole, param_grads=False).reshape(n, -1)
+    np.testing.assert_allclose(grad_x, expected, rtol=1e-4, atol=1e-6)   # float32 sums
+
+
 def test_fgsm_is_one_signed_step_of_the_loss_gradient(toy):
     model, x, y, _ = toy
     r = fgsm(model, x, y, eps=0.1)

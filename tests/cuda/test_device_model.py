@@ -104,6 +104,26 @@ def test_papernot_training_step_on_the_gpu_equals_the_host(mnist):
         np.testing.assert_allclose(on_device.params[key], value, rtol=1e-3, atol=1e-5, err_msg=key)
 
 
+def test_host_passes_backpropagate_some_rows_as_the_host_does():
+    """Sequential.backward(rows=), which the CW attacks call, on HostPasses (cuda backend)."""
+    rng = np.random.default_rng(2)
+    host = small_net(np.float64)
+    x = rng.random((3, 2, 5, 5))
+    dz = rng.standard_normal((3, 3))
+    rows = np.array([0, 2])
+    host.forward(x)
+    expected = host.backward(dz[rows], param_grads=False, rows=rows)
+    previous = kernels.backend()
+    kernels.use("cuda")
+    try:
+        passes = host.for_backend()
+        passes.forward(x)
+        got = passes.backward(dz[rows], param_grads=False, rows=rows)
+    finally:
+        kernels.use(previous)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-13)
+
+
 ATTACKS = {
     "jacobian": lambda m, x, y, t: nd.jacobian(m, x[:1], of="softmax"),
     "bim": lambda m, x, y, t: nd.attacks.bim(m, x[:1], y[:1], eps=0.2, steps=2),

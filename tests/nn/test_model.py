@@ -41,6 +41,26 @@ def test_sequential_gradients_wrt_input_and_every_parameter(n, padding, soft, se
         gradcheck(loss, value, grads[key], rtol=1e-4, atol=1e-8)
 
 
+@settings(max_examples=10, deadline=None)
+@given(st.integers(2, 7), st.sampled_from(["valid", "same"]), st.integers(0, 2**31))
+def test_backward_of_some_rows_equals_those_rows_of_the_whole_backward(n, padding, seed):
+    model = small_net(seed, np.float64, padding)
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 2, 8, 8))
+    dz = rng.normal(size=(n, 3))
+    model.forward(x)
+    whole = model.backward(dz, param_grads=False)
+    rows = np.sort(rng.choice(n, rng.integers(1, n), replace=False))
+    some = model.backward(dz[rows], param_grads=False, rows=rows)
+    np.testing.assert_allclose(some, whole[rows], rtol=1e-12, atol=1e-14)
+    # the restriction is a view of that pass only: the whole batch still backpropagates
+    np.testing.assert_allclose(model.backward(dz, param_grads=False), whole, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="param_grads=False"):
+        model.backward(dz[rows], rows=rows)
+    with pytest.raises(ValueError, match="one entry per row"):
+        model.backward(dz[rows], param_grads=False, rows=rows[:-1])
+
+
 @pytest.mark.parametrize("T", [1.0, 20.0])
 @pytest.mark.parametrize("soft", [False, True])
 def test_public_input_gradient_of_cross_entropy(T, soft):
