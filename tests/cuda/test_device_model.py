@@ -69,8 +69,9 @@ def test_training_on_the_device_equals_training_on_the_host():
     soft /= soft.sum(axis=1, keepdims=True)
     for target, T, scale in ((y, 1.0, 1.0), (soft, 5.0, 5.0)):       # hard, and distillation's
         on_host, on_device = small_net(np.float32), small_net(np.float32)
-        options = dict(epochs=1, batch_size=4,           # 4 + a partial batch of 2 seed=3, progress=False, temperature=T,
-                       loss_scale=scale, lr=0.5, momentum=0.5)
+        options = dict(epochs=1, batch_size=4,           # 4 + a partial batch of 2
+                       seed=3, progress=False, temperature=T, loss_scale=scale, lr=0.5,
+                       momentum=0.5)
         _, h_host = nd.train(on_host, (x, target), **options)
         previous = kernels.backend()
         kernels.use("cuda")
