@@ -19,7 +19,11 @@ Budgets, matched per peer:
 Tanh-space CW needs hundreds of Adam steps before dark MNIST pixels move
 (d x / d w is about 1e-6 at a black pixel), hence the default of 1,000.
 Reported per contender: seconds per image, success rate (the twin's logits are
-checked equal to npdistill's), mean L2 of the successes.
+checked equal to npdistill's), mean L2 of the successes, and where counted the
+Adam steps summed over the images with the time per image-step: torchattacks
+stops its whole batch when the summed loss rises between checks, npdistill stops
+each image when its own loss stalls, so the steps run differ; the time per
+image-step compares equal work.
 """
 import argparse
 import json
@@ -34,15 +38,23 @@ import common  # noqa: E402
 import npdistill as nd  # noqa: E402
 
 
-def summarize(name, seconds, x, x_adv, model, targets):
+def summarize(name, seconds, x, x_adv, model, targets, image_steps=None):
+    """One contender's row; ``image_steps``: optimiser steps summed over the images (the
+    work done: early stopping, per image or per batch, makes it differ between peers)."""
     success = model.predict(x_adv) == targets
     l2 = np.sqrt(((x_adv.astype(np.float64) - x) ** 2).reshape(len(x), -1).sum(axis=1))
     row = {"seconds_per_image": seconds / len(x), "success": float(success.mean()),
            "mean_l2": float(l2[success].mean()) if success.any() else None, "images": len(x)}
+    steps_text = ""
+    if image_steps:
+        row["image_steps"] = int(image_steps)
+        row["ms_per_image_step"] = seconds / image_steps * 1e3
+        steps_text = f", {image_steps / len(x):.0f} steps/image, " \
+                     f"{row['ms_per_image_step']:.3f} ms/image-step"
     l2_text = f"{row['mean_l2']:.3f}" if row["mean_l2"] is not None else "-"
     print(f"{name:<44} {row['seconds_per_image'] * 1e3:9.1f} ms/image   success "
-          f"{row['success']:6.1%}   mean L2 {l2_text:>6}   ({len(x)} images, {seconds:.1f} s)",
-          flush=True)
+          f"{row['success']:6.1%}   mean L2 {l2_text:>6}   ({len(x)} images, {seconds:.1f} s"
+          f"{steps_text})", flush=True)
     return row
 
 
@@ -82,7 +94,7 @@ def main():
     ours(1, 2)                                                         # warm-up
     seconds, r = common.timed(lambda: ours(1), 1)
     results[f"npdistill_{best}_one_c"] = summarize(f"npdistill ({best}), one c", seconds, x,
-                                                   r.x_adv, model, targets)
+                                                   r.x_adv, model, targets, r.iterations.sum())
     if twin is not None:
         results.update(run_torchattacks(torch, twin, x, targets, args.c, steps, model))
         m = min(n, 5 if args.quick else args.art_images)
@@ -104,6 +116,10 @@ def main():
             ratio = results[peer]["seconds_per_image"] / results[mine]["seconds_per_image"]
             summary[f"speedup_vs_{peer}"] = ratio
             print(f"npdistill / {peer}: {ratio:.2f}x faster (same budget)")
+            if "ms_per_image_step" in results[peer] and "ms_per_image_step" in results[mine]:
+                ratio = results[peer]["ms_per_image_step"] / results[mine]["ms_per_image_step"]
+                summary[f"speedup_per_step_vs_{peer}"] = ratio
+                print(f"npdistill / {peer}: {ratio:.2f}x faster per image-step")
     if args.json:
         print(json.dumps(summary))
 
@@ -119,9 +135,13 @@ def run_torchattacks(torch, twin, x, targets, c, steps, model):
     attack.set_mode_targeted_by_function(lambda images, labels: target_tensor[:len(images)])
     xs = torch.from_numpy(x)
     attack(xs[:2], target_tensor[:2])                                   # warm-up
+    rows = []            # images per forward pass of the twin: one pass per Adam step
+    hook = twin.register_forward_pre_hook(lambda module, inputs: rows.append(len(inputs[0])))
     seconds, adv = common.timed(lambda: attack(xs, target_tensor).numpy(), 1)
+    hook.remove()
+    image_steps = sum(rows)
     return {"torchattacks": summarize("torchattacks CW", seconds, x, adv.astype(np.float32),
-                                      model, targets)}
+                                      model, targets, image_steps)}
 
 
 def run_art(torch, twin, x, targets, c, steps, binary_steps, model):
