@@ -119,12 +119,13 @@ class _Problem:
             # where f is 0 (the goal met with margin kappa) d(c f)/dx is exactly 0: only
             # the other images go backward (after a first success, often most of them)
             live = np.flatnonzero(dz.any(axis=1))
-            grad_x = np.zeros((n, self.x.shape[1]), self.x.dtype)
             if len(live) == n:
-                grad_x[...] = model.backward(dz, param_grads=False).reshape(n, -1)
-            elif len(live):
-                grad_x[live] = model.backward(dz[live], param_grads=False,
-                                              rows=live).reshape(len(live), -1)
+                grad_x = np.ascontiguousarray(model.backward(dz, param_grads=False)).reshape(n, -1)
+            else:
+                grad_x = np.zeros((n, self.x.shape[1]), self.x.dtype)
+                if len(live):
+                    grad_x[live] = model.backward(dz[live], param_grads=False,
+                                                  rows=live).reshape(len(live), -1)
         return loss, success, grad_x
 
     def update(self, grad_x, norm, t, lr):
