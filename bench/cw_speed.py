@@ -5,7 +5,8 @@ The MNIST net of Papernot et al. (2016), trained once and cached; test images
 with random targets (never the true class).
 
     python bench/cw_speed.py [--quick] [--json] [--images 100] [--steps 1000] [--c 10]
-                             [--art-images 10] [--art-binary-steps 1] [--model m.npz]
+                             [--repeats 3] [--art-images 10] [--art-binary-steps 1]
+                             [--model m.npz]
 
 Budgets, matched per peer:
 - torchattacks.CW has no search over c: npdistill runs one binary-search step
@@ -23,11 +24,15 @@ checked equal to npdistill's), mean L2 of the successes, and where counted the
 Adam steps summed over the images with the time per image-step: torchattacks
 stops its whole batch when the summed loss rises between checks, npdistill stops
 each image when its own loss stalls, so the steps run differ; the time per
-image-step compares equal work.
+image-step compares equal work. npdistill and torchattacks run in turns,
+``--repeats`` times each (medians; one run with --quick): on a shared machine
+their speed drifts by 15% from one minute to the next. ART runs once.
 """
 import argparse
 import json
+import statistics
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -69,8 +74,11 @@ def main():
     parser.add_argument("--art-images", type=int, default=10)
     parser.add_argument("--art-binary-steps", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="timed runs of npdistill and torchattacks, in turns (medians)")
     args = parser.parse_args()
     n, steps = (20, 300) if args.quick else (args.images, args.steps)
+    repeats = 1 if args.quick else args.repeats
 
     model = common.trained_mnist(path=args.model)
     _, (x_test, y_test) = common.load_mnist()
@@ -92,18 +100,28 @@ def main():
 
     best = nd.kernels.backend()
     ours(1, 2)                                                         # warm-up
+    contenders = {"npdistill": lambda: ours(1)}
+    torchattacks_rows = None
+    if twin is not None:
+        attack = torchattacks_runner(torch, twin, x, targets, args.c, steps)
+        if attack is not None:
+            contenders["torchattacks"], torchattacks_rows = attack
     passes = count_rows(model)
-    seconds, r = common.timed(lambda: ours(1), 1)
+    timings = alternate(contenders, repeats)
     for name in passes:
         model.__dict__.pop(name, None)                                 # the class's again
+    seconds, r = timings["npdistill"]
     results[f"npdistill_{best}_one_c"] = summarize(f"npdistill ({best}), one c", seconds, x,
                                                    r.x_adv, model, targets, r.iterations.sum())
     if passes["forward"]:
         share = 1 - passes["backward"] / passes["forward"]
         results[f"npdistill_{best}_one_c"]["backward_skipped"] = share
         print(f"  images whose f was 0 and skipped the backward pass: {share:.0%} of image-steps")
+    if "torchattacks" in timings:
+        seconds, adv = timings["torchattacks"]
+        results["torchattacks"] = summarize("torchattacks CW", seconds, x, adv.astype(np.float32),
+                                            model, targets, sum(torchattacks_rows) // repeats)
     if twin is not None:
-        results.update(run_torchattacks(torch, twin, x, targets, args.c, steps, model))
         m = min(n, 5 if args.quick else args.art_images)
         art = run_art(torch, twin, x[:m], targets[:m], args.c, steps, args.art_binary_steps,
                       model)
@@ -147,24 +165,41 @@ def count_rows(model):
     return counts
 
 
-def run_torchattacks(torch, twin, x, targets, c, steps, model):
+def alternate(contenders, repeats):
+    """name -> (median seconds, last result) of each contender, run in turns: one call
+    each per round, so that a passing load on a shared machine hits them alike."""
+    times = {name: [] for name in contenders}
+    results = {}
+    for _ in range(repeats):
+        for name, fn in contenders.items():
+            began = time.perf_counter()
+            results[name] = fn()
+            times[name].append(time.perf_counter() - began)
+    return {name: (statistics.median(times[name]), results[name]) for name in contenders}
+
+
+def torchattacks_runner(torch, twin, x, targets, c, steps):
+    """(a function running torchattacks' CW on x, the list to which each run appends the
+    images of every forward pass of the twin: one pass per Adam step), or None."""
     try:
         import torchattacks
     except ImportError:
         print("torchattacks not installed: skipped (pip install torchattacks)")
-        return {}
+        return None
     attack = torchattacks.CW(twin, c=c, kappa=0, steps=steps, lr=1e-2)
     target_tensor = torch.from_numpy(targets)
     attack.set_mode_targeted_by_function(lambda images, labels: target_tensor[:len(images)])
     xs = torch.from_numpy(x)
     attack(xs[:2], target_tensor[:2])                                   # warm-up
-    rows = []            # images per forward pass of the twin: one pass per Adam step
-    hook = twin.register_forward_pre_hook(lambda module, inputs: rows.append(len(inputs[0])))
-    seconds, adv = common.timed(lambda: attack(xs, target_tensor).numpy(), 1)
-    hook.remove()
-    image_steps = sum(rows)
-    return {"torchattacks": summarize("torchattacks CW", seconds, x, adv.astype(np.float32),
-                                      model, targets, image_steps)}
+    rows = []
+
+    def run():
+        hook = twin.register_forward_pre_hook(lambda module, inputs: rows.append(len(inputs[0])))
+        try:
+            return attack(xs, target_tensor).numpy()
+        finally:
+            hook.remove()
+    return run, rows
 
 
 def run_art(torch, twin, x, targets, c, steps, binary_steps, model):
