@@ -71,7 +71,7 @@ def main():
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--steps", type=int, default=1000, help="optimiser steps per c")
     parser.add_argument("--c", type=float, default=10.0, help="c (the first c for ART's search)")
-    parser.add_argument("--art-images", type=int, default=10)
+    parser.add_argument("--art-images", type=int, default=10, help="0: no ART")
     parser.add_argument("--art-binary-steps", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=3,
@@ -79,6 +79,11 @@ def main():
     args = parser.parse_args()
     n, steps = (20, 300) if args.quick else (args.images, args.steps)
     repeats = 1 if args.quick else args.repeats
+    for name in ("images", "steps", "repeats"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
+    if args.art_images < 0:
+        parser.error(f"--art-images must be at least 0, got {args.art_images}")
 
     model = common.trained_mnist(path=args.model)
     _, (x_test, y_test) = common.load_mnist()
@@ -121,8 +126,8 @@ def main():
         seconds, adv = timings["torchattacks"]
         results["torchattacks"] = summarize("torchattacks CW", seconds, x, adv.astype(np.float32),
                                             model, targets, sum(torchattacks_rows) // repeats)
-    if twin is not None:
-        m = min(n, 5 if args.quick else args.art_images)
+    m = min(n, args.art_images, 5 if args.quick else args.art_images)
+    if twin is not None and m > 0:                                     # --art-images 0: no ART
         art = run_art(torch, twin, x[:m], targets[:m], args.c, steps, args.art_binary_steps,
                       model)
         if art:
