@@ -299,9 +299,10 @@ def test_asking_for_cuda_without_it_names_what_is_missing(monkeypatch):
     import npdistill.cuda
     monkeypatch.setattr(npdistill.cuda, "missing", lambda: "numba-cuda is not installed (test)")
     monkeypatch.delitem(kernels._impl, "cuda", raising=False)
+    previous = kernels.backend()              # "cuda" itself where a GPU is present
     with pytest.raises(ValueError, match="'cuda' is not available: .*numba-cuda is not installed"):
         kernels.use("cuda")
-    assert kernels.backend() != "cuda"
+    assert kernels.backend() == previous      # the refused request changed nothing
 
 
 def test_importing_npdistill_does_not_import_numba():

@@ -61,6 +61,16 @@ def test_parameters_round_trip_between_layouts():
         device.input_gradient(np.zeros((1, 2, 5, 5)), np.zeros((1, 4)))
 
 
+def test_single_channel_images_reach_the_device_with_c_order_strides():
+    """NumPy flags the (N, H, W, 1) view of (N, 1, H, W) images contiguous whatever its
+    last stride; on a real GPU Numba's reshape then refused MNIST's training set."""
+    x = np.random.default_rng(0).random((3, 1, 4, 4)).astype(np.float32)
+    net = nd.Sequential([layers.Conv2D(1, 2, 3), layers.Flatten(), layers.Dense(8, 2)], seed=0)
+    on_device = DeviceModel(net).to_device_images(x)
+    assert on_device.strides == (64, 16, 4, 4)
+    np.testing.assert_array_equal(on_device.reshape(3, 16).copy_to_host(), x.reshape(3, 16))
+
+
 def test_training_on_the_device_equals_training_on_the_host():
     rng = np.random.default_rng(0)
     x = rng.random((6, 2, 5, 5)).astype(np.float32)

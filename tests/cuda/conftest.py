@@ -1,0 +1,13 @@
+import pytest
+
+from npdistill import kernels
+
+
+@pytest.fixture(autouse=True)
+def host_backend():
+    """These tests hold the cuda backend to the host's results: "the host" is a CPU
+    backend, also where a GPU makes "cuda" the default."""
+    previous = kernels.backend()
+    kernels.use("cython" if "cython" in kernels.available() else "numpy")
+    yield
+    kernels.use(previous)
