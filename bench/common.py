@@ -65,14 +65,15 @@ def trained_mnist(epochs=3, seed=0, path=None):
     return model
 
 
-def import_torch():
-    """torch with 2 threads, or None (peers are optional)."""
+def import_torch(threads=2):
+    """torch with ``threads`` CPU threads (2: this project's reference machine), or None
+    (peers are optional)."""
     try:
         import torch
     except ImportError:
         print("PyTorch not installed: peers skipped (pip install '.[bench]')", file=sys.stderr)
         return None
-    torch.set_num_threads(2)
+    torch.set_num_threads(threads)
     return torch
 
 

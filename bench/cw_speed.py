@@ -74,6 +74,8 @@ def main():
     parser.add_argument("--art-images", type=int, default=10, help="0: no ART")
     parser.add_argument("--art-binary-steps", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--torch-device", choices=("cpu", "cuda"), default="cpu",
+                        help="where torchattacks runs its twin (ART stays on the CPU)")
     parser.add_argument("--repeats", type=int, default=3,
                         help="timed runs of npdistill and torchattacks, in turns (medians)")
     args = parser.parse_args()
@@ -108,7 +110,8 @@ def main():
     contenders = {"npdistill": lambda: ours(1)}
     torchattacks_rows = None
     if twin is not None:
-        attack = torchattacks_runner(torch, twin, x, targets, args.c, steps)
+        attack = torchattacks_runner(torch, common.to_torch(model, torch), x, targets, args.c,
+                                     steps, args.torch_device)
         if attack is not None:
             contenders["torchattacks"], torchattacks_rows = attack
     passes = count_rows(model)
@@ -124,8 +127,9 @@ def main():
         print(f"  images whose f was 0 and skipped the backward pass: {share:.0%} of image-steps")
     if "torchattacks" in timings:
         seconds, adv = timings["torchattacks"]
-        results["torchattacks"] = summarize("torchattacks CW", seconds, x, adv.astype(np.float32),
-                                            model, targets, sum(torchattacks_rows) // repeats)
+        results["torchattacks"] = summarize(f"torchattacks CW ({args.torch_device})", seconds, x,
+                                            adv.astype(np.float32), model, targets,
+                                            sum(torchattacks_rows) // repeats)
     m = min(n, args.art_images, 5 if args.quick else args.art_images)
     if twin is not None and m > 0:                                     # --art-images 0: no ART
         art = run_art(torch, twin, x[:m], targets[:m], args.c, steps, args.art_binary_steps,
@@ -183,25 +187,27 @@ def alternate(contenders, repeats):
     return {name: (statistics.median(times[name]), results[name]) for name in contenders}
 
 
-def torchattacks_runner(torch, twin, x, targets, c, steps):
-    """(a function running torchattacks' CW on x, the list to which each run appends the
-    images of every forward pass of the twin: one pass per Adam step), or None."""
+def torchattacks_runner(torch, twin, x, targets, c, steps, device="cpu"):
+    """(a function running torchattacks' CW on x with the twin on ``device``, the list to
+    which each run appends the images of every forward pass of the twin: one pass per
+    Adam step), or None."""
     try:
         import torchattacks
     except ImportError:
         print("torchattacks not installed: skipped (pip install torchattacks)")
         return None
+    twin = twin.to(device)
     attack = torchattacks.CW(twin, c=c, kappa=0, steps=steps, lr=1e-2)
-    target_tensor = torch.from_numpy(targets)
+    target_tensor = torch.from_numpy(targets).to(device)
     attack.set_mode_targeted_by_function(lambda images, labels: target_tensor[:len(images)])
-    xs = torch.from_numpy(x)
+    xs = torch.from_numpy(x).to(device)
     attack(xs[:2], target_tensor[:2])                                   # warm-up
     rows = []
 
     def run():
         hook = twin.register_forward_pre_hook(lambda module, inputs: rows.append(len(inputs[0])))
         try:
-            return attack(xs, target_tensor).numpy()
+            return attack(xs, target_tensor).cpu().numpy()
         finally:
             hook.remove()
     return run, rows
@@ -215,7 +221,7 @@ def run_art(torch, twin, x, targets, c, steps, binary_steps, model):
         print("IBM ART not installed: skipped (pip install adversarial-robustness-toolbox)")
         return {}
     classifier = PyTorchClassifier(twin, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
-                                   nb_classes=10, clip_values=(0.0, 1.0))
+                                   nb_classes=10, clip_values=(0.0, 1.0), device_type="cpu")
     attack = CarliniL2Method(classifier, confidence=0.0, targeted=True, learning_rate=1e-2,
                              binary_search_steps=binary_steps, max_iter=steps, initial_const=c,
                              batch_size=len(x), verbose=False)

@@ -50,7 +50,11 @@ def main():
                         help="images for the slow peers (default: all; torchattacks: 20)")
     parser.add_argument("--repeats", type=int, default=1, help="median over this many runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--torch-threads", type=int, default=2,
+                        help="CPU threads of the peers (ART runs on the CPU)")
     args = parser.parse_args()
+    if args.torch_threads < 1:
+        parser.error(f"--torch-threads must be at least 1, got {args.torch_threads}")
     n = 20 if args.quick else args.images
 
     model = common.trained_mnist(path=args.model)
@@ -73,7 +77,7 @@ def main():
                 f"npdistill {backend} ({on})", seconds, n, x, r.x_adv, model, targets)
             examples[on] = r.x_adv
 
-    torch = common.import_torch()
+    torch = common.import_torch(args.torch_threads)
     if torch is not None:
         twin = common.to_torch(model, torch)
         err = common.check_same_logits(model, twin, torch, x)
@@ -95,6 +99,7 @@ def main():
 
     art = results.get("art_softmax", {}).get("images_per_s")
     ours = results.get("npdistill_cython_softmax", {}).get("images_per_s")
+    on_gpu = results.get("npdistill_cuda_softmax", {}).get("images_per_s")
     summary = {
         "machine": common.machine(), "images": n,
         "npdistill_img_s": ours,
@@ -107,6 +112,7 @@ def main():
         "torchattacks_img_s": results.get("torchattacks_logits", {}).get("images_per_s"),
         "torchattacks_success": results.get("torchattacks_logits", {}).get("success"),
         "ratio_vs_art": ours / art if ours and art else None,
+        "cuda_img_s": on_gpu, "cuda_ratio_vs_art_cpu": on_gpu / art if on_gpu and art else None,
         "ratio_vs_torchattacks": (results["npdistill_cython_logits"]["images_per_s"]
                                   / results["torchattacks_logits"]["images_per_s"]
                                   if "torchattacks_logits" in results
@@ -115,6 +121,9 @@ def main():
     }
     if summary["ratio_vs_art"]:
         print(f"npdistill (cython, softmax) / ART (softmax): {summary['ratio_vs_art']:.2f}x")
+    if summary["cuda_ratio_vs_art_cpu"]:
+        print(f"npdistill (cuda, softmax) / ART on the CPU ({args.torch_threads} threads, softmax): "
+              f"{summary['cuda_ratio_vs_art_cpu']:.1f}x")
     if summary["ratio_vs_torchattacks"]:
         print(f"npdistill (cython, logits) / torchattacks (logits): "
               f"{summary['ratio_vs_torchattacks']:.2f}x")
@@ -136,7 +145,7 @@ def run_art(model, torch, x, targets, args, n):
     for on in ("softmax", "logits"):
         twin = common.to_torch(model, torch, softmax=(on == "softmax"))
         classifier = PyTorchClassifier(twin, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
-                                       nb_classes=10, clip_values=(0.0, 1.0))
+                                       nb_classes=10, clip_values=(0.0, 1.0), device_type="cpu")
         attack = SaliencyMapMethod(classifier, theta=1.0, gamma=0.145, batch_size=m, verbose=False)
         onehot = np.eye(10, dtype=np.float32)[targets[:m]]
         attack.generate(x[:2], y=onehot[:2])                              # warm-up
