@@ -50,6 +50,8 @@ def main():
                         help="images for the slow peers (default: all; torchattacks: 20)")
     parser.add_argument("--repeats", type=int, default=1, help="median over this many runs")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--backends", default="numpy,cython,cuda",
+                        help="npdistill's backends to run, comma-separated (those available)")
     parser.add_argument("--torch-threads", type=int, default=2,
                         help="CPU threads of the peers (ART runs on the CPU)")
     args = parser.parse_args()
@@ -65,7 +67,11 @@ def main():
           f"{n} images, random targets, theta=1, gamma=0.145")
     results, examples = {}, {}
 
-    for backend in ("numpy", "cython", "cuda"):
+    backends = args.backends.split(",")
+    unknown = sorted(set(backends) - set(nd.kernels.BACKENDS))
+    if unknown:
+        raise SystemExit(f"--backends: unknown {unknown}; expected some of {nd.kernels.BACKENDS}")
+    for backend in backends:
         if backend not in nd.kernels.available():
             print(f"backend {backend} not available")
             continue

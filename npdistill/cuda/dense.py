@@ -1,55 +1,113 @@
-"""Dense algebra on the GPU: a tiled shared-memory GEMM, bias add and column sums
-(the specification: kernels/dense.py)."""
+"""Dense algebra on the GPU: a register-tiled shared-memory GEMM (split over its inner
+dimension when the output is small), bias add and column sums (the specification:
+kernels/dense.py)."""
 import numpy as np
 from numba import cuda, float32, float64
 
 from ._launch import SIMULATED, THREADS, block_sum, blocks, launch
 
-# a TILE x TILE block of threads computes a TILE x TILE tile of the output. The
-# simulator too: its cost is per barrier round, not per thread, and with 16 x 16
-# tiles rather than 4 x 4 `python -m pytest tests/cuda` ran in 256 s instead of ~680 s
+# A TILE x TILE block of threads computes a BLOCK x BLOCK tile of the output, each thread a
+# WORK x WORK grid of it held in registers (rows ty + TILE * i, columns tx + TILE * j), from
+# DEPTH-deep slices of op(a) and op(b) staged in shared memory: per inner step a thread reads
+# 2 * WORK shared values for WORK * WORK multiply-adds (one output per thread read 2 for 1,
+# and shared-memory reads bounded it). The simulator runs the same 256 threads: its cost is
+# per barrier round, not per thread.
 TILE = 16
+WORK = 4
+BLOCK = TILE * WORK
+DEPTH = 16
+LOADS = DEPTH * BLOCK // (TILE * TILE)        # elements each thread stages per operand and step
 MAX_TILE_BLOCKS = 2 if SIMULATED else 65535
+# Split-K: an output of few tiles with a long inner dimension (a convolution's weight
+# gradient: 32 x 9 values summed over 86,528 rows at batch 128) would keep a handful of
+# blocks busy for the whole sum. Its inner range is split over about SPLIT_TARGET blocks
+# (two per multiprocessor of an H100), each at least MIN_SPLIT_DEPTH deep, and a second
+# kernel adds the partial products in split order (deterministic: no atomics).
+SPLIT_TARGET = 264
+MIN_SPLIT_DEPTH = 256
 
 
 def _make_gemm(element):
     @cuda.jit
-    def gemm(a, b, out, trans_a, trans_b, accumulate, zero):
-        tile_a = cuda.shared.array((TILE, TILE), element)
-        tile_b = cuda.shared.array((TILE, TILE), element)
+    def gemm(a, b, out, trans_a, trans_b, accumulate, zero, k_chunk):
+        # out (S, rows, cols): out[s] = op(a)[:, ks] @ op(b)[ks, :] over the inner range ks of
+        # split s = blockIdx.y (k_chunk wide); with one split and ``accumulate``, out[0] += it
+        tile_a = cuda.shared.array((DEPTH, BLOCK + 1), element)    # [k, m] = op(a)[row0 + m, k]
+        tile_b = cuda.shared.array((DEPTH, BLOCK + 1), element)    # [k, n] = op(b)[k, col0 + n]
+        acc = cuda.local.array((WORK, WORK), element)
+        ra = cuda.local.array(WORK, element)
+        rb = cuda.local.array(WORK, element)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
-        rows, cols = out.shape
+        tid = ty * TILE + tx
+        split = cuda.blockIdx.y
+        rows, cols = out.shape[1], out.shape[2]
         inner = a.shape[0] if trans_a else a.shape[1]
-        tiles_across = (cols + TILE - 1) // TILE
-        n_tiles = tiles_across * ((rows + TILE - 1) // TILE)
+        k_begin = split * k_chunk
+        k_end = min(inner, k_begin + k_chunk)
+        tiles_across = (cols + BLOCK - 1) // BLOCK
+        n_tiles = tiles_across * ((rows + BLOCK - 1) // BLOCK)
         for tile in range(cuda.blockIdx.x, n_tiles, cuda.gridDim.x):   # grid-stride over tiles
-            row = (tile // tiles_across) * TILE + ty
-            col = (tile % tiles_across) * TILE + tx
-            acc = zero
-            for t in range((inner + TILE - 1) // TILE):
-                k = t * TILE + tx                     # tile_a[ty, tx] = op(a)[row, k]
-                if row < rows and k < inner:
-                    tile_a[ty, tx] = a[k, row] if trans_a else a[row, k]
-                else:
-                    tile_a[ty, tx] = zero
-                k = t * TILE + ty                     # tile_b[ty, tx] = op(b)[k, col]
-                if col < cols and k < inner:
-                    tile_b[ty, tx] = b[col, k] if trans_b else b[k, col]
-                else:
-                    tile_b[ty, tx] = zero
+            row0 = (tile // tiles_across) * BLOCK
+            col0 = (tile % tiles_across) * BLOCK
+            for i in range(WORK):
+                for j in range(WORK):
+                    acc[i, j] = zero
+            for k0 in range(k_begin, k_end, DEPTH):
+                for e in range(LOADS):          # neighbouring threads read neighbouring addresses
+                    idx = tid + e * TILE * TILE
+                    if trans_a:                 # a (inner, rows)
+                        m, k = idx % BLOCK, idx // BLOCK
+                        ok = k0 + k < k_end and row0 + m < rows
+                        tile_a[k, m] = a[k0 + k, row0 + m] if ok else zero
+                    else:                       # a (rows, inner)
+                        k, m = idx % DEPTH, idx // DEPTH
+                        ok = k0 + k < k_end and row0 + m < rows
+                        tile_a[k, m] = a[row0 + m, k0 + k] if ok else zero
+                    if trans_b:                 # b (cols, inner)
+                        k, n = idx % DEPTH, idx // DEPTH
+                        ok = k0 + k < k_end and col0 + n < cols
+                        tile_b[k, n] = b[col0 + n, k0 + k] if ok else zero
+                    else:                       # b (inner, cols)
+                        n, k = idx % BLOCK, idx // BLOCK
+                        ok = k0 + k < k_end and col0 + n < cols
+                        tile_b[k, n] = b[k0 + k, col0 + n] if ok else zero
                 cuda.syncthreads()
-                for kk in range(TILE):
-                    acc += tile_a[ty, kk] * tile_b[kk, tx]
+                for kk in range(DEPTH):
+                    for i in range(WORK):
+                        ra[i] = tile_a[kk, ty + TILE * i]
+                    for j in range(WORK):
+                        rb[j] = tile_b[kk, tx + TILE * j]
+                    for i in range(WORK):
+                        for j in range(WORK):
+                            acc[i, j] += ra[i] * rb[j]
                 cuda.syncthreads()
-            if row < rows and col < cols:
-                if accumulate:
-                    out[row, col] += acc
-                else:
-                    out[row, col] = acc
+            for i in range(WORK):
+                row = row0 + ty + TILE * i
+                for j in range(WORK):
+                    col = col0 + tx + TILE * j
+                    if row < rows and col < cols:
+                        if accumulate:
+                            out[0, row, col] += acc[i, j]
+                        else:
+                            out[split, row, col] = acc[i, j]
     return gemm
 
 
 _GEMM = {np.dtype(np.float32): _make_gemm(float32), np.dtype(np.float64): _make_gemm(float64)}
+
+
+@cuda.jit
+def _sum_splits(partial, out, accumulate):
+    splits, rows, cols = partial.shape
+    for idx in range(cuda.grid(1), rows * cols, cuda.gridsize(1)):
+        row, col = idx // cols, idx % cols
+        total = partial[0, row, col]
+        for s in range(1, splits):                  # in split order: the same sum every run
+            total += partial[s, row, col]
+        if accumulate:
+            out[row, col] += total
+        else:
+            out[row, col] = total
 
 
 @cuda.jit
@@ -60,32 +118,82 @@ def _bias_add(y, b):
 
 
 @cuda.jit
-def _column_sum(dy, out):
-    # one block per column, its threads stride over the rows, then a tree in shared memory
-    col = cuda.blockIdx.x
+def _column_sum(dy, partial):
+    # block (column, part): the part's rows (a grid stride over the parts), then a tree in
+    # shared memory; partial (parts, F) in float64
+    col, part = cuda.blockIdx.x, cuda.blockIdx.y
     tid = cuda.threadIdx.x
-    partial = cuda.shared.array(THREADS, float64)
+    shared = cuda.shared.array(THREADS, float64)
     total = 0.0
-    for r in range(tid, dy.shape[0], cuda.blockDim.x):
+    for r in range(part * cuda.blockDim.x + tid, dy.shape[0], cuda.blockDim.x * cuda.gridDim.y):
         total += dy[r, col]
-    total = block_sum(partial, total)
+    total = block_sum(shared, total)
     if tid == 0:
+        partial[part, col] = total
+
+
+@cuda.jit
+def _sum_parts(partial, out):
+    for col in range(cuda.grid(1), out.shape[0], cuda.gridsize(1)):
+        total = 0.0
+        for p in range(partial.shape[0]):           # in part order: the same sum every run
+            total += partial[p, col]
         out[col] = total
 
 
-def gemm(a, b, out, trans_a=False, trans_b=False, accumulate=False):
-    """out = op(a) @ op(b) (or out += ... when ``accumulate``); op transposes when asked."""
+_scratch = {}
+
+
+def _scratch_array(shape, dtype):
+    """A device array of ``shape`` in this module's scratch memory for ``dtype``: kernels run
+    in order on the default stream, so one scratch serves every call in turn."""
+    size = int(np.prod(shape))
+    buf = _scratch.get(np.dtype(dtype))
+    if buf is None or buf.size < size:
+        buf = _scratch[np.dtype(dtype)] = cuda.device_array(max(size, 1), dtype)
+    return buf[:size].reshape(shape)
+
+
+def split_count(tiles, inner):
+    """Splits of the inner dimension for an output of ``tiles`` tiles (1: none)."""
+    if tiles >= SPLIT_TARGET or inner < 2 * MIN_SPLIT_DEPTH:
+        return 1
+    return min(-(-SPLIT_TARGET // tiles), inner // MIN_SPLIT_DEPTH)
+
+
+def gemm(a, b, out, trans_a=False, trans_b=False, accumulate=False, splits=None):
+    """out = op(a) @ op(b) (or out += ... when ``accumulate``); op transposes when asked.
+
+    splits: how many blocks share the inner dimension (None: chosen by split_count).
+    """
     rows_a, inner = (a.shape[1], a.shape[0]) if trans_a else a.shape
     inner_b, cols_b = (b.shape[1], b.shape[0]) if trans_b else b.shape
     if inner != inner_b or out.shape != (rows_a, cols_b) or a.dtype != b.dtype != out.dtype:
         raise ValueError(f"gemm: op(a) {rows_a}x{inner} @ op(b) {inner_b}x{cols_b} into out "
                          f"{out.shape} ({a.dtype}, {b.dtype}, {out.dtype})")
     rows, cols = out.shape
-    tiles = ((cols + TILE - 1) // TILE) * ((rows + TILE - 1) // TILE)
-    if rows and cols:
-        launch(_GEMM[np.dtype(out.dtype)], min(tiles, MAX_TILE_BLOCKS), (TILE, TILE),
-               (a, b, out, bool(trans_a), bool(trans_b), bool(accumulate), out.dtype.type(0)),
+    if not (rows and cols):
+        return
+    tiles = ((cols + BLOCK - 1) // BLOCK) * ((rows + BLOCK - 1) // BLOCK)
+    if splits is None:
+        splits = split_count(tiles, inner)
+    if not isinstance(splits, (int, np.integer)) or isinstance(splits, bool) or splits < 1:
+        raise ValueError(f"gemm: splits must be a positive integer, got {splits!r}")
+    k_chunk = -(-max(inner, 1) // int(splits))
+    k_chunk = -(-k_chunk // DEPTH) * DEPTH                  # whole DEPTH steps per split
+    splits = max(1, -(-inner // k_chunk))                   # and no split left empty
+    kernel, zero = _GEMM[np.dtype(out.dtype)], out.dtype.type(0)
+    grid = (min(tiles, MAX_TILE_BLOCKS), splits)
+    if splits == 1:
+        launch(kernel, grid, (TILE, TILE), (a, b, out.reshape(1, rows, cols), bool(trans_a),
+                                            bool(trans_b), bool(accumulate), zero, k_chunk),
                outputs=(2,))
+        return
+    partial = _scratch_array((splits, rows, cols), out.dtype)
+    launch(kernel, grid, (TILE, TILE), (a, b, partial, bool(trans_a), bool(trans_b), False, zero,
+                                        k_chunk))
+    launch(_sum_splits, blocks(rows * cols), THREADS, (partial, out, bool(accumulate)),
+           outputs=(1,))
 
 
 def bias_add(y, b):
@@ -93,7 +201,15 @@ def bias_add(y, b):
     launch(_bias_add, blocks(y.size), THREADS, (y, b), outputs=(0,))
 
 
-def column_sum(dy, out):
-    """out (F,) = the sum of dy (R, F) over its rows (accumulated in float64)."""
-    if len(out):
-        launch(_column_sum, len(out), THREADS, (dy, out), outputs=(1,))
+def column_sum(dy, out, parts=None):
+    """out (F,) = the sum of dy (R, F) over its rows (accumulated in float64).
+
+    parts: how many blocks share a column's rows (None: about 4,096 rows each, at most 64).
+    """
+    if not len(out):
+        return
+    if parts is None:
+        parts = min(64, max(1, len(dy) // (THREADS * 16)))
+    partial = _scratch_array((parts, len(out)), np.float64)
+    launch(_column_sum, (len(out), parts), THREADS, (dy, partial))
+    launch(_sum_parts, blocks(len(out)), THREADS, (partial, out), outputs=(1,))

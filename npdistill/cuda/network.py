@@ -40,7 +40,23 @@ def c_ordered(a):
     return a if a.strides == tuple(reversed(strides)) else a.copy()
 
 
-class _Conv:
+class _Buffers:
+    """A layer's outputs and gradients live in device arrays it keeps from pass to pass
+    (allocated again only when a shape changes): an array a pass returns is overwritten by
+    the layer's next pass of that kind. Numba allocates with cudaMalloc, which cost more
+    than some of the kernels."""
+    params = grads = {}
+
+    def _buffer(self, attr, shape, dtype):
+        shape = tuple(int(n) for n in shape)
+        buf = self.__dict__.get(attr)
+        if buf is None or buf.shape != shape or buf.dtype != dtype:
+            buf = _empty(shape, dtype)
+            setattr(self, attr, buf)
+        return buf
+
+
+class _Conv(_Buffers):
     def __init__(self, layer):
         self.layer = layer
         k, F = layer.kernel_size, layer.out_channels
@@ -49,7 +65,6 @@ class _Conv:
         self.params = {"W": cuda.to_device(np.ascontiguousarray(W2)),
                        "b": cuda.to_device(layer.params["b"])}
         self.grads = {name: _empty(p.shape, p.dtype) for name, p in self.params.items()}
-        self._cols = self._dcols = None
 
     def device_layout(self, name, host):
         if name == "W":
@@ -62,13 +77,6 @@ class _Conv:
             return np.ascontiguousarray(device.reshape(self.F, self.k, self.k, C).transpose(0, 3, 1, 2))
         return device
 
-    def _buffer(self, attr, shape, dtype):
-        buf = getattr(self, attr)
-        if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = _empty(shape, dtype)
-            setattr(self, attr, buf)
-        return buf
-
     def forward(self, x, training):
         n, h, w, c = x.shape
         top, bottom, left, right = self.layer.pads
@@ -77,7 +85,7 @@ class _Conv:
         self.x_shape = x.shape
         cols = self._buffer("_cols", (n * self.oh * self.ow, self.k * self.k * c), x.dtype)
         conv.im2col(x, self.k, self.k, top, left, self.oh, self.ow, cols)
-        y = _empty((len(cols), self.F), x.dtype)
+        y = self._buffer("_y", (len(cols), self.F), x.dtype)
         dense.gemm(cols, self.params["W"], y, trans_b=True)
         dense.bias_add(y, self.params["b"])
         return y.reshape(n, self.oh, self.ow, self.F)
@@ -92,13 +100,13 @@ class _Conv:
         W = self.params["W"]
         dcols = self._buffer("_dcols", (len(dy2), W.shape[1]), dy.dtype)
         dense.gemm(dy2, W, dcols)
-        dx = _empty((len(dy),) + self.x_shape[1:], dy.dtype)
+        dx = self._buffer("_dx", (len(dy),) + self.x_shape[1:], dy.dtype)
         top, _, left, _ = self.layer.pads
         conv.col2im(dcols, self.k, self.k, top, left, self.oh, self.ow, dx)
         return dx
 
 
-class _Dense:
+class _Dense(_Buffers):
     def __init__(self, layer):
         self.layer = layer
         self.params = {name: cuda.to_device(p) for name, p in layer.params.items()}
@@ -112,7 +120,7 @@ class _Dense:
 
     def forward(self, x, training):
         self.x = x
-        y = _empty((len(x), self.layer.out_features), x.dtype)
+        y = self._buffer("_y", (len(x), self.layer.out_features), x.dtype)
         dense.gemm(x, self.params["W"], y)
         dense.bias_add(y, self.params["b"])
         return y
@@ -123,50 +131,46 @@ class _Dense:
             dense.column_sum(dy, self.grads["b"])
         if not input_grad:
             return None
-        dx = _empty((len(dy), self.layer.in_features), dy.dtype)
+        dx = self._buffer("_dx", (len(dy), self.layer.in_features), dy.dtype)
         dense.gemm(dy, self.params["W"], dx, trans_b=True)
         return dx
 
 
-class _Parameterless:
-    params = grads = {}
-
-
-class _ReLU(_Parameterless):
+class _ReLU(_Buffers):
     def __init__(self, layer):
         pass
 
     def forward(self, x, training):
-        y = _empty(x.shape, x.dtype)
-        self.mask = _empty(x.shape, np.uint8)
+        y = self._buffer("_y", x.shape, x.dtype)
+        self.mask = self._buffer("_mask", x.shape, np.uint8)
         elementwise.relu_forward(x, y, self.mask)
         return y
 
     def backward(self, dy, param_grads, input_grad):
-        dx = _empty(dy.shape, dy.dtype)
+        dx = self._buffer("_dx", dy.shape, dy.dtype)
         elementwise.mask_backward(dy, self.mask, dx)
         return dx
 
 
-class _MaxPool(_Parameterless):
+class _MaxPool(_Buffers):
     def __init__(self, layer):
         self.size = layer.size
 
     def forward(self, x, training):
         n, h, w, c = x.shape
         self.x_shape = x.shape
-        out = _empty((n, h // self.size, w // self.size, c), x.dtype)
-        self.argmax = _empty(out.shape, np.int64)
+        out = self._buffer("_y", (n, h // self.size, w // self.size, c), x.dtype)
+        self.argmax = self._buffer("_argmax", out.shape, np.int64)
         pool.maxpool_forward(x, self.size, out, self.argmax)
         return out
 
     def backward(self, dy, param_grads, input_grad):
-        dx = _empty((len(dy),) + self.x_shape[1:], dy.dtype)
+        dx = self._buffer("_dx", (len(dy),) + self.x_shape[1:], dy.dtype)
         pool.maxpool_backward(dy, self.argmax, self.size, dx)
         return dx
 
 
-class _Flatten(_Parameterless):
+class _Flatten(_Buffers):
     def __init__(self, layer):
         pass
 
@@ -174,19 +178,19 @@ class _Flatten(_Parameterless):
         self.x_shape = x.shape
         if x.ndim == 2:
             return x
-        out = _empty((len(x), x.size // len(x)), x.dtype)
+        out = self._buffer("_y", (len(x), x.size // len(x)), x.dtype)
         elementwise.nhwc_to_flat(x, out)
         return out
 
     def backward(self, dy, param_grads, input_grad):
         if len(self.x_shape) == 2:
             return dy
-        dx = _empty((len(dy),) + self.x_shape[1:], dy.dtype)
+        dx = self._buffer("_dx", (len(dy),) + self.x_shape[1:], dy.dtype)
         elementwise.flat_to_nhwc(dy, dx)
         return dx
 
 
-class _Dropout(_Parameterless):
+class _Dropout(_Buffers):
     def __init__(self, layer):
         self.layer = layer
 
@@ -199,15 +203,15 @@ class _Dropout(_Parameterless):
         u = self.layer.rng.random(shape, dtype=np.float64)
         if x.ndim == 4:
             u = np.ascontiguousarray(u.transpose(0, 2, 3, 1))
-        y = _empty(x.shape, x.dtype)
-        self.mask = _empty(x.shape, x.dtype)
+        y = self._buffer("_y", x.shape, x.dtype)
+        self.mask = self._buffer("_mask", x.shape, x.dtype)
         elementwise.dropout_forward(x, cuda.to_device(u), self.layer.rate, y, self.mask)
         return y
 
     def backward(self, dy, param_grads, input_grad):
         if self.mask is None:
             return dy
-        dx = _empty(dy.shape, dy.dtype)
+        dx = self._buffer("_dx", dy.shape, dy.dtype)
         elementwise.mask_backward(dy, self.mask, dx)
         return dx
 

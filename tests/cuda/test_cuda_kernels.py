@@ -154,19 +154,34 @@ def test_cw_track_equals_the_reference(n, m, dtype, seed):
         np.testing.assert_array_equal(got, want)
 
 
-@few           # up to 3 x 3 tiles of 16 on the simulator's 2 blocks: edge tiles, grid stride
-@given(st.integers(1, 40), st.integers(1, 40), st.integers(1, 40), st.booleans(), st.booleans(),
-       st.booleans(), DTYPES, SEEDS)
-def test_gemm_equals_the_reference(rows, inner, cols, trans_a, trans_b, accumulate, dtype, seed):
+@few           # up to 2 x 2 tiles of 64 on the simulator's 2 blocks: edge tiles, grid stride;
+@given(st.integers(1, 100), st.integers(1, 80), st.integers(1, 100), st.booleans(),
+       st.booleans(), st.booleans(), st.sampled_from([None, 1, 2, 3]), DTYPES, SEEDS)
+def test_gemm_equals_the_reference(rows, inner, cols, trans_a, trans_b, accumulate, splits, dtype,
+                                   seed):
+    """splits: the inner dimension shared by that many blocks (DEPTH-deep pieces: inner 80
+    gives up to 3 splits, the last one shorter), then summed in order."""
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((inner, rows) if trans_a else (rows, inner)).astype(dtype)
     b = rng.standard_normal((cols, inner) if trans_b else (inner, cols)).astype(dtype)
     start = rng.standard_normal((rows, cols)).astype(dtype)
     out = [start.copy(), start.copy()]
     ref_dense.gemm(a, b, out[0], trans_a, trans_b, accumulate)
-    dense.gemm(a, b, out[1], trans_a, trans_b, accumulate)
+    dense.gemm(a, b, out[1], trans_a, trans_b, accumulate, splits=splits)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out[1], out[0], rtol=tol, atol=tol)
+
+
+def test_gemm_splits_only_small_outputs_with_a_long_inner_dimension():
+    """A convolution's weight gradient at batch 128 (32 x 9 outputs over 86,528 rows) is
+    split; a forward GEMM with thousands of tiles, or a short inner dimension, is not."""
+    assert dense.split_count(1, 86528) == dense.SPLIT_TARGET
+    assert dense.split_count(5, 73728) == -(-dense.SPLIT_TARGET // 5)
+    assert dense.split_count(1, 600) == 600 // dense.MIN_SPLIT_DEPTH
+    assert dense.split_count(1152, 288) == 1
+    assert dense.split_count(2, 300) == 1
+    with pytest.raises(ValueError, match="splits must be a positive integer, got 0"):
+        dense.gemm(np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 2)), splits=0)
 
 
 def test_gemm_rejects_mismatched_shapes():
@@ -175,8 +190,8 @@ def test_gemm_rejects_mismatched_shapes():
 
 
 @few
-@given(st.integers(1, 40), st.integers(1, 6), DTYPES, SEEDS)
-def test_bias_add_and_column_sum_equal_the_reference(rows, features, dtype, seed):
+@given(st.integers(1, 40), st.integers(1, 6), st.sampled_from([None, 1, 3]), DTYPES, SEEDS)
+def test_bias_add_and_column_sum_equal_the_reference(rows, features, parts, dtype, seed):
     rng = np.random.default_rng(seed)
     y = rng.standard_normal((rows, features)).astype(dtype)
     b = rng.standard_normal(features).astype(dtype)
@@ -186,7 +201,7 @@ def test_bias_add_and_column_sum_equal_the_reference(rows, features, dtype, seed
     np.testing.assert_array_equal(out[1], out[0])
     sums = [nan_like(features, dtype) for _ in range(2)]
     ref_dense.column_sum(y, sums[0])
-    dense.column_sum(y, sums[1])
+    dense.column_sum(y, sums[1], parts=parts)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(sums[1], sums[0], rtol=tol, atol=tol)
 
