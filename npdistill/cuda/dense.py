@@ -17,6 +17,8 @@ WORK = 4
 BLOCK = TILE * WORK
 DEPTH = 16
 LOADS = DEPTH * BLOCK // (TILE * TILE)        # elements each thread stages per operand and step
+PADDED = BLOCK + 1        # shared rows one longer: fewer bank conflicts (a module constant:
+                          # Numba takes a shared array's shape only as compile-time literals)
 MAX_TILE_BLOCKS = 2 if SIMULATED else 65535
 # Split-K: an output of few tiles with a long inner dimension (a convolution's weight
 # gradient: 32 x 9 values summed over 86,528 rows at batch 128) would keep a handful of
@@ -32,8 +34,8 @@ def _make_gemm(element):
     def gemm(a, b, out, trans_a, trans_b, accumulate, zero, k_chunk):
         # out (S, rows, cols): out[s] = op(a)[:, ks] @ op(b)[ks, :] over the inner range ks of
         # split s = blockIdx.y (k_chunk wide); with one split and ``accumulate``, out[0] += it
-        tile_a = cuda.shared.array((DEPTH, BLOCK + 1), element)    # [k, m] = op(a)[row0 + m, k]
-        tile_b = cuda.shared.array((DEPTH, BLOCK + 1), element)    # [k, n] = op(b)[k, col0 + n]
+        tile_a = cuda.shared.array((DEPTH, PADDED), element)     # [k, m] = op(a)[row0 + m, k]
+        tile_b = cuda.shared.array((DEPTH, PADDED), element)     # [k, n] = op(b)[k, col0 + n]
         acc = cuda.local.array((WORK, WORK), element)
         ra = cuda.local.array(WORK, element)
         rb = cuda.local.array(WORK, element)
