@@ -6,19 +6,16 @@ from numba import cuda, float32, float64
 
 from ._launch import SIMULATED, THREADS, block_sum, blocks, launch
 
-# A TILE x TILE block of threads computes a BLOCK x BLOCK tile of the output, each thread a
-# WORK x WORK grid of it held in registers (rows ty + TILE * i, columns tx + TILE * j), from
-# DEPTH-deep slices of op(a) and op(b) staged in shared memory: per inner step a thread reads
-# 2 * WORK shared values for WORK * WORK multiply-adds (one output per thread read 2 for 1,
-# and shared-memory reads bounded it). The simulator runs the same 256 threads: its cost is
-# per barrier round, not per thread.
+# A TILE x TILE block of threads computes a block x block tile of the output (block = TILE *
+# work), each thread a work x work grid of it held in registers (rows ty + TILE * i, columns
+# tx + TILE * j), from DEPTH-deep slices of op(a) and op(b) staged in shared memory: per inner
+# step a thread reads 2 * work shared values for work * work multiply-adds (with one output
+# per thread, 2 reads per multiply-add bound the kernel). WORK, the default, is 1 on the
+# simulator: it interprets every thread's arithmetic in Python, and 4 made the tests of the
+# device passes several times slower. The kernel tests run both.
 TILE = 16
-WORK = 4
-BLOCK = TILE * WORK
 DEPTH = 16
-LOADS = DEPTH * BLOCK // (TILE * TILE)        # elements each thread stages per operand and step
-PADDED = BLOCK + 1        # shared rows one longer: fewer bank conflicts (a module constant:
-                          # Numba takes a shared array's shape only as compile-time literals)
+WORK = 1 if SIMULATED else 4
 MAX_TILE_BLOCKS = 2 if SIMULATED else 65535
 # Split-K: an output of few tiles with a long inner dimension (a convolution's weight
 # gradient: 32 x 9 values summed over 86,528 rows at batch 128) would keep a handful of
@@ -29,16 +26,20 @@ SPLIT_TARGET = 264
 MIN_SPLIT_DEPTH = 256
 
 
-def _make_gemm(element):
+def _make_gemm(element, work):
+    block = TILE * work
+    padded = block + 1          # shared rows one longer: fewer bank conflicts
+    loads = DEPTH * block // (TILE * TILE)      # elements a thread stages per operand and step
+
     @cuda.jit
     def gemm(a, b, out, trans_a, trans_b, accumulate, zero, k_chunk):
         # out (S, rows, cols): out[s] = op(a)[:, ks] @ op(b)[ks, :] over the inner range ks of
         # split s = blockIdx.y (k_chunk wide); with one split and ``accumulate``, out[0] += it
-        tile_a = cuda.shared.array((DEPTH, PADDED), element)     # [k, m] = op(a)[row0 + m, k]
-        tile_b = cuda.shared.array((DEPTH, PADDED), element)     # [k, n] = op(b)[k, col0 + n]
-        acc = cuda.local.array((WORK, WORK), element)
-        ra = cuda.local.array(WORK, element)
-        rb = cuda.local.array(WORK, element)
+        tile_a = cuda.shared.array((DEPTH, padded), element)     # [k, m] = op(a)[row0 + m, k]
+        tile_b = cuda.shared.array((DEPTH, padded), element)     # [k, n] = op(b)[k, col0 + n]
+        acc = cuda.local.array((work, work), element)
+        ra = cuda.local.array(work, element)
+        rb = cuda.local.array(work, element)
         tx, ty = cuda.threadIdx.x, cuda.threadIdx.y
         tid = ty * TILE + tx
         split = cuda.blockIdx.y
@@ -46,19 +47,19 @@ def _make_gemm(element):
         inner = a.shape[0] if trans_a else a.shape[1]
         k_begin = split * k_chunk
         k_end = min(inner, k_begin + k_chunk)
-        tiles_across = (cols + BLOCK - 1) // BLOCK
-        n_tiles = tiles_across * ((rows + BLOCK - 1) // BLOCK)
+        tiles_across = (cols + block - 1) // block
+        n_tiles = tiles_across * ((rows + block - 1) // block)
         for tile in range(cuda.blockIdx.x, n_tiles, cuda.gridDim.x):   # grid-stride over tiles
-            row0 = (tile // tiles_across) * BLOCK
-            col0 = (tile % tiles_across) * BLOCK
-            for i in range(WORK):
-                for j in range(WORK):
+            row0 = (tile // tiles_across) * block
+            col0 = (tile % tiles_across) * block
+            for i in range(work):
+                for j in range(work):
                     acc[i, j] = zero
             for k0 in range(k_begin, k_end, DEPTH):
-                for e in range(LOADS):          # neighbouring threads read neighbouring addresses
+                for e in range(loads):          # neighbouring threads read neighbouring addresses
                     idx = tid + e * TILE * TILE
                     if trans_a:                 # a (inner, rows)
-                        m, k = idx % BLOCK, idx // BLOCK
+                        m, k = idx % block, idx // block
                         ok = k0 + k < k_end and row0 + m < rows
                         tile_a[k, m] = a[k0 + k, row0 + m] if ok else zero
                     else:                       # a (rows, inner)
@@ -70,22 +71,22 @@ def _make_gemm(element):
                         ok = k0 + k < k_end and col0 + n < cols
                         tile_b[k, n] = b[col0 + n, k0 + k] if ok else zero
                     else:                       # b (inner, cols)
-                        n, k = idx % BLOCK, idx // BLOCK
+                        n, k = idx % block, idx // block
                         ok = k0 + k < k_end and col0 + n < cols
                         tile_b[k, n] = b[k0 + k, col0 + n] if ok else zero
                 cuda.syncthreads()
                 for kk in range(DEPTH):
-                    for i in range(WORK):
+                    for i in range(work):
                         ra[i] = tile_a[kk, ty + TILE * i]
-                    for j in range(WORK):
+                    for j in range(work):
                         rb[j] = tile_b[kk, tx + TILE * j]
-                    for i in range(WORK):
-                        for j in range(WORK):
+                    for i in range(work):
+                        for j in range(work):
                             acc[i, j] += ra[i] * rb[j]
                 cuda.syncthreads()
-            for i in range(WORK):
+            for i in range(work):
                 row = row0 + ty + TILE * i
-                for j in range(WORK):
+                for j in range(work):
                     col = col0 + tx + TILE * j
                     if row < rows and col < cols:
                         if accumulate:
@@ -95,7 +96,8 @@ def _make_gemm(element):
     return gemm
 
 
-_GEMM = {np.dtype(np.float32): _make_gemm(float32), np.dtype(np.float64): _make_gemm(float64)}
+_GEMM = {(np.dtype(dtype), work): _make_gemm(element, work)
+         for dtype, element in ((np.float32, float32), (np.float64, float64)) for work in (1, 4)}
 
 
 @cuda.jit
@@ -163,10 +165,11 @@ def split_count(tiles, inner):
     return min(-(-SPLIT_TARGET // tiles), inner // MIN_SPLIT_DEPTH)
 
 
-def gemm(a, b, out, trans_a=False, trans_b=False, accumulate=False, splits=None):
+def gemm(a, b, out, trans_a=False, trans_b=False, accumulate=False, splits=None, work=WORK):
     """out = op(a) @ op(b) (or out += ... when ``accumulate``); op transposes when asked.
 
-    splits: how many blocks share the inner dimension (None: chosen by split_count).
+    splits: how many blocks share the inner dimension (None: chosen by split_count);
+    work: outputs per thread along each side of a tile (1 or 4).
     """
     rows_a, inner = (a.shape[1], a.shape[0]) if trans_a else a.shape
     inner_b, cols_b = (b.shape[1], b.shape[0]) if trans_b else b.shape
@@ -176,7 +179,10 @@ def gemm(a, b, out, trans_a=False, trans_b=False, accumulate=False, splits=None)
     rows, cols = out.shape
     if not (rows and cols):
         return
-    tiles = ((cols + BLOCK - 1) // BLOCK) * ((rows + BLOCK - 1) // BLOCK)
+    if work not in (1, 4):
+        raise ValueError(f"gemm: work must be 1 or 4, got {work!r}")
+    block = TILE * work
+    tiles = ((cols + block - 1) // block) * ((rows + block - 1) // block)
     if splits is None:
         splits = split_count(tiles, inner)
     if not isinstance(splits, (int, np.integer)) or isinstance(splits, bool) or splits < 1:
@@ -184,7 +190,7 @@ def gemm(a, b, out, trans_a=False, trans_b=False, accumulate=False, splits=None)
     k_chunk = -(-max(inner, 1) // int(splits))
     k_chunk = -(-k_chunk // DEPTH) * DEPTH                  # whole DEPTH steps per split
     splits = max(1, -(-inner // k_chunk))                   # and no split left empty
-    kernel, zero = _GEMM[np.dtype(out.dtype)], out.dtype.type(0)
+    kernel, zero = _GEMM[np.dtype(out.dtype), work], out.dtype.type(0)
     grid = (min(tiles, MAX_TILE_BLOCKS), splits)
     if splits == 1:
         launch(kernel, grid, (TILE, TILE), (a, b, out.reshape(1, rows, cols), bool(trans_a),

@@ -154,20 +154,22 @@ def test_cw_track_equals_the_reference(n, m, dtype, seed):
         np.testing.assert_array_equal(got, want)
 
 
-@few           # up to 2 x 2 tiles of 64 on the simulator's 2 blocks: edge tiles, grid stride;
-@given(st.integers(1, 100), st.integers(1, 80), st.integers(1, 100), st.booleans(),
-       st.booleans(), st.booleans(), st.sampled_from([None, 1, 2, 3]), DTYPES, SEEDS)
-def test_gemm_equals_the_reference(rows, inner, cols, trans_a, trans_b, accumulate, splits, dtype,
-                                   seed):
+@few           # with work 4, up to 2 x 2 tiles of 64 on the simulator's 2 blocks: edge tiles,
+@given(st.integers(1, 100), st.integers(1, 80), st.integers(1, 100), st.booleans(),  # grid stride
+       st.booleans(), st.booleans(), st.sampled_from([None, 1, 2, 3]), st.sampled_from([1, 4]),
+       DTYPES, SEEDS)
+def test_gemm_equals_the_reference(rows, inner, cols, trans_a, trans_b, accumulate, splits, work,
+                                   dtype, seed):
     """splits: the inner dimension shared by that many blocks (DEPTH-deep pieces: inner 80
-    gives up to 3 splits, the last one shorter), then summed in order."""
+    gives up to 3 splits, the last one shorter), then summed in order; work: outputs per
+    thread along each side (4 on a GPU, 1 on the simulator by default)."""
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((inner, rows) if trans_a else (rows, inner)).astype(dtype)
     b = rng.standard_normal((cols, inner) if trans_b else (inner, cols)).astype(dtype)
     start = rng.standard_normal((rows, cols)).astype(dtype)
     out = [start.copy(), start.copy()]
     ref_dense.gemm(a, b, out[0], trans_a, trans_b, accumulate)
-    dense.gemm(a, b, out[1], trans_a, trans_b, accumulate, splits=splits)
+    dense.gemm(a, b, out[1], trans_a, trans_b, accumulate, splits=splits, work=work)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out[1], out[0], rtol=tol, atol=tol)
 
@@ -182,6 +184,8 @@ def test_gemm_splits_only_small_outputs_with_a_long_inner_dimension():
     assert dense.split_count(2, 300) == 1
     with pytest.raises(ValueError, match="splits must be a positive integer, got 0"):
         dense.gemm(np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 2)), splits=0)
+    with pytest.raises(ValueError, match="work must be 1 or 4, got 2"):
+        dense.gemm(np.ones((2, 3)), np.ones((3, 2)), np.ones((2, 2)), work=2)
 
 
 def test_gemm_rejects_mismatched_shapes():
