@@ -154,15 +154,15 @@ def test_cw_track_equals_the_reference(n, m, dtype, seed):
         np.testing.assert_array_equal(got, want)
 
 
-@few           # with work 4, up to 2 x 2 tiles of 64 on the simulator's 2 blocks: edge tiles,
-@given(st.integers(1, 100), st.integers(1, 80), st.integers(1, 100), st.booleans(),  # grid stride
+@few           # up to 7 x 7 tiles of 16 (work 4 on the simulator's 4 x 4 threads) on its 2 blocks:
+@given(st.integers(1, 100), st.integers(1, 80), st.integers(1, 100), st.booleans(),  # grid stride,
        st.booleans(), st.booleans(), st.sampled_from([None, 1, 2, 3]), st.sampled_from([1, 4]),
        DTYPES, SEEDS)
 def test_gemm_equals_the_reference(rows, inner, cols, trans_a, trans_b, accumulate, splits, work,
                                    dtype, seed):
     """splits: the inner dimension shared by that many blocks (DEPTH-deep pieces: inner 80
     gives up to 3 splits, the last one shorter), then summed in order; work: outputs per
-    thread along each side (4 on a GPU, 1 on the simulator by default)."""
+    thread along each side (WORK = 4 by default)."""
     rng = np.random.default_rng(seed)
     a = rng.standard_normal((inner, rows) if trans_a else (rows, inner)).astype(dtype)
     b = rng.standard_normal((cols, inner) if trans_b else (inner, cols)).astype(dtype)

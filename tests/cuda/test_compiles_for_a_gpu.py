@@ -1,0 +1,157 @@
+"""Every CUDA kernel, with the argument types the library launches it with, compiles for a
+real GPU (PTX for an H100, sm_90, through NVVM; no GPU needed).
+
+The simulator interprets the kernels as Python and types nothing: it accepted a shared
+array whose shape was an expression (``BLOCK + 1``), which Numba's compiler refuses and only
+a real GPU showed. Here short runs of training (hard and soft labels), JSMA, CW L2 and
+CW L-infinity on the simulator, in float32 and float64, record every kernel launch and its
+argument types; a child process without the simulator then compiles each signature.
+NVVM comes with numba-cuda[cu12] (the test extra); under CI its absence fails the test.
+"""
+import inspect
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import npdistill as nd
+from npdistill import kernels
+
+pytest.importorskip("numba.cuda", reason="numba-cuda not installed (pip install -e '.[test]')")
+from npdistill.cuda import _launch, dense  # noqa: E402
+from tests.cuda.test_device_model import small_net  # noqa: E402
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not _launch.SIMULATED, reason="records launches on the simulator")]
+
+def identity(f):
+    """What tells apart the kernels one factory makes (dense._make_gemm: the element type
+    and the outputs per thread; the sizes it derives from TILE differ on the simulator)."""
+    cells = zip(f.__code__.co_freevars, f.__closure__ or ())
+    return {name: repr(c.cell_contents) for name, c in cells if name in ("element", "work")}
+
+
+COMPILE = inspect.getsource(identity) + r"""
+import importlib, json, sys
+import numpy as np
+from numba import cuda, from_dtype, types
+try:
+    from numba.cuda.cudadrv import nvvm
+    nvvm.NVVM()
+except Exception as exc:
+    print(json.dumps({"skip": f"NVVM is not available ({exc}): pip install 'numba-cuda[cu12]'"}))
+    sys.exit()
+
+# a kernel's device functions are compiled for the current device's compute capability:
+# with no GPU here, say it is an H100's (numba-cuda's dispatcher asks get_current_device)
+import types as pytypes
+from numba.cuda import dispatcher
+dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capability=(9, 0))
+
+def argument_type(d):
+    if d[0] == "array":
+        return types.Array(from_dtype(np.dtype(d[1])), d[2], d[3])
+    return types.boolean if d[1] == "bool" else getattr(types, d[1])
+
+kernels = {}
+for module in {k["module"] for k in json.load(open(sys.argv[1]))}:
+    for value in vars(importlib.import_module(module)).values():
+        for v in (value.values() if isinstance(value, dict) else [value]):
+            if hasattr(v, "py_func") and not v.targetoptions.get("device"):
+                key = json.dumps(identity(v.py_func), sort_keys=True)
+                kernels[(module, v.py_func.__qualname__, key)] = v
+failures, compiled = [], 0
+for k in json.load(open(sys.argv[1])):
+    kernel = kernels[(k["module"], k["qualname"], json.dumps(k["closure"], sort_keys=True))]
+    signature = tuple(argument_type(d) for d in k["args"])
+    try:
+        cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
+        compiled += 1
+    except Exception as exc:
+        failures.append(f"{k['qualname']}{signature}: {str(exc)[:400]}")
+print(json.dumps({"compiled": compiled, "failures": failures}))
+"""
+
+
+def describe(value):
+    """A JSON description of a kernel argument's Numba type."""
+    array = getattr(value, "_ary", value)                  # the simulator's device arrays
+    if isinstance(array, np.ndarray):
+        layout = "C" if array.flags.c_contiguous else "F" if array.flags.f_contiguous else "A"
+        return ["array", array.dtype.str, array.ndim, layout]
+    from numba import typeof
+    return ["scalar", str(typeof(value))]
+
+
+def record_launches(monkeypatch):
+    """{key: launch} of every kernel launched from now on (device functions aside)."""
+    from numba.cuda.simulator import kernel as simulated
+    launches = {}
+    real_call = simulated.FakeCUDAKernel.__call__
+
+    def recording(self, *args):
+        if not self._device:
+            launch = {"module": self.fn.__module__, "qualname": self.fn.__qualname__,
+                      "closure": identity(self.fn),
+                      "args": [describe(a) for a in args]}
+            launches[json.dumps(launch)] = launch
+        return real_call(self, *args)
+    monkeypatch.setattr(simulated.FakeCUDAKernel, "__call__", recording)
+    return launches
+
+
+def defined_kernels():
+    """(module, qualname) of every kernel the npdistill.cuda modules define."""
+    import importlib
+    from numba.cuda.simulator import kernel as simulated
+    found = set()
+    for name in ("attacks", "conv", "cw", "dense", "elementwise", "pool", "saliency"):
+        module = importlib.import_module(f"npdistill.cuda.{name}")
+        for value in vars(module).values():
+            for v in (value.values() if isinstance(value, dict) else [value]):
+                if isinstance(v, simulated.FakeCUDAKernel) and not v._device:
+                    found.add((v.fn.__module__, v.fn.__qualname__))
+    return found
+
+
+def test_every_kernel_the_library_launches_compiles_for_an_h100(monkeypatch, tmp_path):
+    rng = np.random.default_rng(0)
+    launches = record_launches(monkeypatch)
+    kernels.use("cuda")
+    x = rng.random((4, 2, 5, 5))
+    y = rng.integers(0, 3, 4)
+    soft = rng.dirichlet(np.ones(3), 4)
+    for dtype in (np.float32, np.float64):
+        xd = x.astype(dtype)
+        # hard labels; soft ones (distillation) at float32, the dtype nets train in
+        for target, T in ((y, 1.0),) + (((soft.astype(dtype), 5.0),) if dtype == np.float32 else ()):
+            nd.train(small_net(dtype), (xd, target), epochs=1, batch_size=3, seed=0,
+                     temperature=T, progress=False)
+        model = small_net(dtype, seed=4)
+        goal = (model.predict(xd) + 1) % 3
+        nd.attacks.jsma(model, xd[:2], goal[:2], gamma=0.1, progress=False)  # both saliencies:
+        nd.attacks.cw_l2(model, xd[:2], target=goal[:2], c=1.0, max_iterations=2,  # same types
+                         binary_search_steps=1, progress=False)
+        nd.attacks.cw_linf(model, xd[:1], target=goal[:1], c=1.0, largest_const=2.0,
+                           max_iterations=2, progress=False)
+        a, b = rng.random((3, 40)).astype(dtype), rng.random((40, 2)).astype(dtype)
+        dense.gemm(a, b, np.empty((3, 2), dtype), splits=2)   # a weight gradient's split
+    missing = defined_kernels() - {(k["module"], k["qualname"]) for k in launches.values()}
+    assert not missing, f"kernels this test never launched (add them to its runs): {missing}"
+
+    path = tmp_path / "launches.json"
+    path.write_text(json.dumps(list(launches.values())))
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    child = subprocess.run([sys.executable, "-c", COMPILE, str(path)], capture_output=True,
+                           text=True, env=env, timeout=900)
+    assert child.returncode == 0, child.stderr[-3000:]
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    if "skip" in result:
+        if os.environ.get("CI"):
+            pytest.fail(result["skip"])
+        pytest.skip(result["skip"])
+    assert result["failures"] == []
+    assert result["compiled"] == len(launches)
