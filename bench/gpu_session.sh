@@ -10,9 +10,11 @@
 # <stage>.log; each stage is bounded by <STAGE>_TIMEOUT seconds (e.g. TESTS_TIMEOUT;
 # default 540).
 #
-# Optional wheels (the peers: ART, torchattacks) are installed from .whl/ when
-# that folder exists; NPDISTILL_DATA and NPDISTILL_BENCH_CACHE default to
-# .devshare/data and .devshare/bench when those exist (what a session carries).
+# Wheels in .whl/ are installed first when that folder exists: the peers (ART,
+# torchattacks) and, on an image whose numpy is 2.5 or later, a numpy 2.4 wheel
+# (numba-cuda 0.30.4 fails at its first compile on numpy 2.5: np.row_stack is gone).
+# NPDISTILL_DATA and NPDISTILL_BENCH_CACHE default to .devshare/data and
+# .devshare/bench when those exist (what a session carries: see bench/RESULTS.md, GPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 LOGS="${OUT:-bench/gpu_logs}"
