@@ -43,8 +43,8 @@ def c_ordered(a):
 class _Buffers:
     """A layer's outputs and gradients live in device arrays it keeps from pass to pass
     (allocated again only when a shape changes): an array a pass returns is overwritten by
-    the layer's next pass of that kind. Numba allocates with cudaMalloc, which cost more
-    than some of the kernels."""
+    the layer's next pass of that kind. Numba's device_array is a cudaMalloc each time;
+    a pass now makes none."""
     params = grads = {}
 
     def _buffer(self, attr, shape, dtype):
@@ -226,7 +226,9 @@ class DeviceModel:
     forward(x) takes and returns device arrays (x channels-last (N, H, W, C), or
     (N, D) for a Dense-first net); ``logits`` / ``input_gradient`` / ``predict``
     take and return NumPy arrays in the host's NCHW convention. Parameter updates
-    made on the device reach ``model`` with ``to_host()``.
+    made on the device reach ``model`` with ``to_host()``. The device arrays that
+    forward and backward return are the layers' buffers: the next pass overwrites them
+    (copy one to keep it).
     """
 
     def __init__(self, model):
