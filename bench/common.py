@@ -7,11 +7,16 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 import npdistill as nd
+
+# numba-cuda warns of low occupancy on every small launch (a batch of a few images):
+# on a GPU that flooded the benches' output and hid their figures
+warnings.filterwarnings("ignore", message=r".*Grid size \d+ will likely result in GPU under-utilization")
 
 CACHE = Path(os.environ.get("NPDISTILL_BENCH_CACHE", Path.home() / ".cache" / "npdistill" / "bench"))
 
