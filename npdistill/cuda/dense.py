@@ -26,6 +26,21 @@ SPLIT_TARGET = 264
 MIN_SPLIT_DEPTH = 256
 
 
+@cuda.jit(device=True, inline="always")
+def _stage(tile, src, inner_last, idx, block, k0, k_end, start, extent, zero):
+    """Thread ``idx``'s element of a GEMM operand's DEPTH x block slice: tile[k, m] = the
+    operand's (start + m, k0 + k) entry (zero outside it), src being (extent, inner) when
+    ``inner_last`` else (inner, extent). Neighbouring threads read neighbouring addresses."""
+    if inner_last:
+        k, m = idx % DEPTH, idx // DEPTH
+        ok = k0 + k < k_end and start + m < extent
+        tile[k, m] = src[start + m, k0 + k] if ok else zero
+    else:
+        m, k = idx % block, idx // block
+        ok = k0 + k < k_end and start + m < extent
+        tile[k, m] = src[k0 + k, start + m] if ok else zero
+
+
 def _make_gemm(element, work):
     block = TILE * work
     padded = block + 1          # shared rows one longer: fewer bank conflicts
@@ -56,24 +71,10 @@ def _make_gemm(element, work):
                 for j in range(work):
                     acc[i, j] = zero
             for k0 in range(k_begin, k_end, DEPTH):
-                for e in range(loads):          # neighbouring threads read neighbouring addresses
+                for e in range(loads):
                     idx = tid + e * TILE * TILE
-                    if trans_a:                 # a (inner, rows)
-                        m, k = idx % block, idx // block
-                        ok = k0 + k < k_end and row0 + m < rows
-                        tile_a[k, m] = a[k0 + k, row0 + m] if ok else zero
-                    else:                       # a (rows, inner)
-                        k, m = idx % DEPTH, idx // DEPTH
-                        ok = k0 + k < k_end and row0 + m < rows
-                        tile_a[k, m] = a[row0 + m, k0 + k] if ok else zero
-                    if trans_b:                 # b (cols, inner)
-                        k, n = idx % DEPTH, idx // DEPTH
-                        ok = k0 + k < k_end and col0 + n < cols
-                        tile_b[k, n] = b[col0 + n, k0 + k] if ok else zero
-                    else:                       # b (inner, cols)
-                        n, k = idx % block, idx // block
-                        ok = k0 + k < k_end and col0 + n < cols
-                        tile_b[k, n] = b[k0 + k, col0 + n] if ok else zero
+                    _stage(tile_a, a, not trans_a, idx, block, k0, k_end, row0, rows, zero)
+                    _stage(tile_b, b, trans_b, idx, block, k0, k_end, col0, cols, zero)
                 cuda.syncthreads()
                 for kk in range(DEPTH):
                     for i in range(work):
