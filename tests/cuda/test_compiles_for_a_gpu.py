@@ -27,6 +27,7 @@ from tests.cuda.test_device_model import small_net  # noqa: E402
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not _launch.SIMULATED, reason="records launches on the simulator")]
 
+
 def identity(f):
     """What tells apart the kernels one factory makes (dense._make_gemm: the element type
     and the outputs per thread; the sizes it derives from TILE differ on the simulator)."""
@@ -42,7 +43,7 @@ try:
     from numba.cuda.cudadrv import nvvm
     nvvm.NVVM()
 except Exception as exc:
-    print(json.dumps({"skip": f"NVVM is not available ({exc}): pip install 'numba-cuda[cu12]'"}))
+    print(json.dumps({"skip": f"NVVM is not available ({exc}): pip install -e '.[test]'"}))
     sys.exit()
 
 # a kernel's device functions are compiled for the current device's compute capability:
@@ -65,7 +66,7 @@ for module in {k["module"] for k in json.load(open(sys.argv[1]))}:
                 kernels[(module, v.py_func.__qualname__, key)] = v
 failures, compiled = [], 0
 for k in json.load(open(sys.argv[1])):
-    kernel = kernels[(k["module"], k["qualname"], json.dumps(k["closure"], sort_keys=True))]
+    kernel = kernels[(k["module"], k["qualname"], json.dumps(k["identity"], sort_keys=True))]
     signature = tuple(argument_type(d) for d in k["args"])
     try:
         cuda.compile_ptx(kernel.py_func, signature, cc=(9, 0))
@@ -95,7 +96,7 @@ def record_launches(monkeypatch):
     def recording(self, *args):
         if not self._device:
             launch = {"module": self.fn.__module__, "qualname": self.fn.__qualname__,
-                      "closure": identity(self.fn),
+                      "identity": identity(self.fn),
                       "args": [describe(a) for a in args]}
             launches[json.dumps(launch)] = launch
         return real_call(self, *args)
