@@ -26,20 +26,6 @@ def _empty(shape, dtype):
     return cuda.device_array(tuple(int(s) for s in shape), dtype=dtype)
 
 
-def c_ordered(a):
-    """``a`` as a C-contiguous array with the strides of a new one (a copy only when needed).
-
-    NumPy flags an array C-contiguous whatever its strides along axes of length 1 (the
-    (N, H, W, 1) view of single-channel NCHW images); cuda.to_device keeps those strides
-    and Numba's device reshape then refuses the array ("operation requires copying").
-    """
-    a = np.ascontiguousarray(a)
-    strides = [a.itemsize]
-    for size in a.shape[:0:-1]:
-        strides.append(strides[-1] * size)
-    return a if a.strides == tuple(reversed(strides)) else a.copy()
-
-
 class _Buffers:
     """A layer's outputs and gradients live in device arrays it keeps from pass to pass
     (allocated again only when a shape changes): an array a pass returns is overwritten by
@@ -270,7 +256,7 @@ class DeviceModel:
 
     def to_device_images(self, x):
         """Host NCHW (or (N, D)) images as a device array in the device's layout."""
-        return cuda.to_device(c_ordered(kernels.channels_last(x) if x.ndim == 4 else x))
+        return cuda.to_device(kernels.channels_last(x) if x.ndim == 4 else np.ascontiguousarray(x))
 
     def forward(self, x, training=False):
         for layer in self.layers:

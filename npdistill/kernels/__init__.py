@@ -126,9 +126,16 @@ def conv_output_size(in_size, kernel, pad_before, pad_after):
 # without a copy (``channels_last`` is then free) and the GEMM output of a
 # convolution is already its result.
 def channels_last(x):
-    """The (N, H, W, C) C-contiguous array behind x (N, C, H, W); a copy only when needed."""
+    """The (N, H, W, C) C-contiguous array behind x (N, C, H, W); a copy only when needed.
+
+    It has the strides of a new array: NumPy calls the transposed view of single-channel
+    images contiguous whatever its last stride, and cuda.to_device keeps such strides,
+    which Numba's device reshape then refuses ("operation requires copying").
+    """
     xh = x.transpose(0, 2, 3, 1)
-    return xh if xh.flags.c_contiguous else np.ascontiguousarray(xh)
+    if xh.flags.c_contiguous:
+        return xh.reshape(-1).reshape(xh.shape)        # a view still, with standard strides
+    return np.ascontiguousarray(xh)
 
 
 def empty_nchw(shape, dtype):

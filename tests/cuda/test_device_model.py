@@ -63,8 +63,12 @@ def test_parameters_round_trip_between_layouts():
 
 def test_single_channel_images_reach_the_device_with_c_order_strides():
     """NumPy flags the (N, H, W, 1) view of (N, 1, H, W) images contiguous whatever its
-    last stride; on a real GPU Numba's reshape then refused MNIST's training set."""
+    last stride; on a real GPU Numba's reshape then refused MNIST's training set.
+    kernels.channels_last gives standard strides, still without a copy."""
     x = np.random.default_rng(0).random((3, 1, 4, 4)).astype(np.float32)
+    on_host = kernels.channels_last(x)
+    assert on_host.strides == (64, 16, 4, 4) and np.shares_memory(on_host, x)
+    np.testing.assert_array_equal(on_host, x.transpose(0, 2, 3, 1))
     net = nd.Sequential([layers.Conv2D(1, 2, 3), layers.Flatten(), layers.Dense(8, 2)], seed=0)
     on_device = DeviceModel(net).to_device_images(x)
     assert on_device.strides == (64, 16, 4, 4)
