@@ -110,6 +110,7 @@ def main():
     contenders = {"npdistill": lambda: ours(1)}
     torchattacks_rows = None
     if twin is not None:
+        # a twin of its own: Module.to moves in place, and ART's twin stays on the CPU
         attack = torchattacks_runner(torch, common.to_torch(model, torch), x, targets, args.c,
                                      steps, args.torch_device)
         if attack is not None:
@@ -130,7 +131,7 @@ def main():
         results["torchattacks"] = summarize(f"torchattacks CW ({args.torch_device})", seconds, x,
                                             adv.astype(np.float32), model, targets,
                                             sum(torchattacks_rows) // repeats)
-    m = min(n, args.art_images, 5 if args.quick else args.art_images)
+    m = min(n, args.art_images, 5) if args.quick else min(n, args.art_images)
     if twin is not None and m > 0:                                     # --art-images 0: no ART
         art = run_art(torch, twin, x[:m], targets[:m], args.c, steps, args.art_binary_steps,
                       model)

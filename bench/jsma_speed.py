@@ -57,6 +57,10 @@ def main():
     args = parser.parse_args()
     if args.torch_threads < 1:
         parser.error(f"--torch-threads must be at least 1, got {args.torch_threads}")
+    backends = args.backends.split(",")
+    unknown = sorted(set(backends) - set(nd.kernels.BACKENDS))
+    if unknown:
+        parser.error(f"--backends: unknown {unknown}; expected some of {nd.kernels.BACKENDS}")
     n = 20 if args.quick else args.images
 
     model = common.trained_mnist(path=args.model)
@@ -67,10 +71,6 @@ def main():
           f"{n} images, random targets, theta=1, gamma=0.145")
     results, examples = {}, {}
 
-    backends = args.backends.split(",")
-    unknown = sorted(set(backends) - set(nd.kernels.BACKENDS))
-    if unknown:
-        raise SystemExit(f"--backends: unknown {unknown}; expected some of {nd.kernels.BACKENDS}")
     for backend in backends:
         if backend not in nd.kernels.available():
             print(f"backend {backend} not available")
