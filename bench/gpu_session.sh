@@ -28,7 +28,7 @@ if [ -d .whl ]; then
         --target /tmp/site .whl/*.whl || exit 1
     export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
 fi
-export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+export PYTHONPATH="$PWD/src:$PWD:${PYTHONPATH:-}"   # src layout: the package, built in place
 python3 setup.py build_ext --inplace -j "$(nproc)" > "$LOGS/build.log" 2>&1 \
     || { tail -30 "$LOGS/build.log"; exit 1; }
 

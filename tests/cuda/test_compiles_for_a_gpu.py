@@ -6,7 +6,7 @@ array whose shape was an expression (``BLOCK + 1``), which Numba's compiler refu
 a real GPU showed. Here short runs of training (hard and soft labels), JSMA, CW L2 and
 CW L-infinity on the simulator, in float32 and float64, record every kernel launch and its
 argument types; a child process without the simulator then compiles each signature.
-NVVM comes with numba-cuda[cu12] (the test extra); under CI its absence fails the test.
+NVVM comes with the gpu-compile extra (nvidia-cuda-nvcc-cu12); under CI its absence fails the test.
 """
 import inspect
 import json
@@ -43,7 +43,7 @@ try:
     from numba.cuda.cudadrv import nvvm
     nvvm.NVVM()
 except Exception as exc:
-    print(json.dumps({"skip": f"NVVM is not available ({exc}): pip install -e '.[test]'"}))
+    print(json.dumps({"skip": f"NVVM is not available ({exc}): pip install -e '.[test,gpu-compile]'"}))
     sys.exit()
 
 # a kernel's device functions are compiled for the current device's compute capability:

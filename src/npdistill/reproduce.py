@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import attacks, datasets, metrics
+from ._checks import check_output_dir
 from .defenses.distillation import distill
 from .nn import architectures
 from .nn.model import load_model, read_archive, write_archive
@@ -81,9 +82,9 @@ def say(progress, message):
         print(f"reproduce: {message}", file=sys.stderr, flush=True)
 
 
-def load_data(data_path, train_limit):
+def load_data(data_path, train_limit, download=False):
     """MNIST ((x_train, y_train), (x_test, y_test)), the training split cut to train_limit."""
-    (x_train, y_train), test = datasets.load_mnist(data_path)
+    (x_train, y_train), test = datasets.load_mnist(data_path, download=download)
     if train_limit is not None:
         x_train, y_train = x_train[:train_limit], y_train[:train_limit]
     return (x_train, y_train), test
@@ -269,17 +270,19 @@ def measure_keys(settings, model, test):
     return attack_key, cw_key
 
 
-def reproduce(out_dir, settings=Settings(), data_path=None, progress=True):
+def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, download=False):
     """Run everything; write results.json, results.md and the figures into ``out_dir``.
 
-    Returns the results dict (also in results.json).
+    ``data_path``: the MNIST folder (default: $NPDISTILL_DATA/mnist, else the cache);
+    ``download``: fetch it there when missing. Returns the results dict (also in
+    results.json).
     """
     from . import plots                              # matplotlib only when plotting
 
     began = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir, "out_dir")
+    (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit, download)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit)
     say(progress, f"{len(x_train):,} training images, {len(x_test):,} test images, "
                    f"temperatures {list(settings.temperatures)}")
     models, trained = train_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir,

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import attacks, metrics
+from ._checks import check_output_dir
 from .defenses.adversarial_training import adversarial_training
 from .defenses.distillation import defensive_distillation
 from .defenses.gradient_regularization import gradient_regularization
@@ -177,14 +178,18 @@ def detection(model, settings, test, rng_seed, progress=True):
     return out
 
 
-def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, progress=True):
-    """Train or reload the four nets, measure, write results.json, results.md and figures."""
+def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, progress=True,
+                       download=False):
+    """Train or reload the four nets, measure, write results.json, results.md and figures.
+
+    ``data_path`` and ``download`` as in ``reproduce``.
+    """
     from . import plots
 
     began = time.perf_counter()
-    out_dir = Path(out_dir)
+    out_dir = check_output_dir(out_dir, "out_dir")
+    (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit, download)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit)
     say(progress, f"defenses: {len(x_train):,} training images, {len(x_test):,} test images")
     models = train_defended_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir,
                                    progress)

@@ -14,6 +14,7 @@ import gzip
 import hashlib
 import io
 import os
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -116,15 +117,27 @@ def _idx_split(folder, prefix):
     return x, labels.astype(np.int64)
 
 
+class DataNotFound(FileNotFoundError):
+    """A data set's files are not where they were looked for (and no download was asked for).
+
+    ``name``, ``folder`` and ``missing`` let a front end (the command line) say it in its
+    own words; the message says it in Python's.
+    """
+
+    def __init__(self, name, folder, missing):
+        self.name, self.folder, self.missing = name, Path(folder), list(missing)
+        super().__init__(f"{name}: {', '.join(self.missing)} not found in {self.folder}. "
+                         f"Pass path=, set NPDISTILL_DATA to a folder holding "
+                         f"{RESOURCES[name][0]}/, or use download=True")
+
+
 def _load_idx_dataset(name, path, download):
     files = list(RESOURCES[name][2])
     folder = _folder(name, path, files)
     missing = [f for f in files if _find(folder, f) is None]
     if missing:
         if not download:
-            raise FileNotFoundError(
-                f"{name}: {missing} not found in {folder}. Pass path=, set NPDISTILL_DATA to a "
-                f"folder holding {RESOURCES[name][0]}/, or use download=True")
+            raise DataNotFound(name, folder, missing)
         fetch(name, folder, missing)
     return _idx_split(folder, "train"), _idx_split(folder, "t10k")
 
@@ -160,8 +173,7 @@ def load_cifar10(path=None, download=False):
     missing = [f for f in CIFAR10_FILES if not (folder / f).is_file()]
     if missing:
         if not download:
-            raise FileNotFoundError(f"cifar-10: {missing} not found in {folder}. Pass path=, set "
-                                    f"NPDISTILL_DATA, or use download=True")
+            raise DataNotFound("cifar-10", folder, missing)
         fetch("cifar-10", folder, list(RESOURCES["cifar-10"][2]))
     train = [_read_cifar_batch(folder / f) for f in CIFAR10_FILES[:-1]]
     x_test, y_test = _read_cifar_batch(folder / CIFAR10_FILES[-1])
@@ -177,7 +189,9 @@ def _md5(data):
 def fetch(name, folder, files, mirrors=None, checksums=None, timeout=60):
     """Download ``files`` of data set ``name`` into ``folder``, verifying their MD5.
 
-    Tries each mirror in turn; a file whose checksum differs is never written.
+    Tries each mirror in turn, the one known to serve the files first; a mirror that
+    fails (HTTP 403, unreachable, a wrong checksum) costs a one-line note on stderr and
+    the next is tried. A file whose checksum differs is never written.
     ``mirrors`` / ``checksums`` default to the canonical ones in RESOURCES.
     """
     _, default_mirrors, default_checksums = RESOURCES[name]
@@ -187,19 +201,24 @@ def fetch(name, folder, files, mirrors=None, checksums=None, timeout=60):
     folder.mkdir(parents=True, exist_ok=True)
     for filename in files:
         errors = []
-        for mirror in mirrors:
+        for i, mirror in enumerate(mirrors):
             url = mirror.rstrip("/") + "/" + filename
-            print(f"npdistill: downloading {url}", flush=True)
+            then = "; trying the next mirror" if i + 1 < len(mirrors) else ""
+            print(f"npdistill: downloading {url}", file=sys.stderr, flush=True)
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
                     data = response.read()
             except (urllib.error.URLError, OSError) as exc:
                 errors.append(f"{url}: {exc}")
+                print(f"npdistill: {errors[-1]}{then}", file=sys.stderr)
                 continue
             digest = _md5(data)
             if digest != checksums[filename]:
                 errors.append(f"{url}: MD5 {digest}, expected {checksums[filename]}")
+                print(f"npdistill: {errors[-1]}{then}", file=sys.stderr)
                 continue
+            print(f"npdistill: {filename}: {len(data) / 1e6:.1f} MB, MD5 verified",
+                  file=sys.stderr)
             if filename.endswith(".tar.gz"):
                 _extract_cifar(data, folder, url)
             else:

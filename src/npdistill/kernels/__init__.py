@@ -78,42 +78,49 @@ def available():
     return tuple(name for name in reversed(BACKENDS) if name in _impl)
 
 
-def use(name):
-    """Make ``name`` ("numpy", "cython" or "cuda") the backend of every kernel."""
-    global _active
+def _checked(name, source):
+    """``name`` if it is a backend that can run here, else a ValueError naming ``source``."""
     if name not in BACKENDS:
-        raise ValueError(f"unknown backend {name!r}: expected one of {BACKENDS}")
+        raise ValueError(f"{source}: unknown backend {name!r}, expected one of {BACKENDS}")
     if name == "cuda":
         _load_cuda()
     if name not in _impl:
-        raise ValueError(f"backend {name!r} is not available: {_missing[name]}")
-    _active = name
+        raise ValueError(f"{source}: backend {name!r} is not available: {_missing[name]}")
+    return name
+
+
+def use(name):
+    """Make ``name`` ("numpy", "cython" or "cuda") the backend of every kernel.
+
+    It overrides ``NPDISTILL_BACKEND``, which is then never read.
+    """
+    global _active
+    _active = _checked(name, "use()")
 
 
 def backend():
-    """The name of the active backend."""
+    """The name of the active backend, chosen on first use (see the module's docstring)."""
+    global _active
+    if _active is None:
+        _active = _default_backend()
     return _active
 
 
 def _default_backend():
     requested = os.environ.get("NPDISTILL_BACKEND")
     if requested:
-        if requested not in BACKENDS:
-            raise ValueError(f"NPDISTILL_BACKEND={requested!r}: expected one of {BACKENDS}")
-        if requested == "cuda":
-            _load_cuda()
-        if requested not in _impl:
-            raise ValueError(f"NPDISTILL_BACKEND={requested!r} is not available: {_missing[requested]}")
-        return requested
+        return _checked(requested, "NPDISTILL_BACKEND")
     if _gpu_present() and _load_cuda():
         return "cuda"
     if "cython" in _missing:
         warnings.warn("npdistill: compiled kernels not found, running on the NumPy reference: "
-                      + _missing["cython"], RuntimeWarning, stacklevel=3)
+                      + _missing["cython"], RuntimeWarning, stacklevel=4)
     return available()[0]
 
 
-_active = _default_backend()
+# Chosen on first use, not at import: a bad NPDISTILL_BACKEND must not break `import
+# npdistill` or `npdistill --help`, and `use()` (the CLI's --backend) overrides it unread.
+_active = None
 
 
 def conv_output_size(in_size, kernel, pad_before, pad_after):
@@ -158,7 +165,7 @@ def im2col(x, kh, kw, pads, out=None):
     if oh < 1 or ow < 1:
         raise ValueError(f"a {kh}x{kw} kernel does not fit a {h}x{w} image with padding {pads}")
     out = _buffer((n * oh * ow, kh * kw * c), x.dtype, out)
-    _impl[_active]["conv"].im2col(channels_last(x), kh, kw, top, left, oh, ow, out)
+    _impl[backend()]["conv"].im2col(channels_last(x), kh, kw, top, left, oh, ow, out)
     return out
 
 
@@ -193,7 +200,7 @@ def col2im(cols, x_shape, kh, kw, pads, out=None):
     target = dx.transpose(0, 2, 3, 1)
     if dx.shape != tuple(x_shape) or not target.flags.c_contiguous:
         raise ValueError(f"col2im out must be a channels-last {tuple(x_shape)} array")
-    _impl[_active]["conv"].col2im(np.ascontiguousarray(cols), kh, kw, top, left, oh, ow, target)
+    _impl[backend()]["conv"].col2im(np.ascontiguousarray(cols), kh, kw, top, left, oh, ow, target)
     return dx
 
 
@@ -212,7 +219,7 @@ def saliency_pairs(alpha, beta, domain, increase=True):
     if not increase:
         alpha, beta = -alpha, -beta
     pairs = np.empty((len(alpha), 2), dtype=np.int64)
-    _impl[_active]["saliency"].pair_search(
+    _impl[backend()]["saliency"].pair_search(
         np.ascontiguousarray(alpha), np.ascontiguousarray(beta),
         np.ascontiguousarray(domain, dtype=np.uint8), pairs)
     return pairs
@@ -227,7 +234,7 @@ def maxpool_forward(x, size, argmax=None):
     out = empty_nchw((n, c, h // size, w // size), x.dtype)
     if argmax is None or argmax.shape != out.shape:
         argmax = empty_nchw(out.shape, np.int64)
-    _impl[_active]["pool"].maxpool_forward(channels_last(x), size, channels_last(out),
+    _impl[backend()]["pool"].maxpool_forward(channels_last(x), size, channels_last(out),
                                            channels_last(argmax))
     return out, argmax
 
@@ -251,7 +258,7 @@ def maxpool_backward(dy, argmax, x_shape, size):
     if len(dy) % len(argmax) or dy.shape[1:] != argmax.shape[1:]:
         raise ValueError(f"dy of shape {dy.shape} does not match argmax of shape {argmax.shape}")
     dx = empty_nchw(x_shape, dy.dtype)
-    _impl[_active]["pool"].maxpool_backward(channels_last(dy), channels_last(argmax), size,
+    _impl[backend()]["pool"].maxpool_backward(channels_last(dy), channels_last(argmax), size,
                                             channels_last(dx))
     return dx
 
@@ -278,7 +285,7 @@ def cw_margin(z, labels, targeted, kappa, const, loss, dz, success):
         _contiguous(name, a, dtype, 1)
     _contiguous("dz", dz, dtype, 2)
     _contiguous("success", success, np.uint8, 1)
-    _impl[_active]["cw"].cw_margin(z, labels, bool(targeted), float(kappa), const, loss, dz,
+    _impl[backend()]["cw"].cw_margin(z, labels, bool(targeted), float(kappa), const, loss, dz,
                                    success)
 
 
@@ -292,7 +299,7 @@ def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, bo
             raise ValueError(f"{name} must have shape {w.shape}, got {a.shape}")
     _contiguous("tau", tau, dtype, 1)
     _contiguous("dist", dist, dtype, 1)
-    _impl[_active]["cw"].cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm=norm,
+    _impl[backend()]["cw"].cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm=norm,
                                    step=int(step), lr=float(lr), boxmul=float(boxmul),
                                    lo=float(lo), hi=float(hi))
 
@@ -305,4 +312,4 @@ def cw_track(x, dist, success, step_best, best_dist, best_x):
     for name, a in (("dist", dist), ("step_best", step_best), ("best_dist", best_dist)):
         _contiguous(name, a, dtype, 1)
     _contiguous("success", success, np.uint8, 1)
-    _impl[_active]["cw"].cw_track(x, dist, success, step_best, best_dist, best_x)
+    _impl[backend()]["cw"].cw_track(x, dist, success, step_best, best_dist, best_x)

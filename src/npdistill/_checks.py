@@ -1,5 +1,8 @@
 """Input checks at the public boundary: clear errors naming what was expected and what came."""
 import numbers
+import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
@@ -94,3 +97,44 @@ def check_positive(value, name, *, integer=False):
     if not np.isfinite(value) or value <= 0:
         raise ValueError(f"{name} must be positive and finite, got {value}")
     return value
+
+
+# -- output paths: checked before long work starts, so that none is lost at its end --------
+def check_output_file(path, name, suffix=".npz"):
+    """A ``suffix`` file that can be written in an existing, writable folder: a Path."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path, got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name}: {path} is a folder; name a {suffix} file in it")
+    if path.suffix != suffix:
+        raise ValueError(f"{name} must name a {suffix} file, got {str(path)!r}")
+    if not path.parent.is_dir():
+        raise ValueError(f"{name}: the folder {path.parent} does not exist (create it first)")
+    _check_writable(path.parent, name)
+    return path
+
+
+def check_output_dir(path, name):
+    """A folder that exists and is writable, or can be created: a Path (nothing is created)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path, got {type(path).__name__}")
+    path = Path(path)
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file, not a folder" if existing == path else \
+            f"cannot be created: {existing} is a file"
+        raise ValueError(f"{name}: {path} {what}")
+    _check_writable(existing, name)
+    return path
+
+
+def _check_writable(folder, name):
+    """Write and remove a temporary file in ``folder``: what the real write will need."""
+    try:
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ValueError(f"{name}: cannot write in {folder}: {exc.strerror or exc}") from None

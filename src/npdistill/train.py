@@ -8,12 +8,11 @@ of epoch e replays exactly what an uninterrupted run would have done.
 import hashlib
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
 from . import kernels
-from ._checks import check_images, check_positive, check_targets
+from ._checks import check_images, check_output_dir, check_positive, check_targets
 from .nn.model import model_from_archive, read_archive, write_archive
 from .nn.optim import SGD
 from .nn.softmax import cross_entropy
@@ -114,7 +113,9 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
     history = {"loss": [], "train_accuracy": [], "val_accuracy": [], "lr": [], "seconds": [],
                "penalty": []}
     start_epoch = 0
-    checkpoint = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = check_output_dir(checkpoint_dir, "checkpoint_dir") / CHECKPOINT_NAME
     if checkpoint is not None and checkpoint.exists():
         start_epoch, history = _resume(model, optimizer, checkpoint, config)
         history.setdefault("penalty", [None] * start_epoch)     # checkpoints of 0.1

@@ -1,0 +1,273 @@
+"""npdistill's command line: train the papers' nets, reproduce their tables and figures.
+
+Run as ``npdistill COMMAND`` or ``python -m npdistill COMMAND``; ``COMMAND --help`` says more.
+Exit status: 0 success, 2 a usage error (a bad flag, an output path that cannot be
+written, no data where it was looked for), 1 a run that failed, 130 interrupted.
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import datasets, kernels
+from ._checks import check_output_dir, check_output_file
+from ._version import __version__
+from .nn import architectures
+from .train import train
+
+LOADERS = {"mnist": (datasets.load_mnist, architectures.papernot_mnist),
+           "fashion-mnist": (datasets.load_fashion_mnist, architectures.papernot_mnist),
+           "cifar10": (datasets.load_cifar10, architectures.papernot_cifar10)}
+BACKEND_WORDS = {"numpy": "the NumPy reference, not compiled",
+                 "cython": "compiled Cython kernels", "cuda": "Numba CUDA kernels"}
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot be done: exit status 2."""
+
+
+def _plural(n, word):
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
+
+
+def _choose_backend(args):
+    """--backend, else NPDISTILL_BACKEND, else the fastest here; say which, before any work."""
+    try:
+        if args.backend:
+            kernels.use(args.backend)
+        name = kernels.backend()
+    except ValueError as exc:
+        raise UsageError(f"{exc}" + ("" if args.backend else "; --backend overrides it")) \
+            from None
+    print(f"backend: {name} ({BACKEND_WORDS[name]})", file=sys.stderr)
+
+
+def _check_outputs(*paths):
+    """Check every output path, given as (check, value, flag), before any work starts."""
+    for check, value, flag in paths:
+        if value is not None:
+            try:
+                check(value, flag)
+            except (ValueError, TypeError) as exc:
+                raise UsageError(str(exc)) from None
+
+
+def _data_not_found(exc, env="NPDISTILL_DATA"):
+    """DataNotFound in the command line's words: the three ways to give data."""
+    files = ", ".join(exc.missing)
+    return (f"no {exc.name} data in {exc.folder} (missing {files}). Give it one of three ways:\n"
+            f"  --data FOLDER        a folder holding the {exc.name} files\n"
+            f"  {env}=ROOT  a folder holding {exc.folder.name}/ (for every command)\n"
+            f"  --download           fetch it into {exc.folder}, checksums verified")
+
+
+def _train_command(args):
+    _check_outputs((check_output_file, args.out, "--out"),
+                   (check_output_dir, args.checkpoint_dir, "--checkpoint-dir"))
+    _choose_backend(args)
+    load, architecture = LOADERS[args.dataset]
+    (x_train, y_train), (x_test, y_test) = load(args.data, download=args.download)
+    if args.limit is not None:
+        x_train, y_train = x_train[:args.limit], y_train[:args.limit]
+    print(f"{args.dataset}: {len(x_train):,} training and {len(x_test):,} test images",
+          file=sys.stderr)
+    model = architecture(seed=args.seed)
+    began = time.perf_counter()
+    model, history = train(model, (x_train, y_train), temperature=args.temperature,
+                           epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                           momentum=args.momentum, seed=args.seed,
+                           checkpoint_dir=args.checkpoint_dir, progress=not args.quiet)
+    seconds = time.perf_counter() - began
+    accuracy = float((model.predict(x_test) == y_test).mean())
+    if args.out:
+        model.save(args.out)
+        print(f"saved {args.out}", file=sys.stderr)
+    trained = sum(history["seconds"])          # this run's epochs (a resumed run skips some)
+    rate = len(history["seconds"]) * len(x_train) / trained if trained else float("nan")
+    print(f"trained {_plural(args.epochs, 'epoch')} at T={args.temperature:g} in "
+          f"{seconds:.1f} s ({rate:,.0f} samples/s, {kernels.backend()} backend)")
+    print(f"test accuracy: {accuracy:.2%} ({len(x_test):,} images)")
+    return 0
+
+
+def _reproduce_command(args):
+    from .reproduce import reproduce, settings_from
+
+    _check_outputs((check_output_dir, args.out, "--out"))
+    if args.defenses:
+        return _reproduce_defenses(args)
+    _choose_backend(args)
+    settings = settings_from(
+        args.quick, temperatures=tuple(int(t) if float(t).is_integer() else t for t in args.temperatures)
+        if args.temperatures else None,
+        epochs=args.epochs, train_limit=args.train_limit, seed=args.seed,
+        jsma_samples=args.jsma_samples, cw_images=args.cw_images,
+        cw_iterations=args.cw_iterations,
+        attacks=tuple(dict.fromkeys(args.attacks)) if args.attacks else None)
+    began = time.perf_counter()
+    reproduce(args.out, settings, data_path=args.data, progress=not args.quiet,
+              download=args.download)
+    print((args.out / "results.md").read_text())
+    print(f"reproduce finished in {(time.perf_counter() - began) / 60:.1f} min; "
+          f"results in {args.out}")
+    return 0
+
+
+def _reproduce_defenses(args):
+    from .reproduce_defenses import defense_settings_from, reproduce_defenses
+
+    ignored = [flag for flag, value in (("--temperatures", args.temperatures),
+                                        ("--jsma-samples", args.jsma_samples),
+                                        ("--attacks", args.attacks)) if value]
+    if ignored:
+        raise UsageError(f"{', '.join(ignored)} apply to the distillation reproduction, "
+                         f"not to --defenses")
+    _choose_backend(args)
+    settings = defense_settings_from(args.quick, epochs=args.epochs, train_limit=args.train_limit,
+                                     seed=args.seed, cw_images=args.cw_images,
+                                     cw_iterations=args.cw_iterations)
+    began = time.perf_counter()
+    reproduce_defenses(args.out, settings, data_path=args.data, progress=not args.quiet,
+                       download=args.download)
+    print((args.out / "results.md").read_text())
+    print(f"reproduce --defenses finished in {(time.perf_counter() - began) / 60:.1f} min; "
+          f"results in {args.out}")
+    return 0
+
+
+# -- the parser ------------------------------------------------------------------------
+def _number(kind, low, *, inclusive=False):
+    """An argparse type: a ``kind`` greater than ``low`` (or equal, with ``inclusive``)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
+                                             f", got {text!r}") from None
+        if not (value >= low if inclusive else value > low) or value != value:
+            raise argparse.ArgumentTypeError(f"expected a number {'>=' if inclusive else '>'} "
+                                             f"{low}, got {text}")
+        return value
+    parse.__name__ = kind.__name__          # argparse names the type in its messages
+    return parse
+
+
+positive_int, positive_float = _number(int, 0), _number(float, 0.0)
+count = _number(int, 0, inclusive=True)
+
+
+def _fraction(text):
+    value = _number(float, 0.0, inclusive=True)(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
+    return value
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows a flag's default where it has one (not None, not a bare switch's False)."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False \
+                or action.default is argparse.SUPPRESS \
+                or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _common_flags(p, dataset_words):
+    p.add_argument("--data", default=None, metavar="FOLDER",
+                   help=f"folder holding the {dataset_words} files, or a data root holding "
+                        f"its sub-folder (default: $NPDISTILL_DATA, else ~/.cache/npdistill)")
+    p.add_argument("--download", action="store_true",
+                   help="fetch missing data files into that folder (checksums verified)")
+    p.add_argument("--backend", choices=kernels.BACKENDS, default=None,
+                   help="the kernels to run on (default: $NPDISTILL_BACKEND, else the fastest "
+                        "here: cuda with a GPU, else cython)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def build_parser():
+    from .reproduce import ATTACK_CHOICES
+
+    parser = argparse.ArgumentParser(prog="npdistill", description=__doc__,
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"npdistill {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = commands.add_parser("train", formatter_class=_HelpFormatter,
+                            help="train one of the papers' nets and print its test accuracy",
+                            description="Train one of the papers' nets (Papernot et al., 2016) "
+                                        "and print its test accuracy.")
+    p.add_argument("--dataset", choices=sorted(LOADERS), default="mnist", help="the data set")
+    _common_flags(p, "data set's")
+    p.add_argument("--temperature", type=positive_float, default=1.0,
+                   help="softmax temperature of the training loss")
+    p.add_argument("--epochs", type=positive_int, default=2, help="passes over the training set")
+    p.add_argument("--seed", type=count, default=0,
+                   help="seeds the weights, the batch order and dropout")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="default: the paper's (128)")
+    p.add_argument("--lr", type=positive_float, default=None,
+                   help="learning rate (default: the paper's, 0.1 for MNIST)")
+    p.add_argument("--momentum", type=_fraction, default=None,
+                   help="SGD momentum (default: the paper's, 0.5 for MNIST)")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N",
+                   help="train on the first N images only (default: all)")
+    p.add_argument("--checkpoint-dir", default=None, metavar="FOLDER",
+                   help="save a checkpoint after every epoch, and resume from it (default: none)")
+    p.add_argument("--out", default=None, metavar="FILE.npz",
+                   help="write the trained model here (default: not saved)")
+    p.set_defaults(run=_train_command)
+
+    r = commands.add_parser("reproduce", formatter_class=_HelpFormatter,
+                            help="defensive distillation on MNIST: the papers' tables and figures",
+                            description="Defensive distillation on MNIST, end to end: the papers' "
+                                        "tables and figures. Trained models and measures in "
+                                        "OUT are reused, so an interrupted run resumes.")
+    r.add_argument("--out", required=True, type=Path, metavar="FOLDER",
+                   help="folder for results.json, results.md, the figures and the models")
+    r.add_argument("--quick", action="store_true",
+                   help="a few minutes: 3,000 training images, T in {1, 20, 100}, few attacks")
+    r.add_argument("--defenses", action="store_true",
+                   help="instead: undefended, distilled (T=50), adversarially trained and "
+                        "gradient-regularized nets under FGSM / TGSM, their transfer matrix, "
+                        "and the mutation-testing detector")
+    _common_flags(r, "MNIST")
+    r.add_argument("--temperatures", type=positive_float, nargs="+", default=None, metavar="T",
+                   help="default: 1 2 5 10 20 30 40 50 100 (--quick: 1 20 100)")
+    r.add_argument("--epochs", type=positive_int, default=None,
+                   help="per net (default 3; --quick 2)")
+    r.add_argument("--train-limit", type=positive_int, default=None, metavar="N",
+                   help="first N training images (default: all; --quick 3,000)")
+    r.add_argument("--seed", type=count, default=None, help="default 0")
+    r.add_argument("--jsma-samples", type=positive_int, default=None, metavar="N",
+                   help="N images x 9 targets (default 100; --quick 4)")
+    r.add_argument("--cw-images", type=positive_int, default=None, metavar="N",
+                   help="default 20 (--quick 3; --defenses 100, with --quick 8)")
+    r.add_argument("--cw-iterations", type=positive_int, default=None, metavar="N",
+                   help="Adam steps per binary-search step (default 1000; --quick 200, "
+                        "--defenses --quick 100)")
+    r.add_argument("--attacks", nargs="+", default=None, choices=ATTACK_CHOICES,
+                   help="default: jsma fgsm cw; cw_l2, cw_linf, cw_l0: one CW norm (measures "
+                        "already in OUT/measures are reused)")
+    r.set_defaults(run=_reproduce_command)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)      # exits 2 on a bad flag
+    try:
+        return args.run(args)
+    except UsageError as exc:
+        status, message = 2, str(exc)
+    except datasets.DataNotFound as exc:
+        status, message = 2, _data_not_found(exc)
+    except (ValueError, TypeError, OSError, FloatingPointError) as exc:
+        status, message = 1, str(exc)
+    except KeyboardInterrupt:              # 128 + SIGINT, the shells' convention
+        status, message = 130, "interrupted (train --checkpoint-dir and reproduce resume)"
+    print(f"npdistill: error: {message}", file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
