@@ -192,7 +192,8 @@ def build_parser():
     parser = argparse.ArgumentParser(prog="npdistill", description=__doc__,
                                      formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"npdistill {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     help="train or reproduce (COMMAND --help for its flags)")
     p = commands.add_parser("train", formatter_class=_HelpFormatter,
                             help="train one of the papers' nets and print its test accuracy",
                             description="Train one of the papers' nets (Papernot et al., 2016) "
