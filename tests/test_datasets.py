@@ -12,6 +12,7 @@ import pytest
 
 import npdistill as nd
 from npdistill import datasets
+from npdistill.__main__ import main
 
 
 def idx_bytes(array, code=0x08):
@@ -122,12 +123,24 @@ def test_cifar10_binary_batches(tmp_path):
 
 
 # -- download, against a server on loopback ---------------------------------------
+class Handler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder; answers 403 under /forbidden/, as a mirror that stopped serving does."""
+
+    def do_GET(self):
+        if self.path.startswith("/forbidden/"):
+            self.send_error(403)
+        else:
+            super().do_GET()
+
+    def log_message(self, *args):
+        pass
+
+
 @pytest.fixture
 def server(tmp_path):
     root = tmp_path / "served"
     root.mkdir()
-    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a: None
+    handler = partial(Handler, directory=str(root))
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -178,3 +191,25 @@ def test_download_cifar10_archive(tmp_path, server, monkeypatch):
     (x, _), (xt, _) = datasets.load_cifar10(tmp_path / "data", download=True)
     assert (len(x), len(xt)) == (10, 2)
     assert not (tmp_path / "data" / "readme.html").exists()
+
+
+def test_the_cli_downloads_past_a_forbidden_and_a_tampered_mirror(tmp_path, server, monkeypatch,
+                                                                   capsys):
+    root, url = server
+    write_mnist(root / "good", n_train=20, n_test=10)
+    checksums = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in (root / "good").iterdir()}
+    (root / "tampered").mkdir()
+    for name in checksums:
+        (root / "tampered" / name).write_bytes(b"tampered")
+    monkeypatch.setitem(datasets.RESOURCES, "mnist",
+                        ("mnist", [url + "forbidden/", url + "tampered/", url + "good/"], checksums))
+    monkeypatch.setenv("NPDISTILL_DATA", str(tmp_path / "cache"))
+    assert main(["train", "--epochs", "1", "--quiet"]) == 2              # no data, no --download
+    assert "--download" in capsys.readouterr().err
+    assert main(["train", "--download", "--epochs", "1", "--quiet"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert sum("403" in line and line.endswith("trying the next mirror") for line in err) == 4
+    assert sum("MD5" in line and line.endswith("trying the next mirror") for line in err) == 4
+    assert sum(line.endswith("MD5 verified") for line in err) == 4
+    assert main(["train", "--epochs", "1", "--quiet"]) == 0               # found in the cache now
+    assert "downloading" not in capsys.readouterr().err
