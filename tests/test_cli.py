@@ -110,10 +110,12 @@ def test_train_checks_its_checkpoint_dir_before_training(tmp_path, toy):
                                      ["reproduce", "--defenses", "--out", "OUT"]])
 def test_missing_data_names_the_three_ways_to_give_it(command, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("NPDISTILL_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))            # an empty cache
     argv = [str(tmp_path / a) if a == "OUT" else a for a in command]
     assert main(argv + ["--quiet"]) == 2
     err = capsys.readouterr().err
-    assert f"no mnist data in {tmp_path / 'empty' / 'mnist'}" in err
+    assert (f"no mnist data in {tmp_path / 'empty' / 'mnist'} nor in "
+            f"{tmp_path / 'home' / '.cache' / 'npdistill' / 'mnist'}") in err
     for way in ("--data FOLDER", "NPDISTILL_DATA=ROOT", "--download"):
         assert way in err
     assert "path=" not in err and "download=True" not in err      # no Python words
@@ -150,7 +152,7 @@ def test_a_bad_backend_variable_breaks_neither_import_nor_help_and_backend_overr
     data = ["--data", str(tmp_path / "mnist"), "--epochs", "1", "--quiet"]
     refused = run_cli("train", *data, env=bad)
     assert refused.returncode == 2 and "Traceback" not in refused.stderr
-    assert "NPDISTILL_BACKEND: unknown backend 'fortran'" in refused.stderr
+    assert "NPDISTILL_BACKEND='fortran': unknown backend 'fortran'" in refused.stderr
     assert "--backend overrides it" in refused.stderr
     overridden = run_cli("train", *data, "--backend", "numpy", env=bad)
     assert overridden.returncode == 0, overridden.stderr

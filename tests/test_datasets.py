@@ -96,6 +96,15 @@ def test_images_and_labels_of_different_counts(tmp_path):
         datasets.load_mnist(tmp_path)
 
 
+def test_without_a_path_the_environment_root_comes_first_then_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("NPDISTILL_DATA", str(tmp_path / "root"))
+    write_mnist(tmp_path / "home" / ".cache" / "npdistill" / "mnist", n_train=7)
+    assert len(datasets.load_mnist()[0][0]) == 7                       # the root is empty
+    write_mnist(tmp_path / "root" / "mnist", n_train=4)
+    assert len(datasets.load_mnist()[0][0]) == 4
+
+
 def test_missing_files_say_where_they_were_looked_for(tmp_path):
     with pytest.raises(FileNotFoundError, match="NPDISTILL_DATA"):
         datasets.load_mnist(tmp_path)
@@ -161,6 +170,7 @@ def test_download_fetches_verifies_and_loads(tmp_path, server, monkeypatch):
     root, url = server
     serve_mnist(root, url, monkeypatch)
     monkeypatch.setenv("NPDISTILL_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     (x, y), (xt, yt) = datasets.load_mnist(download=True)
     assert (len(x), len(xt)) == (5, 3)
     assert (tmp_path / "cache" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
@@ -204,6 +214,7 @@ def test_the_cli_downloads_past_a_forbidden_and_a_tampered_mirror(tmp_path, serv
     monkeypatch.setitem(datasets.RESOURCES, "mnist",
                         ("mnist", [url + "forbidden/", url + "tampered/", url + "good/"], checksums))
     monkeypatch.setenv("NPDISTILL_DATA", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert main(["train", "--epochs", "1", "--quiet"]) == 2              # no data, no --download
     assert "--download" in capsys.readouterr().err
     assert main(["train", "--download", "--epochs", "1", "--quiet"]) == 0

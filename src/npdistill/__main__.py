@@ -52,12 +52,13 @@ def _check_outputs(*paths):
                 raise UsageError(str(exc)) from None
 
 
-def _data_not_found(exc, env="NPDISTILL_DATA"):
+def _data_not_found(exc):
     """DataNotFound in the command line's words: the three ways to give data."""
     files = ", ".join(exc.missing)
-    return (f"no {exc.name} data in {exc.folder} (missing {files}). Give it one of three ways:\n"
+    where = " nor in ".join(map(str, exc.folders))
+    return (f"no {exc.name} data in {where} (missing {files}). Give it one of three ways:\n"
             f"  --data FOLDER        a folder holding the {exc.name} files\n"
-            f"  {env}=ROOT  a folder holding {exc.folder.name}/ (for every command)\n"
+            f"  NPDISTILL_DATA=ROOT  a folder holding {exc.folder.name}/ (for every command)\n"
             f"  --download           fetch it into {exc.folder}, checksums verified")
 
 
@@ -91,29 +92,33 @@ def _train_command(args):
 
 
 def _reproduce_command(args):
-    from .reproduce import reproduce, settings_from
-
     _check_outputs((check_output_dir, args.out, "--out"))
-    if args.defenses:
-        return _reproduce_defenses(args)
+    run, settings, what = (_defenses_run if args.defenses else _distillation_run)(args)
     _choose_backend(args)
-    settings = settings_from(
-        args.quick, temperatures=tuple(int(t) if float(t).is_integer() else t for t in args.temperatures)
-        if args.temperatures else None,
-        epochs=args.epochs, train_limit=args.train_limit, seed=args.seed,
-        jsma_samples=args.jsma_samples, cw_images=args.cw_images,
-        cw_iterations=args.cw_iterations,
-        attacks=tuple(dict.fromkeys(args.attacks)) if args.attacks else None)
     began = time.perf_counter()
-    reproduce(args.out, settings, data_path=args.data, progress=not args.quiet,
-              download=args.download)
+    run(args.out, settings, data_path=args.data, progress=not args.quiet, download=args.download)
     print((args.out / "results.md").read_text())
-    print(f"reproduce finished in {(time.perf_counter() - began) / 60:.1f} min; "
+    print(f"{what} finished in {(time.perf_counter() - began) / 60:.1f} min; "
           f"results in {args.out}")
     return 0
 
 
-def _reproduce_defenses(args):
+def _distillation_run(args):
+    """reproduce: (the function, its settings from the flags, its name)."""
+    from .reproduce import reproduce, settings_from
+
+    temperatures = args.temperatures and tuple(int(t) if t.is_integer() else t
+                                               for t in args.temperatures)
+    settings = settings_from(args.quick, temperatures=temperatures, epochs=args.epochs,
+                             train_limit=args.train_limit, seed=args.seed,
+                             jsma_samples=args.jsma_samples, cw_images=args.cw_images,
+                             cw_iterations=args.cw_iterations,
+                             attacks=args.attacks and tuple(dict.fromkeys(args.attacks)))
+    return reproduce, settings, "reproduce"
+
+
+def _defenses_run(args):
+    """reproduce --defenses: (the function, its settings from the flags, its name)."""
     from .reproduce_defenses import defense_settings_from, reproduce_defenses
 
     ignored = [flag for flag, value in (("--temperatures", args.temperatures),
@@ -122,17 +127,10 @@ def _reproduce_defenses(args):
     if ignored:
         raise UsageError(f"{', '.join(ignored)} apply to the distillation reproduction, "
                          f"not to --defenses")
-    _choose_backend(args)
     settings = defense_settings_from(args.quick, epochs=args.epochs, train_limit=args.train_limit,
                                      seed=args.seed, cw_images=args.cw_images,
                                      cw_iterations=args.cw_iterations)
-    began = time.perf_counter()
-    reproduce_defenses(args.out, settings, data_path=args.data, progress=not args.quiet,
-                       download=args.download)
-    print((args.out / "results.md").read_text())
-    print(f"reproduce --defenses finished in {(time.perf_counter() - began) / 60:.1f} min; "
-          f"results in {args.out}")
-    return 0
+    return reproduce_defenses, settings, "reproduce --defenses"
 
 
 # -- the parser ------------------------------------------------------------------------

@@ -3,9 +3,9 @@
 Images come back float32 NCHW in [0, 1], labels int64. Where the files live:
 the ``path`` argument (the folder holding the files, or a data root holding
 ``mnist/``, ``fashion-mnist/``, ``cifar-10-batches-bin/``), else the
-``NPDISTILL_DATA`` root, else ``~/.cache/npdistill``. ``download=True`` fetches
-missing files from the canonical mirrors into that folder and verifies their
-published MD5 checksums.
+``NPDISTILL_DATA`` root, then ``~/.cache/npdistill``. ``download=True`` fetches
+missing files from the canonical mirrors into the first of these folders and
+verifies their published MD5 checksums.
 
 Counts are read from the file headers, never assumed: the MNIST training split
 on the project's machines holds 22,699 images, not 60,000.
@@ -46,20 +46,24 @@ CIFAR10_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"
 
 
 # -- locating files ----------------------------------------------------------
-def data_root():
-    """The data root: $NPDISTILL_DATA, else ~/.cache/npdistill."""
-    return Path(os.environ.get("NPDISTILL_DATA") or Path.home() / ".cache" / "npdistill")
+def data_roots():
+    """Where data sets are looked for without a path: $NPDISTILL_DATA (when set), then
+    ~/.cache/npdistill. The first is where a download goes."""
+    roots = [Path(os.environ["NPDISTILL_DATA"])] if os.environ.get("NPDISTILL_DATA") else []
+    return roots + [Path.home() / ".cache" / "npdistill"]
 
 
-def _folder(name, path, wanted):
-    """The folder to read data set ``name`` from (or download it into)."""
+def _folders(name, path, wanted):
+    """The folders to look for data set ``name`` in, the one to read (or download into) first."""
     sub = RESOURCES[name][0]
     if path is None:
-        return data_root() / sub
+        folders = [root / sub for root in data_roots()]
+        found = [f for f in folders if all(_find(f, file) for file in wanted)]
+        return found[:1] or folders
     path = Path(path)
     if not all(_find(path, f) for f in wanted) and (path / sub).is_dir():
-        return path / sub          # ``path`` is a data root
-    return path
+        return [path / sub]          # ``path`` is a data root
+    return [path]
 
 
 def _find(folder, name):
@@ -124,20 +128,23 @@ class DataNotFound(FileNotFoundError):
     own words; the message says it in Python's.
     """
 
-    def __init__(self, name, folder, missing):
-        self.name, self.folder, self.missing = name, Path(folder), list(missing)
-        super().__init__(f"{name}: {', '.join(self.missing)} not found in {self.folder}. "
-                         f"Pass path=, set NPDISTILL_DATA to a folder holding "
-                         f"{RESOURCES[name][0]}/, or use download=True")
+    def __init__(self, name, folders, missing):
+        self.name, self.folders, self.missing = name, [Path(f) for f in folders], list(missing)
+        self.folder = self.folders[0]                 # where a download would go
+        super().__init__(f"{name}: {', '.join(self.missing)} not found in "
+                         f"{' nor in '.join(map(str, self.folders))}. Pass path=, set "
+                         f"NPDISTILL_DATA to a folder holding {RESOURCES[name][0]}/, "
+                         f"or use download=True")
 
 
 def _load_idx_dataset(name, path, download):
     files = list(RESOURCES[name][2])
-    folder = _folder(name, path, files)
+    folders = _folders(name, path, files)
+    folder = folders[0]
     missing = [f for f in files if _find(folder, f) is None]
     if missing:
         if not download:
-            raise DataNotFound(name, folder, missing)
+            raise DataNotFound(name, folders, missing)
         fetch(name, folder, missing)
     return _idx_split(folder, "train"), _idx_split(folder, "t10k")
 
@@ -169,11 +176,12 @@ def _read_cifar_batch(path):
 
 def load_cifar10(path=None, download=False):
     """CIFAR-10 from its binary batches: x float32 (N, 3, 32, 32) in [0, 1], y int64."""
-    folder = _folder("cifar-10", path, CIFAR10_FILES)
+    folders = _folders("cifar-10", path, CIFAR10_FILES)
+    folder = folders[0]
     missing = [f for f in CIFAR10_FILES if not (folder / f).is_file()]
     if missing:
         if not download:
-            raise DataNotFound("cifar-10", folder, missing)
+            raise DataNotFound("cifar-10", folders, missing)
         fetch("cifar-10", folder, list(RESOURCES["cifar-10"][2]))
     train = [_read_cifar_batch(folder / f) for f in CIFAR10_FILES[:-1]]
     x_test, y_test = _read_cifar_batch(folder / CIFAR10_FILES[-1])

@@ -78,14 +78,16 @@ def available():
     return tuple(name for name in reversed(BACKENDS) if name in _impl)
 
 
-def _checked(name, source):
-    """``name`` if it is a backend that can run here, else a ValueError naming ``source``."""
+def _checked(name, variable=None):
+    """``name`` if it is a backend that can run here, else a ValueError (naming the
+    environment ``variable`` it came from, if any)."""
+    said = f"{variable}={name!r}: " if variable else ""
     if name not in BACKENDS:
-        raise ValueError(f"{source}: unknown backend {name!r}, expected one of {BACKENDS}")
+        raise ValueError(f"{said}unknown backend {name!r}: expected one of {BACKENDS}")
     if name == "cuda":
         _load_cuda()
     if name not in _impl:
-        raise ValueError(f"{source}: backend {name!r} is not available: {_missing[name]}")
+        raise ValueError(f"{said}backend {name!r} is not available: {_missing[name]}")
     return name
 
 
@@ -95,7 +97,7 @@ def use(name):
     It overrides ``NPDISTILL_BACKEND``, which is then never read.
     """
     global _active
-    _active = _checked(name, "use()")
+    _active = _checked(name)
 
 
 def backend():
