@@ -111,7 +111,7 @@ def main():
     args = parser.parse_args()
     if not 0 <= args.backward_share <= 1:
         parser.error(f"--backward-share must lie in [0, 1], got {args.backward_share}")
-    model = common.trained_mnist().for_backend()
+    model = nd.placement.passes(common.trained_mnist())
     _, (x_test, _) = common.load_mnist()
     x = np.ascontiguousarray(x_test[:args.images])
     print(f"machine: {common.machine()}; backend {nd.kernels.backend()}; "

@@ -26,7 +26,7 @@ def count_launches():
 
     import npdistill as nd
     from npdistill.cuda import elementwise
-    from npdistill.cuda.network import DeviceModel
+    from npdistill.cuda.device_model import DeviceModel
 
     launches = [0]
     real_call = simulated.FakeCUDAKernel.__call__

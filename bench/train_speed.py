@@ -53,7 +53,7 @@ def cuda_workloads(x, y):
     from numba import cuda
 
     from npdistill.cuda import elementwise
-    from npdistill.cuda.network import DeviceModel
+    from npdistill.cuda.device_model import DeviceModel
     model = nd.architectures.papernot_mnist(seed=0)
     model.set_rng(np.random.default_rng(0))
     net = DeviceModel(model)

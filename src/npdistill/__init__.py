@@ -5,15 +5,17 @@ distillation and the classic attacks, with the hot loops compiled (Cython).
 """
 from . import datasets, kernels
 from ._version import __version__
-from . import attacks, defenses, metrics
+from . import attacks, defenses, metrics, placement
 from .defenses import defensive_distillation, distill
 from .jacobian import jacobian
 from .nn import architectures, layers
 from .nn.model import Sequential, load_model
+from .nn.passes import Passes
 from .nn.softmax import cross_entropy, log_softmax, softmax
 from .train import train
 
 __all__ = ["__version__", "architectures", "attacks", "cross_entropy", "datasets", "defenses",
            "defensive_distillation", "distill", "jacobian",
-           "kernels", "layers", "load_model", "log_softmax", "metrics", "Sequential", "softmax",
+           "kernels", "layers", "load_model", "log_softmax", "metrics", "Passes", "placement",
+           "Sequential", "softmax",
            "train"]

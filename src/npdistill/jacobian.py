@@ -10,6 +10,7 @@ import numpy as np
 
 from ._checks import check_positive
 from .nn.softmax import softmax
+from .placement import passes
 
 
 def softmax_seed(z, classes, T):
@@ -43,8 +44,8 @@ def jacobian(model, x, T=1.0, of="softmax", batch_size=32):
         raise ValueError(f"of must be 'softmax' or 'logits', got {of!r}")
     check_positive(T, "temperature T")
     check_positive(batch_size, "batch_size", integer=True)
-    model._check_input(x)
-    model = model.for_backend()
+    model = passes(model)
+    model.check_input(x)
     logits, parts = [], []
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size]

@@ -6,6 +6,7 @@ import numpy as np
 
 from ._checks import check_images, check_positive
 from .jacobian import softmax_seed
+from .placement import passes
 
 # The paper's log-scale bins of Figure 8, five decades wide; the last bin
 # catches anything above 1 so that no sample is dropped.
@@ -15,13 +16,14 @@ AMPLITUDE_BINS = np.array([0.0, 1e-40, 1e-35, 1e-30, 1e-25, 1e-20, 1e-15, 1e-10,
 
 def accuracy(model, x, y):
     """Fraction of x the model classifies as y."""
-    return float((model.predict(x) == y).mean())
+    return float((passes(model).predict(x) == y).mean())
 
 
 def _predicted_class_gradient(model, x, T, batch_size):
     """dF_c/dX for c the predicted class, F = softmax(Z / T): (N, C, H, W) in the model's dtype."""
     check_positive(T, "temperature T")
     check_positive(batch_size, "batch_size", integer=True)
+    model = passes(model)
     parts = []
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size]
@@ -86,6 +88,7 @@ def gradient_masking(model, x, y, T=1.0, batch_size=64):
 
     check_images(x, "x", dtype=model.dtype)
     check_positive(batch_size, "batch_size", integer=True)
+    model = passes(model)
     parts = {"fgsm": [], "cw": []}
     for start in range(0, len(x), batch_size):
         chunk, labels = x[start:start + batch_size], y[start:start + batch_size]

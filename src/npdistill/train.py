@@ -11,11 +11,11 @@ import time
 
 import numpy as np
 
-from . import kernels
 from ._checks import check_images, check_output_dir, check_positive, check_targets
 from .nn.model import model_from_archive, read_archive, write_archive
 from .nn.optim import SGD
 from .nn.softmax import cross_entropy
+from .placement import device_trainer
 
 CHECKPOINT_NAME = "checkpoint.npz"
 _FALLBACK_DEFAULTS = {"lr": 0.1, "momentum": 0.5, "batch_size": 128,
@@ -75,7 +75,7 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
         ``config()`` method when they have one (else their name).
 
     With the "cuda" backend (``npdistill.kernels.use("cuda")``) and no hooks, the
-    epochs run on the GPU (npdistill.cuda.network.DeviceTrainer): the data is
+    epochs run on the GPU (npdistill.cuda.trainer.DeviceTrainer): the data is
     uploaded once and parameters, activations and gradients stay on the device;
     the model and the optimizer come back after every epoch. A diverging loss is
     then caught at the end of its epoch. With hooks (they work on host arrays) the
@@ -124,9 +124,8 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
 
     n, bs = len(x), int(hp["batch_size"])
     device = None
-    if kernels.backend() == "cuda" and batch_transform is None and penalty is None:
-        from .cuda.network import DeviceTrainer
-        device = DeviceTrainer(model, optimizer, x, y)
+    if batch_transform is None and penalty is None:     # hooks run on the host
+        device = device_trainer(model, optimizer, x, y)
     epoch_seconds = []
     for epoch in range(start_epoch, epochs):
         began = time.perf_counter()
@@ -168,7 +167,7 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
         epoch_seconds.append(seconds)
         val_acc = None
         if validation is not None:
-            predict = model.predict if device is None else device.net.predict
+            predict = model.predict if device is None else device.passes.predict
             val_acc = float((predict(x_val) == _hard(y_val)).mean())
         for key, value in (("loss", loss_sum / n), ("train_accuracy", correct / n),
                            ("val_accuracy", val_acc), ("lr", optimizer.lr_at(epoch)),

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 import npdistill as nd
 from npdistill import layers
 from npdistill.attacks import bim, cw_l0, cw_l2, cw_linf, fgsm, pgd, tgsm
+from tests.backends import BACKEND_PAIRS, on_each_backend
 from tests.gradcheck import gradcheck
 
 CW_FAST = dict(max_iterations=100, progress=False)
@@ -64,17 +65,11 @@ def test_attack_properties(toy, attack, params, goal, budget):
     np.testing.assert_array_equal(again.iterations, r.iterations)
 
 
-def test_backends_give_the_same_cw_examples(toy):
+@pytest.mark.parametrize("pair", BACKEND_PAIRS)
+def test_backends_give_the_same_cw_examples(toy, pair):
     model, x, _, target = toy
-    previous = nd.kernels.backend()
-    results = []
-    try:
-        for backend in nd.kernels.available():
-            nd.kernels.use(backend)
-            results.append(cw_l2(model, x[:12], target=target[:12], binary_search_steps=2, c=1.0,
-                                 **CW_FAST))
-    finally:
-        nd.kernels.use(previous)
+    results = on_each_backend(pair, lambda: cw_l2(model, x[:12], target=target[:12],
+                                                  binary_search_steps=2, c=1.0, **CW_FAST))
     for r in results[1:]:           # float rounding (tanh) differs; 200 Adam steps amplify it a little
         np.testing.assert_array_equal(r.success, results[0].success)
         np.testing.assert_allclose(r.x_adv, results[0].x_adv, atol=2e-3)

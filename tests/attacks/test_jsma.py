@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import npdistill as nd
-from npdistill import kernels
+from tests.backends import BACKEND_PAIRS, on_each_backend
 
 
 # (parameters, expected property) — every row runs on the toy model
@@ -34,17 +34,12 @@ def test_jsma_properties(toy, params, direction):
     np.testing.assert_array_equal(r.target, target)
 
 
-def test_jsma_is_deterministic_and_backends_agree(toy):
+@pytest.mark.parametrize("pair", BACKEND_PAIRS)
+def test_jsma_is_deterministic_and_backends_agree(toy, pair):
     model, x, _, target = toy
-    previous = kernels.backend()
-    results = []
-    try:
-        for backend in kernels.available():
-            kernels.use(backend)
-            results.append(nd.attacks.jsma(model, x, target, on="logits", batch_size=7))
-    finally:
-        kernels.use(previous)
-    results.append(nd.attacks.jsma(model, x, target, on="logits"))
+    results = on_each_backend(pair, lambda: nd.attacks.jsma(model, x, target, on="logits",
+                                                            batch_size=7))
+    results.append(nd.attacks.jsma(model, x, target, on="logits"))      # one batch, not three
     for r in results[1:]:
         np.testing.assert_array_equal(r.x_adv, results[0].x_adv)
         np.testing.assert_array_equal(r.iterations, results[0].iterations)

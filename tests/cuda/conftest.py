@@ -7,7 +7,5 @@ from npdistill import kernels
 def host_backend():
     """These tests hold the cuda backend to the host's results: "the host" is a CPU
     backend, also where a GPU makes "cuda" the default."""
-    previous = kernels.backend()
-    kernels.use("cython" if "cython" in kernels.available() else "numpy")
-    yield
-    kernels.use(previous)
+    with kernels.using("cython" if "cython" in kernels.available() else "numpy"):
+        yield

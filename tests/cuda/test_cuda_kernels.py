@@ -296,10 +296,8 @@ def test_sgd_take_rows_and_batch_stats_equal_the_reference(size, lr, momentum, d
 # -- the dispatch ---------------------------------------------------------------
 @pytest.fixture
 def cuda_backend():
-    previous = kernels.backend()
-    kernels.use("cuda")
-    yield
-    kernels.use(previous)
+    with kernels.using("cuda"):
+        yield
 
 
 def test_dispatch_routes_to_the_cuda_kernels(cuda_backend):

@@ -1,5 +1,6 @@
-"""DeviceModel and DeviceTrainer: the GPU passes equal the host Sequential's, and training on
-the device equals training on the host (the same batches and dropout masks, float rounding aside)."""
+"""DeviceModel, DevicePasses and DeviceTrainer: the GPU passes equal the host Sequential's, and
+training on the device equals training on the host (the same batches and dropout masks, float
+rounding aside)."""
 import numpy as np
 import pytest
 
@@ -8,7 +9,8 @@ from npdistill import kernels, layers
 
 pytest.importorskip("numba.cuda", reason="numba-cuda not installed (pip install -e '.[test]')")
 from npdistill.cuda import _launch  # noqa: E402
-from npdistill.cuda.network import DeviceModel  # noqa: E402
+from npdistill.cuda.device_model import DeviceModel  # noqa: E402
+from npdistill.cuda.passes import DevicePasses  # noqa: E402
 
 pytestmark = pytest.mark.cuda
 
@@ -27,10 +29,11 @@ def test_forward_and_backward_equal_the_host_model(dtype):
     host = small_net(dtype)
     x = rng.random((2, 2, 5, 5)).astype(dtype)
     device = DeviceModel(host)
+    passes = DevicePasses(host, device)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
 
     z = host.logits(x)
-    np.testing.assert_allclose(device.logits(x), z, **tol)
+    np.testing.assert_allclose(passes.logits(x), z, **tol)
     dz = rng.standard_normal(z.shape).astype(dtype)
     dx = host.backward(dz)
     z_dev = device.forward(device.to_device_images(x))
@@ -48,7 +51,8 @@ def test_forward_and_backward_equal_the_host_model(dtype):
     device.forward(device.to_device_images(x))
     got = device.backward(cuda.to_device(seeds), param_grads=False).copy_to_host()
     np.testing.assert_allclose(got.transpose(0, 3, 1, 2), expected, **tol)
-    np.testing.assert_allclose(device.input_gradient(x, dz), host.input_gradient(x, dz), **tol)
+    np.testing.assert_allclose(passes.input_gradient(x, dz), host.input_gradient(x, dz), **tol)
+    np.testing.assert_array_equal(passes.predict(x), host.predict(x))
 
 
 def test_parameters_round_trip_between_layouts():
@@ -57,8 +61,10 @@ def test_parameters_round_trip_between_layouts():
     for key, value in host.params.items():
         back = device.host_layout(key, device.device_layout(key, value))
         np.testing.assert_array_equal(back, value)
-    with pytest.raises(ValueError, match="dlogits must be a"):
-        device.input_gradient(np.zeros((1, 2, 5, 5)), np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="dlogits must have shape"):
+        DevicePasses(host, device).input_gradient(np.zeros((1, 2, 5, 5)), np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="input gradients only"):
+        DevicePasses(host, device).backward(np.zeros((1, 3)))
 
 
 def test_single_channel_images_reach_the_device_with_c_order_strides():
@@ -87,12 +93,8 @@ def test_training_on_the_device_equals_training_on_the_host():
                        seed=3, progress=False, temperature=T, loss_scale=scale, lr=0.5,
                        momentum=0.5)
         _, h_host = nd.train(on_host, (x, target), **options)
-        previous = kernels.backend()
-        kernels.use("cuda")
-        try:
+        with kernels.using("cuda"):
             _, h_device = nd.train(on_device, (x, target), validation=(x, y), **options)
-        finally:
-            kernels.use(previous)
         for key, value in on_host.params.items():
             assert not np.array_equal(value, small_net(np.float32).params[key]), key  # it trained
             np.testing.assert_allclose(on_device.params[key], value, rtol=1e-5, atol=1e-6,
@@ -109,18 +111,14 @@ def test_papernot_training_step_on_the_gpu_equals_the_host(mnist):
     x, y = x[:512], y[:512]
     on_host, on_device = (nd.architectures.papernot_mnist(seed=0) for _ in range(2))
     nd.train(on_host, (x, y), epochs=1, seed=0, progress=False)
-    previous = kernels.backend()
-    kernels.use("cuda")
-    try:
+    with kernels.using("cuda"):
         nd.train(on_device, (x, y), epochs=1, seed=0, progress=False)
-    finally:
-        kernels.use(previous)
     for key, value in on_host.params.items():
         np.testing.assert_allclose(on_device.params[key], value, rtol=1e-3, atol=1e-5, err_msg=key)
 
 
-def test_host_passes_backpropagate_some_rows_as_the_host_does():
-    """Sequential.backward(rows=), which the CW attacks call, on HostPasses (cuda backend)."""
+def test_device_passes_backpropagate_some_rows_as_the_host_does():
+    """Sequential.backward(rows=), which the CW attacks call, on DevicePasses (cuda backend)."""
     rng = np.random.default_rng(2)
     host = small_net(np.float64)
     x = rng.random((3, 2, 5, 5))
@@ -128,14 +126,11 @@ def test_host_passes_backpropagate_some_rows_as_the_host_does():
     rows = np.array([0, 2])
     host.forward(x)
     expected = host.backward(dz[rows], param_grads=False, rows=rows)
-    previous = kernels.backend()
-    kernels.use("cuda")
-    try:
-        passes = host.for_backend()
+    with kernels.using("cuda"):
+        passes = nd.placement.passes(host)
+        assert isinstance(passes, DevicePasses)
         passes.forward(x)
         got = passes.backward(dz[rows], param_grads=False, rows=rows)
-    finally:
-        kernels.use(previous)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-13)
 
 
@@ -147,17 +142,13 @@ ATTACKS = {
 
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_attacks_on_the_cuda_backend_equal_the_host(toy, name):
-    """The passes run on the device (Sequential.for_backend): same examples. JSMA and
+    """The passes run on the device (placement.passes): same examples. JSMA and
     CW L2, whose loops run on the device, have their own tests below."""
     model, x, y, target = toy
     x, y, target = x[:2], y[:2], target[:2]
     expected = ATTACKS[name](model, x, y, target)
-    previous = kernels.backend()
-    kernels.use("cuda")
-    try:
+    with kernels.using("cuda"):
         got = ATTACKS[name](model, x, y, target)
-    finally:
-        kernels.use(previous)
     if name == "jacobian":
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
         return
@@ -203,12 +194,8 @@ def test_jsma_runs_every_iteration_on_the_device(case, monkeypatch):
     assert expected.iterations.max() > 2                        # the loop really ran
 
     moves = count_transfers(monkeypatch)
-    previous = kernels.backend()
-    kernels.use("cuda")
-    try:
+    with kernels.using("cuda"):
         got = nd.attacks.jsma(model, x, target, **options)
-    finally:
-        kernels.use(previous)
     np.testing.assert_allclose(got.x_adv, expected.x_adv, atol=1e-12)
     np.testing.assert_array_equal(got.success, expected.success)
     np.testing.assert_array_equal(got.iterations, expected.iterations)
@@ -229,12 +216,8 @@ def test_cw_l2_rounds_run_every_adam_step_on_the_device(toy, monkeypatch):
     expected = nd.attacks.cw_l2(model, x, **options)
     assert expected.success.all() and len(set(expected.iterations)) > 1   # stopped apart
     moves = count_transfers(monkeypatch)
-    previous = kernels.backend()
-    kernels.use("cuda")
-    try:
+    with kernels.using("cuda"):
         got = nd.attacks.cw_l2(model, x, **options)
-    finally:
-        kernels.use(previous)
     np.testing.assert_allclose(got.x_adv, expected.x_adv, atol=1e-10)
     np.testing.assert_array_equal(got.success, expected.success)
     np.testing.assert_array_equal(got.iterations, expected.iterations)

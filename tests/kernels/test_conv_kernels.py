@@ -65,12 +65,8 @@ def test_dispatch_accepts_non_contiguous_inputs(backend, dtype):
     x = rng.random((3, 5, 9, 2)).astype(dtype).transpose(0, 1, 3, 2)   # (3, 5, 2, 9) view
     x = np.concatenate([x, x], axis=2)[:, ::2]                           # strided channels
     assert not x.flags.c_contiguous
-    previous = kernels.backend()
-    kernels.use(backend)
-    try:
+    with kernels.using(backend):
         got = kernels.im2col(x, 2, 2, (0, 1, 0, 1))
-    finally:
-        kernels.use(previous)
     expected = kernels.im2col(np.ascontiguousarray(x), 2, 2, (0, 1, 0, 1))
     np.testing.assert_array_equal(got, expected)
 

@@ -58,9 +58,7 @@ def test_cython_pair_search_equals_the_reference(case):
 
 @pytest.mark.parametrize("backend", ["numpy", "cython"])
 def test_dispatch_handles_both_variants_and_empty_domains(backend):
-    previous = kernels.backend()
-    kernels.use(backend)
-    try:
+    with kernels.using(backend):
         alpha = np.array([[0.5, 0.4, -1.0, 0.1], [1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]])
         beta = -alpha
         beta[2] = 1.0                                          # B > 0 everywhere: inadmissible
@@ -70,5 +68,3 @@ def test_dispatch_handles_both_variants_and_empty_domains(backend):
         # decreasing: A < 0 and B > 0; the pairs with pixel 2 qualify, (2, 3) has the largest |A|
         np.testing.assert_array_equal(kernels.saliency_pairs(alpha, beta, domain, increase=False),
                                       [[2, 3], [-1, -1], [-1, -1]])
-    finally:
-        kernels.use(previous)

@@ -30,12 +30,14 @@ with one image per batch this is the reference's rule. And an image whose f is
 go backward through the network (``Sequential.backward(rows=)``), which after
 the first successes is often less than half of the batch.
 """
+import functools
 import sys
 
 import numpy as np
 
 from .. import kernels
 from .._checks import check_clip, check_images, check_labels, check_positive
+from ..placement import device_loop, passes
 from .result import AttackResult
 
 _NEVER = np.inf
@@ -167,7 +169,7 @@ def cw_l2(model, x, y=None, *, target=None, kappa=0.0, c=1e-3, binary_search_ste
     AttackResult: x_adv is the successful example of least L2 (x where none was
     found); ``iterations`` counts Adam steps per image over all rounds.
     """
-    model = model.for_backend()                 # the logits check below runs there too
+    model = passes(model)                      # the logits check below runs there too
     labels, targeted, lo, hi = _prepare(model, x, y, target, clip, kappa, batch_size)
     check_positive(c, "c")
     check_positive(binary_search_steps, "binary_search_steps", integer=True)
@@ -207,12 +209,8 @@ def _l2_batch(model, x, labels, targeted, *, kappa, c, binary_search_steps, max_
             const = np.where(upper < 1e9, upper, const)     # the reference's last "repeat" step
         options = dict(max_iterations=max_iterations, lr=lr, abort_early=abort_early, lo=lo,
                        hi=hi, best_dist=best_dist, best_x=best_x, iterations=iterations)
-        if kernels.backend() == "cuda":             # every Adam step on the device
-            from ..cuda.attacks import cw_l2_round
-            step_best = cw_l2_round(model.net, x0, shape, labels, const, targeted, kappa,
-                                    **options)
-        else:
-            step_best = _l2_round(model, x0, shape, labels, const, targeted, kappa, **options)
+        l2_round = device_loop("cw_l2", model) or functools.partial(_l2_round, model)
+        step_best = l2_round(x0, shape, labels, const, targeted, kappa, **options)
         hit = step_best < _NEVER
         upper = np.where(hit, np.minimum(upper, const), upper)
         lower = np.where(hit, lower, np.maximum(lower, const))
@@ -327,7 +325,7 @@ def _preimage(x0, lo, hi):
 
 def _restricted_attack(name, model, x, y, target, *, kappa, c, max_iterations, lr, abort_early,
                        largest_const, const_factor, clip, batch_size, progress, batch_attack):
-    model = model.for_backend()                 # the logits check below runs there too
+    model = passes(model)                      # the logits check below runs there too
     labels, targeted, lo, hi = _prepare(model, x, y, target, clip, kappa, batch_size)
     for value, what in ((c, "c"), (lr, "lr"), (largest_const, "largest_const")):
         check_positive(value, what)

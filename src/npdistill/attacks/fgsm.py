@@ -16,6 +16,7 @@ import numpy as np
 
 from .._checks import check_clip, check_images, check_labels, check_positive
 from ..nn.softmax import softmax
+from ..placement import passes
 from .result import AttackResult
 
 
@@ -98,7 +99,7 @@ def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="
     check_positive(T, "temperature T")
     check_positive(batch_size, "batch_size", integer=True)
     normalize, project, random = NORMS[_norm_key(norm)]
-    model = model.for_backend()
+    model = passes(model)
     rng = np.random.default_rng(seed)
     if progress is None:
         progress = len(x) > batch_size

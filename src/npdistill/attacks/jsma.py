@@ -24,6 +24,7 @@ import numpy as np
 from .. import kernels
 from .._checks import check_clip, check_images, check_labels, check_positive
 from ..jacobian import softmax_seed
+from ..placement import device_loop, passes
 from .result import AttackResult
 
 
@@ -88,7 +89,8 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
     if progress is None:
         progress = n_total > batch_size
     max_iter = int(np.floor(gamma * m / 2))
-    model = model.for_backend()
+    model = passes(model)
+    device_jsma = device_loop("jsma", model)         # every iteration on the device
     x_adv = x.copy()
     success = np.zeros(n_total, bool)
     iterations = np.zeros(n_total, np.int64)
@@ -97,10 +99,9 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
         options = dict(theta=x.dtype.type(theta), max_iter=max_iter, on=on, T=T, lo=lo, hi=hi)
         domain = _domain(x_adv[rows].reshape(len(rows), -1), theta, lo, hi,
                          None if search_domain is None else search_domain[rows])
-        if kernels.backend() == "cuda":             # every iteration on the device
-            from ..cuda.attacks import jsma_chunk
-            x_adv[rows], success[rows], iterations[rows] = jsma_chunk(
-                model.net, x_adv[rows], target[rows], domain, **options)
+        if device_jsma is not None:
+            x_adv[rows], success[rows], iterations[rows] = device_jsma(
+                x_adv[rows], target[rows], domain, **options)
         else:
             _attack_chunk(model, x_adv, target, rows, success, iterations, domain, **options)
         if progress:

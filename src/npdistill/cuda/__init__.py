@@ -5,8 +5,11 @@ their NumPy references in ``npdistill.kernels`` (the specification, tested
 equal); ``dense`` (tiled GEMM, bias, column sums) and ``elementwise`` (ReLU,
 dropout, tempered softmax cross-entropy, SGD) those of
 ``npdistill.kernels.dense`` and ``npdistill.kernels.elementwise``.
-``network.DeviceModel`` chains them into a Sequential whose activations,
-gradients, parameters and optimizer state stay on the device.
+``device_model.DeviceModel`` chains them into a Sequential whose activations,
+gradients and parameters stay on the device; ``passes.DevicePasses`` gives it the
+``Passes`` interface (npdistill.nn.passes), ``trainer.DeviceTrainer`` runs train()'s
+epochs with it (optimizer state on the device too), ``attacks`` the JSMA and CW L2
+loops. ``npdistill.placement`` is the only module above ``kernels`` that imports them.
 
 Every function takes NumPy arrays (copied to the device and the outputs back:
 what the dispatch of ``npdistill.kernels`` hands them) or device arrays (no

@@ -22,7 +22,7 @@ from numba import cuda, uint8
 
 from . import cw, elementwise
 from ._launch import THREADS, blocks
-from .network import _empty
+from .device_model import device_empty
 from .saliency import _pair_search
 
 CHECK_EVERY = 8
@@ -115,22 +115,22 @@ def jsma_chunk(net, x, target, domain, *, theta, max_iter, on, T, lo, hi):
     m, dtype = flat.shape[1], flat.dtype
     softmax = on == "softmax"
     x_d = cuda.to_device(flat)
-    image = _empty((n,) + shape[2:] + shape[1:2], dtype)           # channels-last
+    image = device_empty((n,) + shape[2:] + shape[1:2], dtype)           # channels-last
     target_d = cuda.to_device(np.ascontiguousarray(target, dtype=np.int64))
     domain_d = cuda.to_device(np.ascontiguousarray(domain, dtype=np.uint8))
     running = cuda.to_device(np.ones(n, np.uint8))
     success = cuda.to_device(np.zeros(n, np.uint8))
     iterations = cuda.to_device(np.zeros(n, np.int64))
     seeds = alpha = beta = None
-    pairs = _empty((n, 2), np.int64)
+    pairs = device_empty((n, 2), np.int64)
     grid = blocks(n)
     for it in range(max_iter + 1):
         elementwise.flat_to_nhwc(x_d, image)
         z = net.forward(image)
         if seeds is None:
             k = z.shape[1]
-            seeds = _empty(((1 if softmax else 2) * n, k), z.dtype)
-            alpha, beta = _empty((n, m), dtype), _empty((n, m), dtype)
+            seeds = device_empty(((1 if softmax else 2) * n, k), z.dtype)
+            alpha, beta = device_empty((n, m), dtype), device_empty((n, m), dtype)
         _jsma_seeds[n, THREADS](z, target_d, softmax, float(T), running, success, domain_d, seeds)
         if it == max_iter or (it % CHECK_EVERY == 0 and not running.copy_to_host().any()):
             break
@@ -180,9 +180,9 @@ def cw_l2_round(net, x0, shape, labels, const, targeted, kappa, *, max_iteration
         step_best=np.full(n, np.inf, dtype), best_dist=best_dist, best_x=best_x,
         live=np.ones(n, np.uint8), previous=np.full(n, np.inf),
         iterations=np.zeros(n, np.int64)).items()}
-    image = _empty((n,) + shape[1:] + shape[:1], dtype)                         # channels-last
-    loss, success = _empty((n,), dtype), _empty((n,), np.uint8)
-    grad = _empty((n, m), dtype)
+    image = device_empty((n,) + shape[1:] + shape[:1], dtype)                         # channels-last
+    loss, success = device_empty((n,), dtype), device_empty((n,), np.uint8)
+    grad = device_empty((n, m), dtype)
     dz = None
     check_every = max(max_iterations // 10, 1)
     grid = blocks(n)
@@ -190,7 +190,7 @@ def cw_l2_round(net, x0, shape, labels, const, targeted, kappa, *, max_iteration
         elementwise.flat_to_nhwc(d["x"], image)
         z = net.forward(image)
         if dz is None:
-            dz = _empty(z.shape, z.dtype)
+            dz = device_empty(z.shape, z.dtype)
         cw._cw_margin[blocks(n), THREADS](z, d["labels"], bool(targeted), dtype.type(kappa),
                                           d["const"], loss, dz, success, dtype.type(0))
         elementwise.nhwc_to_flat(net.backward(dz, param_grads=False), grad)

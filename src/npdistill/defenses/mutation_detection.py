@@ -45,6 +45,7 @@ import numpy as np
 
 from .._checks import check_images, check_labels, check_positive
 from ..nn.layers import Conv2D, Dense
+from ..placement import passes
 
 OPERATORS = ("GF", "NAI", "NS", "WS")
 # mutants predict in batches of this many images: 500 MNIST images through the
@@ -166,8 +167,10 @@ class MutationDetector:
         self.operator, self.rate, self.gf_scale, self.seed = operator, float(rate), gf_scale, seed
         self.alpha, self.beta, self.sigma = float(alpha), float(beta), float(sigma)
         self.max_mutants, self.min_accuracy, self.progress = int(max_mutants), min_accuracy, progress
-        self.accuracy = float((model.predict(x_acc) == self.y_acc).mean())
+        self.passes = passes(model)       # placed when the detector is made, as its mutants
+        self.accuracy = float((self.passes.predict(x_acc) == self.y_acc).mean())
         self.mutants, self.rejected, self.threshold = [], 0, None
+        self._mutant_passes = []
 
     def config(self):
         return {"operator": self.operator, "rate": self.rate, "alpha": self.alpha,
@@ -184,18 +187,26 @@ class MutationDetector:
                                  f"of the model's accuracy; lower the rate")
             candidate = mutate(self.model, self.operator, self.rate,
                                np.random.default_rng([self.seed, tries]), self.gf_scale)
-            accuracy = float((candidate.predict(self.x_acc, PREDICT_BATCH) == self.y_acc).mean())
+            candidate_passes = passes(candidate)
+            accuracy = float((candidate_passes.predict(self.x_acc, PREDICT_BATCH)
+                              == self.y_acc).mean())
             if accuracy >= self.min_accuracy * self.accuracy:
                 self.mutants.append(candidate)
+                self._mutant_passes.append(candidate_passes)
             else:
                 self.rejected += 1
         return self.mutants[i]
+
+    def _mutant_predict(self, i, x):
+        """The i-th mutant's classes of x."""
+        self.mutant(i)
+        return self._mutant_passes[i].predict(x, PREDICT_BATCH)
 
     def _labels(self, x):
         check_images(x, "x", dtype=self.model.dtype)
         if len(x) == 0:
             raise ValueError("x holds no images")
-        return self.model.predict(x, PREDICT_BATCH)
+        return self.passes.predict(x, PREDICT_BATCH)
 
     def label_change_rate(self, x, mutants=None):
         """LCR of every input over the first ``mutants`` mutants (default max_mutants): (N,)."""
@@ -204,7 +215,7 @@ class MutationDetector:
         labels = self._labels(x)
         changes = np.zeros(len(x), dtype=np.int64)
         for i in range(count):
-            changes += self.mutant(i).predict(x, PREDICT_BATCH) != labels
+            changes += self._mutant_predict(i, x) != labels
             self._report(i + 1, count, "label-change rates")
         return changes / count
 
@@ -233,7 +244,7 @@ class MutationDetector:
         for i in range(self.max_mutants):
             if len(open_) == 0:
                 break
-            changes[open_] += self.mutant(i).predict(x[open_], PREDICT_BATCH) != labels[open_]
+            changes[open_] += self._mutant_predict(i, x[open_]) != labels[open_]
             used[open_] = i + 1
             ratio = changes[open_] * up + (i + 1 - changes[open_]) * down
             adversarial[open_[ratio >= accept]] = True

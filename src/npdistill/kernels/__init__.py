@@ -7,15 +7,17 @@ the modules ``conv`` (im2col / col2im), ``pool`` (max pooling),
 functions here check and allocate, then call the active backend, which only
 computes into the buffers it is given.
 
-Pick a backend with ``use("numpy" | "cython" | "cuda")`` or the environment
-variable ``NPDISTILL_BACKEND``; the default is the fastest available: "cuda"
-where numba-cuda is installed and an NVIDIA device is present, else "cython".
+Pick a backend with ``use("numpy" | "cython" | "cuda")`` (for a block: ``with
+using(name):``) or the environment variable ``NPDISTILL_BACKEND``; the default is
+the fastest available: "cuda" where numba-cuda is installed and an NVIDIA device
+is present, else "cython".
 If the compiled extension is missing the library warns once and runs on the
 NumPy reference. The CUDA kernels (npdistill/cuda) are imported only when
 "cuda" is asked for or chosen: importing npdistill never needs numba.
 With "cuda", the functions below move NumPy arguments to the device and back;
-``train`` and the attacks keep their arrays there (npdistill.cuda.network).
+``train`` and the attacks keep their arrays there (npdistill.placement says how).
 """
+import contextlib
 import glob
 import importlib.util
 import math
@@ -98,6 +100,17 @@ def use(name):
     """
     global _active
     _active = _checked(name)
+
+
+@contextlib.contextmanager
+def using(name):
+    """``with using("numpy"):`` runs the block on that backend, then restores the one before."""
+    previous = backend()
+    use(name)
+    try:
+        yield name
+    finally:
+        use(previous)
 
 
 def backend():

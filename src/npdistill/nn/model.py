@@ -13,19 +13,18 @@ import zipfile
 
 import numpy as np
 
-from .. import kernels
-from .._checks import check_float_array, check_positive
+from .._checks import check_float_array
 from .._version import __version__
 from .layers import LAYER_TYPES, Conv2D, Dense
-from .softmax import softmax
+from .passes import Passes
 
 FORMAT = "npdistill-model"
 FORMAT_VERSION = 1
 _META_KEY = "__metadata__"
 
 
-class Sequential:
-    """Layers applied in order; the output is the logits.
+class Sequential(Passes):
+    """Layers applied in order; the output is the logits. Implements ``Passes``.
 
     Parameters
     ----------
@@ -60,7 +59,8 @@ class Sequential:
                 return value.dtype
         return np.dtype(np.float32)
 
-    def _check_input(self, x):
+    def check_input(self, x):
+        """x itself if it fits the first layer (rank, dtype, channels), else an error."""
         first = self.layers[0]
         if isinstance(first, Conv2D):
             check_float_array(x, "x", ndim=4, dtype=self.dtype)
@@ -78,10 +78,6 @@ class Sequential:
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
-
-    def logits(self, x, training=False):
-        """Logits z (N, K) of x (N, C, H, W); keeps what backward() needs."""
-        return self.forward(self._check_input(x), training)
 
     def backward(self, dlogits, param_grads=True, input_grad=True, rows=None):
         """Backpropagate dL/dlogits (N, K) through the last forward pass.
@@ -109,39 +105,6 @@ class Sequential:
         for i, layer in enumerate(reversed(layers)):
             dy = layer.backward(dy, param_grads=param_grads, input_grad=input_grad or i < last)
         return dy
-
-    def for_backend(self):
-        """self, or with the cuda backend a view whose inference passes and input
-        gradients run on the GPU (npdistill.cuda.network.HostPasses): what the
-        attacks and the Jacobian call their passes on."""
-        if kernels.backend() != "cuda":
-            return self
-        from ..cuda.network import HostPasses
-        return HostPasses(self)
-
-    def input_gradient(self, x, dlogits):
-        """dL/dx for x (N, C, H, W) given dL/dlogits (N, K), in inference mode."""
-        z = self.logits(x)
-        dlogits = check_float_array(dlogits, "dlogits", ndim=2, dtype=self.dtype)
-        if dlogits.shape != z.shape:
-            raise ValueError(f"dlogits must have shape {z.shape}, got {dlogits.shape}")
-        return self.backward(dlogits, param_grads=False)
-
-    def _batched_logits(self, x, batch_size):
-        self._check_input(x)
-        check_positive(batch_size, "batch_size", integer=True)
-        if len(x) == 0:
-            raise ValueError("x holds no samples")
-        return np.concatenate([self.forward(x[i:i + batch_size])
-                               for i in range(0, len(x), batch_size)])
-
-    def predict(self, x, batch_size=512):
-        """Predicted classes (N,) int64, computed batch by batch."""
-        return self._batched_logits(x, batch_size).argmax(axis=1).astype(np.int64)
-
-    def predict_proba(self, x, T=1.0, batch_size=512):
-        """softmax(logits / T) (N, K). Models are deployed at T = 1."""
-        return softmax(self._batched_logits(x, batch_size), T)
 
     # -- parameters ----------------------------------------------------------
     @property

@@ -1,5 +1,4 @@
-"""A Sequential on the GPU: activations, gradients, parameters and the optimizer's
-velocity stay on the device across layers, batches and epochs.
+"""A Sequential on the GPU: its parameters, activations and gradients in device arrays.
 
 ``DeviceModel(model)`` mirrors a Sequential of Conv2D, ReLU, MaxPool2D, Flatten,
 Dense and Dropout layers with the kernels of this package. Activations are
@@ -8,11 +7,9 @@ convolution's weights live as the (F, k*k*C) matrix its GEMM multiplies, and
 ``to_host`` writes them back in the host layer's (F, C, k, k) layout. Flatten
 reorders to the host's NCHW order, so that Dense weights are the host's.
 
-``DeviceTrainer`` runs train()'s epochs on the device: the training set is
-uploaded once, every batch is gathered there, and only the dropout uniforms
-(drawn on the host from the epoch's generator, as the CPU layers draw them, so
-that a seeded run draws the same masks on either backend) travel per batch.
-The loss and accuracy of an epoch are summed on the device and read once.
+Its passes take and return device arrays; ``cuda.passes.DevicePasses`` puts the
+``Passes`` interface (NumPy in and out) on it, ``cuda.trainer.DeviceTrainer`` runs
+train()'s epochs with it.
 """
 import numpy as np
 from numba import cuda
@@ -22,7 +19,7 @@ from ..nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
 from . import conv, dense, elementwise, pool
 
 
-def _empty(shape, dtype):
+def device_empty(shape, dtype):
     return cuda.device_array(tuple(int(s) for s in shape), dtype=dtype)
 
 
@@ -37,7 +34,7 @@ class _Buffers:
         shape = tuple(int(n) for n in shape)
         buf = self.__dict__.get(attr)
         if buf is None or buf.shape != shape or buf.dtype != dtype:
-            buf = _empty(shape, dtype)
+            buf = device_empty(shape, dtype)
             setattr(self, attr, buf)
         return buf
 
@@ -50,7 +47,7 @@ class _Conv(_Buffers):
         W2 = layer.params["W"].transpose(0, 2, 3, 1).reshape(F, -1)     # columns in (a, b, c) order
         self.params = {"W": cuda.to_device(np.ascontiguousarray(W2)),
                        "b": cuda.to_device(layer.params["b"])}
-        self.grads = {name: _empty(p.shape, p.dtype) for name, p in self.params.items()}
+        self.grads = {name: device_empty(p.shape, p.dtype) for name, p in self.params.items()}
 
     def device_layout(self, name, host):
         if name == "W":
@@ -96,7 +93,7 @@ class _Dense(_Buffers):
     def __init__(self, layer):
         self.layer = layer
         self.params = {name: cuda.to_device(p) for name, p in layer.params.items()}
-        self.grads = {name: _empty(p.shape, p.dtype) for name, p in self.params.items()}
+        self.grads = {name: device_empty(p.shape, p.dtype) for name, p in self.params.items()}
 
     def device_layout(self, name, host):
         return host
@@ -210,9 +207,8 @@ class DeviceModel:
     """``model``'s parameters on the device and its passes run there.
 
     forward(x) takes and returns device arrays (x channels-last (N, H, W, C), or
-    (N, D) for a Dense-first net); ``logits`` / ``input_gradient`` / ``predict``
-    take and return NumPy arrays in the host's NCHW convention. Parameter updates
-    made on the device reach ``model`` with ``to_host()``. The device arrays that
+    (N, D) for a Dense-first net); ``to_device_images`` moves host NCHW images
+    there. Parameter updates made on the device reach ``model`` with ``to_host()``. The device arrays that
     forward and backward return are the layers' buffers: the next pass overwrites them
     (copy one to keep it).
     """
@@ -273,118 +269,3 @@ class DeviceModel:
         for i, layer in enumerate(reversed(self.layers)):
             dy = layer.backward(dy, param_grads, input_grad or i < last)
         return dy
-
-    def logits(self, x):
-        """Host logits (N, K) of host images x."""
-        return self.forward(self.to_device_images(self.model._check_input(x))).copy_to_host()
-
-    def input_gradient(self, x, dlogits):
-        """Host dL/dx (NCHW) of host x given host dL/dlogits, as Sequential.input_gradient."""
-        z = self.forward(self.to_device_images(self.model._check_input(x)))
-        if dlogits.shape != z.shape or dlogits.dtype != self.dtype:
-            raise ValueError(f"dlogits must be a {z.shape} {self.dtype} array, got "
-                             f"{dlogits.shape} {dlogits.dtype}")
-        dx = self.backward(cuda.to_device(np.ascontiguousarray(dlogits)), param_grads=False)
-        dx = dx.copy_to_host()
-        return dx.transpose(0, 3, 1, 2) if dx.ndim == 4 else dx
-
-    def predict(self, x, batch_size=512):
-        """Predicted classes (N,) int64, batch by batch."""
-        return np.concatenate([self.logits(x[i:i + batch_size]).argmax(axis=1)
-                               for i in range(0, len(x), batch_size)]).astype(np.int64)
-
-
-class DeviceTrainer:
-    """train()'s inner loop on the device for ``model`` and its SGD ``optimizer``.
-
-    The optimizer's velocity (a resumed run's included) moves to the device and
-    back with ``to_host``; so do the parameters.
-    """
-
-    def __init__(self, model, optimizer, x, y):
-        self.net = DeviceModel(model)
-        self.optimizer = optimizer
-        self.x = self.net.to_device_images(x)
-        self.y = cuda.to_device(np.ascontiguousarray(y))
-        self.labels = cuda.to_device(np.ascontiguousarray(y if y.ndim == 1 else y.argmax(axis=1)))
-        self.velocity = {}
-        for key, p in self.net.params.items():
-            host = optimizer.velocity.get(key)
-            self.velocity[key] = (self.net.device_layout(key, host) if host is not None
-                                  else cuda.to_device(np.zeros(p.shape, p.dtype)))
-
-    def epoch(self, order, batch_size, epoch, temperature, loss_scale):
-        """One pass over the training set in ``order``; returns (loss sum, correct count)."""
-        lr = self.optimizer.lr_at(epoch)
-        momentum = self.optimizer.momentum
-        order = cuda.to_device(np.ascontiguousarray(order, dtype=np.int64))
-        totals = cuda.to_device(np.zeros(2))
-        params, grads = self.net.params, self.net.grads
-        full = min(batch_size, len(order))       # batch buffers, allocated once per epoch
-        buffers = [_empty((full,) + a.shape[1:], a.dtype) for a in (self.x, self.y, self.labels)]
-        loss_full = _empty((full,), self.x.dtype)
-        dz_full = None
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            xb, yb, lb = (b[:len(idx)] for b in buffers)    # the last batch: leading rows
-            elementwise.take_rows(self.x, idx, xb)
-            elementwise.take_rows(self.y, idx, yb)
-            elementwise.take_rows(self.labels, idx, lb)
-            z = self.net.forward(xb, training=True)
-            if dz_full is None:
-                dz_full = _empty((full, z.shape[1]), z.dtype)
-            loss, dz = loss_full[:len(idx)], dz_full[:len(idx)]
-            elementwise.softmax_cross_entropy(z, yb, temperature, loss_scale, loss, dz)
-            elementwise.batch_stats(z, lb, loss, totals)
-            self.net.backward(dz, param_grads=True, input_grad=False)
-            for key, p in params.items():
-                elementwise.sgd_update(p, self.velocity[key], grads[key], lr, momentum)
-        loss_sum, correct = totals.copy_to_host()
-        return float(loss_sum), int(correct)
-
-    def to_host(self):
-        """Parameters into the model, velocity into the optimizer (host layouts)."""
-        self.net.to_host()
-        self.optimizer.velocity = {key: self.net.host_layout(key, v)
-                                   for key, v in self.velocity.items()}
-
-
-class HostPasses:
-    """``model`` seen by the attacks and the Jacobian with the cuda backend: the same
-    forward / backward / logits / predict as a Sequential, NumPy in and out, each
-    pass run by a DeviceModel (one transfer each way per pass, none per layer).
-
-    Input gradients only: parameter gradients and training passes are train()'s
-    business (DeviceTrainer). Anything else is the host model's.
-    """
-
-    def __init__(self, model):
-        self.host = model
-        self.net = DeviceModel(model)
-
-    def __getattr__(self, name):
-        return getattr(self.host, name)
-
-    def forward(self, x, training=False):
-        if training:
-            raise ValueError("HostPasses runs inference passes only (train() trains on the device)")
-        self._batch = len(x)
-        return self.net.forward(self.net.to_device_images(x)).copy_to_host()
-
-    def backward(self, dlogits, param_grads=True, input_grad=True, rows=None):
-        if rows is not None:        # the device pass runs the whole batch; zeros elsewhere
-            full = np.zeros((self._batch,) + dlogits.shape[1:], dlogits.dtype)
-            full[rows] = dlogits
-            return self.backward(full)[rows]
-        dx = self.net.backward(cuda.to_device(np.ascontiguousarray(dlogits)), param_grads=False)
-        dx = dx.copy_to_host()
-        return dx.transpose(0, 3, 1, 2) if dx.ndim == 4 else dx
-
-
-def _borrow(name):
-    from ..nn.model import Sequential
-    return getattr(Sequential, name)
-
-
-for _name in ("logits", "input_gradient", "_batched_logits", "predict", "predict_proba"):
-    setattr(HostPasses, _name, _borrow(_name))

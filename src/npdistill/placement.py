@@ -1,0 +1,54 @@
+"""Where things run: the one module above ``kernels`` that reads the active backend.
+
+``train``, the attacks, ``jacobian``, the metrics and the mutation detector ask it and
+never read the backend themselves:
+
+- ``passes(model)``: the passes to run a model's inference and input gradients with —
+  the model itself on a CPU backend, its device view (``cuda.passes.DevicePasses``, the
+  same ``Passes`` interface) with "cuda". A model that is not a ``Sequential`` (a user's
+  own ``Passes``) runs its own passes everywhere.
+- ``device_loop(attack, passes)``: the attack's whole loop on the device, if the backend
+  has one (``"jsma"``, ``"cw_l2"``), bound to the model's device view; else None.
+- ``device_trainer(model, optimizer, x, y)``: train()'s epochs on the device, or None.
+
+The CUDA modules are imported here, and only when the backend is "cuda": importing
+npdistill never imports numba, and ``nn`` never imports ``cuda``.
+"""
+import functools
+
+from . import kernels
+from .nn.model import Sequential
+
+
+def on_device():
+    """True when the active backend keeps arrays on a GPU (it is "cuda")."""
+    return kernels.backend() == "cuda"
+
+
+def passes(model):
+    """``model``'s passes on the active backend (a ``Passes``)."""
+    if not on_device() or not isinstance(model, Sequential):
+        return model
+    from .cuda.passes import DevicePasses
+    return DevicePasses(model)
+
+
+def device_loop(attack, passes):
+    """The device loop of ``attack`` bound to ``passes``' device model, or None.
+
+    Called as the host loop of the attack is; see npdistill.cuda.attacks.
+    """
+    net = getattr(passes, "device_model", None)
+    if net is None:
+        return None
+    from .cuda import attacks
+    loops = {"jsma": attacks.jsma_chunk, "cw_l2": attacks.cw_l2_round}
+    return functools.partial(loops[attack], net) if attack in loops else None
+
+
+def device_trainer(model, optimizer, x, y):
+    """A trainer whose ``epoch`` runs on the device (cuda.trainer.DeviceTrainer), or None."""
+    if not on_device():
+        return None
+    from .cuda.trainer import DeviceTrainer
+    return DeviceTrainer(model, optimizer, x, y)
