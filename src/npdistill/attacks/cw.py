@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import kernels
 from .._checks import check_clip, check_images, check_labels, check_positive
+from ..kernels.cw import preimage
 from ..placement import device_loop, passes
 from .result import AttackResult
 
@@ -82,7 +83,7 @@ class _Problem:
     def __init__(self, x0, w, mask, tau, const, labels, *, lo, hi):
         self.idx = np.arange(len(x0))
         boxmul = (hi - lo) / 2
-        w0 = _preimage(x0, lo, hi)
+        w0 = preimage(x0, lo, hi)
         self.a = dict(x0=x0, s0=np.tanh(w0), w=w.copy() if w is not None else w0,
                       m=np.zeros_like(x0), v=np.zeros_like(x0), mask=mask, tau=tau, const=const,
                       labels=labels)
@@ -318,11 +319,6 @@ def _solve(model, shape, x0, w_start, mask, tau, const, labels, targeted, kappa,
     return worked, x_sol, w_sol, grad_sol, const
 
 
-def _preimage(x0, lo, hi):
-    boxmul = (hi - lo) / 2
-    return np.arctanh((x0 - (hi + lo) / 2) / boxmul * 0.999999).astype(x0.dtype)
-
-
 def _restricted_attack(name, model, x, y, target, *, kappa, c, max_iterations, lr, abort_early,
                        largest_const, const_factor, clip, batch_size, progress, batch_attack):
     model = passes(model)                      # the logits check below runs there too
@@ -410,7 +406,7 @@ def _shrinking_rounds(model, x, labels, targeted, iterations, *, kappa, c, norm,
     succeeded and returns the ones that go on. The last solution is the example."""
     n, shape = len(x), x.shape[1:]
     x0 = np.ascontiguousarray(x).reshape(n, -1)
-    w_start = _preimage(x0, options["lo"], options["hi"])
+    w_start = preimage(x0, options["lo"], options["hi"])
     const = np.full(n, c)
     best, found = x0.copy(), np.zeros(n, bool)
     alive = np.arange(n)

@@ -59,7 +59,7 @@ NORMS = {"inf": (_normalize_inf, _project_inf, _random_inf),
          2: (_normalize_l2, _project_l2, _random_l2)}
 
 
-def _norm_key(norm):
+def norm_key(norm):
     if norm in ("inf", "linf", np.inf):
         return "inf"
     if norm in (2, "2", "l2"):
@@ -98,7 +98,7 @@ def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="
     check_positive(step_size, "step_size")
     check_positive(T, "temperature T")
     check_positive(batch_size, "batch_size", integer=True)
-    normalize, project, random = NORMS[_norm_key(norm)]
+    normalize, project, random = NORMS[norm_key(norm)]
     model = passes(model)
     rng = np.random.default_rng(seed)
     if progress is None:

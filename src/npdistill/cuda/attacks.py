@@ -20,10 +20,11 @@ import math
 import numpy as np
 from numba import cuda, uint8
 
+from ..kernels.cw import preimage
 from . import cw, elementwise
 from ._launch import THREADS, blocks
 from .device_model import device_empty
-from .saliency import _pair_search
+from .saliency import pair_search_kernel
 
 CHECK_EVERY = 8
 
@@ -137,7 +138,7 @@ def jsma_chunk(net, x, target, domain, *, theta, max_iter, on, T, lo, hi):
         dx = net.backward(seeds, param_grads=False)
         _saliency_inputs[blocks(n * m), THREADS](dx, n, dtype.type(1 if theta > 0 else -1),
                                                  softmax, alpha, beta)
-        _pair_search[n, THREADS](alpha, beta, domain_d, pairs)
+        pair_search_kernel[n, THREADS](alpha, beta, domain_d, pairs)
         _jsma_apply[grid, THREADS](x_d, domain_d, pairs, running, iterations, dtype.type(theta),
                                    dtype.type(lo), dtype.type(hi))
     return (x_d.copy_to_host().reshape(shape), success.copy_to_host().astype(bool),
@@ -172,7 +173,7 @@ def cw_l2_round(net, x0, shape, labels, const, targeted, kappa, *, max_iteration
     n, m = x0.shape
     dtype = x0.dtype
     boxmul = (hi - lo) / 2
-    w0 = np.arctanh((x0 - (hi + lo) / 2) / boxmul * 0.999999).astype(dtype)   # cw._preimage
+    w0 = preimage(x0, lo, hi)
     d = {name: cuda.to_device(a) for name, a in dict(
         x0=x0, x=x0, w=w0, s0=np.tanh(w0), m=np.zeros_like(x0), v=np.zeros_like(x0),
         mask=np.ones_like(x0), tau=np.zeros(n, dtype), const=const.astype(dtype),
@@ -191,10 +192,10 @@ def cw_l2_round(net, x0, shape, labels, const, targeted, kappa, *, max_iteration
         z = net.forward(image)
         if dz is None:
             dz = device_empty(z.shape, z.dtype)
-        cw._cw_margin[blocks(n), THREADS](z, d["labels"], bool(targeted), dtype.type(kappa),
+        cw.cw_margin_kernel[blocks(n), THREADS](z, d["labels"], bool(targeted), dtype.type(kappa),
                                           d["const"], loss, dz, success, dtype.type(0))
         elementwise.nhwc_to_flat(net.backward(dz, param_grads=False), grad)
-        cw._cw_track[n, THREADS](d["x"], d["dist"], success, d["step_best"], d["best_dist"],
+        cw.cw_track_kernel[n, THREADS](d["x"], d["dist"], success, d["step_best"], d["best_dist"],
                                  d["best_x"], d["live"])
         check = abort_early and it % check_every == 0
         _cw_count_and_stall[grid, THREADS](loss, d["dist"], d["previous"], d["live"],
@@ -202,7 +203,7 @@ def cw_l2_round(net, x0, shape, labels, const, targeted, kappa, *, max_iteration
         if check and not d["live"].copy_to_host().any():
             break
         lr_t = lr * math.sqrt(1 - 0.999 ** (it + 1)) / (1 - 0.9 ** (it + 1))
-        cw._cw_update[n, THREADS](d["w"], d["m"], d["v"], d["s0"], d["x0"], grad, d["mask"],
+        cw.cw_update_kernel[n, THREADS](d["w"], d["m"], d["v"], d["s0"], d["x0"], grad, d["mask"],
                                   d["tau"], d["x"], d["dist"], cw.L2, lr_t, float(boxmul),
                                   float(lo), float(hi), 0.9, 0.999, 1e-8, d["live"])
     best_dist[...] = d["best_dist"].copy_to_host()

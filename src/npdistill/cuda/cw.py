@@ -18,7 +18,7 @@ L2, LINF = 0, 1
 
 
 @cuda.jit
-def _cw_margin(z, labels, targeted, kappa, const, loss, dz, success, zero):
+def cw_margin_kernel(z, labels, targeted, kappa, const, loss, dz, success, zero):
     n_img, k = z.shape
     for n in range(cuda.grid(1), n_img, cuda.gridsize(1)):
         t = labels[n]
@@ -45,7 +45,7 @@ def _cw_margin(z, labels, targeted, kappa, const, loss, dz, success, zero):
 
 
 @cuda.jit
-def _cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, boxmul, lo, hi,
+def cw_update_kernel(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, boxmul, lo, hi,
                beta1, beta2, epsilon, live):
     row = cuda.blockIdx.x
     if not live[row]:                      # a stopped image keeps its state (whole block)
@@ -80,7 +80,7 @@ def _cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, boxmul, 
 
 
 @cuda.jit
-def _cw_track(x, dist, success, step_best, best_dist, best_x, live):
+def cw_track_kernel(x, dist, success, step_best, best_dist, best_x, live):
     row = cuda.blockIdx.x
     if not live[row]:
         return
@@ -101,7 +101,7 @@ def _cw_track(x, dist, success, step_best, best_dist, best_x, live):
 def cw_margin(z, labels, targeted, kappa, const, loss, dz, success):
     """f(z) = max(margin + kappa, 0) per image, its gradient dz and the success flags."""
     t = z.dtype.type
-    launch(_cw_margin, blocks(len(z)), THREADS,
+    launch(cw_margin_kernel, blocks(len(z)), THREADS,
            (z, labels, bool(targeted), t(kappa), const, loss, dz, success, t(0)),
            outputs=(5, 6, 7))
 
@@ -111,7 +111,7 @@ def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, bo
     """One Adam step on w for the batch; writes the next image and its distance."""
     lr_t = lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
     if len(w):
-        launch(_cw_update, len(w), THREADS,
+        launch(cw_update_kernel, len(w), THREADS,
                (w, m, v, s0, x0, grad_x, mask, tau, x, dist, int(norm), float(lr_t),
                 float(boxmul), float(lo), float(hi), float(beta1), float(beta2), float(epsilon),
                np.ones(len(w), np.uint8)), outputs=(0, 1, 2, 8, 9))
@@ -120,6 +120,6 @@ def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, bo
 def cw_track(x, dist, success, step_best, best_dist, best_x):
     """Best-so-far bookkeeping of the L2 attack, in place."""
     if len(x):
-        launch(_cw_track, len(x), THREADS,
+        launch(cw_track_kernel, len(x), THREADS,
                (x, dist, success, step_best, best_dist, best_x, np.ones(len(x), np.uint8)),
                outputs=(3, 4, 5))

@@ -25,7 +25,7 @@ def _better(score, p, q, best, bp, bq):
 
 
 @cuda.jit
-def _pair_search(alpha, beta, domain, pairs):
+def pair_search_kernel(alpha, beta, domain, pairs):
     row = cuda.blockIdx.x
     tid = cuda.threadIdx.x
     m = alpha.shape[1]
@@ -65,4 +65,4 @@ def pair_search(alpha, beta, domain, pairs):
     alpha, beta : (N, M) float; domain : (N, M) uint8. (-1, -1) where no pair is admissible.
     """
     if len(alpha):
-        launch(_pair_search, len(alpha), THREADS, (alpha, beta, domain, pairs), outputs=(3,))
+        launch(pair_search_kernel, len(alpha), THREADS, (alpha, beta, domain, pairs), outputs=(3,))

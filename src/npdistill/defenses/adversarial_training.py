@@ -12,7 +12,7 @@ inference mode (no dropout), with the true labels.
 import numpy as np
 
 from .._checks import check_positive
-from ..attacks.fgsm import _norm_key, fgsm, pgd
+from ..attacks.fgsm import norm_key, fgsm, pgd
 from ..train import train
 
 ATTACKS = ("fgsm", "pgd")
@@ -38,7 +38,7 @@ class AdversarialExamples:
         check_positive(T, "temperature T")
         self.attack, self.eps, self.ratio = attack, float(eps), float(ratio)
         self.steps, self.step_size = int(steps), step_size
-        self.norm, self.T, self.clip = _norm_key(norm), float(T), tuple(clip)
+        self.norm, self.T, self.clip = norm_key(norm), float(T), tuple(clip)
 
     def config(self):
         config = {"defense": "adversarial_training", "attack": self.attack, "eps": self.eps,

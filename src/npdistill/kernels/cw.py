@@ -22,6 +22,13 @@ import numpy as np
 L2, LINF = 0, 1          # the distance penalty of cw_update
 
 
+def preimage(x0, lo, hi):
+    """w0 with x(w0) = x0: arctanh of x0 mapped from [lo, hi] to (-1, 1), shrunk by 1e-6
+    so that arctanh stays finite at the box's edges (the reference code's 0.999999)."""
+    boxmul = (hi - lo) / 2
+    return np.arctanh((x0 - (hi + lo) / 2) / boxmul * 0.999999).astype(x0.dtype)
+
+
 def cw_margin(z, labels, targeted, kappa, const, loss, dz, success):
     """f(z) = max(margin + kappa, 0) per image, its gradient and the success flags.
 
