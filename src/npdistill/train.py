@@ -8,6 +8,7 @@ of epoch e replays exactly what an uninterrupted run would have done.
 import hashlib
 import sys
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -87,9 +88,69 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
         "train_accuracy", "val_accuracy" (None without validation), "lr", "seconds",
         and "penalty" (mean per-sample penalty; None without one)
     """
+    run = _resolve(model, data, temperature=temperature, epochs=epochs, seed=seed,
+                   loss_scale=loss_scale, batch_transform=batch_transform, penalty=penalty,
+                   given={"lr": lr, "momentum": momentum, "batch_size": batch_size,
+                          "decay_every": decay_every, "decay_factor": decay_factor})
+    if validation is not None:
+        validation = _check_data(model, validation, "validation")
+    optimizer = SGD(run.lr, run.momentum, run.decay_every, run.decay_factor)
+    checkpoint = None
+    if checkpoint_dir is not None:
+        checkpoint = check_output_dir(checkpoint_dir, "checkpoint_dir") / CHECKPOINT_NAME
+    start_epoch, history = _start(model, optimizer, checkpoint, run.config, progress)
+    device = None if run.hooked else device_trainer(model, optimizer, run.x, run.y)
+    predict = model.predict if device is None else device.passes.predict
+    epoch_seconds = []
+    for epoch in range(start_epoch, epochs):
+        began = time.perf_counter()
+        rng = np.random.default_rng([seed, epoch])
+        model.set_rng(rng)
+        order = rng.permutation(len(run.x))
+        if device is None:
+            sums = _host_epoch(model, optimizer, run, order, epoch, rng)
+        else:
+            sums = _device_epoch(device, run, order, epoch)
+        epoch_seconds.append(time.perf_counter() - began)
+        val_acc = None if validation is None else \
+            float((predict(validation[0]) == _hard(validation[1])).mean())
+        _record(history, run, sums, val_acc, optimizer.lr_at(epoch), epoch_seconds[-1])
+        if progress:
+            _report(history, epoch, epochs, len(run.x), epoch_seconds)
+        if checkpoint is not None:
+            _save_checkpoint(model, optimizer, checkpoint, run.config, epoch + 1, history)
+    model.metadata["training_temperature"] = float(temperature)
+    model.metadata["training"] = {**run.config, "epochs": int(epochs)}
+    return model, history
+
+
+@dataclass(frozen=True)
+class _Run:
+    """A training run's settings, resolved and checked, and its data."""
+    x: np.ndarray
+    y: np.ndarray
+    temperature: float
+    loss_scale: float
+    batch_size: int
+    lr: float
+    momentum: float
+    decay_every: int
+    decay_factor: float
+    batch_transform: object
+    penalty: object
+    config: dict             # what checkpoints and the model's metadata record
+
+    @property
+    def hooked(self):
+        """Hooks work on host arrays: such a run trains on the host whatever the backend."""
+        return self.batch_transform is not None or self.penalty is not None
+
+
+def _resolve(model, data, *, temperature, epochs, seed, loss_scale, batch_transform, penalty,
+             given):
+    """Check the arguments and fill the hyper-parameters the caller left None with the
+    model's training defaults (the paper's)."""
     defaults = {**_FALLBACK_DEFAULTS, **model.metadata.get("training_defaults", {})}
-    given = {"lr": lr, "momentum": momentum, "batch_size": batch_size,
-             "decay_every": decay_every, "decay_factor": decay_factor}
     hp = {k: (defaults[k] if v is None else v) for k, v in given.items()}
     check_positive(epochs, "epochs", integer=True)
     check_positive(hp["batch_size"], "batch_size", integer=True)
@@ -97,11 +158,7 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
     check_positive(loss_scale, "loss_scale")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
-    optimizer = SGD(hp["lr"], hp["momentum"], hp["decay_every"], hp["decay_factor"])
-
     x, y = _check_data(model, data, "data")
-    if validation is not None:
-        x_val, y_val = _check_data(model, validation, "validation")
     for name, hook in (("batch_transform", batch_transform), ("penalty", penalty)):
         if hook is not None and not callable(hook):
             raise TypeError(f"{name} must be callable, got {type(hook).__name__}")
@@ -109,84 +166,84 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
               "loss_scale": float(loss_scale), "batch_transform": _describe(batch_transform),
               "penalty": _describe(penalty),
               "dtype": model.dtype.name, "n_train": len(x), "data_checksum": data_checksum(x, y)}
+    return _Run(x=x, y=y, temperature=temperature, loss_scale=loss_scale,
+                batch_size=int(hp["batch_size"]), lr=hp["lr"], momentum=hp["momentum"],
+                decay_every=hp["decay_every"], decay_factor=hp["decay_factor"],
+                batch_transform=batch_transform, penalty=penalty, config=config)
 
+
+def _start(model, optimizer, checkpoint, config, progress):
+    """(first epoch, history): a fresh history, or the checkpoint's after resuming from it."""
     history = {"loss": [], "train_accuracy": [], "val_accuracy": [], "lr": [], "seconds": [],
                "penalty": []}
-    start_epoch = 0
-    checkpoint = None
-    if checkpoint_dir is not None:
-        checkpoint = check_output_dir(checkpoint_dir, "checkpoint_dir") / CHECKPOINT_NAME
-    if checkpoint is not None and checkpoint.exists():
-        start_epoch, history = _resume(model, optimizer, checkpoint, config)
-        history.setdefault("penalty", [None] * start_epoch)     # checkpoints of 0.1
-        if progress:
-            print(f"resuming from {checkpoint} after epoch {start_epoch}", file=sys.stderr)
+    if checkpoint is None or not checkpoint.exists():
+        return 0, history
+    start_epoch, history = _resume(model, optimizer, checkpoint, config)
+    history.setdefault("penalty", [None] * start_epoch)     # checkpoints of 0.1
+    if progress:
+        print(f"resuming from {checkpoint} after epoch {start_epoch}", file=sys.stderr)
+    return start_epoch, history
 
-    n, bs = len(x), int(hp["batch_size"])
-    device = None
-    if batch_transform is None and penalty is None:     # hooks run on the host
-        device = device_trainer(model, optimizer, x, y)
-    epoch_seconds = []
-    for epoch in range(start_epoch, epochs):
-        began = time.perf_counter()
-        rng = np.random.default_rng([seed, epoch])
-        model.set_rng(rng)
-        order = rng.permutation(n)
-        loss_sum, penalty_sum, correct = 0.0, 0.0, 0
-        if device is not None:
-            loss_sum, correct = device.epoch(order, bs, epoch, temperature, loss_scale)
-            device.to_host()
-            if not np.isfinite(loss_sum):
-                raise FloatingPointError(f"training diverged in epoch {epoch + 1}: loss sum "
-                                         f"{loss_sum}; lower lr")
-        for start in range(0, n if device is None else 0, bs):
-            idx = order[start:start + bs]
-            x_batch, y_batch = x[idx], y[idx]
-            if batch_transform is not None:
-                x_batch, y_batch = _transformed(batch_transform, model, x_batch, y_batch, rng)
-            logits = model.forward(x_batch, training=True)
-            loss, dlogits = cross_entropy(logits, y_batch, temperature)
-            if penalty is None:
-                if loss_scale != 1:
-                    dlogits *= dlogits.dtype.type(loss_scale)
-                model.backward(dlogits, input_grad=False)
-            else:
-                value = float(penalty(model, logits, dlogits, temperature))
-                if loss_scale != 1:
-                    for grad in model.grads.values():
-                        grad *= grad.dtype.type(loss_scale)
-                penalty_sum += value * len(idx)
-                loss += value
-            if not np.isfinite(loss):
-                raise FloatingPointError(f"training diverged at epoch {epoch + 1}, samples "
-                                         f"{start}..{start + len(idx)}: loss {loss}; lower lr")
-            optimizer.step(model.params, model.grads, epoch)
-            loss_sum += loss * len(idx)
-            correct += int((logits.argmax(axis=1) == _hard(y_batch)).sum())
-        seconds = time.perf_counter() - began
-        epoch_seconds.append(seconds)
-        val_acc = None
-        if validation is not None:
-            predict = model.predict if device is None else device.passes.predict
-            val_acc = float((predict(x_val) == _hard(y_val)).mean())
-        for key, value in (("loss", loss_sum / n), ("train_accuracy", correct / n),
-                           ("val_accuracy", val_acc), ("lr", optimizer.lr_at(epoch)),
-                           ("seconds", seconds),
-                           ("penalty", penalty_sum / n if penalty is not None else None)):
-            history[key].append(value)
-        if progress:
-            eta = np.median(epoch_seconds) * (epochs - epoch - 1)
-            val = f"  val acc {val_acc:.2%}" if val_acc is not None else ""
-            val += f"  penalty {penalty_sum / n:.4g}" if penalty is not None else ""
-            print(f"epoch {epoch + 1}/{epochs}  loss {loss_sum / n:.4f}  train acc "
-                  f"{correct / n:.2%}{val}  {n / seconds:,.0f} samples/s  ETA {_format_eta(eta)}",
-                  file=sys.stderr, flush=True)
-        if checkpoint is not None:
-            _save_checkpoint(model, optimizer, checkpoint, config, epoch + 1, history)
 
-    model.metadata["training_temperature"] = float(temperature)
-    model.metadata["training"] = {**config, "epochs": int(epochs)}
-    return model, history
+def _host_epoch(model, optimizer, run, order, epoch, rng):
+    """One pass over the data in ``order`` on the host: (loss sum, penalty sum, correct)."""
+    loss_sum, penalty_sum, correct = 0.0, 0.0, 0
+    for start in range(0, len(order), run.batch_size):
+        idx = order[start:start + run.batch_size]
+        x_batch, y_batch = run.x[idx], run.y[idx]
+        if run.batch_transform is not None:
+            x_batch, y_batch = _transformed(run.batch_transform, model, x_batch, y_batch, rng)
+        logits = model.forward(x_batch, training=True)
+        loss, dlogits = cross_entropy(logits, y_batch, run.temperature)
+        if run.penalty is None:
+            if run.loss_scale != 1:
+                dlogits *= dlogits.dtype.type(run.loss_scale)
+            model.backward(dlogits, input_grad=False)
+        else:
+            value = float(run.penalty(model, logits, dlogits, run.temperature))
+            if run.loss_scale != 1:
+                for grad in model.grads.values():
+                    grad *= grad.dtype.type(run.loss_scale)
+            penalty_sum += value * len(idx)
+            loss += value
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"training diverged at epoch {epoch + 1}, samples "
+                                     f"{start}..{start + len(idx)}: loss {loss}; lower lr")
+        optimizer.step(model.params, model.grads, epoch)
+        loss_sum += loss * len(idx)
+        correct += int((logits.argmax(axis=1) == _hard(y_batch)).sum())
+    return loss_sum, penalty_sum, correct
+
+
+def _device_epoch(device, run, order, epoch):
+    """One pass on the device (placement's trainer), the model and optimizer brought back."""
+    loss_sum, correct = device.epoch(order, run.batch_size, epoch, run.temperature,
+                                     run.loss_scale)
+    device.to_host()
+    if not np.isfinite(loss_sum):
+        raise FloatingPointError(f"training diverged in epoch {epoch + 1}: loss sum "
+                                 f"{loss_sum}; lower lr")
+    return loss_sum, 0.0, correct
+
+
+def _record(history, run, sums, val_acc, lr, seconds):
+    loss_sum, penalty_sum, correct = sums
+    n = len(run.x)
+    for key, value in (("loss", loss_sum / n), ("train_accuracy", correct / n),
+                       ("val_accuracy", val_acc), ("lr", lr), ("seconds", seconds),
+                       ("penalty", penalty_sum / n if run.penalty is not None else None)):
+        history[key].append(value)
+
+
+def _report(history, epoch, epochs, n, epoch_seconds):
+    """One progress line for the epoch just recorded: loss, accuracies, rate, ETA."""
+    eta = np.median(epoch_seconds) * (epochs - epoch - 1)
+    val_acc, penalty = history["val_accuracy"][-1], history["penalty"][-1]
+    val = f"  val acc {val_acc:.2%}" if val_acc is not None else ""
+    val += f"  penalty {penalty:.4g}" if penalty is not None else ""
+    print(f"epoch {epoch + 1}/{epochs}  loss {history['loss'][-1]:.4f}  train acc "
+          f"{history['train_accuracy'][-1]:.2%}{val}  {n / epoch_seconds[-1]:,.0f} samples/s  "
+          f"ETA {_format_eta(eta)}", file=sys.stderr, flush=True)
 
 
 def _describe(hook):
