@@ -77,13 +77,13 @@ def test_backends_give_the_same_cw_examples(toy, pair):
 
 
 def test_cw_step_backpropagates_only_the_images_whose_f_is_not_zero(toy, monkeypatch):
-    from npdistill.attacks import cw
+    from npdistill.attacks.tanh_space import TanhSpace
     model, x, y, target = toy
     n = 12
     labels = np.where(np.arange(n) % 2 == 0, y[:n], target[:n])   # half met already: f = 0
     x0 = np.ascontiguousarray(x[:n]).reshape(n, -1)
-    problem = cw._Problem(x0, None, np.ones_like(x0), np.zeros(n, x.dtype),
-                          np.full(n, 2.0, x.dtype), labels, lo=0.0, hi=1.0)
+    problem = TanhSpace.start(x0, None, np.ones_like(x0), np.zeros(n, x.dtype),
+                              np.full(n, 2.0, x.dtype), labels, lo=0.0, hi=1.0)
     seen = []
     backward = type(model).backward
     monkeypatch.setattr(type(model), "backward",

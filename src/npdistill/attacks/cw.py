@@ -37,9 +37,9 @@ import numpy as np
 
 from .. import kernels
 from .._checks import check_clip, check_images, check_labels, check_positive
-from ..kernels.cw import preimage
 from ..placement import device_loop, passes
 from .result import AttackResult
+from .tanh_space import TanhSpace, preimage
 
 _NEVER = np.inf
 
@@ -74,68 +74,6 @@ def _prepare(model, x, y, target, clip, kappa, batch_size):
     check_positive(batch_size, "batch_size", integer=True)
     _check_logits_model(model, x)
     return labels, targeted, lo, hi
-
-
-class _Problem:
-    """The tanh-space optimisation of a set of images, kept compact: ``keep``
-    drops the images that stopped, so every forward pass runs only live ones."""
-
-    def __init__(self, x0, w, mask, tau, const, labels, *, lo, hi):
-        self.idx = np.arange(len(x0))
-        boxmul = (hi - lo) / 2
-        w0 = preimage(x0, lo, hi)
-        self.a = dict(x0=x0, s0=np.tanh(w0), w=w.copy() if w is not None else w0,
-                      m=np.zeros_like(x0), v=np.zeros_like(x0), mask=mask, tau=tau, const=const,
-                      labels=labels)
-        a = self.a
-        a["x"] = np.clip(x0 + mask * (boxmul * (np.tanh(a["w"]) - a["s0"])), lo, hi).astype(x0.dtype)
-        a["dist"] = np.empty(len(x0), x0.dtype)
-        self.boxmul, self.lo, self.hi = boxmul, lo, hi
-
-    def __getattr__(self, name):
-        try:
-            return self.__dict__["a"][name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-    def keep(self, rows):
-        self.idx = self.idx[rows]
-        self.a = {name: value[rows] for name, value in self.a.items()}
-
-    def distances(self, norm):
-        delta = self.x - self.x0
-        if norm == kernels.CW_L2:
-            return (delta * delta).sum(axis=1)
-        return np.maximum(np.abs(delta) - self.tau[:, None], 0).sum(axis=1)
-
-    def step(self, model, shape, targeted, kappa, *, grad=True):
-        """Forward the current images: (loss = c f, success as uint8, and with ``grad``
-        the gradient d(c f)/dx, flattened)."""
-        n = len(self.idx)
-        z = np.ascontiguousarray(model.forward(self.x.reshape((n,) + shape)))
-        loss = np.empty(n, z.dtype)
-        dz = np.empty_like(z)
-        success = np.empty(n, np.uint8)
-        kernels.cw_margin(z, self.labels, targeted, kappa, self.const, loss, dz, success)
-        grad_x = None
-        if grad:
-            # where f is 0 (the goal met with margin kappa) d(c f)/dx is exactly 0: only
-            # the other images go backward (after a first success, often most of them)
-            live = np.flatnonzero(dz.any(axis=1))
-            if len(live) == n:
-                grad_x = np.ascontiguousarray(model.backward(dz, param_grads=False)).reshape(n, -1)
-            else:
-                grad_x = np.zeros((n, self.x.shape[1]), self.x.dtype)
-                if len(live):
-                    grad_x[live] = model.backward(dz[live], param_grads=False,
-                                                  rows=live).reshape(len(live), -1)
-        return loss, success, grad_x
-
-    def update(self, grad_x, norm, t, lr):
-        a = self.a
-        kernels.cw_update(a["w"], a["m"], a["v"], a["s0"], a["x0"], grad_x, a["mask"], a["tau"],
-                          a["x"], a["dist"], norm=norm, step=t, lr=lr, boxmul=self.boxmul,
-                          lo=self.lo, hi=self.hi)
 
 
 def _progress(name, enabled, message):
@@ -229,25 +167,25 @@ def _l2_round(model, x0, shape, labels, const, targeted, kappa, *, max_iteration
     max_iterations or its loss stalls. best_dist, best_x and iterations are updated in
     place; returns step_best, the least distance of a success in this round."""
     n, dtype = len(x0), x0.dtype
-    problem = _Problem(x0, None, np.ones_like(x0), np.zeros(n, dtype), const.astype(dtype),
-                       labels, lo=lo, hi=hi)
-    problem.a["dist"][...] = 0
     step_best = np.full(n, _NEVER, dtype)
-    track = dict(step_best=step_best.copy(), best_dist=best_dist.copy(), best_x=best_x.copy())
-    problem.a.update(track)                      # compacted along with the problem
+    problem = TanhSpace.start(x0, None, np.ones_like(x0), np.zeros(n, dtype), const.astype(dtype),
+                              labels, lo=lo, hi=hi,       # the tracking is compacted with it
+                              step_best=step_best.copy(), best_dist=best_dist.copy(),
+                              best_x=best_x.copy())
+    problem.dist[...] = 0
     previous = np.full(n, np.inf)
     check_every = max(max_iterations // 10, 1)
     for it in range(max_iterations):
         loss, ok, grad_x = problem.step(model, shape, targeted, kappa)
-        a = problem.a
-        kernels.cw_track(a["x"], a["dist"], ok, a["step_best"], a["best_dist"], a["best_x"])
+        kernels.cw_track(problem.x, problem.dist, ok, problem.step_best, problem.best_dist,
+                         problem.best_x)
         iterations[problem.idx] += 1
         if abort_early and it % check_every == 0:
-            total = loss.astype(np.float64) + a["dist"]
+            total = loss.astype(np.float64) + problem.dist
             stalled = total > previous * 0.9999
             previous = total
             if stalled.any():
-                _store(problem, ~stalled, step_best, best_dist, best_x)
+                problem = _store(problem, ~stalled, step_best, best_dist, best_x)
                 previous, grad_x = previous[~stalled], grad_x[~stalled]
                 if not len(problem.idx):
                     break
@@ -257,13 +195,13 @@ def _l2_round(model, x0, shape, labels, const, targeted, kappa, *, max_iteration
 
 
 def _store(problem, keep, step_best, best_dist, best_x):
-    """Write the bookkeeping of the images that stop back, then drop them."""
+    """Write the bookkeeping of the images that stop back; the problem without them."""
     gone = ~keep
     rows = problem.idx[gone]
     step_best[rows] = problem.step_best[gone]
     best_dist[rows] = problem.best_dist[gone]
     best_x[rows] = problem.best_x[gone]
-    problem.keep(keep)
+    return problem.take(keep)
 
 
 def _solve(model, shape, x0, w_start, mask, tau, const, labels, targeted, kappa, *, norm,
@@ -283,9 +221,9 @@ def _solve(model, shape, x0, w_start, mask, tau, const, labels, targeted, kappa,
     check_every = max(max_iterations // 10, 1)
     pending = np.arange(n)
     while pending.size:
-        problem = _Problem(x0[pending], w_start[pending], mask[pending], tau[pending],
-                           const[pending].astype(x0.dtype), labels[pending], lo=lo, hi=hi)
-        problem.a["dist"][...] = problem.distances(norm)
+        problem = TanhSpace.start(x0[pending], w_start[pending], mask[pending], tau[pending],
+                                  const[pending].astype(x0.dtype), labels[pending], lo=lo, hi=hi)
+        problem.dist[...] = problem.distances(norm)
         previous = np.full(len(pending), np.inf)
         for it in range(max_iterations):
             loss, ok, grad_x = problem.step(model, shape, targeted, kappa)
@@ -308,7 +246,7 @@ def _solve(model, shape, x0, w_start, mask, tau, const, labels, targeted, kappa,
                 keep &= ~(total > previous * 0.9999)          # stalled: give up at this c
                 previous = total
             if not keep.all():
-                problem.keep(keep)
+                problem = problem.take(keep)
                 grad_x, previous = grad_x[keep], previous[keep]
                 if not len(problem.idx):
                     break
