@@ -9,7 +9,7 @@ for each output, the position (a * size + b) of the maximum in its window.
 import numpy as np
 
 
-def _windows(x, size, oh, ow):
+def pool_windows(x, size, oh, ow):
     n, c = x.shape[0], x.shape[3]
     blocks = x[:, :oh * size, :ow * size, :].reshape(n, oh, size, ow, size, c)
     return blocks.transpose(0, 1, 3, 2, 4, 5).reshape(n, oh, ow, size * size, c)
@@ -18,7 +18,7 @@ def _windows(x, size, oh, ow):
 def maxpool_forward(x, size, out, argmax):
     """Fill out (N, H//size, W//size, C) with the window maxima of x, argmax (int64) with their place."""
     oh, ow = out.shape[1:3]
-    windows = _windows(x, size, oh, ow)
+    windows = pool_windows(x, size, oh, ow)
     argmax[...] = windows.argmax(axis=3)
     out[...] = np.take_along_axis(windows, argmax[:, :, :, None, :], axis=3)[:, :, :, 0, :]
 

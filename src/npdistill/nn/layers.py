@@ -189,7 +189,7 @@ class Conv2D(Layer):
                 self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)
                 dW2 += block.T @ self._cols
             if input_grad:
-                self._dcols = kernels._buffer((len(block), self._W2.shape[1]), dy2.dtype,
+                self._dcols = kernels.reusable_buffer((len(block), self._W2.shape[1]), dy2.dtype,
                                               self._dcols)
                 np.matmul(block, self._W2, out=self._dcols)
                 kernels.col2im(self._dcols, (e - s,) + self.x.shape[1:], k, k, self.pads,

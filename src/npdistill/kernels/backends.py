@@ -1,0 +1,127 @@
+"""The backend registry: which implementation of the kernels runs ("numpy" | "cython" |
+"cuda"), chosen on first use, and the OpenMP policy the compiled kernels load with.
+
+Use it through ``npdistill.kernels`` (``use``, ``using``, ``backend``, ``available``);
+only ``npdistill.placement`` above it decides anything by the backend.
+"""
+import contextlib
+import glob
+import importlib.util
+import os
+import warnings
+
+# OpenMP threads that spin after a parallel region steal the cores from
+# OpenBLAS's threads in the GEMM that follows: measured 3.9 -> 14 images/s on
+# JSMA (bench/jsma_speed.py, 2 cores). libgomp reads this once, when the
+# compiled kernels load it below; a value the user set is kept.
+WAIT_POLICY_SET_HERE = "OMP_WAIT_POLICY" not in os.environ
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from . import conv as _numpy_conv  # noqa: E402
+from . import cw as _numpy_cw  # noqa: E402
+from . import pool as _numpy_pool  # noqa: E402
+from . import saliency as _numpy_saliency  # noqa: E402
+
+BACKENDS = ("numpy", "cython", "cuda")
+
+_impl = {"numpy": {"conv": _numpy_conv, "pool": _numpy_pool, "saliency": _numpy_saliency,
+                   "cw": _numpy_cw}}
+_missing = {}
+try:
+    from .._ext import conv as _cython_conv
+    from .._ext import cw as _cython_cw
+    from .._ext import pool as _cython_pool
+    from .._ext import saliency as _cython_saliency
+except ImportError as exc:  # a source checkout that was never built
+    _missing["cython"] = f"{exc} (build it with `pip install .` or `pip install -e .`)"
+else:
+    _impl["cython"] = {"conv": _cython_conv, "pool": _cython_pool, "saliency": _cython_saliency,
+                       "cw": _cython_cw}
+
+
+def _load_cuda():
+    """Import the CUDA kernels into _impl, or record why they cannot run."""
+    if "cuda" in _impl:
+        return True
+    from .. import cuda
+    try:
+        _impl["cuda"] = cuda.load()
+    except RuntimeError as exc:
+        _missing["cuda"] = str(exc)
+        return False
+    return True
+
+
+def _gpu_present():
+    """numba-cuda installed and an NVIDIA device node here: worth importing numba to check."""
+    return (importlib.util.find_spec("numba_cuda") is not None
+            and bool(glob.glob("/dev/nvidia[0-9]*")))
+
+
+def available():
+    """The backends that can run here, fastest first ("cuda" only where a GPU is present,
+    or when the simulator was asked for with NUMBA_ENABLE_CUDASIM=1 and "cuda" used)."""
+    return tuple(name for name in reversed(BACKENDS) if name in _impl)
+
+
+def _checked(name, variable=None):
+    """``name`` if it is a backend that can run here, else a ValueError (naming the
+    environment ``variable`` it came from, if any)."""
+    said = f"{variable}={name!r}: " if variable else ""
+    if name not in BACKENDS:
+        raise ValueError(f"{said}unknown backend {name!r}: expected one of {BACKENDS}")
+    if name == "cuda":
+        _load_cuda()
+    if name not in _impl:
+        raise ValueError(f"{said}backend {name!r} is not available: {_missing[name]}")
+    return name
+
+
+def use(name):
+    """Make ``name`` ("numpy", "cython" or "cuda") the backend of every kernel.
+
+    It overrides ``NPDISTILL_BACKEND``, which is then never read.
+    """
+    global _active
+    _active = _checked(name)
+
+
+@contextlib.contextmanager
+def using(name):
+    """``with using("numpy"):`` runs the block on that backend, then restores the one before."""
+    previous = backend()
+    use(name)
+    try:
+        yield name
+    finally:
+        use(previous)
+
+
+def backend():
+    """The name of the active backend, chosen on first use (see the module's docstring)."""
+    global _active
+    if _active is None:
+        _active = _default_backend()
+    return _active
+
+
+def _default_backend():
+    requested = os.environ.get("NPDISTILL_BACKEND")
+    if requested:
+        return _checked(requested, "NPDISTILL_BACKEND")
+    if _gpu_present() and _load_cuda():
+        return "cuda"
+    if "cython" in _missing:
+        warnings.warn("npdistill: compiled kernels not found, running on the NumPy reference: "
+                      + _missing["cython"], RuntimeWarning, stacklevel=4)
+    return available()[0]
+
+
+# Chosen on first use, not at import: a bad NPDISTILL_BACKEND must not break `import
+# npdistill` or `npdistill --help`, and `use()` (the CLI's --backend) overrides it unread.
+_active = None
+
+
+def implementation(module):
+    """The active backend's module of kernels ``module`` ("conv", "pool", "saliency", "cw")."""
+    return _impl[backend()][module]
