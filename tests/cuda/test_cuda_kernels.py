@@ -12,13 +12,15 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from npdistill import kernels
+import npdistill as nd
+from npdistill import kernels, layers
 from npdistill.kernels import conv as ref_conv
 from npdistill.kernels import cw as ref_cw
 from npdistill.kernels import dense as ref_dense
 from npdistill.kernels import elementwise as ref_elementwise
 from npdistill.kernels import pool as ref_pool
 from npdistill.kernels import saliency as ref_saliency
+from npdistill.nn.optim import momentum_step
 from tests.kernels.test_cw_kernels import update_inputs
 from tests.kernels.test_saliency_kernel import cases as saliency_cases
 from tests.kernels.test_saliency_kernel import draw as draw_saliency
@@ -216,24 +218,23 @@ def test_bias_add_and_column_sum_equal_the_reference(rows, features, parts, dtyp
 def test_relu_dropout_and_flatten_equal_the_reference(n, c, h, w, seeds, rate, dtype, seed):
     rng = np.random.default_rng(seed)
     x = np.round(rng.standard_normal((n, h, w, c)), 1).astype(dtype)     # exact zeros too
-    y = [nan_like(x.shape, dtype) for _ in range(2)]
-    mask = [np.full(x.shape, 7, np.uint8) for _ in range(2)]
-    ref_elementwise.relu_forward(x, y[0], mask[0])
-    elementwise.relu_forward(x, y[1], mask[1])
-    np.testing.assert_array_equal(y[1], y[0])
-    np.testing.assert_array_equal(mask[1], mask[0])
+    relu = layers.ReLU()                       # the CPU path's layer is the reference
+    y, mask = nan_like(x.shape, dtype), np.full(x.shape, 7, np.uint8)
+    elementwise.relu_forward(x, y, mask)
+    np.testing.assert_array_equal(y, relu.forward(x))
+    np.testing.assert_array_equal(mask, relu.mask)
     dy = rng.standard_normal((seeds * n, h, w, c)).astype(dtype)
-    dx = [nan_like(dy.shape, dtype) for _ in range(2)]
-    ref_elementwise.mask_backward(dy, mask[0], dx[0])
-    elementwise.mask_backward(dy, mask[0], dx[1])
-    np.testing.assert_array_equal(dx[1], dx[0])
+    dx = nan_like(dy.shape, dtype)
+    elementwise.mask_backward(dy, mask, dx)
+    np.testing.assert_array_equal(dx, relu.backward(dy))
 
-    u = rng.random(x.shape)
-    drop = [[nan_like(x.shape, dtype), nan_like(x.shape, dtype)] for _ in range(2)]
-    ref_elementwise.dropout_forward(x, u, rate, *drop[0])
-    elementwise.dropout_forward(x, u, rate, *drop[1])
-    for got, want in zip(drop[1], drop[0]):
-        np.testing.assert_array_equal(got, want)
+    dropout = layers.Dropout(rate)
+    dropout.rng = np.random.default_rng(seed)                  # the uniforms it will draw:
+    u = np.random.default_rng(seed).random(x.shape, dtype=np.float64)
+    y, mask = nan_like(x.shape, dtype), nan_like(x.shape, dtype)
+    elementwise.dropout_forward(x, u, rate, y, mask)
+    np.testing.assert_array_equal(y, dropout.forward(x, training=True))
+    np.testing.assert_array_equal(mask, np.ones_like(x) if rate == 0 else dropout.mask)
 
     flat = [nan_like((n, c * h * w), dtype) for _ in range(2)]
     ref_elementwise.nhwc_to_flat(x, flat[0])
@@ -257,12 +258,15 @@ def test_softmax_cross_entropy_equals_the_reference(n, k, soft, T, scale, dtype,
         target /= target.sum(axis=1, keepdims=True)
     else:
         target = rng.integers(0, k, n)
-    out = [(nan_like(n, dtype), nan_like((n, k), dtype)) for _ in range(2)]
-    ref_elementwise.softmax_cross_entropy(z, target, T, scale, *out[0])
-    elementwise.softmax_cross_entropy(z, target, T, scale, *out[1])
+    loss, dz = nan_like(n, dtype), nan_like((n, k), dtype)
+    elementwise.softmax_cross_entropy(z, target, T, scale, loss, dz)
+    # the reference is the loss the CPU path trains with: nd.cross_entropy, row by row for
+    # the per-row losses, whole for the gradient (train() multiplies it by loss_scale)
+    rows = [nd.cross_entropy(z[i:i + 1], target[i:i + 1], T)[0] for i in range(n)]
+    _, dlogits = nd.cross_entropy(z, target, T)
     tol = 1e-5 if dtype == np.float32 else 1e-12
-    for got, want in zip(out[1], out[0]):
-        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    np.testing.assert_allclose(loss, rows, rtol=tol, atol=tol)
+    np.testing.assert_allclose(dz, dlogits * dtype(scale), rtol=tol, atol=tol)
 
 
 @few
@@ -271,7 +275,7 @@ def test_sgd_take_rows_and_batch_stats_equal_the_reference(size, lr, momentum, d
     rng = np.random.default_rng(seed)
     p, v, g = (rng.standard_normal(size).astype(dtype) for _ in range(3))
     states = [(p.copy(), v.copy()), (p.copy(), v.copy())]
-    ref_elementwise.sgd_update(*states[0], g, lr, momentum)
+    momentum_step(*states[0], g, lr, momentum)             # what SGD.step runs on the CPU
     elementwise.sgd_update(*states[1], g, lr, momentum)
     tol = 1e-6 if dtype == np.float32 else 1e-14
     for got, want in zip(states[1], states[0]):

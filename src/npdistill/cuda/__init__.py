@@ -4,7 +4,8 @@ The modules ``conv``, ``pool``, ``saliency`` and ``cw`` have the signatures of
 their NumPy references in ``npdistill.kernels`` (the specification, tested
 equal); ``dense`` (tiled GEMM, bias, column sums) and ``elementwise`` (ReLU,
 dropout, tempered softmax cross-entropy, SGD) those of
-``npdistill.kernels.dense`` and ``npdistill.kernels.elementwise``.
+``npdistill.kernels.dense`` and of the CPU path's layers, loss and SGD step (see
+``elementwise``).
 ``device_model.DeviceModel`` chains them into a Sequential whose activations,
 gradients and parameters stay on the device; ``passes.DevicePasses`` gives it the
 ``Passes`` interface (npdistill.nn.passes), ``trainer.DeviceTrainer`` runs train()'s

@@ -1,5 +1,7 @@
 """Elementwise kernels of the GPU network: ReLU, dropout, the NCHW flatten,
-tempered softmax cross-entropy and the SGD step (specification: kernels/elementwise.py)."""
+tempered softmax cross-entropy and the SGD step. Their specification is what the CPU path
+runs: nn.layers.ReLU and Dropout, nn.softmax.cross_entropy, nn.optim.momentum_step; the
+device plumbing (flatten, batch gather, totals) kernels/elementwise.py."""
 import math
 
 from numba import cuda

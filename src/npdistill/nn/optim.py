@@ -32,6 +32,14 @@ class SGD:
             v = self.velocity.get(key)
             if v is None:
                 v = self.velocity[key] = np.zeros_like(p)
-            v *= p.dtype.type(self.momentum)
-            v -= p.dtype.type(lr) * grads[key]
-            p += v
+            momentum_step(p, v, grads[key], lr, self.momentum)
+
+
+def momentum_step(p, v, g, lr, momentum):
+    """One momentum-SGD update in place: v = momentum * v - lr * g; p += v (p's dtype).
+
+    The one definition of the update: the CUDA kernel (cuda/elementwise.sgd_update) is
+    tested equal to it."""
+    v *= p.dtype.type(momentum)
+    v -= p.dtype.type(lr) * g
+    p += v
