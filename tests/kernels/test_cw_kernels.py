@@ -74,7 +74,9 @@ def test_compiled_update_equals_the_reference(n, m, norm, step, dtype, seed):
     lo, hi = (0.0, 1.0) if seed % 2 else (-1.0, 2.0)
     arrays, boxmul = update_inputs(rng, n, m, dtype, lo=lo, hi=hi)
     copies = {name: a.copy() for name, a in arrays.items()}
-    options = dict(norm=norm, step=step, lr=1e-2, boxmul=boxmul, lo=lo, hi=hi)
+    options = dict(norm=norm, step=step, lr=1e-2, boxmul=boxmul, lo=lo, hi=hi,
+                   beta1=reference.ADAM_BETA1, beta2=reference.ADAM_BETA2,
+                   epsilon=reference.ADAM_EPSILON)
     reference.cw_update(**arrays, **options)
     cython_cw.cw_update(**copies, **options)
     rtol, atol = (1e-5, 1e-6) if dtype == np.float32 else (1e-12, 1e-13)

@@ -20,7 +20,7 @@ import math
 import numpy as np
 from numba import cuda, uint8
 
-from ..kernels.cw import preimage
+from ..kernels.cw import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, L2, adam_step_size, preimage
 from . import cw, elementwise
 from ._launch import THREADS, blocks
 from .device_model import device_empty
@@ -202,10 +202,10 @@ def cw_l2_round(net, x0, shape, labels, const, targeted, kappa, *, max_iteration
                                            d["iterations"], check)
         if check and not d["live"].copy_to_host().any():
             break
-        lr_t = lr * math.sqrt(1 - 0.999 ** (it + 1)) / (1 - 0.9 ** (it + 1))
         cw.cw_update_kernel[n, THREADS](d["w"], d["m"], d["v"], d["s0"], d["x0"], grad, d["mask"],
-                                  d["tau"], d["x"], d["dist"], cw.L2, lr_t, float(boxmul),
-                                  float(lo), float(hi), 0.9, 0.999, 1e-8, d["live"])
+                                        d["tau"], d["x"], d["dist"], L2,
+                                        adam_step_size(lr, it + 1), float(boxmul), float(lo),
+                                        float(hi), ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, d["live"])
     best_dist[...] = d["best_dist"].copy_to_host()
     best_x[...] = d["best_x"].copy_to_host()
     iterations += d["iterations"].copy_to_host()

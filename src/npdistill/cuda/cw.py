@@ -12,9 +12,9 @@ import math
 import numpy as np
 from numba import cuda, float64, uint8
 
+from ..kernels.cw import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, adam_step_size
 from ._launch import THREADS, block_sum, blocks, launch
 
-L2, LINF = 0, 1
 
 
 @cuda.jit
@@ -107,9 +107,9 @@ def cw_margin(z, labels, targeted, kappa, const, loss, dz, success):
 
 
 def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, boxmul, lo, hi,
-              beta1=0.9, beta2=0.999, epsilon=1e-8):
+              beta1=ADAM_BETA1, beta2=ADAM_BETA2, epsilon=ADAM_EPSILON):
     """One Adam step on w for the batch; writes the next image and its distance."""
-    lr_t = lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+    lr_t = adam_step_size(lr, step, beta1, beta2)
     if len(w):
         launch(cw_update_kernel, len(w), THREADS,
                (w, m, v, s0, x0, grad_x, mask, tau, x, dist, int(norm), float(lr_t),

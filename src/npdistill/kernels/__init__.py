@@ -169,7 +169,8 @@ def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, bo
     _contiguous("dist", dist, dtype, 1)
     implementation("cw").cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm=norm,
                                    step=int(step), lr=float(lr), boxmul=float(boxmul),
-                                   lo=float(lo), hi=float(hi))
+                                   lo=float(lo), hi=float(hi), beta1=_numpy_cw.ADAM_BETA1,
+                                   beta2=_numpy_cw.ADAM_BETA2, epsilon=_numpy_cw.ADAM_EPSILON)
 
 
 def cw_track(x, dist, success, step_best, best_dist, best_x):

@@ -17,9 +17,19 @@ shrunk to keep arctanh finite). One iteration is
 
 Three kernels, each filling the buffers it is given.
 """
+import math
+
 import numpy as np
 
 L2, LINF = 0, 1          # the distance penalty of cw_update
+# Adam as in TensorFlow, whose optimizer the authors' code uses; every backend's
+# cw_update and the device loop of CW L2 take them from here.
+ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON = 0.9, 0.999, 1e-8
+
+
+def adam_step_size(lr, step, beta1=ADAM_BETA1, beta2=ADAM_BETA2):
+    """Adam's bias-corrected step size at step t >= 1: lr sqrt(1 - b2^t) / (1 - b1^t)."""
+    return lr * math.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
 
 
 def preimage(x0, lo, hi):
@@ -61,7 +71,7 @@ def cw_margin(z, labels, targeted, kappa, const, loss, dz, success):
 
 
 def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, boxmul, lo, hi,
-              beta1=0.9, beta2=0.999, epsilon=1e-8):
+              beta1=ADAM_BETA1, beta2=ADAM_BETA2, epsilon=ADAM_EPSILON):
     """One Adam step on w for the batch; writes the next image and its distance.
 
     w, m, v : (N, M) INOUT, the variable and Adam's moments
@@ -84,7 +94,7 @@ def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, bo
     m += (1 - beta1) * g
     v *= beta2
     v += (1 - beta2) * g * g
-    lr_t = lr * np.sqrt(1 - beta2 ** step) / (1 - beta1 ** step)
+    lr_t = adam_step_size(lr, step, beta1, beta2)
     w -= (lr_t * m / (np.sqrt(v) + epsilon)).astype(w.dtype)
     x[...] = np.clip(x0 + mask * (boxmul * (np.tanh(w) - s0)), lo, hi)
     delta = x - x0
