@@ -42,23 +42,17 @@ class _Buffers:
 class _Conv(_Buffers):
     def __init__(self, layer):
         self.layer = layer
-        k, F = layer.kernel_size, layer.out_channels
-        self.k, self.F = k, F
-        W2 = layer.params["W"].transpose(0, 2, 3, 1).reshape(F, -1)     # columns in (a, b, c) order
-        self.params = {"W": cuda.to_device(np.ascontiguousarray(W2)),
+        self.k, self.F = layer.kernel_size, layer.out_channels
+        self.params = {"W": cuda.to_device(self.device_layout("W", layer.params["W"])),
                        "b": cuda.to_device(layer.params["b"])}
         self.grads = {name: device_empty(p.shape, p.dtype) for name, p in self.params.items()}
 
     def device_layout(self, name, host):
-        if name == "W":
-            return np.ascontiguousarray(host.transpose(0, 2, 3, 1).reshape(self.F, -1))
-        return host
+        """The host layer's array of parameter ``name`` in the GEMM's layout (Conv2D's)."""
+        return np.ascontiguousarray(Conv2D.gemm_weights(host)) if name == "W" else host
 
     def host_layout(self, name, device):
-        if name == "W":
-            C = self.layer.in_channels
-            return np.ascontiguousarray(device.reshape(self.F, self.k, self.k, C).transpose(0, 3, 1, 2))
-        return device
+        return self.layer.layer_weights(device) if name == "W" else device
 
     def forward(self, x, training):
         n, h, w, c = x.shape

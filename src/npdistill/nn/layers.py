@@ -162,8 +162,7 @@ class Conv2D(Layer):
         self.oh = kernels.conv_output_size(x.shape[2], k, *self.pads[:2])
         self.ow = kernels.conv_output_size(x.shape[3], k, *self.pads[2:])
         self.x, self.rows = x, self.oh * self.ow
-        # the columns of im2col run over (a, b, c): weights in the same order
-        self._W2 = self.params["W"].transpose(0, 2, 3, 1).reshape(F, -1)
+        self._W2 = self.gemm_weights(self.params["W"])
         y = self._convolve(x)
         y += self.params["b"]
         return y.reshape(len(x), self.oh, self.ow, F).transpose(0, 3, 1, 2)   # NCHW view, channels last
@@ -196,9 +195,16 @@ class Conv2D(Layer):
                                out=dx[s:e])
         return dW2, dx
 
-    def _weights_nchw(self, dW2):
+    @staticmethod
+    def gemm_weights(W):
+        """(F, C, k, k) weights as the (F, k*k*C) matrix the convolution's GEMM multiplies:
+        columns in im2col's (a, b, c) order (a view where W is contiguous)."""
+        return W.transpose(0, 2, 3, 1).reshape(len(W), -1)
+
+    def layer_weights(self, W2):
+        """The inverse of gemm_weights: (F, k*k*C) back to (F, C, k, k), C-contiguous."""
         k, C, F = self.kernel_size, self.in_channels, self.out_channels
-        return np.ascontiguousarray(dW2.reshape(F, k, k, C).transpose(0, 3, 1, 2))
+        return np.ascontiguousarray(W2.reshape(F, k, k, C).transpose(0, 3, 1, 2))
 
     def backward(self, dy, param_grads=True, input_grad=True):
         dy2 = kernels.channels_last(dy).reshape(-1, self.out_channels)
@@ -207,7 +213,7 @@ class Conv2D(Layer):
             self.grads["b"] = dy2.sum(axis=0)
         dW2, dx = self._gradients(self.x, dy2, param_grads, input_grad)
         if param_grads:
-            self.grads["W"] = self._weights_nchw(dW2)
+            self.grads["W"] = self.layer_weights(dW2)
         return dx
 
     def jvp(self, x_dot):
@@ -222,7 +228,7 @@ class Conv2D(Layer):
         dW2, dx_dot = self._gradients(self.x, dy2_dot, True, True)
         dW2 += self._gradients(x_dot, dy2, True, False)[0]
         self.grads["b"] = dy2_dot.sum(axis=0)
-        self.grads["W"] = self._weights_nchw(dW2)
+        self.grads["W"] = self.layer_weights(dW2)
         return dx_dot
 
 
