@@ -8,8 +8,9 @@ import pytest
 from npdistill.__main__ import build_parser, main
 from npdistill.nn.model import read_archive
 from npdistill.plots import _shown
-from npdistill.reproduce import (ATTACK_CHOICES, EXAMPLES, PAPER, QUICK, _pct, _stacked,
-                                 cw_norms, markdown_table, settings_from)
+from npdistill.reproduce import (ATTACK_CHOICES, EXAMPLES, PAPER, QUICK, _pct, cw_norms,
+                                 markdown_table, settings_from)
+from npdistill.runs import stacked_example
 
 
 @pytest.fixture(scope="module")
@@ -148,9 +149,9 @@ def test_the_digit_grid_shows_a_digit_the_baseline_attack_broke_on_every_row():
 
 def test_a_measure_saved_with_one_example_reads_as_a_stack_of_one():
     image = np.ones((1, 28, 28))
-    clean, adversarial, target, success = _stacked(image, image * 0, 3, True)
+    clean, adversarial, target, success = stacked_example(image, image * 0, 3, True)
     assert clean.shape == adversarial.shape == (1, 1, 28, 28)
     assert target == [3] and success == [True]
-    assert _stacked(image, image, None, False)[2:] == (None, [False])
+    assert stacked_example(image, image, None, False)[2:] == (None, [False])
     stack = np.ones((4, 1, 28, 28))
-    assert _stacked(stack, stack, None, [True] * 4)[0] is stack
+    assert stacked_example(stack, stack, None, [True] * 4)[0] is stack

@@ -27,7 +27,7 @@ from .defenses.distillation import defensive_distillation
 from .defenses.gradient_regularization import gradient_regularization
 from .defenses.mutation_detection import MutationDetector
 from .nn import architectures
-from .reproduce import cached_model, load_data, say
+from .runs import cached_model, load_data, say
 from .train import data_checksum, train
 
 MODELS = ("undefended", "distilled", "adversarial", "gradient_regularized")
