@@ -8,9 +8,9 @@ import pytest
 from npdistill.__main__ import build_parser, main
 from npdistill.nn.model import read_archive
 from npdistill.plots import _shown
-from npdistill.reproduce import (ATTACK_CHOICES, EXAMPLES, PAPER, QUICK, _pct, cw_norms,
+from npdistill.reproduce import (ATTACK_CHOICES, EXAMPLES, PAPER, QUICK, cw_norms,
                                  markdown_table, settings_from)
-from npdistill.runs import stacked_example
+from npdistill.runs import percent, stacked_example
 
 
 @pytest.fixture(scope="module")
@@ -118,10 +118,10 @@ def test_settings_overrides():
 
 
 def test_published_shares_print_as_percentages():
-    assert _pct(PAPER["fgsm_success"]["baseline"]) == "88.03%"
-    assert _pct(PAPER["fgsm_success"][100]) == "< 1.50%"        # a bound, not a value
-    assert _pct(json.loads(json.dumps(PAPER["fgsm_success"][100]))) == "< 1.50%"
-    assert _pct(None) == "-"
+    assert percent(PAPER["fgsm_success"]["baseline"]) == "88.03%"
+    assert percent(PAPER["fgsm_success"][100]) == "< 1.50%"        # a bound, not a value
+    assert percent(json.loads(json.dumps(PAPER["fgsm_success"][100]))) == "< 1.50%"
+    assert percent(None) == "-"
 
 
 def test_a_cw_norm_not_measured_shows_as_a_dash(run):

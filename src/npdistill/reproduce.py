@@ -24,7 +24,7 @@ from . import attacks, metrics
 from ._checks import check_output_dir
 from .defenses.distillation import distill
 from .nn import architectures
-from .runs import cached_measure, cached_model, load_data, say
+from .runs import cached_measure, cached_model, load_data, percent, say
 from .train import data_checksum, train
 
 TEMPERATURES = (1, 2, 5, 10, 20, 30, 40, 50, 100)
@@ -257,15 +257,6 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     return results
 
 
-def _pct(value):
-    """A share as a percentage; {"below": v} is a published upper bound, "< v%"."""
-    if value is None:
-        return "-"
-    if isinstance(value, dict):
-        return f"< {100 * value['below']:.2f}%"
-    return f"{100 * value:.2f}%"
-
-
 def _num(value, digits=2):
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -292,13 +283,13 @@ def markdown_table(results):
         jsma, fgsm = row.get("jsma", {}), row.get("fgsm", {})
         label = "no distillation" if name == "baseline" else f"distilled, T = {name}"
         lines.append(
-            f"| {label} | {_pct(row['accuracy'])} | {_pct(jsma.get('success'))} "
-            f"({_pct(paper['jsma_success'].get(name))}) | {_num(jsma.get('mean_l0'), 1)} | "
-            f"{_pct(fgsm.get('success'))} ({_pct(paper['fgsm_success'].get(name))}) | "
-            f"{_pct(fgsm.get('unperturbed'))} | {_pct(fgsm.get('success_logits_divided_by_T'))} | "
+            f"| {label} | {percent(row['accuracy'])} | {percent(jsma.get('success'))} "
+            f"({percent(paper['jsma_success'].get(name))}) | {_num(jsma.get('mean_l0'), 1)} | "
+            f"{percent(fgsm.get('success'))} ({percent(paper['fgsm_success'].get(name))}) | "
+            f"{percent(fgsm.get('unperturbed'))} | {percent(fgsm.get('success_logits_divided_by_T'))} | "
             f"{row['gradient_amplitude_median']:.2e} | "
-            f"{_pct(row['gradient_masking']['fgsm']['all_zero_images'])} |")
-    lines += ["", f"Paper: baseline accuracy {_pct(paper['baseline_accuracy'])}; distillation "
+            f"{percent(row['gradient_masking']['fgsm']['all_zero_images'])} |")
+    lines += ["", f"Paper: baseline accuracy {percent(paper['baseline_accuracy'])}; distillation "
               f"costs at most {100 * paper['max_accuracy_cost']:.2f} points.", ""]
     if results["cw"]:
         lines += [f"Carlini-Wagner, targeted, {s['cw_images']} images, {s['cw_iterations']} "
@@ -311,7 +302,7 @@ def markdown_table(results):
             cells = []
             for norm, digits in (("l2", 2), ("l0", 1), ("linf", 3)):
                 got = row.get(norm, {})                    # a norm not asked for: "-"
-                cells += [_pct(got.get("success")),
+                cells += [percent(got.get("success")),
                           f"{_num(got.get('mean_distortion'), digits)} ({p[norm]})"]
             lines.append(f"| {label} | {' | '.join(cells)} |")
     lines += ["", "Gradient masking at T = 1 (fraction of input-gradient components exactly 0 "
@@ -322,9 +313,9 @@ def markdown_table(results):
         m = row["gradient_masking"]
         nonfinite = max(v["nonfinite_fraction"] for v in m.values())
         label = "no distillation" if name == "baseline" else f"T = {name}"
-        lines.append(f"| {label} | {_pct(m['fgsm']['zero_fraction'])} | "
-                     f"{_pct(m['jsma']['zero_fraction'])} | {_pct(m['cw']['zero_fraction'])} | "
-                     f"{_pct(nonfinite)} |")
+        lines.append(f"| {label} | {percent(m['fgsm']['zero_fraction'])} | "
+                     f"{percent(m['jsma']['zero_fraction'])} | {percent(m['cw']['zero_fraction'])} | "
+                     f"{percent(nonfinite)} |")
     lines += ["", f"Wall time of this invocation: {results['seconds'] / 60:.1f} min. Summed over "
               f"the invocations that did the work (a run resumes from its saved models and "
               f"measures): measuring {results['measure_seconds'] / 60:.1f} min, training "

@@ -27,7 +27,7 @@ from .defenses.distillation import defensive_distillation
 from .defenses.gradient_regularization import gradient_regularization
 from .defenses.mutation_detection import MutationDetector
 from .nn import architectures
-from .runs import cached_model, load_data, say
+from .runs import cached_model, load_data, percent, say
 from .train import data_checksum, train
 
 MODELS = ("undefended", "distilled", "adversarial", "gradient_regularized")
@@ -216,10 +216,6 @@ def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, prog
     return results
 
 
-def _pct(value):
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
 def markdown_table(results):
     s, curves = results["settings"], results["curves"]
     eps = s["epsilons"]
@@ -263,7 +259,7 @@ def markdown_table(results):
               f"label-change rates), alpha = beta = 0.05:", "",
               "| inputs | successful examples | detected | mean LCR | mean mutants used | AUC "
               "(paper, NAI) |", "|---|---|---|---|---|---|",
-              f"| clean | {d['clean']['images']} | {_pct(d['clean']['false_positive_rate'])} "
+              f"| clean | {d['clean']['images']} | {percent(d['clean']['false_positive_rate'], 1)} "
               f"(false positives) | {d['clean']['mean_lcr']:.3f} | "
               f"{d['clean']['mean_mutants_used']:.1f} | - |"]
     for name in ("fgsm", "jsma", "cw"):
@@ -273,11 +269,11 @@ def markdown_table(results):
             lines.append(f"| {label} | 0 of {row['attacked']} | - | - | - | - |")
             continue
         lines.append(f"| {label} | {row['successful']} of {row['attacked']} | "
-                     f"{_pct(row['detection_rate'])} | {row['mean_lcr']:.3f} | "
+                     f"{percent(row['detection_rate'], 1)} | {row['mean_lcr']:.3f} | "
                      f"{row['mean_mutants_used']:.1f} | {row['auc']:.3f} "
                      f"({results['paper_detection_auc'][name]}) |")
     lines += ["", "Clean test accuracy: " + ", ".join(
-        f"{results['labels'][n]} {_pct(a)}" for n, a in results["accuracy"].items()) + ".",
+        f"{results['labels'][n]} {percent(a, 1)}" for n, a in results["accuracy"].items()) + ".",
         "", f"Wall time: {results['seconds'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 

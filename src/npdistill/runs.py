@@ -82,3 +82,13 @@ def stacked_example(clean, adversarial, target, success):
         clean, adversarial, success = clean[None], adversarial[None], [success]
         target = None if target is None else [target]
     return clean, adversarial, target, success
+
+
+def percent(value, digits=2):
+    """A share as a percentage for the results tables: "-" for None, and a published upper
+    bound {"below": v} as "< v%"."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return f"< {100 * value['below']:.{digits}f}%"
+    return f"{100 * value:.{digits}f}%"
