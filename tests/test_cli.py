@@ -56,7 +56,8 @@ def test_version(capsys):
 
 
 @pytest.mark.parametrize("argv", [["train", "--epochs", "0"], ["train", "--limit", "-3"],
-                                  ["train", "--lr", "nan"], ["train", "--momentum", "1"],
+                                  ["train", "--lr", "nan"], ["train", "--lr", "inf"],
+                                  ["train", "--momentum", "1"],
                                   ["reproduce"], ["reproduce", "--out", "r", "--seed", "x"],
                                   ["fly"]])
 def test_bad_flags_are_usage_errors(argv, capsys):
@@ -103,7 +104,8 @@ def test_train_checks_its_checkpoint_dir_before_training(tmp_path, toy):
     model, x, y, _ = toy
     (tmp_path / "file").write_bytes(b"")
     with pytest.raises(ValueError, match="checkpoint_dir: .*file is a file"):
-        nd.train(model, (x, y), epochs=1, checkpoint_dir=tmp_path / "file", progress=False)
+        nd.train(model.copy(), (x, y), epochs=1, checkpoint_dir=tmp_path / "file",
+                 progress=False)
 
 
 @pytest.mark.parametrize("command", [["train"], ["reproduce", "--out", "OUT"],

@@ -5,6 +5,7 @@ Exit status: 0 success, 2 a usage error (a bad flag, an output path that cannot 
 written, no data where it was looked for), 1 a run that failed, 130 interrupted.
 """
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -83,8 +84,8 @@ def _train_command(args):
     if args.out:
         model.save(args.out)
         print(f"saved {args.out}", file=sys.stderr)
-    trained = sum(history["seconds"])          # this run's epochs (a resumed run skips some)
-    rate = len(history["seconds"]) * len(x_train) / trained if trained else float("nan")
+    # every epoch's rate, a resumed run's earlier epochs included (the checkpoint keeps them)
+    rate = len(history["seconds"]) * len(x_train) / sum(history["seconds"])
     print(f"trained {_plural(args.epochs, 'epoch')} at T={args.temperature:g} in "
           f"{seconds:.1f} s ({rate:,.0f} samples/s, {kernels.backend()} backend)")
     print(f"test accuracy: {accuracy:.2%} ({len(x_test):,} images)")
@@ -142,11 +143,10 @@ def _number(kind, low, *, inclusive=False):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}"
                                              f", got {text!r}") from None
-        if not (value >= low if inclusive else value > low) or value != value:
-            raise argparse.ArgumentTypeError(f"expected a number {'>=' if inclusive else '>'} "
-                                             f"{low}, got {text}")
+        if not math.isfinite(value) or not (value >= low if inclusive else value > low):
+            raise argparse.ArgumentTypeError(f"expected a finite number "
+                                             f"{'>=' if inclusive else '>'} {low}, got {text}")
         return value
-    parse.__name__ = kind.__name__          # argparse names the type in its messages
     return parse
 
 
@@ -175,7 +175,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 def _common_flags(p, dataset_words):
     p.add_argument("--data", default=None, metavar="FOLDER",
                    help=f"folder holding the {dataset_words} files, or a data root holding "
-                        f"its sub-folder (default: $NPDISTILL_DATA, else ~/.cache/npdistill)")
+                        f"its sub-folder (default: $NPDISTILL_DATA, then ~/.cache/npdistill)")
     p.add_argument("--download", action="store_true",
                    help="fetch missing data files into that folder (checksums verified)")
     p.add_argument("--backend", choices=kernels.BACKENDS, default=None,

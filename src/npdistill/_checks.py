@@ -102,9 +102,7 @@ def check_positive(value, name, *, integer=False):
 # -- output paths: checked before long work starts, so that none is lost at its end --------
 def check_output_file(path, name, suffix=".npz"):
     """A ``suffix`` file that can be written in an existing, writable folder: a Path."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a path, got {type(path).__name__}")
-    path = Path(path)
+    path = _as_path(path, name)
     if path.is_dir():
         raise ValueError(f"{name}: {path} is a folder; name a {suffix} file in it")
     if path.suffix != suffix:
@@ -117,9 +115,7 @@ def check_output_file(path, name, suffix=".npz"):
 
 def check_output_dir(path, name):
     """A folder that exists and is writable, or can be created: a Path (nothing is created)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a path, got {type(path).__name__}")
-    path = Path(path)
+    path = _as_path(path, name)
     existing = path
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -129,6 +125,12 @@ def check_output_dir(path, name):
         raise ValueError(f"{name}: {path} {what}")
     _check_writable(existing, name)
     return path
+
+
+def _as_path(path, name):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path, got {type(path).__name__}")
+    return Path(path)
 
 
 def _check_writable(folder, name):

@@ -130,11 +130,15 @@ class DataNotFound(FileNotFoundError):
 
     def __init__(self, name, folders, missing):
         self.name, self.folders, self.missing = name, [Path(f) for f in folders], list(missing)
-        self.folder = self.folders[0]                 # where a download would go
         super().__init__(f"{name}: {', '.join(self.missing)} not found in "
                          f"{' nor in '.join(map(str, self.folders))}. Pass path=, set "
                          f"NPDISTILL_DATA to a folder holding {RESOURCES[name][0]}/, "
                          f"or use download=True")
+
+    @property
+    def folder(self):
+        """Where a download would go: the first folder looked in."""
+        return self.folders[0]
 
 
 def _load_idx_dataset(name, path, download):

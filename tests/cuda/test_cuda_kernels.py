@@ -319,7 +319,7 @@ def test_dispatch_routes_to_the_cuda_kernels(cuda_backend):
 def test_asking_for_cuda_without_it_names_what_is_missing(monkeypatch):
     import npdistill.cuda
     monkeypatch.setattr(npdistill.cuda, "missing", lambda: "numba-cuda is not installed (test)")
-    monkeypatch.delitem(kernels._impl, "cuda", raising=False)
+    monkeypatch.delitem(kernels.backends._impl, "cuda", raising=False)
     previous = kernels.backend()              # "cuda" itself where a GPU is present
     with pytest.raises(ValueError, match="'cuda' is not available: .*numba-cuda is not installed"):
         kernels.use("cuda")

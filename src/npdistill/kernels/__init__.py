@@ -20,8 +20,8 @@ With "cuda", the functions below move NumPy arguments to the device and back;
 import numpy as np
 
 from . import cw as _numpy_cw
-from .backends import (BACKENDS, WAIT_POLICY_SET_HERE, _impl, available, backend,
-                       implementation, use, using)
+from .backends import (BACKENDS, WAIT_POLICY_SET_HERE, available, backend, implementation,
+                       use, using)
 from .layout import channels_last, conv_output_size, empty_nchw, reusable_buffer
 from .pool import pool_windows
 
@@ -31,7 +31,7 @@ from .pool import pool_windows
 __all__ = ["BACKENDS", "WAIT_POLICY_SET_HERE", "available", "backend", "implementation", "use",
            "using", "channels_last", "conv_output_size", "empty_nchw", "reusable_buffer",
            "im2col", "col2im", "saliency_pairs", "maxpool_forward", "maxpool_gather",
-           "maxpool_backward", "CW_L2", "CW_LINF", "cw_margin", "cw_update", "cw_track", "_impl"]
+           "maxpool_backward", "CW_L2", "CW_LINF", "cw_margin", "cw_update", "cw_track"]
 
 
 def im2col(x, kh, kw, pads, out=None):
