@@ -12,10 +12,10 @@ from .nn import architectures, layers
 from .nn.model import Sequential, load_model
 from .nn.passes import Passes
 from .nn.softmax import cross_entropy, log_softmax, softmax
-from .train import train
+from .train import TrainingDiverged, train
 
 __all__ = ["__version__", "architectures", "attacks", "cross_entropy", "datasets", "defenses",
            "defensive_distillation", "distill", "jacobian",
            "kernels", "layers", "load_model", "log_softmax", "metrics", "Passes", "placement",
            "Sequential", "softmax",
-           "train"]
+           "train", "TrainingDiverged"]

@@ -39,9 +39,22 @@ def check_float_array(x, name, *, ndim=None, dtype=None, finite=True):
     return x
 
 
+def check_float_dtype(dtype, name="dtype"):
+    """float32 or float64 (anything numpy.dtype takes for them), as a numpy dtype."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}")
+    return resolved
+
+
 def check_images(x, name="x", *, dtype=None):
-    """float NCHW images in [0, 1]."""
+    """A non-empty batch of float NCHW images in [0, 1]."""
     check_float_array(x, name, ndim=4, dtype=dtype)
+    if len(x) == 0:
+        raise ValueError(f"{name} holds no images (shape {x.shape})")
     if x.size and (x.min() < 0.0 or x.max() > 1.0):
         raise ValueError(f"{name} must hold pixels in [0, 1], got values in "
                          f"[{x.min():.4g}, {x.max():.4g}]")
@@ -50,6 +63,7 @@ def check_images(x, name="x", *, dtype=None):
 
 def check_labels(y, n, num_classes, name="y"):
     """Integer class labels (n,) in [0, num_classes), returned as int64."""
+    _check_classes(num_classes)
     y = as_array(y, name)
     if not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"{name} must hold integer labels, got dtype {y.dtype}")
@@ -59,6 +73,13 @@ def check_labels(y, n, num_classes, name="y"):
         raise ValueError(f"{name} labels must lie in [0, {num_classes}), got values in "
                          f"[{y.min()}, {y.max()}]")
     return y.astype(np.int64, copy=False)
+
+
+def _check_classes(num_classes):
+    if num_classes is None:
+        raise TypeError("the model has no number of classes: its output is not class logits "
+                        "(a Sequential must end in a Dense layer, followed at most by ReLU or "
+                        "Dropout; another Passes must set num_classes)")
 
 
 def check_clip(clip):
@@ -74,6 +95,7 @@ def check_clip(clip):
 
 def check_targets(y, n, num_classes, name="y"):
     """Integer labels (n,) in [0, num_classes) or soft-label rows (n, num_classes) summing to 1."""
+    _check_classes(num_classes)
     y = as_array(y, name)
     if np.issubdtype(y.dtype, np.integer):
         check_labels(y, n, num_classes, name)
@@ -89,13 +111,74 @@ def check_targets(y, n, num_classes, name="y"):
     raise TypeError(f"{name} must be integer labels or float soft-label rows, got dtype {y.dtype}")
 
 
-def check_positive(value, name, *, integer=False):
+# -- parameters: one checker per kind, each naming the parameter -------------------------
+def check_number(value, name, *, low=None, high=None, low_open=False, high_open=False,
+                 integer=False):
+    """A finite real (or integer) number in the interval given, as a float (or int).
+
+    Accepts Python and NumPy scalars and exact rationals (Fraction); refuses booleans,
+    strings, None and arrays with a TypeError, values outside with a ValueError.
+    """
     kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, kind):
         raise TypeError(f"{name} must be {'an integer' if integer else 'a number'}, "
-                        f"got {type(value).__name__}")
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be positive and finite, got {value}")
+                        f"got {value!r} ({type(value).__name__})")
+    value = int(value) if integer else float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    below = low is not None and (value < low or (low_open and value == low))
+    above = high is not None and (value > high or (high_open and value == high))
+    if below or above:
+        raise ValueError(f"{name} must be {_interval(low, high, low_open, high_open)}, "
+                         f"got {value!r}")
+    return value
+
+
+def _interval(low, high, low_open, high_open):
+    if high is None:
+        if low == 0:
+            return "positive" if low_open else "non-negative"
+        return f"{'>' if low_open else '>='} {low}"
+    if low is None:
+        return f"{'<' if high_open else '<='} {high}"
+    return f"in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+
+
+def check_positive(value, name, *, integer=False):
+    """A number (or integer) > 0, finite."""
+    return check_number(value, name, low=0, low_open=True, integer=integer)
+
+
+def check_probability(value, name, *, zero=True, one=True):
+    """A number in [0, 1]; ``zero``/``one`` False exclude that end."""
+    return check_number(value, name, low=0, high=1, low_open=not zero, high_open=not one)
+
+
+def check_seed(seed, name="seed", *, generator=False):
+    """A seed: a non-negative integer or None (and a numpy Generator when ``generator``)."""
+    if seed is None or (generator and isinstance(seed, np.random.Generator)):
+        return seed
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        allowed = "a non-negative integer, None" + (" or a numpy Generator" if generator else "")
+        raise TypeError(f"{name} must be {allowed}, got {seed!r} ({type(seed).__name__})")
+    if seed < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {seed}")
+    return int(seed)
+
+
+def check_pair(data, name):
+    """A data set given as a pair (x, y): the pair as a tuple."""
+    if not isinstance(data, (tuple, list)) or len(data) != 2:
+        got = f"a {type(data).__name__} of length {len(data)}" \
+            if isinstance(data, (tuple, list)) else type(data).__name__
+        raise TypeError(f"{name} must be a pair (x, y), got {got}")
+    return tuple(data)
+
+
+def check_choice(value, name, choices):
+    """One of ``choices`` (strings compared as given)."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
 
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import write_bytes
+
 _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 
 # name -> (sub-folder, mirrors, {file: md5}); the MD5s are the ones the data sets publish.
@@ -115,8 +117,9 @@ def _idx_split(folder, prefix):
     if len(images) != len(labels):
         raise ValueError(f"{images_path} holds {len(images)} images but {labels_path} holds "
                          f"{len(labels)} labels")
-    if labels.size and labels.max() > 9:
-        raise ValueError(f"{labels_path}: labels must lie in 0..9, got a {labels.max()}")
+    if labels.size and (labels.min() < 0 or labels.max() > 9):
+        raise ValueError(f"{labels_path}: labels must lie in 0..9, got values in "
+                         f"{labels.min()}..{labels.max()}")
     x = (images.astype(np.float32) / np.float32(255.0))[:, None]
     return x, labels.astype(np.int64)
 
@@ -150,7 +153,11 @@ def _load_idx_dataset(name, path, download):
         if not download:
             raise DataNotFound(name, folders, missing)
         fetch(name, folder, missing)
-    return _idx_split(folder, "train"), _idx_split(folder, "t10k")
+    train, test = _idx_split(folder, "train"), _idx_split(folder, "t10k")
+    if train[0].shape[1:] != test[0].shape[1:]:
+        raise ValueError(f"{folder}: the training images are {train[0].shape[2:]} but the test "
+                         f"images {test[0].shape[2:]}: the files come from different data sets")
+    return train, test
 
 
 def load_mnist(path=None, download=False):
@@ -234,9 +241,7 @@ def fetch(name, folder, files, mirrors=None, checksums=None, timeout=60):
             if filename.endswith(".tar.gz"):
                 _extract_cifar(data, folder, url)
             else:
-                tmp = folder / (filename + ".part")
-                tmp.write_bytes(data)
-                os.replace(tmp, folder / filename)
+                write_bytes(folder / filename, data)
             break
         else:
             raise ValueError(f"could not download {filename} of {name}:\n  " + "\n  ".join(errors))
@@ -249,4 +254,4 @@ def _extract_cifar(data, folder, url):
         for filename in CIFAR10_FILES:
             if filename not in members:
                 raise ValueError(f"{url}: archive has no {filename}")
-            (folder / filename).write_bytes(archive.extractfile(members[filename]).read())
+            write_bytes(folder / filename, archive.extractfile(members[filename]).read())

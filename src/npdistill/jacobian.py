@@ -8,7 +8,7 @@ in Adversarial Settings", the forward derivative of eq. 1).
 """
 import numpy as np
 
-from ._checks import check_positive
+from ._checks import check_choice, check_positive
 from .nn.softmax import softmax
 from .placement import passes
 
@@ -40,8 +40,7 @@ def jacobian(model, x, T=1.0, of="softmax", batch_size=32):
     -------
     J : (B, K, C, H, W), J[b, k] = d output_k / d x[b]
     """
-    if of not in ("softmax", "logits"):
-        raise ValueError(f"of must be 'softmax' or 'logits', got {of!r}")
+    check_choice(of, "of", ("softmax", "logits"))
     check_positive(T, "temperature T")
     check_positive(batch_size, "batch_size", integer=True)
     model = passes(model)

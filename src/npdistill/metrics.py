@@ -4,7 +4,7 @@ Perturbations against Deep Neural Networks", Section V-B and Figure 8.
 """
 import numpy as np
 
-from ._checks import check_images, check_positive
+from ._checks import check_images, check_labels, check_positive
 from .jacobian import softmax_seed
 from .placement import passes
 
@@ -15,8 +15,11 @@ AMPLITUDE_BINS = np.array([0.0, 1e-40, 1e-35, 1e-30, 1e-25, 1e-20, 1e-15, 1e-10,
 
 
 def accuracy(model, x, y):
-    """Fraction of x the model classifies as y."""
-    return float((passes(model).predict(x) == y).mean())
+    """Fraction of x (N, C, H, W) in [0, 1] the model classifies as y (N,) integer labels."""
+    model = passes(model)
+    model.check_images(x)
+    y = check_labels(y, len(x), model.num_classes, "y")
+    return float((model.predict(x) == y).mean())
 
 
 def _predicted_class_gradient(model, x, T, batch_size):
@@ -53,7 +56,7 @@ def zero_gradient_fraction(model, x, T=1.0, batch_size=64):
     A distilled net deployed at T = 1 in float32 gives exactly-zero gradients
     (underflow): the gradient masking that makes JSMA and FGSM fail.
     """
-    check_images(x, "x", dtype=model.dtype)
+    model.check_images(x)
     grad = _predicted_class_gradient(model, x, T, batch_size)
     return (grad == 0).reshape(len(x), -1).mean(axis=1)
 
@@ -86,7 +89,8 @@ def gradient_masking(model, x, y, T=1.0, batch_size=64):
     """
     from .attacks.fgsm import loss_gradient           # attacks sit below metrics
 
-    check_images(x, "x", dtype=model.dtype)
+    model.check_images(x)
+    y = check_labels(y, len(x), model.num_classes, "y")
     check_positive(batch_size, "batch_size", integer=True)
     model = passes(model)
     parts = {"fgsm": [], "cw": []}

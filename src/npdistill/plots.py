@@ -7,7 +7,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ._files import replacing  # noqa: E402
 from .metrics import AMPLITUDE_BINS  # noqa: E402
+
+
+def _save(fig, path):
+    """Write the figure to ``path`` (PNG) atomically and close it."""
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=120)
+    plt.close(fig)
 
 
 def _temperatures(results):
@@ -47,8 +55,7 @@ def success_vs_temperature(results, path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def accuracy_vs_temperature(results, path):
@@ -69,8 +76,7 @@ def accuracy_vs_temperature(results, path):
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def gradient_amplitudes(results, path):
@@ -95,8 +101,7 @@ def gradient_amplitudes(results, path):
     ax.set_title("Adversarial-gradient amplitude: % of samples per bin (Papernot et al., figure 8)")
     fig.colorbar(image, ax=ax, label="% of samples")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def _shown(examples, names, column):
@@ -141,8 +146,7 @@ def adversarial_examples(examples, path):
                         ha="center", va="center", fontsize=9)
     fig.suptitle("Clean vs adversarial digits (red: the attack succeeded)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))   # room for the title
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def reproduction_figures(results, examples, out_dir):
@@ -174,8 +178,7 @@ def defense_accuracy_vs_eps(results, path):
     axes[0].legend(fontsize=8)
     fig.suptitle("Accuracy under attack: defenses compared (white box)", fontsize=11)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def defense_transfer(results, path):
@@ -199,8 +202,7 @@ def defense_transfer(results, path):
     fig.colorbar(image, ax=ax, label="accuracy (%)")
     ax.set_title(f"Transfer of FGSM eps = {results['settings']['transfer_eps']} examples")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def defense_detection(results, path):
@@ -226,8 +228,7 @@ def defense_detection(results, path):
                  fontsize=10)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def defense_figures(results, out_dir):

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import attacks, metrics
 from ._checks import check_output_dir
+from ._files import write_text
 from .defenses.distillation import distill
 from .nn import architectures
 from .runs import cached_measure, cached_model, load_data, percent, say
@@ -249,8 +250,8 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
                "models": rows, "cw": cw, "seconds": time.perf_counter() - began,
                "measure_seconds": seconds, "train_seconds": sum(trained),
                "nets_timed": len(trained)}
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
-    (out_dir / "results.md").write_text(markdown_table(results))
+    write_text(out_dir / "results.json", json.dumps(results, indent=1))
+    write_text(out_dir / "results.md", markdown_table(results))
     figures = plots.reproduction_figures(results, examples, out_dir)
     say(progress, f"wrote {out_dir / 'results.json'}, results.md and {len(figures)} figures "
                    f"in {results['seconds']:.0f} s")

@@ -22,6 +22,7 @@ import numpy as np
 
 from . import attacks, metrics
 from ._checks import check_output_dir
+from ._files import write_text
 from .defenses.adversarial_training import adversarial_training
 from .defenses.distillation import defensive_distillation
 from .defenses.gradient_regularization import gradient_regularization
@@ -208,8 +209,8 @@ def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, prog
         "labels": LABELS,
     }
     results["seconds"] = time.perf_counter() - began
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1))
-    (out_dir / "results.md").write_text(markdown_table(results))
+    write_text(out_dir / "results.json", json.dumps(results, indent=1))
+    write_text(out_dir / "results.md", markdown_table(results))
     figures = plots.defense_figures(results, out_dir)
     say(progress, f"wrote {out_dir / 'results.json'}, results.md and {len(figures)} figures in "
                   f"{results['seconds']:.0f} s")

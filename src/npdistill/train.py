@@ -12,13 +12,32 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_images, check_output_dir, check_positive, check_targets
+from ._checks import (check_output_dir, check_pair, check_positive, check_seed,
+                      check_targets)
 from .nn.model import model_from_archive, read_archive, write_archive
 from .nn.optim import SGD
 from .nn.softmax import cross_entropy
 from .placement import device_trainer
 
 CHECKPOINT_NAME = "checkpoint.npz"
+# A batch's mean loss above this many times log K (the loss of a uniform guess) means
+# training has diverged: a trained net's loss is below log K, and e^-(100 log K) is no
+# probability any learning run assigns to the true class.
+DIVERGED_LOSS_FACTOR = 100
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became non-finite or exploded. The model holds the parameters it had
+    before the diverging epoch (those of the last checkpoint, if one was written)."""
+
+    def __init__(self, epoch, where, loss, lr, checkpoint):
+        self.epoch, self.loss, self.lr, self.checkpoint = epoch, loss, lr, checkpoint
+        kept = f"the last good checkpoint, {checkpoint}, is kept" if checkpoint else \
+            "no checkpoint was written (pass checkpoint_dir= to keep one per epoch)"
+        super().__init__(
+            f"training diverged in epoch {epoch} ({where}): loss {loss:.4g}. The model was "
+            f"restored to its parameters before that epoch and {kept}. Lower the learning "
+            f"rate (lr={lr:g} now; try {lr / 10:g}), or the loss_scale.")
 _FALLBACK_DEFAULTS = {"lr": 0.1, "momentum": 0.5, "batch_size": 128,
                       "decay_every": 10, "decay_factor": 0.5}
 
@@ -82,6 +101,13 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
     then caught at the end of its epoch. With hooks (they work on host arrays) the
     loop stays on the host and the kernels move their arrays to the device and back.
 
+    Divergence: a batch whose logits are not finite or whose loss exceeds
+    DIVERGED_LOSS_FACTOR * log K, or an epoch that ends with parameters that are not
+    finite or whose last batch then has such a loss, stops training with
+    ``TrainingDiverged``: the model is put back to its parameters before that epoch,
+    and the checkpoint of the last good epoch stays as it was (a non-finite model is
+    never written: ``write_archive`` refuses it).
+
     Returns
     -------
     model, history : history is a dict of per-epoch lists: "loss",
@@ -99,6 +125,10 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
     if checkpoint_dir is not None:
         checkpoint = check_output_dir(checkpoint_dir, "checkpoint_dir") / CHECKPOINT_NAME
     start_epoch, history = _start(model, optimizer, checkpoint, run.config, progress)
+    if start_epoch > epochs:
+        raise ValueError(f"checkpoint_dir holds a checkpoint after epoch {start_epoch}, more "
+                         f"than epochs={epochs}: pass epochs >= {start_epoch} to resume it, or "
+                         f"another checkpoint_dir")
     device = None if run.hooked else device_trainer(model, optimizer, run.x, run.y)
     predict = model.predict if device is None else device.passes.predict
     epoch_seconds = []
@@ -107,10 +137,18 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
         rng = np.random.default_rng([seed, epoch])
         model.set_rng(rng)
         order = rng.permutation(len(run.x))
-        if device is None:
-            sums = _host_epoch(model, optimizer, run, order, epoch, rng)
-        else:
-            sums = _device_epoch(device, run, order, epoch)
+        good = _snapshot(model, optimizer)
+        try:
+            if device is None:
+                sums = _host_epoch(model, optimizer, run, order, epoch, rng)
+            else:
+                sums = _device_epoch(device, model, run, order, epoch)
+        except _Diverged as diverged:
+            _restore(model, optimizer, good)
+            raise TrainingDiverged(epoch + 1, diverged.where, diverged.loss,
+                                   optimizer.lr_at(epoch),
+                                   checkpoint if checkpoint is not None and checkpoint.exists()
+                                   else None) from None
         epoch_seconds.append(time.perf_counter() - began)
         val_acc = None if validation is None else \
             float((predict(validation[0]) == _hard(validation[1])).mean())
@@ -139,6 +177,7 @@ class _Run:
     batch_transform: object
     penalty: object
     config: dict             # what checkpoints and the model's metadata record
+    diverged_loss: float     # a batch loss above this stops the run (DIVERGED_LOSS_FACTOR)
 
     @property
     def hooked(self):
@@ -156,8 +195,8 @@ def _resolve(model, data, *, temperature, epochs, seed, loss_scale, batch_transf
     check_positive(hp["batch_size"], "batch_size", integer=True)
     check_positive(temperature, "temperature")
     check_positive(loss_scale, "loss_scale")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise TypeError(f"seed must be a non-negative integer, got {seed!r}")
+    if check_seed(seed) is None:
+        raise TypeError("seed must be a non-negative integer, got None (training is always seeded)")
     x, y = _check_data(model, data, "data")
     for name, hook in (("batch_transform", batch_transform), ("penalty", penalty)):
         if hook is not None and not callable(hook):
@@ -169,7 +208,8 @@ def _resolve(model, data, *, temperature, epochs, seed, loss_scale, batch_transf
     return _Run(x=x, y=y, temperature=temperature, loss_scale=loss_scale,
                 batch_size=int(hp["batch_size"]), lr=hp["lr"], momentum=hp["momentum"],
                 decay_every=hp["decay_every"], decay_factor=hp["decay_factor"],
-                batch_transform=batch_transform, penalty=penalty, config=config)
+                batch_transform=batch_transform, penalty=penalty, config=config,
+                diverged_loss=DIVERGED_LOSS_FACTOR * np.log(model.num_classes))
 
 
 def _start(model, optimizer, checkpoint, config, progress):
@@ -185,6 +225,40 @@ def _start(model, optimizer, checkpoint, config, progress):
     return start_epoch, history
 
 
+class _Diverged(Exception):
+    def __init__(self, where, loss):
+        self.where, self.loss = where, loss
+
+
+def _snapshot(model, optimizer):
+    """Copies of the parameters and the momentum: what a diverged epoch is undone to."""
+    return ({k: v.copy() for k, v in model.params.items()},
+            {k: v.copy() for k, v in optimizer.velocity.items()})
+
+
+def _restore(model, optimizer, snapshot):
+    params, velocity = snapshot
+    model.set_params(params)
+    optimizer.velocity = velocity
+
+
+def _check_loss(loss, run, where):
+    if not np.isfinite(loss) or loss > run.diverged_loss:
+        raise _Diverged(where, loss)
+
+
+def _check_last_step(model, run, order):
+    """The loss of the epoch's last batch again, after the epoch's last step: a step that
+    blew the parameters up (finite or not) shows here, before a checkpoint is written."""
+    if not all(np.isfinite(value).all() for value in model.params.values()):
+        raise _Diverged("its last step made parameters non-finite", np.inf)
+    idx = order[-run.batch_size:]
+    logits = model.forward(run.x[idx])
+    loss = cross_entropy(logits, run.y[idx], run.temperature)[0] \
+        if np.isfinite(logits).all() else np.inf
+    _check_loss(loss, run, "the loss of its last batch after its last step")
+
+
 def _host_epoch(model, optimizer, run, order, epoch, rng):
     """One pass over the data in ``order`` on the host: (loss sum, penalty sum, correct)."""
     loss_sum, penalty_sum, correct = 0.0, 0.0, 0
@@ -194,6 +268,9 @@ def _host_epoch(model, optimizer, run, order, epoch, rng):
         if run.batch_transform is not None:
             x_batch, y_batch = _transformed(run.batch_transform, model, x_batch, y_batch, rng)
         logits = model.forward(x_batch, training=True)
+        where = f"batch {start // run.batch_size + 1}, samples {start}..{start + len(idx) - 1}"
+        if not np.isfinite(logits).all():
+            raise _Diverged(where, np.inf)
         loss, dlogits = cross_entropy(logits, y_batch, run.temperature)
         if run.penalty is None:
             if run.loss_scale != 1:
@@ -206,23 +283,21 @@ def _host_epoch(model, optimizer, run, order, epoch, rng):
                     grad *= grad.dtype.type(run.loss_scale)
             penalty_sum += value * len(idx)
             loss += value
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"training diverged at epoch {epoch + 1}, samples "
-                                     f"{start}..{start + len(idx)}: loss {loss}; lower lr")
+        _check_loss(loss, run, where)
         optimizer.step(model.params, model.grads, epoch)
         loss_sum += loss * len(idx)
         correct += int((logits.argmax(axis=1) == _hard(y_batch)).sum())
+    _check_last_step(model, run, order)
     return loss_sum, penalty_sum, correct
 
 
-def _device_epoch(device, run, order, epoch):
+def _device_epoch(device, model, run, order, epoch):
     """One pass on the device (placement's trainer), the model and optimizer brought back."""
     loss_sum, correct = device.epoch(order, run.batch_size, epoch, run.temperature,
                                      run.loss_scale)
+    _check_loss(loss_sum / len(order), run, "its mean loss, measured at its end on the device")
     device.to_host()
-    if not np.isfinite(loss_sum):
-        raise FloatingPointError(f"training diverged in epoch {epoch + 1}: loss sum "
-                                 f"{loss_sum}; lower lr")
+    _check_last_step(model, run, order)
     return loss_sum, 0.0, correct
 
 
@@ -275,12 +350,8 @@ def _hard(y):
 
 
 def _check_data(model, data, name):
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise TypeError(f"{name} must be a pair (x, y), got {type(data).__name__}")
-    x, y = data
-    check_images(x, f"{name} x", dtype=model.dtype)
-    if len(x) == 0:
-        raise ValueError(f"{name} holds no samples")
+    x, y = check_pair(data, name)
+    model.check_images(x, f"{name} x")
     check_targets(y, len(x), model.num_classes, f"{name} y")
     return x, y
 

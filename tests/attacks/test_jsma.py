@@ -98,7 +98,7 @@ def test_all_targets_protocol(toy):
 @pytest.mark.parametrize("kwargs, error, match", [
     (dict(theta=0.0), ValueError, "theta"),
     (dict(gamma=0.0), ValueError, "gamma"),
-    (dict(on="probs"), ValueError, "'softmax' or 'logits'"),
+    (dict(on="probs"), ValueError, "on must be one of 'softmax', 'logits'"),
     (dict(clip=(1.0, 0.0)), ValueError, "low < high"),
     (dict(T=0.0), ValueError, "positive"),
 ])

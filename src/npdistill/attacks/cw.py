@@ -36,7 +36,7 @@ import sys
 import numpy as np
 
 from .. import kernels
-from .._checks import check_clip, check_images, check_labels, check_positive
+from .._checks import check_clip, check_labels, check_number, check_positive
 from ..placement import device_loop, passes
 from .result import AttackResult
 from .tanh_space import TanhSpace, preimage
@@ -57,7 +57,7 @@ def _check_logits_model(model, x):
 def _prepare(model, x, y, target, clip, kappa, batch_size):
     """Check the inputs; return (labels, targeted, lo, hi)."""
     lo, hi = check_clip(clip)
-    check_images(x, "x", dtype=model.dtype)
+    model.check_images(x)
     if x.size and (x.min() < lo or x.max() > hi):
         raise ValueError(f"x must lie in the clip box [{lo}, {hi}], got values in "
                          f"[{x.min():.4g}, {x.max():.4g}]")
@@ -69,8 +69,7 @@ def _prepare(model, x, y, target, clip, kappa, batch_size):
     targeted = target is not None
     labels = check_labels(target if targeted else y, len(x), model.num_classes,
                           "target" if targeted else "y")
-    if not np.isfinite(kappa) or kappa < 0:
-        raise ValueError(f"kappa (confidence) must be finite and >= 0, got {kappa!r}")
+    check_number(kappa, "kappa (confidence)", low=0)
     check_positive(batch_size, "batch_size", integer=True)
     _check_logits_model(model, x)
     return labels, targeted, lo, hi

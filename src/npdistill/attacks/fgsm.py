@@ -14,7 +14,7 @@ import sys
 
 import numpy as np
 
-from .._checks import check_clip, check_images, check_labels, check_positive
+from .._checks import check_clip, check_labels, check_positive, check_seed
 from ..nn.softmax import softmax
 from ..placement import passes
 from .result import AttackResult
@@ -88,7 +88,7 @@ def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="
     (targeted).
     """
     lo, hi = check_clip(clip)
-    check_images(x, "x", dtype=model.dtype)
+    model.check_images(x)
     if x.size and (x.min() < lo or x.max() > hi):
         raise ValueError(f"x must lie in the clip box [{lo}, {hi}], got values in "
                          f"[{x.min():.4g}, {x.max():.4g}]")
@@ -100,7 +100,7 @@ def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="
     check_positive(batch_size, "batch_size", integer=True)
     normalize, project, random = NORMS[norm_key(norm)]
     model = passes(model)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_seed(seed, generator=True))
     if progress is None:
         progress = len(x) > batch_size
     dtype = x.dtype.type
@@ -153,7 +153,7 @@ def bim(model, x, y=None, *, target=None, eps=0.3, steps=10, step_size=None, nor
     """Basic iterative method / iterative FGSM (Kurakin et al., 2017): ``steps`` steps
     of ``step_size`` (default eps / steps), projected into the eps-ball and the clip box."""
     labels, targeted = _goal(y, target)
-    check_positive(steps, "steps", integer=True)
+    eps, steps = check_positive(eps, "eps"), check_positive(steps, "steps", integer=True)
     return gradient_attack(model, x, labels, targeted=targeted, eps=eps, steps=steps,
                            step_size=eps / steps if step_size is None else step_size, norm=norm,
                            T=T, clip=clip, batch_size=batch_size, progress=progress, name="bim")
@@ -164,7 +164,7 @@ def pgd(model, x, y=None, *, target=None, eps=0.3, steps=40, step_size=None, ran
     """Projected gradient descent (Madry et al., 2018): BIM from a uniform random point
     of the eps-ball; step_size defaults to 2.5 * eps / steps. ``seed`` fixes the start."""
     labels, targeted = _goal(y, target)
-    check_positive(steps, "steps", integer=True)
+    eps, steps = check_positive(eps, "eps"), check_positive(steps, "steps", integer=True)
     return gradient_attack(model, x, labels, targeted=targeted, eps=eps, steps=steps,
                            step_size=2.5 * eps / steps if step_size is None else step_size,
                            norm=norm, T=T, random_start=random_start, seed=seed, clip=clip,

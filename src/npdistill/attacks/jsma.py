@@ -22,7 +22,8 @@ import sys
 import numpy as np
 
 from .. import kernels
-from .._checks import check_clip, check_images, check_labels, check_positive
+from .._checks import (check_choice, check_clip, check_labels, check_number,
+                       check_positive, check_probability)
 from ..jacobian import softmax_seed
 from ..placement import device_loop, passes
 from .result import AttackResult
@@ -64,17 +65,15 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
     AttackResult with ``target`` set; ``success`` means the model predicts the target.
     """
     lo, hi = check_clip(clip)
-    check_images(x, "x", dtype=model.dtype)
+    model.check_images(x)
     if x.size and (x.min() < lo or x.max() > hi):
         raise ValueError(f"x must lie in the clip box [{lo}, {hi}]")
     num_classes = model.num_classes
     target = check_labels(target, len(x), num_classes, "target")
-    if not np.isfinite(theta) or theta == 0:
-        raise ValueError(f"theta must be a non-zero finite number, got {theta!r}")
-    if not 0 < gamma <= 1:
-        raise ValueError(f"gamma must lie in (0, 1], got {gamma!r}")
-    if on not in ("softmax", "logits"):
-        raise ValueError(f"on must be 'softmax' or 'logits', got {on!r}")
+    if check_number(theta, "theta") == 0:
+        raise ValueError("theta must be non-zero (> 0 raises pixels, < 0 lowers them), got 0")
+    check_probability(gamma, "gamma", zero=False)
+    check_choice(on, "on", ("softmax", "logits"))
     check_positive(T, "temperature T")
     check_positive(batch_size, "batch_size", integer=True)
     if search_domain is not None:

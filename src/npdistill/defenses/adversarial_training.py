@@ -11,7 +11,7 @@ inference mode (no dropout), with the true labels.
 """
 import numpy as np
 
-from .._checks import check_positive
+from .._checks import check_choice, check_positive, check_probability
 from ..attacks.fgsm import norm_key, fgsm, pgd
 from ..train import train
 
@@ -29,11 +29,9 @@ class AdversarialExamples:
 
     def __init__(self, attack="fgsm", eps=0.3, ratio=0.5, *, steps=7, step_size=None, norm="inf",
                  T=1.0, clip=(0.0, 1.0)):
-        if attack not in ATTACKS:
-            raise ValueError(f"attack must be one of {ATTACKS}, got {attack!r}")
+        check_choice(attack, "attack", ATTACKS)
         check_positive(eps, "eps")
-        if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
-            raise ValueError(f"ratio must be a number in [0, 1], got {ratio!r}")
+        check_probability(ratio, "ratio")
         check_positive(steps, "steps", integer=True)
         check_positive(T, "temperature T")
         self.attack, self.eps, self.ratio = attack, float(eps), float(ratio)

@@ -10,7 +10,7 @@ Adversarial Perturbations against Deep Neural Networks", section IV).
 """
 import numpy as np
 
-from .._checks import check_positive
+from .._checks import check_labels, check_pair, check_positive, check_seed
 from ..train import train
 
 
@@ -43,7 +43,11 @@ def distill(teacher, data, temperature, *, student=None, seed=0, loss_scale=None
     student : trained, to be deployed at T = 1; its metadata records the
         distillation temperature and the teacher's parameters' checksum.
     """
-    x, _ = data
+    x, y = check_pair(data, "data")
+    teacher.check_images(x, "data x")
+    check_labels(y, len(x), teacher.num_classes, "data y")
+    check_positive(temperature, "temperature")
+    check_seed(seed)
     if student is None:
         student = teacher.copy()
         rng = np.random.default_rng(seed)
@@ -72,6 +76,14 @@ def defensive_distillation(architecture, data, temperature, *, seed=0, loss_scal
     The teacher is trained at ``temperature`` on y; the student is ``distill``ed from it.
     Both scale their loss gradient by ``loss_scale`` (default T, see ``distill``).
     """
+    if not callable(architecture):
+        raise TypeError(f"architecture must be a function seed -> Sequential (such as "
+                        f"architectures.papernot_mnist), got {type(architecture).__name__}")
+    check_pair(data, "data")
+    check_positive(temperature, "temperature")
+    if check_seed(seed) is None:
+        raise TypeError("seed must be a non-negative integer, got None (the student's seed is "
+                        "seed + 1)")
     scale = temperature if loss_scale is None else loss_scale
     teacher = architecture(seed=seed)
     teacher, _ = train(teacher, data, temperature=temperature, seed=seed, progress=progress,

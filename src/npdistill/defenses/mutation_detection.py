@@ -43,7 +43,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._checks import check_images, check_labels, check_positive
+from .._checks import (check_choice, check_labels, check_pair,
+                       check_positive, check_probability, check_seed)
 from ..nn.layers import Conv2D, Dense
 from ..placement import passes
 
@@ -78,16 +79,17 @@ def _pick(rng, total, rate):
 
 
 def _check_mutation(model, operator, rate):
-    if operator not in OPERATORS:
-        raise ValueError(f"operator must be one of {OPERATORS}, got {operator!r}")
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 < rate <= 1:
-        raise ValueError(f"rate must be a number in (0, 1], got {rate!r}")
+    check_choice(operator, "operator", OPERATORS)
+    check_probability(rate, "rate", zero=False)
     _mutable_layers(model)
 
 
 def mutate(model, operator, rate, rng, gf_scale=1.0):
     """A mutated copy of ``model``: one of OPERATORS applied with mutation rate ``rate``."""
     _check_mutation(model, operator, rate)
+    check_positive(gf_scale, "gf_scale")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng must be a numpy Generator, got {type(rng).__name__}")
     mutant = model.copy()
     layers = _mutable_layers(mutant)
     if operator == "GF":
@@ -156,12 +158,13 @@ class MutationDetector:
                  progress=False):
         for name, value in (("alpha", alpha), ("beta", beta), ("sigma", sigma),
                             ("min_accuracy", min_accuracy)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-                raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+            check_probability(value, name, zero=False, one=False)
         check_positive(max_mutants, "max_mutants", integer=True)
         _check_mutation(model, operator, rate)
-        x_acc, y_acc = accuracy_data
-        check_images(x_acc, "accuracy_data x", dtype=model.dtype)
+        check_positive(gf_scale, "gf_scale")
+        check_seed(seed)
+        x_acc, y_acc = check_pair(accuracy_data, "accuracy_data")
+        model.check_images(x_acc, "accuracy_data x")
         self.y_acc = check_labels(y_acc, len(x_acc), model.num_classes, "accuracy_data y")
         self.model, self.x_acc = model, x_acc
         self.operator, self.rate, self.gf_scale, self.seed = operator, float(rate), gf_scale, seed
@@ -203,7 +206,7 @@ class MutationDetector:
         return self._mutant_passes[i].predict(x, PREDICT_BATCH)
 
     def _labels(self, x):
-        check_images(x, "x", dtype=self.model.dtype)
+        self.model.check_images(x)
         if len(x) == 0:
             raise ValueError("x holds no images")
         return self.passes.predict(x, PREDICT_BATCH)

@@ -25,6 +25,8 @@ import copy
 import numpy as np
 
 from .. import kernels
+from .._checks import (check_choice, check_float_dtype, check_positive, check_probability,
+                       check_seed)
 
 
 def seed_repeats(dy, n):
@@ -48,12 +50,32 @@ class Layer:
         self.params = {}
         self.grads = {}
 
+    CONFIG = ()      # the constructor arguments a model file records, by name
+
     def config(self):
         """Constructor arguments, JSON-serialisable (saved in model files)."""
+        return {key: getattr(self, key) for key in self.CONFIG}
+
+    @classmethod
+    def config_keys(cls):
+        return set(cls.CONFIG)
+
+    @classmethod
+    def param_shapes(cls, config):
+        """{name: shape} of the parameters a layer of this ``config`` holds (computed
+        without building it: model files are checked against it before loading)."""
         return {}
 
     def initialize(self, rng):
         """(Re)draw the parameters from ``rng``; parameter-free layers do nothing."""
+
+    def output_shape(self, shape):
+        """The shape forward() gives for an input of ``shape``, or None if it cannot take it."""
+        return shape if len(shape) >= 2 else None
+
+    def accepts(self):
+        """What output_shape takes, in words (for error messages)."""
+        return "(N, ...)"
 
     def astype(self, dtype):
         """A copy of the layer with parameters cast to ``dtype``."""
@@ -124,24 +146,37 @@ class Conv2D(Layer):
     def __init__(self, in_channels, out_channels, kernel_size, padding="valid",
                  dtype=np.float32, seed=None):
         super().__init__()
-        if padding not in ("valid", "same"):
-            raise ValueError(f"padding must be 'valid' or 'same', got {padding!r}")
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("kernel_size", kernel_size)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size, self.padding = int(kernel_size), padding
+        check_choice(padding, "padding", ("valid", "same"))
+        self.in_channels = check_positive(in_channels, "in_channels", integer=True)
+        self.out_channels = check_positive(out_channels, "out_channels", integer=True)
+        self.kernel_size = check_positive(kernel_size, "kernel_size", integer=True)
+        self.padding = padding
+        dtype = check_float_dtype(dtype)
         k = self.kernel_size
         self.pads = (0, 0, 0, 0) if padding == "valid" else ((k - 1) // 2, k // 2, (k - 1) // 2, k // 2)
-        self.params = {"W": np.zeros((out_channels, in_channels, k, k), dtype=dtype),
-                       "b": np.zeros(out_channels, dtype=dtype)}
-        self.initialize(np.random.default_rng(seed))
+        self.params = {name: np.zeros(shape, dtype=dtype)
+                       for name, shape in self.param_shapes(self.config()).items()}
+        self.initialize(np.random.default_rng(check_seed(seed)))
         self._cols = self._dcols = None       # reusable block buffers
 
-    def config(self):
-        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel_size": self.kernel_size, "padding": self.padding}
+    CONFIG = ("in_channels", "out_channels", "kernel_size", "padding")
+
+    @classmethod
+    def param_shapes(cls, config):
+        k, F = config["kernel_size"], config["out_channels"]
+        return {"W": (F, config["in_channels"], k, k), "b": (F,)}
+
+    def output_shape(self, shape):
+        if len(shape) != 4 or shape[1] != self.in_channels:
+            return None
+        k = self.kernel_size
+        oh = kernels.conv_output_size(shape[2], k, *self.pads[:2])
+        ow = kernels.conv_output_size(shape[3], k, *self.pads[2:])
+        return (shape[0], self.out_channels, oh, ow) if oh >= 1 and ow >= 1 else None
+
+    def accepts(self):
+        least = 1 if self.padding == "same" else self.kernel_size
+        return f"(N, {self.in_channels}, H, W) with H, W >= {least}"
 
     def initialize(self, rng):
         W = self.params["W"]
@@ -239,13 +274,19 @@ class MaxPool2D(Layer):
 
     def __init__(self, size=2):
         super().__init__()
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
-            raise ValueError(f"size must be a positive integer, got {size!r}")
-        self.size = int(size)
+        self.size = check_positive(size, "size", integer=True)
         self._argmax = None          # where each window's maximum was; reused across batches
 
-    def config(self):
-        return {"size": self.size}
+    CONFIG = ("size",)
+
+    def output_shape(self, shape):
+        s = self.size
+        if len(shape) != 4 or shape[2] < s or shape[3] < s:
+            return None
+        return (shape[0], shape[1], shape[2] // s, shape[3] // s)
+
+    def accepts(self):
+        return f"(N, C, H, W) with H, W >= {self.size}"
 
     def forward(self, x, training=False):
         if x.ndim != 4 or x.shape[2] < self.size or x.shape[3] < self.size:
@@ -268,16 +309,26 @@ class Dense(Layer):
 
     def __init__(self, in_features, out_features, dtype=np.float32, seed=None):
         super().__init__()
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        self.in_features, self.out_features = int(in_features), int(out_features)
-        self.params = {"W": np.zeros((in_features, out_features), dtype=dtype),
-                       "b": np.zeros(out_features, dtype=dtype)}
-        self.initialize(np.random.default_rng(seed))
+        self.in_features = check_positive(in_features, "in_features", integer=True)
+        self.out_features = check_positive(out_features, "out_features", integer=True)
+        dtype = check_float_dtype(dtype)
+        self.params = {name: np.zeros(shape, dtype=dtype)
+                       for name, shape in self.param_shapes(self.config()).items()}
+        self.initialize(np.random.default_rng(check_seed(seed)))
 
-    def config(self):
-        return {"in_features": self.in_features, "out_features": self.out_features}
+    CONFIG = ("in_features", "out_features")
+
+    @classmethod
+    def param_shapes(cls, config):
+        return {"W": (config["in_features"], config["out_features"]), "b": (config["out_features"],)}
+
+    def output_shape(self, shape):
+        if len(shape) != 2 or shape[1] != self.in_features:
+            return None
+        return (shape[0], self.out_features)
+
+    def accepts(self):
+        return f"(N, {self.in_features})"
 
     def initialize(self, rng):
         W = self.params["W"]
@@ -335,13 +386,10 @@ class Dropout(Layer):
 
     def __init__(self, rate=0.5, seed=None):
         super().__init__()
-        if not 0.0 <= rate < 1.0:
-            raise ValueError(f"Dropout rate must lie in [0, 1), got {rate!r}")
-        self.rate = float(rate)
-        self.rng = np.random.default_rng(seed)
+        self.rate = check_probability(rate, "rate", one=False)
+        self.rng = np.random.default_rng(check_seed(seed))
 
-    def config(self):
-        return {"rate": self.rate}
+    CONFIG = ("rate",)
 
     def forward(self, x, training=False):
         if not training or self.rate == 0.0:
@@ -363,6 +411,9 @@ class Dropout(Layer):
 
 class Flatten(Layer):
     """(N, ...) -> (N, prod(...))."""
+
+    def output_shape(self, shape):
+        return (shape[0], int(np.prod(shape[1:]))) if len(shape) >= 2 else None
 
     def forward(self, x, training=False):
         self.x_shape = x.shape

@@ -13,13 +13,15 @@ import zipfile
 
 import numpy as np
 
-from .._checks import check_float_array
+from .._checks import FLOAT_DTYPES, check_float_array, check_seed
+from .._files import replacing
 from .._version import __version__
-from .layers import LAYER_TYPES, Conv2D, Dense
+from .layers import LAYER_TYPES, Dense, Dropout, ReLU
 from .passes import Passes
 
 FORMAT = "npdistill-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2          # 2: the checksum covers the header too (1 still loads)
+_READABLE_VERSIONS = (1, 2)
 _META_KEY = "__metadata__"
 
 
@@ -42,8 +44,11 @@ class Sequential(Passes):
         if unknown:
             raise TypeError(f"unknown layer types {unknown}: expected {sorted(LAYER_TYPES)}")
         self.layers = list(layers)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
         self.metadata = dict(metadata or {})
-        if seed is not None:
+        self._forward_batch = None      # the batch size of the last forward (backward needs one)
+        if check_seed(seed) is not None:
             rng = np.random.default_rng(seed)
             for layer in self.layers:
                 layer.initialize(rng)
@@ -60,21 +65,29 @@ class Sequential(Passes):
         return np.dtype(np.float32)
 
     def check_input(self, x):
-        """x itself if it fits the first layer (rank, dtype, channels), else an error."""
-        first = self.layers[0]
-        if isinstance(first, Conv2D):
-            check_float_array(x, "x", ndim=4, dtype=self.dtype)
-            if x.shape[1] != first.in_channels:
-                raise ValueError(f"x must have shape (N, {first.in_channels}, H, W), got {x.shape}")
-        elif isinstance(first, Dense):
-            check_float_array(x, "x", ndim=2, dtype=self.dtype)
-        else:
-            check_float_array(x, "x", dtype=self.dtype)
+        """x itself if the layers can take it (rank, dtype, channels, sizes), else an error."""
+        check_float_array(x, "x", dtype=self.dtype)
+        if len(x) == 0:
+            raise ValueError(f"x holds no samples (shape {x.shape})")
+        self.output_shape(x.shape, "x")
         return x
+
+    def output_shape(self, shape, name="input"):
+        """The logits' shape for an input of ``shape``; a ValueError naming the first
+        layer that cannot take it (wrong rank or channels, images smaller than a kernel)."""
+        given = shape = tuple(shape)
+        for i, layer in enumerate(self.layers):
+            out = layer.output_shape(shape)
+            if out is None:
+                raise ValueError(f"{name} of shape {given} does not fit the model: layer {i}, "
+                                 f"{layer!r}, takes {layer.accepts()} but would get {shape}")
+            shape = out
+        return shape
 
     # -- forward and backward ------------------------------------------------
     def forward(self, x, training=False):
         """Logits of x without input checks (the hot path used by train and attacks)."""
+        self._forward_batch = len(x)
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
@@ -90,6 +103,9 @@ class Sequential(Passes):
             forward pass, and dL/dx is theirs (input gradients only). The attacks
             use it to skip samples whose dL/dlogits is zero.
         """
+        if self._forward_batch is None:
+            raise ValueError("backward needs a forward pass first: call model.logits(x) (or "
+                             "model.forward(x)) on the batch, then backward")
         layers = self.layers
         if rows is not None:
             if param_grads:
@@ -140,7 +156,14 @@ class Sequential(Passes):
 
     @property
     def num_classes(self):
-        return self.layers[-1].out_features if isinstance(self.layers[-1], Dense) else None
+        """K: the width of the last Dense layer when only ReLU/Dropout follow it, else None
+        (the model's output is then not class logits)."""
+        for layer in reversed(self.layers):
+            if isinstance(layer, Dense):
+                return layer.out_features
+            if not isinstance(layer, (ReLU, Dropout)):
+                return None
+        return None
 
     def astype(self, dtype):
         """A copy of the model with every parameter cast to ``dtype``."""
@@ -175,9 +198,12 @@ class Sequential(Passes):
         return load_model(path)
 
 
-def _checksum(arrays):
-    """sha256 of named arrays (a model's parameters), independent of their order."""
+def _checksum(arrays, header=None):
+    """sha256 of named arrays, independent of their order, and (format 2) of the JSON
+    header written with them, so that an edited architecture or metadata is caught."""
     digest = hashlib.sha256()
+    if header is not None:
+        digest.update(json.dumps(header, sort_keys=True).encode())
     for key in sorted(arrays):
         value = np.ascontiguousarray(arrays[key])
         digest.update(f"{key}|{value.dtype.str}|{value.shape}|".encode())
@@ -186,72 +212,180 @@ def _checksum(arrays):
 
 
 def write_archive(path, arrays, header):
-    """Atomically write ``arrays`` and a JSON ``header`` (plus format, version, checksum)."""
+    """Atomically write ``arrays`` and a JSON ``header`` (plus format, version, checksum).
+
+    The checksum covers the arrays and the whole header. The file appears at ``path``
+    complete or not at all, whoever else writes or reads it meanwhile.
+    """
     path = os.fspath(path)
     if not path.endswith(".npz"):
         raise ValueError(f"model files end in .npz, got {path!r}")
     if any(key == _META_KEY for key in arrays):
         raise ValueError(f"{_META_KEY!r} is a reserved name")
+    bad = [key for key, value in arrays.items()
+           if value.dtype.kind in "fc" and not np.isfinite(value).all()]
+    if bad:
+        raise ValueError(f"refusing to write {path}: {', '.join(sorted(bad))} hold NaN or "
+                         f"infinite values (a diverged model?)")
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
             "library_version": __version__, **header,
             "parameters": {k: {"shape": list(v.shape), "dtype": v.dtype.str}
-                           for k, v in arrays.items()},
-            "checksum": _checksum(arrays)}
-    tmp = path[:-4] + ".tmp.npz"
-    np.savez(tmp, **{_META_KEY: np.array(json.dumps(meta))}, **arrays)
-    os.replace(tmp, path)
+                           for k, v in arrays.items()}}
+    meta = json.loads(json.dumps(meta))          # what a reader will see (tuples become lists)
+    meta["checksum"] = _checksum(arrays, meta)
+    with replacing(path) as tmp:
+        np.savez(tmp, **{_META_KEY: np.array(json.dumps(meta))}, **arrays)
 
 
 def read_archive(path):
-    """Read and verify an archive written by write_archive: (arrays, metadata)."""
+    """Read and verify an archive written by write_archive: (arrays, metadata).
+
+    The header is parsed and checked first, then each stored array's own header
+    against it, and only then are the arrays read: a file cannot make the reader
+    allocate more than it holds. Format 1 files (checksum of the arrays only) load too.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no model file at {path!r}")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not an .npz archive (a .npy array, or a truncated file?)")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in archive.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+            if _META_KEY not in archive.files:
+                raise ValueError(f"{path}: no npdistill metadata: not an npdistill model file")
+            meta = _header(archive[_META_KEY], path)
+            _check_members(archive.zip, meta["parameters"], path)
+            arrays = {key: archive[key] for key in archive.files if key != _META_KEY}
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
         raise ValueError(f"{path}: not a readable .npz model file (truncated or corrupted?): "
                          f"{exc}") from exc
-    if _META_KEY not in arrays:
-        raise ValueError(f"{path}: no npdistill metadata: not an npdistill model file")
-    try:
-        meta = json.loads(str(arrays.pop(_META_KEY)))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: metadata is not valid JSON: {exc}") from exc
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: expected format {FORMAT} v{FORMAT_VERSION}, got "
-                         f"{meta.get('format')} v{meta.get('format_version')}")
-    if set(arrays) != set(meta["parameters"]):
-        raise ValueError(f"{path}: the archive holds {sorted(arrays)} but its metadata lists "
-                         f"{sorted(meta['parameters'])}")
-    if _checksum(arrays) != meta["checksum"]:
-        raise ValueError(f"{path}: parameter checksum mismatch: the file was modified or damaged")
+    header = {k: v for k, v in meta.items() if k != "checksum"}
+    expected = _checksum(arrays, header if meta["format_version"] >= 2 else None)
+    if expected != meta["checksum"]:
+        raise ValueError(f"{path}: checksum mismatch: the file was modified or damaged")
     return arrays, meta
 
 
-def model_from_archive(params, meta, path="<archive>"):
-    """Build the Sequential that ``meta['architecture']`` describes, holding ``params``."""
-    layers = []
-    for spec in meta["architecture"]:
-        if spec["type"] not in LAYER_TYPES:
-            raise ValueError(f"{path}: unknown layer type {spec['type']!r}")
-        layers.append(LAYER_TYPES[spec["type"]](**spec["config"]))
-    model = Sequential(layers, metadata=meta.get("metadata", {}))
-    if set(params) != set(model.params):
-        raise ValueError(f"{path}: parameters {sorted(params)} do not match the architecture's "
-                         f"{sorted(model.params)}")
-    dtypes = {v.dtype for v in params.values()}
-    if len(dtypes) == 1:
-        model = model.astype(dtypes.pop())
+def _header(raw, path):
+    """The JSON header, checked against the format's schema."""
+    if raw.dtype.kind != "U" or raw.ndim != 0:
+        raise ValueError(f"{path}: the metadata entry is not a JSON string")
     try:
+        meta = json.loads(str(raw))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: metadata is not valid JSON: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path}: not an {FORMAT} file (no format field {FORMAT!r})")
+    version = meta.get("format_version")
+    if version not in _READABLE_VERSIONS:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        raise ValueError(f"{path}: format version {version!r} "
+                         + ("is newer than this npdistill reads: upgrade npdistill" if newer
+                            else f"is unknown (this npdistill reads {_READABLE_VERSIONS})"))
+    for key, kind in (("parameters", dict), ("checksum", str)):
+        if not isinstance(meta.get(key), kind):
+            raise ValueError(f"{path}: metadata field {key!r} must be a {kind.__name__}, got "
+                             f"{type(meta.get(key)).__name__}")
+    for key, entry in meta["parameters"].items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("dtype"), str)
+                and isinstance(entry.get("shape"), list)
+                and all(isinstance(d, int) and d >= 0 for d in entry["shape"])):
+            raise ValueError(f"{path}: parameter {key!r} is listed as {entry!r}, not as "
+                             f"{{'shape': [non-negative ints], 'dtype': str}}")
+    if "metadata" in meta and not isinstance(meta["metadata"], dict):
+        raise ValueError(f"{path}: metadata field 'metadata' must be a dict")
+    return meta
+
+
+def _check_members(archive, listed, path):
+    """The stored arrays are the ones the header lists, uncompressed, with the listed
+    shape and dtype (read from each array's own header, before its data)."""
+    stored = {name.removesuffix(".npy"): name for name in archive.namelist()}
+    stored.pop(_META_KEY, None)
+    if set(stored) != set(listed):
+        raise ValueError(f"{path}: the archive holds {sorted(stored)} but its metadata lists "
+                         f"{sorted(listed)}")
+    for key, name in stored.items():
+        info = archive.getinfo(name)
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ValueError(f"{path}: array {key!r} is compressed; npdistill writes (and "
+                             f"reads) uncompressed archives only")
+        with archive.open(name) as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                          else np.lib.format.read_array_header_2_0)
+                shape, _, dtype = reader(f)
+            except ValueError as exc:
+                raise ValueError(f"{path}: array {key!r} has no valid .npy header: {exc}") from exc
+        entry = listed[key]
+        if list(shape) != entry["shape"] or dtype.str != entry["dtype"]:
+            raise ValueError(f"{path}: array {key!r} is stored as {shape} {dtype.str} but listed "
+                             f"as {tuple(entry['shape'])} {entry['dtype']}")
+        if dtype.itemsize * int(np.prod(shape)) > info.file_size:
+            raise ValueError(f"{path}: array {key!r} declares more data than the file holds")
+
+
+def model_from_archive(params, meta, path="<archive>"):
+    """Build the Sequential that ``meta['architecture']`` describes, holding ``params``.
+
+    Every layer's configuration is checked, and the parameter shapes it implies are
+    compared with the arrays stored, before any layer is built (built layers allocate
+    their parameters)."""
+    architecture = meta.get("architecture")
+    if not isinstance(architecture, list) or not architecture:
+        raise ValueError(f"{path}: no architecture (a non-empty list of layers): not a model "
+                         f"file")
+    implied = {}
+    for i, spec in enumerate(architecture):
+        cls, config = _layer_spec(spec, i, path)
+        try:
+            shapes = cls.param_shapes(config)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: layer {i} ({spec['type']}): {exc}") from None
+        implied.update({f"{i}.{name}": shape for name, shape in shapes.items()})
+    if set(params) != set(implied):
+        raise ValueError(f"{path}: parameters {sorted(params)} do not match the architecture's "
+                         f"{sorted(implied)}")
+    for key, shape in implied.items():
+        if params[key].shape != shape:
+            raise ValueError(f"{path}: the architecture gives parameter {key} the shape {shape} "
+                             f"but the file stores {params[key].shape}")
+    dtypes = {v.dtype for v in params.values()}
+    if len(dtypes) > 1 or not dtypes <= set(FLOAT_DTYPES):
+        raise ValueError(f"{path}: parameters must share one dtype, float32 or float64, got "
+                         f"{sorted(map(str, dtypes))}")
+    dtype = dtypes.pop() if dtypes else np.dtype(np.float32)
+    try:
+        layers = [_layer_spec(spec, i, path)[0](**spec["config"],
+                                                  **({"dtype": dtype} if spec["type"] in
+                                                     ("Conv2D", "Dense") else {}))
+                  for i, spec in enumerate(architecture)]
+        model = Sequential(layers, metadata=meta.get("metadata", {}))
         model.set_params(params)
-    except ValueError as exc:
-        raise ValueError(f"{path}: {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
     return model
 
 
+def _layer_spec(spec, i, path):
+    """(layer class, config) of an architecture entry, its keys checked."""
+    if not isinstance(spec, dict) or set(spec) != {"type", "config"} \
+            or not isinstance(spec["config"], dict):
+        raise ValueError(f"{path}: layer {i} must be {{'type': name, 'config': dict}}, "
+                         f"got {spec!r}")
+    cls = LAYER_TYPES.get(spec["type"]) if isinstance(spec["type"], str) else None
+    if cls is None:
+        raise ValueError(f"{path}: layer {i} has unknown type {spec['type']!r} (known: "
+                         f"{sorted(LAYER_TYPES)})")
+    keys = cls.config_keys()
+    if set(spec["config"]) != keys:
+        raise ValueError(f"{path}: layer {i} ({spec['type']}) config must have the keys "
+                         f"{sorted(keys)}, got {sorted(spec['config'])}")
+    return cls, spec["config"]
+
+
 def load_model(path):
-    """Load a model written by ``Sequential.save``; verifies format and checksum."""
+    """Load a model written by ``Sequential.save``; verifies format, schema and checksum."""
     arrays, meta = read_archive(path)
     return model_from_archive(arrays, meta, os.fspath(path))

@@ -1,7 +1,7 @@
 """SGD with momentum and step decay of the learning rate."""
 import numpy as np
 
-from .._checks import check_positive
+from .._checks import check_positive, check_probability
 
 
 class SGD:
@@ -13,8 +13,7 @@ class SGD:
 
     def __init__(self, lr, momentum=0.0, decay_every=10, decay_factor=0.5):
         check_positive(lr, "lr")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
+        check_probability(momentum, "momentum", one=False)
         check_positive(decay_every, "decay_every", integer=True)
         check_positive(decay_factor, "decay_factor")
         self.lr, self.momentum = float(lr), float(momentum)

@@ -22,7 +22,7 @@ backward(dlogits, param_grads=True, input_grad=True, rows=None) -> dL/dx
 """
 import numpy as np
 
-from .._checks import check_float_array, check_positive
+from .._checks import check_float_array, check_images, check_positive
 from .softmax import softmax
 
 
@@ -40,6 +40,12 @@ class Passes:
 
     def backward(self, dlogits, param_grads=True, input_grad=True, rows=None):
         raise NotImplementedError
+
+    def check_images(self, x, name="x"):
+        """x if it is a non-empty batch of images in [0, 1] (what the attacks, the metrics
+        and training take) that this model can take; else a ValueError or TypeError."""
+        check_images(x, name, dtype=self.dtype)
+        return self.check_input(x)
 
     def logits(self, x, training=False):
         """Logits z (N, K) of x (N, C, H, W); keeps what backward() needs."""

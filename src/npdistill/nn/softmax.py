@@ -11,11 +11,21 @@ from .._checks import check_float_array, check_positive, check_targets
 
 
 def _scaled(z, T):
+    """(z - max z) / T row by row, in z's dtype: <= 0, with 0 at each row's maximum.
+
+    Shift first, then divide (in float64): z / T - max(z / T) overflows or divides by
+    a T that float32 flushes to 0 (T = 1e-50 gave all NaN). Terms below the dtype's
+    range become its most negative finite number, so log-probabilities stay finite
+    and their probabilities are exactly 0.
+    """
     check_float_array(z, "logits", ndim=2)
-    check_positive(T, "temperature T")
-    # log-sum-exp: logits of a distilled net at T = 1 reach 1e3 and more
-    s = z / z.dtype.type(T)
-    return s - s.max(axis=1, keepdims=True)
+    T = check_positive(T, "temperature T")
+    if z.shape[1] == 0:
+        raise ValueError(f"logits must have at least one column, got shape {z.shape}")
+    shifted = z - z.max(axis=1, keepdims=True)       # log-sum-exp: logits reach 1e3 and more
+    s = shifted / np.float64(T)
+    np.maximum(s, np.finfo(z.dtype).min, out=s)
+    return s.astype(z.dtype, copy=False)
 
 
 def softmax(z, T=1.0):
@@ -60,5 +70,5 @@ def cross_entropy(z, target, T=1.0):
         q = target.astype(z.dtype, copy=False)
         loss = -(q * logp).sum() / n
         dlogits = p - q
-    dlogits /= z.dtype.type(T * n)
+    dlogits /= np.float64(T) * n      # in float64: T * n may be below float32's range
     return float(loss), dlogits
