@@ -364,7 +364,7 @@ def _rewrite(path, edit, out, *, reseal):
     meta = json.loads(str(arrays.pop("__metadata__")))
     edit(meta)
     if reseal:
-        meta["checksum"] = model_file._checksum(
+        meta["checksum"] = model_file.archive_checksum(
             arrays, {k: v for k, v in meta.items() if k != "checksum"})
     np.savez(out, __metadata__=np.array(json.dumps(meta)), **arrays)
     return out
@@ -436,7 +436,7 @@ def test_format_1_files_still_load(tmp_path):
             "architecture": MODEL.architecture(), "metadata": {},
             "parameters": {k: {"shape": list(v.shape), "dtype": v.dtype.str}
                            for k, v in params.items()},
-            "checksum": model_file._checksum(params)}
+            "checksum": model_file.archive_checksum(params)}
     np.savez(path, __metadata__=np.array(json.dumps(meta)), **params)
     np.testing.assert_array_equal(nd.load_model(path).logits(X), MODEL.logits(X))
 
@@ -553,3 +553,33 @@ def test_resuming_with_fewer_epochs_than_the_checkpoint_is_refused(tmp_path):
     nd.train(tiny_model(), data, epochs=2, checkpoint_dir=tmp_path, progress=False)
     with pytest.raises(ValueError, match=r"checkpoint after epoch 2, more than epochs=1"):
         nd.train(tiny_model(), data, epochs=1, checkpoint_dir=tmp_path, progress=False)
+
+
+# -- the command line ------------------------------------------------------------------------
+def _numeric_flags():
+    """(subcommand, flag, values it must refuse) for every numeric flag of every subcommand,
+    read from the parser so that a flag added later is walked too."""
+    from npdistill import __main__ as cli
+    from tests.test_cli import subcommands
+
+    refused = {cli.positive_int: ["0", "-5", "1.5", "abc", ""],
+               cli.positive_float: ["0", "-0.1", "nan", "inf", "abc"],
+               cli.count: ["-1", "0.5", "x"], cli.fraction: ["1", "-0.1", "nan", "x"]}
+    cases = []
+    for parser in subcommands()[1:]:
+        command = parser.prog.split()[-1]
+        for action in parser._actions:
+            for value in refused.get(action.type, []):
+                cases.append((command, action.option_strings[0], value))
+    return cases
+
+
+@pytest.mark.parametrize("command, flag, value", _numeric_flags())
+def test_every_numeric_flag_refuses_bad_numbers_naming_itself(command, flag, value, capsys):
+    from npdistill.__main__ import main
+
+    argv = [command, flag, value] + (["--out", "runs/never"] if command == "reproduce" else [])
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    assert f"argument {flag}" in capsys.readouterr().err

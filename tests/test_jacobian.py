@@ -50,7 +50,7 @@ def test_softmax_jacobian_rows_sum_to_zero(dtype):
 def test_bad_arguments():
     model = nd.architectures.papernot_mnist(seed=0)
     x = np.zeros((1, 1, 28, 28), np.float32)
-    with pytest.raises(ValueError, match="'softmax' or 'logits'"):
+    with pytest.raises(ValueError, match="of must be one of 'softmax', 'logits'"):
         nd.jacobian(model, x, of="probabilities")
     with pytest.raises(ValueError, match="positive"):
         nd.jacobian(model, x, T=-1.0)

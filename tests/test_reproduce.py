@@ -17,7 +17,7 @@ from npdistill.runs import percent, stacked_example
 def run(mnist_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("reproduce")
     argv = ["reproduce", "--quick", "--out", str(out), "--data", str(mnist_dir), "--quiet",
-            "--temperatures", "1", "50", "--train-limit", "1500", "--jsma-samples", "3",
+            "--temperatures", "1", "100", "--train-limit", "1500", "--jsma-samples", "3",
             "--cw-images", "2", "--cw-iterations", "150"]
     assert main(argv) == 0
     return out, argv
@@ -26,7 +26,7 @@ def run(mnist_dir, tmp_path_factory):
 def test_reproduce_writes_results_table_and_figures(run):
     out, _ = run
     results = json.loads((out / "results.json").read_text())
-    assert set(results["models"]) == {"baseline", "1", "50"}
+    assert set(results["models"]) == {"baseline", "1", "100"}
     assert results["settings"]["train_images"] == 1500
     for name in ("success_vs_temperature", "accuracy_vs_temperature", "gradient_amplitudes",
                  "adversarial_examples"):
@@ -46,8 +46,8 @@ def test_reproduce_writes_results_table_and_figures(run):
 def test_distillation_masks_the_gradients_and_cw_still_runs(run):
     out, _ = run
     results = json.loads((out / "results.json").read_text())
-    base, hot = results["models"]["baseline"], results["models"]["50"]
-    assert hot["training_temperature"] == 50.0
+    base, hot = results["models"]["baseline"], results["models"]["100"]
+    assert hot["training_temperature"] == 100.0
     assert hot["gradient_amplitude_median"] < 1e-3 * base["gradient_amplitude_median"]
     assert hot["gradient_masking"]["fgsm"]["zero_fraction"] > \
         base["gradient_masking"]["fgsm"]["zero_fraction"]
@@ -56,7 +56,7 @@ def test_distillation_masks_the_gradients_and_cw_still_runs(run):
     assert hot["fgsm"]["success_logits_divided_by_T"] > hot["fgsm"]["success"]
     hist = np.array(hot["gradient_amplitude_histogram"])
     assert hist.sum() == pytest.approx(1.0)
-    assert set(results["cw"]) == {"baseline", "50"}
+    assert set(results["cw"]) == {"baseline", "100"}
     for row in results["cw"].values():
         assert set(row) == {"l2", "l0", "linf"}
 
@@ -64,11 +64,11 @@ def test_distillation_masks_the_gradients_and_cw_still_runs(run):
 def test_a_second_run_reuses_the_trained_models_and_measures(run, capsys):
     out, argv = run
     models = sorted(p.name for p in (out / "models").iterdir())
-    assert models == ["baseline.npz", "student_T1.npz", "student_T50.npz", "teacher_T1.npz",
-                      "teacher_T50.npz"]
+    assert models == ["baseline.npz", "student_T1.npz", "student_T100.npz", "teacher_T1.npz",
+                      "teacher_T100.npz"]
     assert sorted(p.name for p in (out / "measures").iterdir()) == sorted(
-        [f"{m}_attacks.npz" for m in ("baseline", "T1", "T50")] +
-        [f"{m}_cw_{n}.npz" for m in ("baseline", "T50") for n in ("l0", "l2", "linf")])
+        [f"{m}_attacks.npz" for m in ("baseline", "T1", "T100")] +
+        [f"{m}_cw_{n}.npz" for m in ("baseline", "T100") for n in ("l0", "l2", "linf")])
     first = json.loads((out / "results.json").read_text())
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*/*.npz")}
     # the JSMA sample count changes: the attack measures are taken again, the CW ones reused
@@ -77,11 +77,11 @@ def test_a_second_run_reuses_the_trained_models_and_measures(run, capsys):
     assert "reusing" in err and "measured with other settings" in err
     again = {p.name: p.stat().st_mtime_ns for p in out.glob("*/*.npz")}
     assert {k for k in stamps if stamps[k] != again[k]} == {
-        "baseline_attacks.npz", "T1_attacks.npz", "T50_attacks.npz"}
+        "baseline_attacks.npz", "T1_attacks.npz", "T100_attacks.npz"}
     second = json.loads((out / "results.json").read_text())
     assert second["cw"] == first["cw"]
-    assert second["models"]["50"]["jsma"]["attacks"] == 9
-    assert second["models"]["50"]["accuracy"] == first["models"]["50"]["accuracy"]
+    assert second["models"]["100"]["jsma"]["attacks"] == 9
+    assert second["models"]["100"]["accuracy"] == first["models"]["100"]["accuracy"]
     # a reused measure counts with the time it took when it was taken
     taken = [read_archive(p)[1]["seconds"] for p in (out / "measures").iterdir()]
     assert min(taken) > 0 and second["measure_seconds"] == pytest.approx(sum(taken))

@@ -88,7 +88,7 @@ def test_soft_labels_train_at_temperature(toy_data):
     (lambda x, y: (x[:, 0], y), ValueError, "rank 4"),
     (lambda x, y: (x, y[:-1]), ValueError, r"shape \(300,\)"),
     (lambda x, y: (x, y + 3), ValueError, r"\[0, 3\)"),
-    (lambda x, y: (x[:0], y[:0]), ValueError, "no samples"),
+    (lambda x, y: (x[:0], y[:0]), ValueError, "no images"),
 ])
 def test_bad_training_data_is_refused(toy_data, mutate, error, match):
     with pytest.raises(error, match=match):
@@ -97,7 +97,7 @@ def test_bad_training_data_is_refused(toy_data, mutate, error, match):
 
 @pytest.mark.parametrize("kwargs, error", [
     ({"epochs": 0}, ValueError), ({"epochs": 1.5}, TypeError), ({"lr": -1.0}, ValueError),
-    ({"momentum": 1.0}, ValueError), ({"temperature": 0.0}, ValueError), ({"seed": -1}, TypeError),
+    ({"momentum": 1.0}, ValueError), ({"temperature": 0.0}, ValueError), ({"seed": -1}, ValueError), ({"seed": "1"}, TypeError),
     ({"batch_size": 0}, ValueError)])
 def test_bad_hyperparameters_are_refused(toy_data, kwargs, error):
     with pytest.raises(error):

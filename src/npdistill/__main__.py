@@ -154,7 +154,7 @@ positive_int, positive_float = _number(int, 0), _number(float, 0.0)
 count = _number(int, 0, inclusive=True)
 
 
-def _fraction(text):
+def fraction(text):
     value = _number(float, 0.0, inclusive=True)(text)
     if value >= 1:
         raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text}")
@@ -207,7 +207,7 @@ def build_parser():
                    help="default: the paper's (128)")
     p.add_argument("--lr", type=positive_float, default=None,
                    help="learning rate (default: the paper's, 0.1 for MNIST)")
-    p.add_argument("--momentum", type=_fraction, default=None,
+    p.add_argument("--momentum", type=fraction, default=None,
                    help="SGD momentum (default: the paper's, 0.5 for MNIST)")
     p.add_argument("--limit", type=positive_int, default=None, metavar="N",
                    help="train on the first N images only (default: all)")

@@ -61,8 +61,6 @@ def _prepare(model, x, y, target, clip, kappa, batch_size):
     if x.size and (x.min() < lo or x.max() > hi):
         raise ValueError(f"x must lie in the clip box [{lo}, {hi}], got values in "
                          f"[{x.min():.4g}, {x.max():.4g}]")
-    if len(x) == 0:
-        raise ValueError("x holds no samples")
     if (y is None) == (target is None):
         raise ValueError("give exactly one of y (untargeted: leave the true class y) or "
                          "target= (targeted: reach class target)")

@@ -16,7 +16,7 @@ import numpy as np
 from .._checks import FLOAT_DTYPES, check_float_array, check_seed
 from .._files import replacing
 from .._version import __version__
-from .layers import LAYER_TYPES, Dense, Dropout, ReLU
+from .layers import LAYER_TYPES, Conv2D, Dense, Dropout, ReLU
 from .passes import Passes
 
 FORMAT = "npdistill-model"
@@ -66,7 +66,9 @@ class Sequential(Passes):
 
     def check_input(self, x):
         """x itself if the layers can take it (rank, dtype, channels, sizes), else an error."""
-        check_float_array(x, "x", dtype=self.dtype)
+        first = self.layers[0]
+        rank = 4 if isinstance(first, Conv2D) else 2 if isinstance(first, Dense) else None
+        check_float_array(x, "x", ndim=rank, dtype=self.dtype)
         if len(x) == 0:
             raise ValueError(f"x holds no samples (shape {x.shape})")
         self.output_shape(x.shape, "x")
@@ -178,7 +180,7 @@ class Sequential(Passes):
 
     def checksum(self):
         """sha256 of the parameters: the same for the same weights."""
-        return _checksum(self.params)
+        return archive_checksum(self.params)
 
     def architecture(self):
         return [{"type": type(layer).__name__, "config": layer.config()} for layer in self.layers]
@@ -198,7 +200,7 @@ class Sequential(Passes):
         return load_model(path)
 
 
-def _checksum(arrays, header=None):
+def archive_checksum(arrays, header=None):
     """sha256 of named arrays, independent of their order, and (format 2) of the JSON
     header written with them, so that an edited architecture or metadata is caught."""
     digest = hashlib.sha256()
@@ -232,7 +234,7 @@ def write_archive(path, arrays, header):
             "parameters": {k: {"shape": list(v.shape), "dtype": v.dtype.str}
                            for k, v in arrays.items()}}
     meta = json.loads(json.dumps(meta))          # what a reader will see (tuples become lists)
-    meta["checksum"] = _checksum(arrays, meta)
+    meta["checksum"] = archive_checksum(arrays, meta)
     with replacing(path) as tmp:
         np.savez(tmp, **{_META_KEY: np.array(json.dumps(meta))}, **arrays)
 
@@ -260,7 +262,7 @@ def read_archive(path):
         raise ValueError(f"{path}: not a readable .npz model file (truncated or corrupted?): "
                          f"{exc}") from exc
     header = {k: v for k, v in meta.items() if k != "checksum"}
-    expected = _checksum(arrays, header if meta["format_version"] >= 2 else None)
+    expected = archive_checksum(arrays, header if meta["format_version"] >= 2 else None)
     if expected != meta["checksum"]:
         raise ValueError(f"{path}: checksum mismatch: the file was modified or damaged")
     return arrays, meta

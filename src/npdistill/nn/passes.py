@@ -1,7 +1,8 @@
 """Passes: what the attacks, the Jacobian, the metrics and the detector need of a model.
 
-A class that implements the four members below gets ``logits``, ``input_gradient``,
-``predict`` and ``predict_proba`` from this one definition. ``Sequential`` implements
+A class that implements the four members below gets ``check_images`` (the attacks',
+metrics' and training's input check), ``logits``, ``input_gradient``, ``predict`` and
+``predict_proba`` from this one definition. ``Sequential`` implements
 it on the host, the cuda backend's device view (npdistill.cuda.passes.DevicePasses) on
 the GPU; it is also how a model from elsewhere (a wrapped PyTorch net, say) reaches the
 attacks.
