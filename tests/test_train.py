@@ -133,3 +133,40 @@ def test_cli_trains_saves_and_prints_test_accuracy(mnist_dir, tmp_path, capsys):
     assert model.metadata["training_temperature"] == 2.0
     assert model.metadata["training"]["n_train"] == 256
 
+
+
+def test_logits_lr_factor_t_squared_is_training_at_t_1_the_net_with_logits_t_times_smaller(
+        toy_data):
+    # softmax(z / T) with z = T z': SGD on z' at T = 1 is SGD on z at T with the logits
+    # layer's learning rate times T^2 (every other layer's gradient is already the same)
+    T = 7.0
+    x, y = toy_data
+    x = x.astype(np.float64)
+    at_t = tiny_net(seed=5).astype(np.float64)
+    at_1 = at_t.copy()
+    last = at_t.logits_layer
+    for name in ("W", "b"):
+        at_1.layers[last].params[name] = at_t.layers[last].params[name] / T
+    options = dict(epochs=2, batch_size=32, lr=0.05, momentum=0.9, seed=2, progress=False,
+                   decay_every=1)
+    nd.train(at_t, (x, y), temperature=T, logits_lr_factor=T ** 2, **options)
+    nd.train(at_1, (x, y), temperature=1.0, **options)
+    for key, value in at_t.params.items():
+        expected = at_1.params[key] * (T if key.startswith(f"{last}.") else 1.0)
+        np.testing.assert_allclose(value, expected, rtol=1e-9, atol=1e-12, err_msg=key)
+    assert at_t.metadata["training"]["logits_lr_factor"] == T ** 2
+
+
+def test_checkpoints_written_before_logits_lr_factor_existed_still_resume(toy_data, tmp_path):
+    from npdistill.nn.model import read_archive, write_archive
+
+    nd.train(tiny_net(), toy_data, epochs=1, batch_size=32, checkpoint_dir=tmp_path,
+             progress=False)
+    arrays, meta = read_archive(tmp_path / "checkpoint.npz")
+    del meta["checkpoint"]["config"]["logits_lr_factor"]             # as written before
+    header = {k: v for k, v in meta.items()
+              if k in ("architecture", "metadata", "checkpoint")}
+    write_archive(tmp_path / "checkpoint.npz", arrays, header)
+    _, history = nd.train(tiny_net(), toy_data, epochs=2, batch_size=32,
+                          checkpoint_dir=tmp_path, progress=False)
+    assert len(history["loss"]) == 2

@@ -38,6 +38,8 @@ class TrainingDiverged(FloatingPointError):
             f"training diverged in epoch {epoch} ({where}): loss {loss:.4g}. The model was "
             f"restored to its parameters before that epoch and {kept}. Lower the learning "
             f"rate (lr={lr:g} now; try {lr / 10:g}), or the loss_scale.")
+# settings added to the training config after checkpoints were written: their value then
+_ADDED_LATER = {"logits_lr_factor": 1.0}
 _FALLBACK_DEFAULTS = {"lr": 0.1, "momentum": 0.5, "batch_size": 128,
                       "decay_every": 10, "decay_factor": 0.5}
 
@@ -58,7 +60,8 @@ def _format_eta(seconds):
 
 def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, momentum=None,
           decay_every=None, decay_factor=None, seed=0, validation=None, checkpoint_dir=None,
-          progress=True, loss_scale=1.0, batch_transform=None, penalty=None):
+          progress=True, loss_scale=1.0, logits_lr_factor=1.0, batch_transform=None,
+          penalty=None):
     """Train ``model`` in place on ``data`` and return ``(model, history)``.
 
     Parameters
@@ -81,6 +84,13 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
         parameter gradients the size they have at T = 1. (Hinton et al.'s T^2
         diverged with the paper's lr of 0.1 on MNIST-like data: a dead net.)
         With a ``penalty`` it multiplies the gradient of loss + penalty.
+    logits_lr_factor : multiplies the learning rate of the layer that outputs the logits
+        (its weights and bias) and of no other. At temperature T, ``distill`` passes
+        T ** 2: that is SGD on the net whose logits layer is T times smaller, trained at
+        T = 1 (softmax(z / T) with z = T z'), so the other layers get gradients of their
+        T = 1 size once the logits have grown T-fold, and nothing else is scaled. (A
+        loss_scale of T scales every layer's gradient by T: it diverged at T >= 20 with
+        lr 0.1 on MNIST.)
     batch_transform : optional hook ``(model, x, y, rng) -> (x, y)`` applied to every
         training batch before the forward pass (adversarial training replaces part
         of the batch with adversarial examples). ``rng`` is the epoch's Generator, so
@@ -115,12 +125,16 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
         and "penalty" (mean per-sample penalty; None without one)
     """
     run = _resolve(model, data, temperature=temperature, epochs=epochs, seed=seed,
-                   loss_scale=loss_scale, batch_transform=batch_transform, penalty=penalty,
+                   loss_scale=loss_scale, logits_lr_factor=logits_lr_factor,
+                   batch_transform=batch_transform, penalty=penalty,
                    given={"lr": lr, "momentum": momentum, "batch_size": batch_size,
                           "decay_every": decay_every, "decay_factor": decay_factor})
     if validation is not None:
         validation = _check_data(model, validation, "validation")
-    optimizer = SGD(run.lr, run.momentum, run.decay_every, run.decay_factor)
+    logits = model.logits_layer
+    optimizer = SGD(run.lr, run.momentum, run.decay_every, run.decay_factor,
+                    {f"{logits}.{name}": run.logits_lr_factor
+                     for name in model.layers[logits].params})
     checkpoint = None
     if checkpoint_dir is not None:
         checkpoint = check_output_dir(checkpoint_dir, "checkpoint_dir") / CHECKPOINT_NAME
@@ -169,6 +183,7 @@ class _Run:
     y: np.ndarray
     temperature: float
     loss_scale: float
+    logits_lr_factor: float
     batch_size: int
     lr: float
     momentum: float
@@ -185,8 +200,8 @@ class _Run:
         return self.batch_transform is not None or self.penalty is not None
 
 
-def _resolve(model, data, *, temperature, epochs, seed, loss_scale, batch_transform, penalty,
-             given):
+def _resolve(model, data, *, temperature, epochs, seed, loss_scale, logits_lr_factor,
+             batch_transform, penalty, given):
     """Check the arguments and fill the hyper-parameters the caller left None with the
     model's training defaults (the paper's)."""
     defaults = {**_FALLBACK_DEFAULTS, **model.metadata.get("training_defaults", {})}
@@ -195,6 +210,7 @@ def _resolve(model, data, *, temperature, epochs, seed, loss_scale, batch_transf
     check_positive(hp["batch_size"], "batch_size", integer=True)
     check_positive(temperature, "temperature")
     check_positive(loss_scale, "loss_scale")
+    check_positive(logits_lr_factor, "logits_lr_factor")
     if check_seed(seed) is None:
         raise TypeError("seed must be a non-negative integer, got None (training is always seeded)")
     x, y = _check_data(model, data, "data")
@@ -202,10 +218,12 @@ def _resolve(model, data, *, temperature, epochs, seed, loss_scale, batch_transf
         if hook is not None and not callable(hook):
             raise TypeError(f"{name} must be callable, got {type(hook).__name__}")
     config = {"temperature": float(temperature), "seed": int(seed), **hp,
-              "loss_scale": float(loss_scale), "batch_transform": _describe(batch_transform),
+              "loss_scale": float(loss_scale), "logits_lr_factor": float(logits_lr_factor),
+              "batch_transform": _describe(batch_transform),
               "penalty": _describe(penalty),
               "dtype": model.dtype.name, "n_train": len(x), "data_checksum": data_checksum(x, y)}
     return _Run(x=x, y=y, temperature=temperature, loss_scale=loss_scale,
+                logits_lr_factor=float(logits_lr_factor),
                 batch_size=int(hp["batch_size"]), lr=hp["lr"], momentum=hp["momentum"],
                 decay_every=hp["decay_every"], decay_factor=hp["decay_factor"],
                 batch_transform=batch_transform, penalty=penalty, config=config,
@@ -372,8 +390,8 @@ def _resume(model, optimizer, path, config):
         raise ValueError(f"{path}: a model file, not a training checkpoint")
     if meta["architecture"] != model.architecture():
         raise ValueError(f"{path}: checkpoint of a different architecture than the model given")
-    differ = {k: (saved["config"].get(k), v) for k, v in config.items()
-              if saved["config"].get(k) != v}
+    recorded = {**_ADDED_LATER, **saved["config"]}
+    differ = {k: (recorded.get(k), v) for k, v in config.items() if recorded.get(k) != v}
     if differ:
         details = ", ".join(f"{k}: checkpoint {a!r} vs now {b!r}" for k, (a, b) in differ.items())
         raise ValueError(f"{path}: cannot resume, the run differs from the checkpoint's: {details}")

@@ -87,11 +87,14 @@ def test_training_on_the_device_equals_training_on_the_host():
     y = rng.integers(0, 3, 6)
     soft = rng.random((6, 3)).astype(np.float32)
     soft /= soft.sum(axis=1, keepdims=True)
-    for target, T, scale in ((y, 1.0, 1.0), (soft, 5.0, 5.0)):       # hard, and distillation's
+    # hard labels; distillation's soft ones with every gradient scaled, and with the logits
+    # layer's learning rate scaled (per-parameter learning rates)
+    for target, T, scale, factor in ((y, 1.0, 1.0, 1.0), (soft, 5.0, 5.0, 1.0),
+                                     (soft, 5.0, 1.0, 25.0)):
         on_host, on_device = small_net(np.float32), small_net(np.float32)
         options = dict(epochs=1, batch_size=4,           # 4 + a partial batch of 2
                        seed=3, progress=False, temperature=T, loss_scale=scale, lr=0.5,
-                       momentum=0.5)
+                       momentum=0.5, logits_lr_factor=factor)
         _, h_host = nd.train(on_host, (x, target), **options)
         with kernels.using("cuda"):
             _, h_device = nd.train(on_device, (x, target), validation=(x, y), **options)

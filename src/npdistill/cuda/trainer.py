@@ -33,7 +33,7 @@ class DeviceTrainer:
 
     def epoch(self, order, batch_size, epoch, temperature, loss_scale):
         """One pass over the training set in ``order``; returns (loss sum, correct count)."""
-        lr = self.optimizer.lr_at(epoch)
+        lr = {key: self.optimizer.lr_for(key, epoch) for key in self.net.params}
         momentum = self.optimizer.momentum
         order = cuda.to_device(np.ascontiguousarray(order, dtype=np.int64))
         totals = cuda.to_device(np.zeros(2))
@@ -56,7 +56,7 @@ class DeviceTrainer:
             elementwise.batch_stats(z, lb, loss, totals)
             self.net.backward(dz, param_grads=True, input_grad=False)
             for key, p in params.items():
-                elementwise.sgd_update(p, self.velocity[key], grads[key], lr, momentum)
+                elementwise.sgd_update(p, self.velocity[key], grads[key], lr[key], momentum)
         loss_sum, correct = totals.copy_to_host()
         return float(loss_sum), int(correct)
 

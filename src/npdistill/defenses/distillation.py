@@ -20,8 +20,8 @@ def soft_labels(teacher, x, temperature, batch_size=512):
     return teacher.predict_proba(x, T=temperature, batch_size=batch_size)
 
 
-def distill(teacher, data, temperature, *, student=None, seed=0, loss_scale=None, progress=True,
-            **train_options):
+def distill(teacher, data, temperature, *, student=None, seed=0, loss_scale=None,
+            logits_lr_factor=None, progress=True, **train_options):
     """Train a student at ``temperature`` on the teacher's soft labels.
 
     Parameters
@@ -31,10 +31,13 @@ def distill(teacher, data, temperature, *, student=None, seed=0, loss_scale=None
     temperature : T of the soft labels and of the student's training softmax
     student : the model to train; default: the teacher's architecture with fresh
         weights drawn from ``seed``
-    loss_scale : multiplies the training loss's gradient; default T, so that the
-        gradients w.r.t. the parameters have the size they have at T = 1 (the
-        cross-entropy at T divides them by T: the paper's 50 epochs absorb that,
-        a few epochs do not)
+    loss_scale, logits_lr_factor : how training at T keeps the pace of training at
+        T = 1 (the cross-entropy at T divides the logits' gradient by T: the paper's
+        50 epochs absorb that, a few epochs do not). Default: ``tempered_steps(T)``,
+        the logits layer's learning rate times T ** 2 and nothing else scaled (see
+        ``train``); it trains at every T of the papers with their lr of 0.1. Giving
+        loss_scale alone scales every layer's gradient instead (the former default,
+        loss_scale = T, diverged at T >= 20 with lr 0.1).
     seed, progress, train_options : passed to ``train`` (epochs, lr, validation,
         checkpoint_dir ...)
 
@@ -56,7 +59,7 @@ def distill(teacher, data, temperature, *, student=None, seed=0, loss_scale=None
         student.metadata.pop("training", None)
     soft = soft_labels(teacher, x, temperature)
     student, _ = train(student, (x, soft), temperature=temperature, seed=seed, progress=progress,
-                       loss_scale=temperature if loss_scale is None else loss_scale,
+                       **tempered_steps(temperature, loss_scale, logits_lr_factor),
                        **train_options)
     student.metadata["distillation"] = {
         "temperature": float(temperature),
@@ -67,14 +70,26 @@ def distill(teacher, data, temperature, *, student=None, seed=0, loss_scale=None
     return student
 
 
+def tempered_steps(temperature, loss_scale=None, logits_lr_factor=None):
+    """train()'s loss_scale and logits_lr_factor for training at ``temperature``: those
+    given, else the logits layer's learning rate times T ** 2 (and loss_scale 1); a
+    loss_scale given alone keeps the logits layer's factor at 1."""
+    T = check_positive(temperature, "temperature")
+    if loss_scale is None and logits_lr_factor is None:
+        return {"loss_scale": 1.0, "logits_lr_factor": T * T}
+    return {"loss_scale": 1.0 if loss_scale is None else loss_scale,
+            "logits_lr_factor": 1.0 if logits_lr_factor is None else logits_lr_factor}
+
+
 def defensive_distillation(architecture, data, temperature, *, seed=0, loss_scale=None,
-                           progress=True, **train_options):
+                           logits_lr_factor=None, progress=True, **train_options):
     """The whole defense in one call: (teacher, student).
 
     architecture : a function seed -> Sequential (e.g. ``architectures.papernot_mnist``)
     data : (x, y) with hard labels; train_options as in ``train`` (epochs, validation ...).
     The teacher is trained at ``temperature`` on y; the student is ``distill``ed from it.
-    Both scale their loss gradient by ``loss_scale`` (default T, see ``distill``).
+    Both train with ``loss_scale`` and ``logits_lr_factor`` (default: the logits
+    layer's learning rate times T ** 2, see ``distill``).
     """
     if not callable(architecture):
         raise TypeError(f"architecture must be a function seed -> Sequential (such as "
@@ -84,10 +99,10 @@ def defensive_distillation(architecture, data, temperature, *, seed=0, loss_scal
     if check_seed(seed) is None:
         raise TypeError("seed must be a non-negative integer, got None (the student's seed is "
                         "seed + 1)")
-    scale = temperature if loss_scale is None else loss_scale
+    steps = tempered_steps(temperature, loss_scale, logits_lr_factor)
     teacher = architecture(seed=seed)
     teacher, _ = train(teacher, data, temperature=temperature, seed=seed, progress=progress,
-                       loss_scale=scale, **train_options)
-    student = distill(teacher, data, temperature, seed=seed + 1, loss_scale=scale,
-                      progress=progress, **train_options)
+                       **steps, **train_options)
+    student = distill(teacher, data, temperature, seed=seed + 1, progress=progress, **steps,
+                      **train_options)
     return teacher, student

@@ -158,12 +158,18 @@ class Sequential(Passes):
 
     @property
     def num_classes(self):
-        """K: the width of the last Dense layer when only ReLU/Dropout follow it, else None
-        (the model's output is then not class logits)."""
-        for layer in reversed(self.layers):
-            if isinstance(layer, Dense):
-                return layer.out_features
-            if not isinstance(layer, (ReLU, Dropout)):
+        """K: the width of the logits layer, or None (the output is not class logits)."""
+        i = self.logits_layer
+        return None if i is None else self.layers[i].out_features
+
+    @property
+    def logits_layer(self):
+        """Index of the layer that outputs the logits: the last Dense layer when only
+        ReLU/Dropout follow it; None if there is none."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            if isinstance(self.layers[i], Dense):
+                return i
+            if not isinstance(self.layers[i], (ReLU, Dropout)):
                 return None
         return None
 
