@@ -87,7 +87,8 @@ def train_defended_models(settings, data, out_dir, progress=True):
         "undefended": lambda: train(net(), (x_train, y_train), **options)[0],
         # the distillation reproduction's recipe: loss gradient x T, lr 0.01 (see reproduce.py)
         "distilled": lambda: defensive_distillation(
-            architectures.papernot_mnist, (x_train, y_train), T, lr=0.01, **options)[1],
+            architectures.papernot_mnist, (x_train, y_train), T, lr=0.01, loss_scale=T,
+            **options)[1],
         "adversarial": lambda: adversarial_training(
             net(), (x_train, y_train), attack="fgsm", eps=settings.adversarial_eps,
             ratio=settings.adversarial_ratio, **options)[0],
