@@ -70,7 +70,7 @@ def count_launches():
     def per_iteration(run):                   # launches of 2 iterations minus those of 1
         return launched(lambda: run(2)) - launched(lambda: run(1))
     counts["jsma_iteration"] = per_iteration(lambda it: nd.attacks.jsma(
-        model, x, target, gamma=(2 * it + 0.5) / 784, progress=False))
+        model, x, target=target, gamma=(2 * it + 0.5) / 784, progress=False))
     counts["cw_l2_step"] = per_iteration(lambda it: nd.attacks.cw_l2(
         model, x, target=target, max_iterations=it, binary_search_steps=1, abort_early=False,
         progress=False))

@@ -77,8 +77,8 @@ def main():
             continue
         nd.kernels.use(backend)
         for on in ("softmax", "logits"):
-            nd.attacks.jsma(model, x[:2], targets[:2], on=on)          # warm-up
-            seconds, r = common.timed(lambda: nd.attacks.jsma(model, x, targets, on=on), args.repeats)
+            nd.attacks.jsma(model, x[:2], target=targets[:2], on=on)          # warm-up
+            seconds, r = common.timed(lambda: nd.attacks.jsma(model, x, target=targets, on=on), args.repeats)
             results[f"npdistill_{backend}_{on}"] = summarize(
                 f"npdistill {backend} ({on})", seconds, n, x, r.x_adv, model, targets)
             examples[on] = r.x_adv
@@ -98,7 +98,7 @@ def main():
                 f"npdistill (logits), same {m} images", seconds, m, x[:m], examples["logits"][:m],
                 model, targets[:m])
             seconds, r = common.timed(lambda: nd.attacks.jsma(
-                model, x[:m], targets[:m], on="logits", search_domain=x[:m] < 0.99), 1)
+                model, x[:m], target=targets[:m], on="logits", search_domain=x[:m] < 0.99), 1)
             results["npdistill_logits_torchattacks_domain"] = summarize(
                 "npdistill (logits), domain x < 0.99", seconds, m, x[:m], r.x_adv, model,
                 targets[:m])

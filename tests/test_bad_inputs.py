@@ -58,11 +58,11 @@ ENTRY_POINTS = {
     "jacobian": (lambda model, x, T=1.0, of="softmax", batch_size=32:
                  nd.jacobian(model, x, T, of, batch_size), {}),
     "fgsm": (lambda model, x, y, **kw: attacks.fgsm(model, x, y, **kw), {"y": Y}),
-    "tgsm": (lambda model, x, target, **kw: attacks.tgsm(model, x, target, **kw),
+    "tgsm": (lambda model, x, target, **kw: attacks.tgsm(model, x, target=target, **kw),
              {"target": TARGET}),
     "bim": (lambda model, x, y, **kw: attacks.bim(model, x, y, steps=2, **kw), {"y": Y}),
     "pgd": (lambda model, x, y, **kw: attacks.pgd(model, x, y, steps=2, **kw), {"y": Y}),
-    "jsma": (lambda model, x, target, **kw: attacks.jsma(model, x, target, progress=False, **kw),
+    "jsma": (lambda model, x, target, **kw: attacks.jsma(model, x, target=target, progress=False, **kw),
              {"target": TARGET}),
     "cw_l2": (lambda model, x, y, **kw: attacks.cw_l2(model, x, y, **{**QUICK["cw_l2"], **kw}),
               {"y": Y}),
@@ -173,13 +173,14 @@ def test_accuracy_used_to_count_impossible_labels_as_misses():
 
 # -- parameters ------------------------------------------------------------------------------
 POSITIVE_NUMBERS = {  # entry -> parameters that must be finite numbers > 0
-    "fgsm": ["eps", "T"], "tgsm": ["eps", "T"], "bim": ["eps", "step_size", "T"],
-    "pgd": ["eps", "step_size", "T"], "jsma": ["T"], "cw_l2": ["c", "lr"],
+    "fgsm": ["T"], "tgsm": ["T"], "bim": ["step_size", "T"],
+    "pgd": ["step_size", "T"], "jsma": ["T"], "cw_l2": ["c", "lr"],
     "cw_l0": ["c", "lr"], "cw_linf": ["c", "lr"], "predict_proba": ["T"], "jacobian": ["T"],
     "adversarial_gradient_amplitude": ["T"], "zero_gradient_fraction": ["T"],
     "gradient_masking": ["T"], "train": ["temperature", "lr", "loss_scale", "decay_factor"],
     "distill": ["temperature"], "adversarial_training": ["eps"], "MutationDetector": ["gf_scale"],
 }
+NON_NEGATIVE_NUMBERS = {entry: ["eps"] for entry in ("fgsm", "tgsm", "bim", "pgd")}  # 0: x
 POSITIVE_INTEGERS = {
     "predict": ["batch_size"], "jacobian": ["batch_size"], "fgsm": ["batch_size"],
     "bim": ["batch_size"], "jsma": ["batch_size"], "cw_l2": ["batch_size", "max_iterations",
@@ -218,6 +219,12 @@ def _none_is_the_default(entry, name, value):
 @pytest.mark.parametrize("value", NOT_A_NUMBER + NOT_POSITIVE, ids=repr)
 def test_positive_numbers(entry, name, value):
     _none_is_the_default(entry, name, value)
+    assert_refused(entry, name, **{name: value})
+
+
+@pytest.mark.parametrize("entry, name", _pairs(NON_NEGATIVE_NUMBERS))
+@pytest.mark.parametrize("value", NOT_A_NUMBER + [-1, -0.5, np.nan, np.inf, -np.inf], ids=repr)
+def test_non_negative_numbers(entry, name, value):
     assert_refused(entry, name, **{name: value})
 
 

@@ -5,7 +5,7 @@ distillation and the classic attacks, with the hot loops compiled (Cython).
 """
 from . import datasets, kernels
 from ._version import __version__
-from . import attacks, defenses, metrics, placement
+from . import attacks, defenses, interop, metrics, placement
 from .defenses import defensive_distillation, distill
 from .jacobian import jacobian
 from .nn import architectures, layers
@@ -15,7 +15,7 @@ from .nn.softmax import cross_entropy, log_softmax, softmax
 from .train import TrainingDiverged, train
 
 __all__ = ["__version__", "architectures", "attacks", "cross_entropy", "datasets", "defenses",
-           "defensive_distillation", "distill", "jacobian",
+           "defensive_distillation", "distill", "interop", "jacobian",
            "kernels", "layers", "load_model", "log_softmax", "metrics", "Passes", "placement",
            "Sequential", "softmax",
            "train", "TrainingDiverged"]

@@ -50,14 +50,16 @@ def check_float_dtype(dtype, name="dtype"):
     return resolved
 
 
-def check_images(x, name="x", *, dtype=None):
-    """A non-empty batch of float NCHW images in [0, 1]."""
+def check_images(x, name="x", *, dtype=None, box=None):
+    """A non-empty batch of float NCHW images: pixels in [0, 1], or in the clip box
+    ``box`` = (low, high) of an attack."""
     check_float_array(x, name, ndim=4, dtype=dtype)
     if len(x) == 0:
         raise ValueError(f"{name} holds no images (shape {x.shape})")
-    if x.size and (x.min() < 0.0 or x.max() > 1.0):
-        raise ValueError(f"{name} must hold pixels in [0, 1], got values in "
-                         f"[{x.min():.4g}, {x.max():.4g}]")
+    lo, hi = (0.0, 1.0) if box is None else box
+    if x.min() < lo or x.max() > hi:
+        where = "hold pixels in [0, 1]" if box is None else f"lie in the clip box [{lo:g}, {hi:g}]"
+        raise ValueError(f"{name} must {where}, got values in [{x.min():.4g}, {x.max():.4g}]")
     return x
 
 

@@ -116,7 +116,7 @@ def accuracy_curves(models, x, y, epsilons, target, progress=True):
                 rows["tgsm_target_hit"].append(float((model.predict(x) == target).mean()))
                 continue
             fgsm = attacks.fgsm(model, x, y, eps=eps, progress=False)
-            tgsm = attacks.tgsm(model, x, target, eps=eps, progress=False)
+            tgsm = attacks.tgsm(model, x, target=target, eps=eps, progress=False)
             rows["fgsm"].append(metrics.accuracy(model, fgsm.x_adv, y))
             rows["tgsm"].append(metrics.accuracy(model, tgsm.x_adv, y))
             rows["tgsm_target_hit"].append(tgsm.success_rate)
@@ -161,7 +161,7 @@ def detection(model, settings, test, rng_seed, progress=True):
     made = {
         "fgsm": attacks.fgsm(model, x_test[pick], y_test[pick], eps=0.3, progress=False),
         "jsma": attacks.jsma(model, x_test[jsma_pick],
-                             attacks.random_targets(y_test[jsma_pick], 10, rng), progress=False),
+                             target=attacks.random_targets(y_test[jsma_pick], 10, rng), progress=False),
         "cw": attacks.cw_l2(model, x_test[cw_pick], target=attacks.random_targets(
             y_test[cw_pick], 10, rng), max_iterations=settings.cw_iterations,
             **({} if settings.cw_c is None else {"c": settings.cw_c, "binary_search_steps": 3}),

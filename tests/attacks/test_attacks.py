@@ -106,7 +106,7 @@ def test_fgsm_is_one_signed_step_of_the_loss_gradient(toy):
     r = fgsm(model, x, y, eps=0.1)
     g = nd.attacks.loss_gradient(model, x, y)
     np.testing.assert_array_equal(r.x_adv, np.clip(x + np.float32(0.1) * np.sign(g), 0, 1))
-    t = tgsm(model, x, y, eps=0.1)                      # targeted: down the loss of the target
+    t = tgsm(model, x, target=y, eps=0.1)                      # targeted: down the loss of the target
     np.testing.assert_array_equal(t.x_adv, np.clip(x - np.float32(0.1) * np.sign(g), 0, 1))
 
 
@@ -213,3 +213,81 @@ def test_random_targets_are_other_classes_drawn_from_the_seed():
     np.testing.assert_array_equal(t, nd.attacks.random_targets(y, 10, seed=3))
     with pytest.raises(ValueError, match="labels"):
         nd.attacks.random_targets(np.array([0, 10]), 10)
+
+
+# -- any input box, and models that take pixels through a Normalize layer ---------------------
+def _normalized_pair(seed=0):
+    """(pixel model [Normalize, *layers], the same layers taking normalized inputs, m, s)."""
+    m, s = 0.25, 0.5
+    inner = [nd.layers.Conv2D(1, 3, 3), nd.layers.ReLU(), nd.layers.MaxPool2D(2),
+             nd.layers.Flatten(), nd.layers.Dense(3 * 2 * 2, 4)]
+    normalized = nd.Sequential(inner, seed=seed).astype(np.float64)
+    pixels = nd.Sequential([nd.layers.Normalize(m, s)] +
+                           [layer.astype(np.float64) for layer in normalized.layers])
+    return pixels, normalized, m, s
+
+
+@pytest.mark.parametrize("attack, options, scaled", [
+    ("fgsm", {"eps": 0.2}, ("eps",)),
+    ("bim", {"eps": 0.2, "steps": 3}, ("eps",)),
+    ("pgd", {"eps": 0.2, "steps": 3, "seed": 4}, ("eps",)),
+    ("jsma", {"theta": 1.0, "gamma": 0.3}, ("theta",)),
+])
+def test_attacking_pixels_through_normalize_equals_attacking_the_normalized_inputs(
+        attack, options, scaled):
+    pixels, normalized, m, s = _normalized_pair()
+    rng = np.random.default_rng(3)
+    x = rng.random((6, 1, 6, 6))
+    goal = {"target": (pixels.predict(x) + 1) % 4} if attack == "jsma" else \
+        {"y": pixels.predict(x)}
+    run = getattr(nd.attacks, attack)
+    in_pixels = run(pixels, x, **goal, **options, progress=False)
+    in_normalized = run(normalized, (x - m) / s, **goal, progress=False,
+                        clip=((0 - m) / s, (1 - m) / s),
+                        **{k: v / s if k in scaled else v for k, v in options.items()})
+    np.testing.assert_allclose(in_normalized.x_adv * s + m, in_pixels.x_adv, atol=1e-12)
+    np.testing.assert_array_equal(in_normalized.success, in_pixels.success)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "jsma", "cw_l2"])
+def test_attacks_take_any_clip_box(attack):
+    pixels, normalized, m, s = _normalized_pair()
+    x = np.random.default_rng(5).random((3, 1, 6, 6)) * 2 - 1           # in [-1, 1]
+    goal = {"target": (normalized.predict(x) + 1) % 4}
+    options = {"cw_l2": {"max_iterations": 20, "binary_search_steps": 2}}.get(attack, {})
+    r = getattr(nd.attacks, attack)(normalized, x, **goal, clip=(-1, 1), **options)
+    assert r.x_adv.min() >= -1 and r.x_adv.max() <= 1
+    with pytest.raises(ValueError, match=r"x must lie in the clip box \[-1, 0.5\]"):
+        getattr(nd.attacks, attack)(normalized, x, **goal, clip=(-1, 0.5), **options)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "tgsm", "bim", "pgd"])
+def test_eps_zero_returns_the_clean_images(attack):
+    model, _, _, _ = _normalized_pair()
+    x = np.random.default_rng(6).random((5, 1, 6, 6))
+    predicted = model.predict(x)
+    target = (predicted + 1) % 4
+    target[0] = predicted[0]                              # one already "reached"
+    goal = {"target": target} if attack == "tgsm" else {"y": np.where(
+        np.arange(5) == 0, (predicted + 1) % 4, predicted)}            # one already wrong
+    r = getattr(nd.attacks, attack)(model, x, **goal, eps=0)
+    np.testing.assert_array_equal(r.x_adv, x)
+    np.testing.assert_array_equal(r.success, [True, False, False, False, False])
+
+
+@pytest.mark.parametrize("attack", ["jsma", "tgsm"])
+def test_the_old_positional_target_says_what_to_write(attack):
+    model, _, _, _ = _normalized_pair()
+    x = np.random.default_rng(7).random((2, 1, 6, 6))
+    with pytest.raises(TypeError, match=rf"{attack} is a targeted attack: pass .* as target="):
+        getattr(nd.attacks, attack)(model, x, np.array([1, 2]))
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "bim", "pgd", "cw_l2", "cw_l0", "cw_linf"])
+def test_every_attack_takes_y_or_target_and_not_both(attack):
+    model, _, _, _ = _normalized_pair()
+    x = np.random.default_rng(8).random((2, 1, 6, 6))
+    t = np.array([1, 2])
+    for goal in ({}, {"y": t, "target": t}):
+        with pytest.raises(TypeError, match="give exactly one of y"):
+            getattr(nd.attacks, attack)(model, x, **goal)

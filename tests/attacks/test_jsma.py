@@ -19,7 +19,7 @@ CASES = [
 @pytest.mark.parametrize("params, direction", CASES)
 def test_jsma_properties(toy, params, direction):
     model, x, _, target = toy
-    r = nd.attacks.jsma(model, x, target, **params)
+    r = nd.attacks.jsma(model, x, target=target, **params)
     gamma = params.get("gamma", 0.145)
     max_iter = int(np.floor(gamma * 64 / 2))
     assert r.x_adv.dtype == x.dtype and r.x_adv.shape == x.shape
@@ -37,9 +37,9 @@ def test_jsma_properties(toy, params, direction):
 @pytest.mark.parametrize("pair", BACKEND_PAIRS)
 def test_jsma_is_deterministic_and_backends_agree(toy, pair):
     model, x, _, target = toy
-    results = on_each_backend(pair, lambda: nd.attacks.jsma(model, x, target, on="logits",
+    results = on_each_backend(pair, lambda: nd.attacks.jsma(model, x, target=target, on="logits",
                                                             batch_size=7))
-    results.append(nd.attacks.jsma(model, x, target, on="logits"))      # one batch, not three
+    results.append(nd.attacks.jsma(model, x, target=target, on="logits"))      # one batch, not three
     for r in results[1:]:
         np.testing.assert_array_equal(r.x_adv, results[0].x_adv)
         np.testing.assert_array_equal(r.iterations, results[0].iterations)
@@ -51,7 +51,7 @@ def test_no_admissible_pair_stops_as_a_failure_without_touching_the_image(toy):
     for layer in flat.layers:                 # a constant function: every derivative is 0
         for value in layer.params.values():
             value[...] = 0
-    r = nd.attacks.jsma(flat, x[:5], np.array([1, 2, 1, 2, 1]))    # all logits 0: predicts 0
+    r = nd.attacks.jsma(flat, x[:5], target=np.array([1, 2, 1, 2, 1]))    # all logits 0: predicts 0
     assert not r.success.any()
     assert np.all(r.iterations == 0) and np.all(r.l0 == 0)
     np.testing.assert_array_equal(r.x_adv, x[:5])
@@ -61,28 +61,28 @@ def test_search_domain_confines_the_changes(toy):
     model, x, _, target = toy
     allowed = np.zeros(x.shape, bool)
     allowed[:, :, :, :4] = True                       # the left half of every image only
-    r = nd.attacks.jsma(model, x, target, on="logits", gamma=0.5, search_domain=allowed)
+    r = nd.attacks.jsma(model, x, target=target, on="logits", gamma=0.5, search_domain=allowed)
     assert r.l0.sum() > 0
     assert np.all((r.x_adv != x) <= allowed)
-    free = nd.attacks.jsma(model, x, target, on="logits", gamma=0.5)
+    free = nd.attacks.jsma(model, x, target=target, on="logits", gamma=0.5)
     assert np.any((free.x_adv != x) & ~allowed)       # the mask did something
     with pytest.raises(ValueError, match="shape of x"):
-        nd.attacks.jsma(model, x, target, search_domain=allowed[:, :, :4])
+        nd.attacks.jsma(model, x, target=target, search_domain=allowed[:, :, :4])
     with pytest.raises(TypeError, match="bool"):
-        nd.attacks.jsma(model, x, target, search_domain=allowed.astype(np.uint8))
+        nd.attacks.jsma(model, x, target=target, search_domain=allowed.astype(np.uint8))
 
 
 def test_already_on_target_costs_nothing(toy):
     model, x, y, _ = toy
-    r = nd.attacks.jsma(model, x[:5], model.predict(x[:5]))
+    r = nd.attacks.jsma(model, x[:5], target=model.predict(x[:5]))
     assert r.success.all() and np.all(r.l0 == 0) and np.all(r.iterations == 0)
 
 
 def test_long_runs_show_progress(toy, capsys):
     model, x, _, target = toy
-    nd.attacks.jsma(model, x[:6], target[:6])
+    nd.attacks.jsma(model, x[:6], target=target[:6])
     assert capsys.readouterr().err == ""                       # one batch: quiet
-    nd.attacks.jsma(model, x[:6], target[:6], batch_size=4)
+    nd.attacks.jsma(model, x[:6], target=target[:6], batch_size=4)
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 2 and lines[-1].startswith("jsma: 6/6 images, success")
 
@@ -105,16 +105,16 @@ def test_all_targets_protocol(toy):
 def test_bad_parameters_are_refused(toy, kwargs, error, match):
     model, x, _, target = toy
     with pytest.raises(error, match=match):
-        nd.attacks.jsma(model, x[:2], target[:2], **kwargs)
+        nd.attacks.jsma(model, x[:2], target=target[:2], **kwargs)
 
 
 def test_bad_inputs_are_refused(toy):
     model, x, _, target = toy
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
-        nd.attacks.jsma(model, x[:2], np.array([0, 3]))
+        nd.attacks.jsma(model, x[:2], target=np.array([0, 3]))
     with pytest.raises(TypeError, match="integer"):
-        nd.attacks.jsma(model, x[:2], np.array([0.0, 1.0]))
+        nd.attacks.jsma(model, x[:2], target=np.array([0.0, 1.0]))
     with pytest.raises(ValueError, match="clip box"):
-        nd.attacks.jsma(model, x[:2] * 0.5, target[:2], clip=(0.2, 1.0))
+        nd.attacks.jsma(model, x[:2] * 0.5, target=target[:2], clip=(0.2, 1.0))
     with pytest.raises(ValueError, match=r"pixels in \[0, 1\]"):
-        nd.attacks.jsma(model, x[:2] + 1, target[:2])
+        nd.attacks.jsma(model, x[:2] + 1, target=target[:2])

@@ -133,7 +133,7 @@ def test_every_kernel_the_library_launches_compiles_for_an_h100(monkeypatch, tmp
                      temperature=T, progress=False)
         model = small_net(dtype, seed=4)
         goal = (model.predict(xd) + 1) % 3
-        nd.attacks.jsma(model, xd[:2], goal[:2], gamma=0.1, progress=False)  # both saliencies:
+        nd.attacks.jsma(model, xd[:2], target=goal[:2], gamma=0.1, progress=False)  # both saliencies:
         nd.attacks.cw_l2(model, xd[:2], target=goal[:2], c=1.0, max_iterations=2,  # same types
                          binary_search_steps=1, progress=False)
         nd.attacks.cw_linf(model, xd[:1], target=goal[:1], c=1.0, largest_const=2.0,

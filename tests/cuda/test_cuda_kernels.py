@@ -214,6 +214,26 @@ def test_bias_add_and_column_sum_equal_the_reference(rows, features, parts, dtyp
 
 @few
 @given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4),
+       st.integers(1, 3), st.booleans(), DTYPES, SEEDS)
+def test_normalize_kernel_equals_the_layer(n, c, h, w, seeds, per_channel, dtype, seed):
+    rng = np.random.default_rng(seed)
+    k = c if per_channel else 1
+    layer = layers.Normalize(rng.random(k).tolist(), (rng.random(k) + 0.1).tolist())
+    x = rng.random((n, c, h, w)).astype(dtype)          # the layer (the reference) takes NCHW
+    mean = np.asarray(layer.mean, dtype)
+    inverse = np.asarray([1.0 / s for s in layer.std], dtype)
+    y = nan_like((n, h, w, c), dtype)                    # the kernel channels-last
+    elementwise.channel_affine(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), mean, inverse, y)
+    np.testing.assert_array_equal(y.transpose(0, 3, 1, 2), layer.forward(x))
+    dy = rng.standard_normal((seeds * n, c, h, w)).astype(dtype)
+    dx = nan_like((seeds * n, h, w, c), dtype)
+    elementwise.channel_affine(np.ascontiguousarray(dy.transpose(0, 2, 3, 1)),
+                               np.zeros(1, dtype), inverse, dx)
+    np.testing.assert_array_equal(dx.transpose(0, 3, 1, 2), layer.backward(dy))
+
+
+@few
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 4), st.integers(1, 4),
        st.integers(1, 3), st.floats(0.0, 0.9), DTYPES, SEEDS)
 def test_relu_dropout_and_flatten_equal_the_reference(n, c, h, w, seeds, rate, dtype, seed):
     rng = np.random.default_rng(seed)

@@ -17,7 +17,8 @@ pytestmark = pytest.mark.cuda
 
 def small_net(dtype, seed=1):
     """Every layer type, both paddings, a pool that drops a row (5 -> 2); small, for the simulator."""
-    return nd.Sequential([layers.Conv2D(2, 2, 3, padding="same", dtype=dtype), layers.ReLU(),
+    return nd.Sequential([layers.Normalize([0.5, 0.25], [0.5, 2.0]),
+                          layers.Conv2D(2, 2, 3, padding="same", dtype=dtype), layers.ReLU(),
                           layers.MaxPool2D(2), layers.Conv2D(2, 3, 1, dtype=dtype), layers.ReLU(),
                           layers.Flatten(), layers.Dense(12, 4, dtype=dtype), layers.ReLU(),
                           layers.Dropout(0.3), layers.Dense(4, 3, dtype=dtype)], seed=seed)
@@ -193,12 +194,12 @@ def test_jsma_runs_every_iteration_on_the_device(case, monkeypatch):
     if mask:
         options["search_domain"] = rng.random(x.shape) < 0.7
     options.update(gamma=0.5, progress=False)
-    expected = nd.attacks.jsma(model, x, target, **options)
+    expected = nd.attacks.jsma(model, x, target=target, **options)
     assert expected.iterations.max() > 2                        # the loop really ran
 
     moves = count_transfers(monkeypatch)
     with kernels.using("cuda"):
-        got = nd.attacks.jsma(model, x, target, **options)
+        got = nd.attacks.jsma(model, x, target=target, **options)
     np.testing.assert_allclose(got.x_adv, expected.x_adv, atol=1e-12)
     np.testing.assert_array_equal(got.success, expected.success)
     np.testing.assert_array_equal(got.iterations, expected.iterations)

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+import npdistill as nd
 from npdistill import layers
 from tests.gradcheck import gradcheck
 
@@ -194,3 +195,34 @@ def test_blocked_convolution_equals_one_block(n, c, repeats, padding, block_imag
     close(s1, s0)
     for key in g0:
         close(g1[key], g0[key])
+
+
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 5), st.integers(1, 5), st.booleans(),
+       st.integers(0, 2**31))
+def test_normalize_gradients(n, c, h, w, per_channel, seed):
+    rng = np.random.default_rng(seed)
+    k = c if per_channel else 1
+    layer = layers.Normalize(rng.random(k).tolist(), (rng.random(k) + 0.1).tolist())
+    x = rng.random((n, c, h, w))
+    check_layer(layer, x)
+    x_dot = rng.standard_normal(x.shape)
+    np.testing.assert_allclose(layer.jvp(x_dot),
+                               (layer.forward(x + 1e-6 * x_dot) - layer.forward(x)) / 1e-6,
+                               rtol=1e-5, atol=1e-7)
+
+
+def test_normalize_is_the_per_channel_standardization_and_refuses_bad_statistics(rng):
+    x = rng.random((2, 3, 4, 4))
+    layer = layers.Normalize([0.1, 0.2, 0.3], [0.5, 0.25, 2.0])
+    expected = (x - np.array([0.1, 0.2, 0.3])[:, None, None]) / np.array([0.5, 0.25, 2.0])[:, None, None]
+    np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-15)
+    assert layers.Normalize(0.5, 0.25).forward(x).shape == x.shape       # one value for all
+    for mean, std, match in [([0.1, 0.2], [1.0, 1.0, 1.0], "one value per channel"),
+                             ([0.1], [0.0], "std must be positive"), ([], [1.0], "at least one"),
+                             (["a"], [1.0], r"mean\[0\] must be a number"),
+                             ([0.1], [np.nan], r"std\[0\] must be finite")]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            layers.Normalize(mean, std)
+    with pytest.raises(ValueError, match=r"layer 0, Normalize.*\(N, 3, H, W\)"):
+        nd.Sequential([layers.Normalize([0.1, 0.2, 0.3], [1.0, 1.0, 1.0]), layers.Flatten(),
+                       layers.Dense(16, 2)]).logits(x[:, :1].astype(np.float32))

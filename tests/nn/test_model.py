@@ -215,3 +215,13 @@ def test_not_a_zip_is_refused(tmp_path):
     with pytest.raises(ValueError):
         nd.load_model(path)
     assert not zipfile.is_zipfile(path)
+
+
+def test_a_normalize_layer_is_saved_and_loaded(tmp_path, rng):
+    model = nd.Sequential([layers.Normalize([0.1307], [0.3081]), layers.Conv2D(1, 2, 3),
+                           layers.ReLU(), layers.Flatten(), layers.Dense(2 * 4 * 4, 3)], seed=0)
+    model.save(tmp_path / "m.npz")
+    loaded = nd.load_model(tmp_path / "m.npz")
+    assert loaded.layers[0].config() == {"mean": [0.1307], "std": [0.3081]}
+    x = rng.random((2, 1, 6, 6)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.logits(x), model.logits(x))

@@ -39,6 +39,7 @@ from .. import kernels
 from .._checks import check_clip, check_labels, check_number, check_positive
 from ..placement import device_loop, passes
 from .result import AttackResult
+from .targets import goal
 from .tanh_space import TanhSpace, preimage
 
 _NEVER = np.inf
@@ -54,19 +55,12 @@ def _check_logits_model(model, x):
                          "softmax and pass the model that returns logits")
 
 
-def _prepare(model, x, y, target, clip, kappa, batch_size):
+def _prepare(model, x, y, target, clip, kappa, batch_size, name):
     """Check the inputs; return (labels, targeted, lo, hi)."""
+    labels, targeted = goal(y, target, name)
     lo, hi = check_clip(clip)
-    model.check_images(x)
-    if x.size and (x.min() < lo or x.max() > hi):
-        raise ValueError(f"x must lie in the clip box [{lo}, {hi}], got values in "
-                         f"[{x.min():.4g}, {x.max():.4g}]")
-    if (y is None) == (target is None):
-        raise ValueError("give exactly one of y (untargeted: leave the true class y) or "
-                         "target= (targeted: reach class target)")
-    targeted = target is not None
-    labels = check_labels(target if targeted else y, len(x), model.num_classes,
-                          "target" if targeted else "y")
+    model.check_images(x, box=(lo, hi))
+    labels = check_labels(labels, len(x), model.num_classes, "target" if targeted else "y")
     check_number(kappa, "kappa (confidence)", low=0)
     check_positive(batch_size, "batch_size", integer=True)
     _check_logits_model(model, x)
@@ -106,7 +100,7 @@ def cw_l2(model, x, y=None, *, target=None, kappa=0.0, c=1e-3, binary_search_ste
     found); ``iterations`` counts Adam steps per image over all rounds.
     """
     model = passes(model)                      # the logits check below runs there too
-    labels, targeted, lo, hi = _prepare(model, x, y, target, clip, kappa, batch_size)
+    labels, targeted, lo, hi = _prepare(model, x, y, target, clip, kappa, batch_size, "cw_l2")
     check_positive(c, "c")
     check_positive(binary_search_steps, "binary_search_steps", integer=True)
     check_positive(max_iterations, "max_iterations", integer=True)
@@ -257,7 +251,7 @@ def _solve(model, shape, x0, w_start, mask, tau, const, labels, targeted, kappa,
 def _restricted_attack(name, model, x, y, target, *, kappa, c, max_iterations, lr, abort_early,
                        largest_const, const_factor, clip, batch_size, progress, batch_attack):
     model = passes(model)                      # the logits check below runs there too
-    labels, targeted, lo, hi = _prepare(model, x, y, target, clip, kappa, batch_size)
+    labels, targeted, lo, hi = _prepare(model, x, y, target, clip, kappa, batch_size, name)
     for value, what in ((c, "c"), (lr, "lr"), (largest_const, "largest_const")):
         check_positive(value, what)
     check_positive(max_iterations, "max_iterations", integer=True)

@@ -14,10 +14,11 @@ import sys
 
 import numpy as np
 
-from .._checks import check_clip, check_labels, check_positive, check_seed
+from .._checks import check_clip, check_labels, check_number, check_positive, check_seed
 from ..nn.softmax import softmax
 from ..placement import passes
 from .result import AttackResult
+from .targets import goal
 
 
 # -- one normalize / project / random start per norm ---------------------------
@@ -88,18 +89,20 @@ def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="
     (targeted).
     """
     lo, hi = check_clip(clip)
-    model.check_images(x)
-    if x.size and (x.min() < lo or x.max() > hi):
-        raise ValueError(f"x must lie in the clip box [{lo}, {hi}], got values in "
-                         f"[{x.min():.4g}, {x.max():.4g}]")
+    model.check_images(x, box=(lo, hi))
     labels = check_labels(labels, len(x), model.num_classes, "target" if targeted else "y")
-    check_positive(eps, "eps")
+    eps = check_number(eps, "eps", low=0)
     check_positive(steps, "steps", integer=True)
-    check_positive(step_size, "step_size")
+    check_number(step_size, "step_size", low=0, low_open=eps > 0)
     check_positive(T, "temperature T")
     check_positive(batch_size, "batch_size", integer=True)
     normalize, project, random = NORMS[norm_key(norm)]
     model = passes(model)
+    if eps == 0:                      # an eps sweep's first point: the clean images
+        predicted = model.predict(x)
+        success = predicted == labels if targeted else predicted != labels
+        return AttackResult.from_examples(x, x.copy(), success, np.zeros(len(x), np.int64),
+                                          target=labels if targeted else None)
     rng = np.random.default_rng(check_seed(seed, generator=True))
     if progress is None:
         progress = len(x) > batch_size
@@ -125,35 +128,33 @@ def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="
                                       target=labels if targeted else None)
 
 
-def fgsm(model, x, y, *, eps=0.3, norm="inf", T=1.0, clip=(0.0, 1.0), batch_size=256,
-         progress=None):
-    """Fast gradient sign method (Goodfellow et al., 2015): one step of size eps up
-    the loss of the true class y. x : (N, C, H, W); y : (N,) int."""
-    return gradient_attack(model, x, y, targeted=False, eps=eps, steps=1, step_size=eps,
-                           norm=norm, T=T, clip=clip, batch_size=batch_size, progress=progress,
-                           name="fgsm")
+def fgsm(model, x, y=None, *, target=None, eps=0.3, norm="inf", T=1.0, clip=(0.0, 1.0),
+         batch_size=256, progress=None):
+    """Fast gradient sign method (Goodfellow et al., 2015): one step of size eps up the
+    loss of the true class y (or, with target=, down the loss of the target: TGSM).
+    x : (N, C, H, W) in the clip box; y or target : (N,) int. eps = 0 returns x."""
+    labels, targeted = goal(y, target, "fgsm")
+    return gradient_attack(model, x, labels, targeted=targeted, eps=eps, steps=1,
+                           step_size=eps, norm=norm, T=T, clip=clip, batch_size=batch_size,
+                           progress=progress, name="fgsm")
 
 
-def tgsm(model, x, target, *, eps=0.3, norm="inf", T=1.0, clip=(0.0, 1.0), batch_size=256,
-         progress=None):
+def tgsm(model, x, y=None, *, target=None, eps=0.3, norm="inf", T=1.0, clip=(0.0, 1.0),
+         batch_size=256, progress=None):
     """Targeted gradient sign method: one step of size eps down the loss of ``target``."""
-    return gradient_attack(model, x, target, targeted=True, eps=eps, steps=1, step_size=eps,
+    labels, _ = goal(y, target, "tgsm", targeted_only=True)
+    return gradient_attack(model, x, labels, targeted=True, eps=eps, steps=1, step_size=eps,
                            norm=norm, T=T, clip=clip, batch_size=batch_size, progress=progress,
                            name="tgsm")
-
-
-def _goal(y, target):
-    if (y is None) == (target is None):
-        raise ValueError("give exactly one of y (untargeted) or target= (targeted)")
-    return (y, False) if target is None else (target, True)
 
 
 def bim(model, x, y=None, *, target=None, eps=0.3, steps=10, step_size=None, norm="inf", T=1.0,
         clip=(0.0, 1.0), batch_size=256, progress=None):
     """Basic iterative method / iterative FGSM (Kurakin et al., 2017): ``steps`` steps
     of ``step_size`` (default eps / steps), projected into the eps-ball and the clip box."""
-    labels, targeted = _goal(y, target)
-    eps, steps = check_positive(eps, "eps"), check_positive(steps, "steps", integer=True)
+    labels, targeted = goal(y, target, "bim")
+    eps = check_number(eps, "eps", low=0)
+    steps = check_positive(steps, "steps", integer=True)
     return gradient_attack(model, x, labels, targeted=targeted, eps=eps, steps=steps,
                            step_size=eps / steps if step_size is None else step_size, norm=norm,
                            T=T, clip=clip, batch_size=batch_size, progress=progress, name="bim")
@@ -163,8 +164,9 @@ def pgd(model, x, y=None, *, target=None, eps=0.3, steps=40, step_size=None, ran
         seed=0, norm="inf", T=1.0, clip=(0.0, 1.0), batch_size=256, progress=None):
     """Projected gradient descent (Madry et al., 2018): BIM from a uniform random point
     of the eps-ball; step_size defaults to 2.5 * eps / steps. ``seed`` fixes the start."""
-    labels, targeted = _goal(y, target)
-    eps, steps = check_positive(eps, "eps"), check_positive(steps, "steps", integer=True)
+    labels, targeted = goal(y, target, "pgd")
+    eps = check_number(eps, "eps", low=0)
+    steps = check_positive(steps, "steps", integer=True)
     return gradient_attack(model, x, labels, targeted=targeted, eps=eps, steps=steps,
                            step_size=2.5 * eps / steps if step_size is None else step_size,
                            norm=norm, T=T, random_start=random_start, seed=seed, clip=clip,

@@ -27,6 +27,7 @@ from .._checks import (check_choice, check_clip, check_labels, check_number,
 from ..jacobian import softmax_seed
 from ..placement import device_loop, passes
 from .result import AttackResult
+from .targets import goal
 
 
 def _seeds(z, target, on, T):
@@ -38,7 +39,7 @@ def _seeds(z, target, on, T):
     return np.stack([onehot, 1 - onehot])
 
 
-def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=(0.0, 1.0),
+def jsma(model, x, y=None, *, target=None, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=(0.0, 1.0),
          search_domain=None, batch_size=100, progress=None):
     """Targeted JSMA.
 
@@ -46,7 +47,8 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
     ----------
     model : Sequential returning logits
     x : (N, C, H, W) float in [clip[0], clip[1]], the model's dtype
-    target : (N,) int target classes
+    target : (N,) int target classes (keyword-only: JSMA is targeted; y, the true
+        classes every attack takes third, is not used: ``jsma_all_targets`` takes it)
     theta : change applied to each picked pixel (> 0 increasing, < 0 decreasing)
     gamma : maximum fraction of pixels changed; at most floor(gamma * M / 2)
         iterations of two pixels (gamma = 0.145 gives 56 iterations, 112 pixels, on MNIST)
@@ -64,10 +66,9 @@ def jsma(model, x, target, *, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=
     -------
     AttackResult with ``target`` set; ``success`` means the model predicts the target.
     """
+    target, _ = goal(y, target, "jsma", targeted_only=True)
     lo, hi = check_clip(clip)
-    model.check_images(x)
-    if x.size and (x.min() < lo or x.max() > hi):
-        raise ValueError(f"x must lie in the clip box [{lo}, {hi}]")
+    model.check_images(x, box=(lo, hi))
     num_classes = model.num_classes
     target = check_labels(target, len(x), num_classes, "target")
     if check_number(theta, "theta") == 0:
@@ -156,4 +157,4 @@ def jsma_all_targets(model, x, y, **kwargs):
     k = model.num_classes
     y = check_labels(y, len(x), k, "y")
     targets = (y[:, None] + np.arange(1, k)[None, :]) % k
-    return jsma(model, np.repeat(x, k - 1, axis=0), targets.reshape(-1), **kwargs)
+    return jsma(model, np.repeat(x, k - 1, axis=0), target=targets.reshape(-1), **kwargs)

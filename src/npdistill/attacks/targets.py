@@ -4,6 +4,20 @@ import numpy as np
 from .._checks import as_array, check_labels, check_number, check_seed
 
 
+def goal(y, target, attack, *, targeted_only=False):
+    """(labels, targeted) of an attack called as attack(model, x, y=None, *, target=None):
+    untargeted with the true classes y, targeted with target=, exactly one of them."""
+    if targeted_only and target is None:
+        raise TypeError(f"{attack} is a targeted attack: pass the classes to reach as "
+                        f"target= ({attack}(model, x, target=t)); the third positional "
+                        f"argument of every attack is the true class y")
+    if (y is None) == (target is None):
+        raise TypeError(f"{attack}: give exactly one of y (untargeted: leave the true class "
+                        f"y, {attack}(model, x, y)) or target= (targeted: reach class target, "
+                        f"{attack}(model, x, target=t))")
+    return (y, False) if target is None else (target, True)
+
+
 def random_targets(y, num_classes, seed=None):
     """A target drawn uniformly among the other classes for each label: (N,) int64, never y.
 

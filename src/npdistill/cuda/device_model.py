@@ -1,7 +1,7 @@
 """A Sequential on the GPU: its parameters, activations and gradients in device arrays.
 
-``DeviceModel(model)`` mirrors a Sequential of Conv2D, ReLU, MaxPool2D, Flatten,
-Dense and Dropout layers with the kernels of this package. Activations are
+``DeviceModel(model)`` mirrors a Sequential of Normalize, Conv2D, ReLU, MaxPool2D,
+Flatten, Dense and Dropout layers with the kernels of this package. Activations are
 channels-last (N, H, W, C) device arrays, as the CPU kernels' memory; a
 convolution's weights live as the (F, k*k*C) matrix its GEMM multiplies, and
 ``to_host`` writes them back in the host layer's (F, C, k, k) layout. Flatten
@@ -15,7 +15,7 @@ import numpy as np
 from numba import cuda
 
 from .. import kernels
-from ..nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from ..nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, Normalize, ReLU
 from . import conv, dense, elementwise, pool
 
 
@@ -193,8 +193,34 @@ class _Dropout(_Buffers):
         return dx
 
 
+class _Normalize(_Buffers):
+    def __init__(self, layer):
+        self.layer = layer
+        self._constants = {}
+
+    def _moved(self, dtype):
+        """(mean, 0, 1 / std) on the device in ``dtype``, uploaded once."""
+        if dtype not in self._constants:
+            mean, std = self.layer.mean, self.layer.std
+            self._constants[dtype] = [cuda.to_device(np.asarray(v, dtype=dtype)) for v in
+                                      (mean, [0.0], [1.0 / s for s in std])]
+        return self._constants[dtype]
+
+    def forward(self, x, training):
+        mean, _, inverse = self._moved(x.dtype)
+        y = self._buffer("_y", x.shape, x.dtype)
+        elementwise.channel_affine(x, mean, inverse, y)
+        return y
+
+    def backward(self, dy, param_grads, input_grad):
+        _, zero, inverse = self._moved(dy.dtype)
+        dx = self._buffer("_dx", dy.shape, dy.dtype)
+        elementwise.channel_affine(dy, zero, inverse, dx)
+        return dx
+
+
 _DEVICE_LAYERS = {Conv2D: _Conv, Dense: _Dense, ReLU: _ReLU, MaxPool2D: _MaxPool,
-                  Flatten: _Flatten, Dropout: _Dropout}
+                  Flatten: _Flatten, Dropout: _Dropout, Normalize: _Normalize}
 
 
 class DeviceModel:

@@ -1,6 +1,6 @@
-"""Elementwise kernels of the GPU network: ReLU, dropout, the NCHW flatten,
+"""Elementwise kernels of the GPU network: ReLU, dropout, Normalize, the NCHW flatten,
 tempered softmax cross-entropy and the SGD step. Their specification is what the CPU path
-runs: nn.layers.ReLU and Dropout, nn.softmax.cross_entropy, nn.optim.momentum_step; the
+runs: nn.layers.ReLU, Dropout and Normalize, nn.softmax.cross_entropy, nn.optim.momentum_step; the
 device plumbing (flatten, batch gather, totals) kernels/elementwise.py."""
 import math
 
@@ -22,6 +22,12 @@ def _relu_forward(x, y, mask, zero):
 def _mask_backward(dy, mask, dx):
     for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
         dx[i] = dy[i] * mask[i % mask.size]
+
+
+@cuda.jit
+def _channel_affine(x, shift, scale, y):
+    for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
+        y[i] = (x[i] - shift[i % shift.size]) * scale[i % scale.size]
 
 
 @cuda.jit
@@ -117,6 +123,13 @@ def relu_forward(x, y, mask):
 def mask_backward(dy, mask, dx):
     """dx = dy * mask, the mask repeated over stacked seeds."""
     launch(_mask_backward, blocks(dy.size), THREADS, _flat(dy, mask, dx), outputs=(2,))
+
+
+def channel_affine(x, shift, scale, y):
+    """y = (x - shift[c]) * scale[c] over channels-last x (..., C), shift and scale of C
+    values (or one): Normalize's forward (mean, 1 / std) and backward (0, 1 / std)."""
+    launch(_channel_affine, blocks(x.size), THREADS, (_flat(x)[0], shift, scale, _flat(y)[0]),
+           outputs=(3,))
 
 
 def dropout_forward(x, u, rate, y, mask):

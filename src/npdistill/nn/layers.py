@@ -25,8 +25,8 @@ import copy
 import numpy as np
 
 from .. import kernels
-from .._checks import (check_choice, check_float_dtype, check_positive, check_probability,
-                       check_seed)
+from .._checks import (check_choice, check_float_dtype, check_number, check_positive,
+                       check_probability, check_seed)
 
 
 def seed_repeats(dy, n):
@@ -409,6 +409,60 @@ class Dropout(Layer):
         return x_dot if self.mask is None else x_dot * self.mask
 
 
+class Normalize(Layer):
+    """Per-channel standardization y = (x - mean[c]) / std[c], as the first layer of a
+    model trained on normalized inputs: the model then takes pixels, and attacks,
+    gradients and clip boxes live in pixel space (torchvision's Normalize, ART's and
+    Foolbox's preprocessing). mean and std: one number per channel (or one for all).
+    No parameters: they are the data's statistics, not learnt."""
+
+    CONFIG = ("mean", "std")
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.mean = _per_channel(mean, "mean")
+        self.std = _per_channel(std, "std")
+        if len(self.mean) != len(self.std) and 1 not in (len(self.mean), len(self.std)):
+            raise ValueError(f"mean and std must have one value per channel, got "
+                             f"{len(self.mean)} and {len(self.std)}")
+        if min(self.std) <= 0:
+            raise ValueError(f"std must be positive, got {self.std}")
+        self.channels = max(len(self.mean), len(self.std))
+
+    def _column(self, values, dtype):
+        return np.asarray(values, dtype=dtype).reshape(1, -1, 1, 1)
+
+    def output_shape(self, shape):
+        if len(shape) != 4 or (self.channels > 1 and shape[1] != self.channels):
+            return None
+        return shape
+
+    def accepts(self):
+        return f"(N, {self.channels if self.channels > 1 else 'C'}, H, W)"
+
+    def forward(self, x, training=False):
+        self.x_shape = x.shape
+        return (x - self._column(self.mean, x.dtype)) * self._column(
+            [1.0 / s for s in self.std], x.dtype)
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        return dy * self._column([1.0 / s for s in self.std], dy.dtype)
+
+    def jvp(self, x_dot):
+        return self.backward(x_dot)
+
+
+def _per_channel(values, name):
+    """A list of finite floats from a number or a sequence of numbers."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if isinstance(values, (list, tuple)):
+        if not values:
+            raise ValueError(f"{name} must hold at least one value")
+        return [check_number(v, f"{name}[{i}]") for i, v in enumerate(values)]
+    return [check_number(values, name)]
+
+
 class Flatten(Layer):
     """(N, ...) -> (N, prod(...))."""
 
@@ -426,4 +480,5 @@ class Flatten(Layer):
         return x_dot.reshape(x_dot.shape[0], -1)
 
 
-LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, Dense, ReLU, Dropout, Flatten)}
+LAYER_TYPES = {cls.__name__: cls for cls in (Conv2D, MaxPool2D, Dense, ReLU, Dropout, Flatten,
+                                             Normalize)}

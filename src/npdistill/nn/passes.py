@@ -42,10 +42,11 @@ class Passes:
     def backward(self, dlogits, param_grads=True, input_grad=True, rows=None):
         raise NotImplementedError
 
-    def check_images(self, x, name="x"):
-        """x if it is a non-empty batch of images in [0, 1] (what the attacks, the metrics
-        and training take) that this model can take; else a ValueError or TypeError."""
-        check_images(x, name, dtype=self.dtype)
+    def check_images(self, x, name="x", box=None):
+        """x if it is a non-empty batch of images in [0, 1] (what the metrics and training
+        take), or in the clip box ``box`` (an attack's), that this model can take; else a
+        ValueError or TypeError."""
+        check_images(x, name, dtype=self.dtype, box=box)
         return self.check_input(x)
 
     def logits(self, x, training=False):
