@@ -11,6 +11,7 @@ import numpy as np
 from ._checks import check_choice, check_positive
 from .nn.softmax import softmax
 from .placement import passes
+from .progress import Progress
 
 
 def softmax_seed(z, classes, T):
@@ -25,7 +26,7 @@ def softmax_seed(z, classes, T):
     return p[np.arange(n), classes][:, None] * (onehot - p) / z.dtype.type(T)
 
 
-def jacobian(model, x, T=1.0, of="softmax", batch_size=32):
+def jacobian(model, x, T=1.0, of="softmax", batch_size=32, progress=None):
     """Exact Jacobian of the model at x.
 
     Parameters
@@ -35,6 +36,8 @@ def jacobian(model, x, T=1.0, of="softmax", batch_size=32):
     T : temperature of the softmax (ignored for of="logits")
     of : "softmax" (dF/dX, F = softmax(Z / T)) or "logits" (dZ/dX)
     batch_size : images per pass (each pass runs batch_size * K rows)
+    progress : True, False, None (shown once it has run 2 s) or a callable taking a
+        ``npdistill.progress.ProgressEvent``, one per batch
 
     Returns
     -------
@@ -46,6 +49,7 @@ def jacobian(model, x, T=1.0, of="softmax", batch_size=32):
     model = passes(model)
     model.check_input(x)
     logits, parts = [], []
+    shown = Progress(progress, "jacobian", len(x), "images")
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size]
         z = model.forward(chunk)
@@ -55,6 +59,7 @@ def jacobian(model, x, T=1.0, of="softmax", batch_size=32):
         dx = model.backward(seeds, param_grads=False)
         logits.append(z)
         parts.append(dx.reshape(k, len(chunk), *x.shape[1:]).swapaxes(0, 1))
+        shown.update(start + len(chunk))
     if not parts:
         raise ValueError("x holds no samples")
     J = np.concatenate(parts)

@@ -7,6 +7,7 @@ import numpy as np
 from ._checks import check_images, check_labels, check_positive
 from .jacobian import softmax_seed
 from .placement import passes
+from .progress import Progress
 
 # The paper's log-scale bins of Figure 8, five decades wide; the last bin
 # catches anything above 1 so that no sample is dropped.
@@ -22,21 +23,23 @@ def accuracy(model, x, y):
     return float((model.predict(x) == y).mean())
 
 
-def _predicted_class_gradient(model, x, T, batch_size):
+def _predicted_class_gradient(model, x, T, batch_size, progress=None, stage="gradients"):
     """dF_c/dX for c the predicted class, F = softmax(Z / T): (N, C, H, W) in the model's dtype."""
     check_positive(T, "temperature T")
     check_positive(batch_size, "batch_size", integer=True)
     model = passes(model)
     parts = []
+    shown = Progress(progress, stage, len(x), "images")
     for start in range(0, len(x), batch_size):
         chunk = x[start:start + batch_size]
         z = model.logits(chunk)
         seed = softmax_seed(z, z.argmax(axis=1), T)
         parts.append(model.backward(seed, param_grads=False))     # the forward of logits()
+        shown.update(start + len(chunk))
     return np.concatenate(parts)
 
 
-def adversarial_gradient_amplitude(model, x, T=1.0, batch_size=64):
+def adversarial_gradient_amplitude(model, x, T=1.0, batch_size=64, progress=None):
     """Per sample, the mean over input components of |dF_c/dX|, c the predicted class.
 
     Computed on a float64 copy of the model, so amplitudes far below float32's
@@ -46,18 +49,19 @@ def adversarial_gradient_amplitude(model, x, T=1.0, batch_size=64):
     """
     check_images(x, "x")
     model64 = model if model.dtype == np.float64 else model.astype(np.float64)
-    grad = _predicted_class_gradient(model64, x.astype(np.float64), T, batch_size)
+    grad = _predicted_class_gradient(model64, x.astype(np.float64), T, batch_size, progress,
+                                     "gradient amplitude")
     return np.abs(grad).reshape(len(x), -1).mean(axis=1)
 
 
-def zero_gradient_fraction(model, x, T=1.0, batch_size=64):
+def zero_gradient_fraction(model, x, T=1.0, batch_size=64, progress=None):
     """Per sample, the fraction of components of dF_c/dX that are exactly 0 in the model's dtype.
 
     A distilled net deployed at T = 1 in float32 gives exactly-zero gradients
     (underflow): the gradient masking that makes JSMA and FGSM fail.
     """
     model.check_images(x)
-    grad = _predicted_class_gradient(model, x, T, batch_size)
+    grad = _predicted_class_gradient(model, x, T, batch_size, progress, "zero gradients")
     return (grad == 0).reshape(len(x), -1).mean(axis=1)
 
 

@@ -18,6 +18,7 @@ from .nn.model import model_from_archive, read_archive, write_archive
 from .nn.optim import SGD
 from .nn.softmax import cross_entropy
 from .placement import device_trainer
+from .progress import Progress, ProgressEvent, check_progress, format_seconds
 
 CHECKPOINT_NAME = "checkpoint.npz"
 # A batch's mean loss above this many times log K (the loss of a uniform guess) means
@@ -53,11 +54,6 @@ def data_checksum(x, y):
     return digest.hexdigest()
 
 
-def _format_eta(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, momentum=None,
           decay_every=None, decay_factor=None, seed=0, validation=None, checkpoint_dir=None,
           progress=True, loss_scale=1.0, logits_lr_factor=1.0, batch_transform=None,
@@ -77,7 +73,11 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
     validation : optional (x, y) evaluated after every epoch
     checkpoint_dir : folder; a checkpoint is written after every epoch and a
         run finding one there resumes after its last epoch
-    progress : print one line per epoch (loss, accuracies, samples/s, ETA) to stderr
+    progress : True: one line per epoch (loss, accuracies, samples/s, ETA) on stderr, and
+        within an epoch that runs over 2 s an updating batch line; False: nothing; a
+        callable: called with a ``npdistill.progress.ProgressEvent`` per batch (stage
+        "epoch E/N", figures: loss) and per epoch (stage "train", figures: loss,
+        train_accuracy, val_accuracy), nothing printed
     loss_scale : multiplies the loss gradient (the loss reported is unscaled). The
         cross-entropy at T has gradient (p - q) / T w.r.t. the logits, so at high T
         training crawls: ``distill`` passes loss_scale = T, which gives the
@@ -138,7 +138,8 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
     checkpoint = None
     if checkpoint_dir is not None:
         checkpoint = check_output_dir(checkpoint_dir, "checkpoint_dir") / CHECKPOINT_NAME
-    start_epoch, history = _start(model, optimizer, checkpoint, run.config, progress)
+    check_progress(progress)
+    start_epoch, history = _start(model, optimizer, checkpoint, run.config, progress is True)
     if start_epoch > epochs:
         raise ValueError(f"checkpoint_dir holds a checkpoint after epoch {start_epoch}, more "
                          f"than epochs={epochs}: pass epochs >= {start_epoch} to resume it, or "
@@ -154,7 +155,11 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
         good = _snapshot(model, optimizer)
         try:
             if device is None:
-                sums = _host_epoch(model, optimizer, run, order, epoch, rng)
+                batches = Progress(None if progress is True else progress,
+                                   f"epoch {epoch + 1}/{epochs}", -(-len(order) // run.batch_size),
+                                   "batches", final_line=False)
+                sums = _host_epoch(model, optimizer, run, order, epoch, rng, batches)
+                batches.clear()
             else:
                 sums = _device_epoch(device, model, run, order, epoch)
         except _Diverged as diverged:
@@ -167,8 +172,7 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
         val_acc = None if validation is None else \
             float((predict(validation[0]) == _hard(validation[1])).mean())
         _record(history, run, sums, val_acc, optimizer.lr_at(epoch), epoch_seconds[-1])
-        if progress:
-            _report(history, epoch, epochs, len(run.x), epoch_seconds)
+        _report(progress, history, epoch, epochs, len(run.x), epoch_seconds)
         if checkpoint is not None:
             _save_checkpoint(model, optimizer, checkpoint, run.config, epoch + 1, history)
     model.metadata["training_temperature"] = float(temperature)
@@ -277,7 +281,7 @@ def _check_last_step(model, run, order):
     _check_loss(loss, run, "the loss of its last batch after its last step")
 
 
-def _host_epoch(model, optimizer, run, order, epoch, rng):
+def _host_epoch(model, optimizer, run, order, epoch, rng, shown):
     """One pass over the data in ``order`` on the host: (loss sum, penalty sum, correct)."""
     loss_sum, penalty_sum, correct = 0.0, 0.0, 0
     for start in range(0, len(order), run.batch_size):
@@ -305,6 +309,7 @@ def _host_epoch(model, optimizer, run, order, epoch, rng):
         optimizer.step(model.params, model.grads, epoch)
         loss_sum += loss * len(idx)
         correct += int((logits.argmax(axis=1) == _hard(y_batch)).sum())
+        shown.update(start // run.batch_size + 1, loss=loss_sum / (start + len(idx)))
     _check_last_step(model, run, order)
     return loss_sum, penalty_sum, correct
 
@@ -328,15 +333,23 @@ def _record(history, run, sums, val_acc, lr, seconds):
         history[key].append(value)
 
 
-def _report(history, epoch, epochs, n, epoch_seconds):
-    """One progress line for the epoch just recorded: loss, accuracies, rate, ETA."""
+def _report(progress, history, epoch, epochs, n, epoch_seconds):
+    """One progress line (or event) for the epoch just recorded: loss, accuracies, rate,
+    ETA."""
+    if callable(progress) and not isinstance(progress, bool):
+        progress(ProgressEvent("train", epoch + 1, epochs, "epochs", sum(epoch_seconds),
+                               {key: history[key][-1] for key in
+                                ("loss", "train_accuracy", "val_accuracy")}))
+        return
+    if not progress:
+        return
     eta = np.median(epoch_seconds) * (epochs - epoch - 1)
     val_acc, penalty = history["val_accuracy"][-1], history["penalty"][-1]
     val = f"  val acc {val_acc:.2%}" if val_acc is not None else ""
     val += f"  penalty {penalty:.4g}" if penalty is not None else ""
     print(f"epoch {epoch + 1}/{epochs}  loss {history['loss'][-1]:.4f}  train acc "
           f"{history['train_accuracy'][-1]:.2%}{val}  {n / epoch_seconds[-1]:,.0f} samples/s  "
-          f"ETA {_format_eta(eta)}", file=sys.stderr, flush=True)
+          f"ETA {format_seconds(eta)}", file=sys.stderr, flush=True)
 
 
 def _describe(hook):

@@ -31,13 +31,13 @@ go backward through the network (``Sequential.backward(rows=)``), which after
 the first successes is often less than half of the batch.
 """
 import functools
-import sys
 
 import numpy as np
 
 from .. import kernels
 from .._checks import check_clip, check_labels, check_number, check_positive
 from ..placement import device_loop, passes
+from ..progress import Progress
 from .result import AttackResult
 from .targets import goal
 from .tanh_space import TanhSpace, preimage
@@ -67,11 +67,6 @@ def _prepare(model, x, y, target, clip, kappa, batch_size, name):
     return labels, targeted, lo, hi
 
 
-def _progress(name, enabled, message):
-    if enabled:
-        print(f"{name}: {message}", file=sys.stderr, flush=True)
-
-
 def cw_l2(model, x, y=None, *, target=None, kappa=0.0, c=1e-3, binary_search_steps=9,
           max_iterations=10000, lr=1e-2, abort_early=True, clip=(0.0, 1.0), batch_size=100,
           progress=None):
@@ -91,8 +86,8 @@ def cw_l2(model, x, y=None, *, target=None, kappa=0.0, c=1e-3, binary_search_ste
         stops an image whose loss stalls)
     lr : Adam's learning rate
     batch_size : images optimised together
-    progress : print a line per binary-search step; None: when N > batch_size or
-        max_iterations >= 1000
+    progress : True, False, None (shown once the attack has run 2 s) or a callable
+        taking a ``npdistill.progress.ProgressEvent``, one per binary-search step
 
     Returns
     -------
@@ -105,19 +100,19 @@ def cw_l2(model, x, y=None, *, target=None, kappa=0.0, c=1e-3, binary_search_ste
     check_positive(binary_search_steps, "binary_search_steps", integer=True)
     check_positive(max_iterations, "max_iterations", integer=True)
     check_positive(lr, "lr")
-    if progress is None:
-        progress = len(x) > batch_size or max_iterations >= 1000
+    batches = -(-len(x) // batch_size)
+    shown = Progress(progress, "cw_l2", batches * binary_search_steps, "binary steps")
     x_adv = x.copy()
     success = np.zeros(len(x), bool)
     iterations = np.zeros(len(x), np.int64)
     for start in range(0, len(x), batch_size):
         rows = slice(start, start + batch_size)
+        done = start // batch_size * binary_search_steps
         found, examples, steps = _l2_batch(
             model, x[rows], labels[rows], targeted, kappa=kappa, c=c,
             binary_search_steps=binary_search_steps, max_iterations=max_iterations, lr=lr,
             abort_early=abort_early, lo=lo, hi=hi,
-            report=lambda m: _progress("cw_l2", progress, f"images {start + 1}-"
-                                       f"{min(start + batch_size, len(x))}/{len(x)}, {m}"))
+            report=lambda step, **figures: shown.update(done + step, **figures))
         success[rows], iterations[rows] = found, steps
         x_adv[rows][found] = examples[found]
     return AttackResult.from_examples(x, x_adv, success, iterations,
@@ -146,8 +141,8 @@ def _l2_batch(model, x, labels, targeted, *, kappa, c, binary_search_steps, max_
         lower = np.where(hit, lower, np.maximum(lower, const))
         const = np.where(upper < 1e9, (lower + upper) / 2, np.where(hit, const, const * 10))
         found = best_dist < _NEVER
-        report(f"binary step {outer + 1}/{binary_search_steps}: success {found.mean():.0%}, "
-               f"mean L2 {np.sqrt(best_dist[found]).mean() if found.any() else float('nan'):.3f}")
+        report(outer + 1, success=float(found.mean()),
+               mean_L2=float(np.sqrt(best_dist[found]).mean()) if found.any() else float("nan"))
     found = best_dist < _NEVER
     return found, best_x.reshape(x.shape), iterations
 
@@ -257,8 +252,7 @@ def _restricted_attack(name, model, x, y, target, *, kappa, c, max_iterations, l
     check_positive(max_iterations, "max_iterations", integer=True)
     if not const_factor > 1:
         raise ValueError(f"const_factor must be > 1, got {const_factor!r}")
-    if progress is None:
-        progress = True
+    shown = Progress(progress, name, len(x), "images")
     x_adv = x.copy()
     success = np.zeros(len(x), bool)
     iterations = np.zeros(len(x), np.int64)
@@ -268,8 +262,8 @@ def _restricted_attack(name, model, x, y, target, *, kappa, c, max_iterations, l
             model, x[rows], labels[rows], targeted, iterations[rows], kappa=kappa, c=c,
             options=dict(max_iterations=max_iterations, lr=lr, abort_early=abort_early,
                          largest_const=largest_const, const_factor=const_factor, lo=lo, hi=hi),
-            report=lambda m: _progress(name, progress, f"images {start + 1}-"
-                                       f"{min(start + batch_size, len(x))}/{len(x)}, {m}"))
+            report=lambda finished, start=start, **figures: shown.update(start + finished,
+                                                                         **figures))
         success[rows] = found
         x_adv[rows][found] = examples[found]
     return AttackResult.from_examples(x, x_adv, success, iterations,
@@ -353,8 +347,8 @@ def _shrinking_rounds(model, x, labels, targeted, iterations, *, kappa, c, norm,
         found[won], best[won], w_start[won] = True, x_sol[worked], w_sol[worked]
         alive = shrink(won, x0[won], x_sol[worked], grad_sol[worked])
         mean = measure(best[found] - x0[found]).mean() if found.any() else float("nan")
-        report(f"round {rounds}: {alive.size} still shrinking, success {found.mean():.0%}, "
-               f"mean {name} {mean:.3g}")
+        report(n - alive.size, rounds=rounds, success=float(found.mean()),
+               **{f"mean_{name}": float(mean)})
     return found, best.reshape(x.shape)
 
 

@@ -10,13 +10,12 @@ p - onehot is exactly 0 in float32, the gradient is 0 and sign(0) = 0 leaves
 the image unperturbed. Passing the training temperature (``T=20`` for a net
 distilled at 20) divides the logits by T again and undoes it.
 """
-import sys
-
 import numpy as np
 
 from .._checks import check_clip, check_labels, check_number, check_positive, check_seed
 from ..nn.softmax import softmax
 from ..placement import passes
+from ..progress import Progress
 from .result import AttackResult
 from .targets import goal
 
@@ -86,7 +85,8 @@ def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="
     x_{k+1} = clip(x + project(x_k + step_size * s * normalize(grad) - x, eps)), s = +1
     (untargeted: ascend the loss of ``labels``) or -1 (targeted: descend it).
     Success: the prediction differs from the label (untargeted) or equals it
-    (targeted).
+    (targeted). progress: True, False, None (shown once the attack has run 2 s) or a
+    callable taking a ``npdistill.progress.ProgressEvent`` per batch of images.
     """
     lo, hi = check_clip(clip)
     model.check_images(x, box=(lo, hi))
@@ -104,12 +104,10 @@ def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="
         return AttackResult.from_examples(x, x.copy(), success, np.zeros(len(x), np.int64),
                                           target=labels if targeted else None)
     rng = np.random.default_rng(check_seed(seed, generator=True))
-    if progress is None:
-        progress = len(x) > batch_size
+    shown = Progress(progress, name, len(x), "images")
     dtype = x.dtype.type
     direction = dtype(-step_size if targeted else step_size)
     x_adv = np.empty_like(x)
-    report_every = max(1, -(-len(x) // batch_size) // 10) * batch_size   # about ten lines
     for start in range(0, len(x), batch_size):
         clean, y = x[start:start + batch_size], labels[start:start + batch_size]
         adv = clean.copy()
@@ -119,9 +117,7 @@ def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="
             step = adv + direction * normalize(loss_gradient(model, adv, y, T)).astype(clean.dtype)
             adv = np.clip(clean + project(step - clean, dtype(eps)).astype(clean.dtype), lo, hi)
         x_adv[start:start + len(clean)] = adv
-        done = start + len(clean)
-        if progress and (done % report_every == 0 or done == len(x)):
-            print(f"{name}: {done}/{len(x)} images", file=sys.stderr, flush=True)
+        shown.update(start + len(clean))
     predicted = model.predict(x_adv)
     success = predicted == labels if targeted else predicted != labels
     return AttackResult.from_examples(x, x_adv, success, np.full(len(x), steps),

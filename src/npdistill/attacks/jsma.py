@@ -17,8 +17,6 @@ derivatives underflow to exactly 0, no pair is admissible, and the attack
 stops as a failure. That is the behaviour the defence relies on; it is kept,
 not hidden.
 """
-import sys
-
 import numpy as np
 
 from .. import kernels
@@ -26,6 +24,7 @@ from .._checks import (check_choice, check_clip, check_labels, check_number,
                        check_positive, check_probability)
 from ..jacobian import softmax_seed
 from ..placement import device_loop, passes
+from ..progress import Progress
 from .result import AttackResult
 from .targets import goal
 
@@ -59,8 +58,8 @@ def jsma(model, x, y=None, *, target=None, theta=1.0, gamma=0.145, on="softmax",
         move (below clip[1] for theta > 0, above clip[0] for theta < 0); a mask
         narrows it (torchattacks, for instance, searches ``x < 0.99`` only).
     batch_size : images advanced together (each pass runs 2 * batch_size rows)
-    progress : print a line per batch of images to stderr; None: only when
-        there is more than one batch
+    progress : True, False, None (shown once the attack has run 2 s) or a callable
+        taking a ``npdistill.progress.ProgressEvent``, one per batch of images
 
     Returns
     -------
@@ -86,8 +85,7 @@ def jsma(model, x, y=None, *, target=None, theta=1.0, gamma=0.145, on="softmax",
         search_domain = search_domain.reshape(len(x), -1)
 
     n_total, m = len(x), int(np.prod(x.shape[1:]))
-    if progress is None:
-        progress = n_total > batch_size
+    shown = Progress(progress, "jsma", n_total, "images")
     max_iter = int(np.floor(gamma * m / 2))
     model = passes(model)
     device_jsma = device_loop("jsma", model)         # every iteration on the device
@@ -104,10 +102,8 @@ def jsma(model, x, y=None, *, target=None, theta=1.0, gamma=0.145, on="softmax",
                 x_adv[rows], target[rows], domain, **options)
         else:
             _attack_chunk(model, x_adv, target, rows, success, iterations, domain, **options)
-        if progress:
-            done = rows[-1] + 1
-            print(f"jsma: {done}/{n_total} images, success {success[:done].mean():.1%}",
-                  file=sys.stderr, flush=True)
+        done = rows[-1] + 1
+        shown.update(done, success=float(success[:done].mean()))
     return AttackResult.from_examples(x, x_adv, success, iterations, target=target)
 
 

@@ -38,7 +38,6 @@ At least one neuron (or weight) is mutated per mutant. As in the paper, a
 mutant is kept only if its accuracy on labelled data is at least
 ``min_accuracy`` (default 90%) of the original model's.
 """
-import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -47,6 +46,7 @@ from .._checks import (check_choice, check_labels, check_pair,
                        check_positive, check_probability, check_seed)
 from ..nn.layers import Conv2D, Dense
 from ..placement import passes
+from ..progress import Progress, check_progress
 
 OPERATORS = ("GF", "NAI", "NS", "WS")
 # mutants predict in batches of this many images: 500 MNIST images through the
@@ -151,11 +151,13 @@ class MutationDetector:
     max_mutants : most mutants one input may use
     min_accuracy : a mutant is kept if accuracy >= min_accuracy * the model's
     seed : mutant i is drawn from default_rng([seed, i]): the same seed, the same mutants
+    progress : True, False, None (shown once a pass over the mutants has run 2 s) or a
+        callable taking a ``npdistill.progress.ProgressEvent``, one per mutant
     """
 
     def __init__(self, model, accuracy_data, *, operator="NAI", rate=0.01, alpha=0.05, beta=0.05,
                  sigma=0.5, max_mutants=200, min_accuracy=0.9, gf_scale=1.0, seed=0,
-                 progress=False):
+                 progress=None):
         for name, value in (("alpha", alpha), ("beta", beta), ("sigma", sigma),
                             ("min_accuracy", min_accuracy)):
             check_probability(value, name, zero=False, one=False)
@@ -169,7 +171,8 @@ class MutationDetector:
         self.model, self.x_acc = model, x_acc
         self.operator, self.rate, self.gf_scale, self.seed = operator, float(rate), gf_scale, seed
         self.alpha, self.beta, self.sigma = float(alpha), float(beta), float(sigma)
-        self.max_mutants, self.min_accuracy, self.progress = int(max_mutants), min_accuracy, progress
+        self.max_mutants, self.min_accuracy = int(max_mutants), min_accuracy
+        self.progress = check_progress(progress)
         self.passes = passes(model)       # placed when the detector is made, as its mutants
         self.accuracy = float((self.passes.predict(x_acc) == self.y_acc).mean())
         self.mutants, self.rejected, self.threshold = [], 0, None
@@ -217,9 +220,10 @@ class MutationDetector:
         check_positive(count, "mutants", integer=True)
         labels = self._labels(x)
         changes = np.zeros(len(x), dtype=np.int64)
+        shown = Progress(self.progress, "mutation detector, label-change rates", count, "mutants")
         for i in range(count):
             changes += self._mutant_predict(i, x) != labels
-            self._report(i + 1, count, "label-change rates")
+            shown.update(i + 1)
         return changes / count
 
     def calibrate(self, x_clean, mutants=None):
@@ -244,18 +248,15 @@ class MutationDetector:
         changes, used = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
         adversarial = np.zeros(n, dtype=bool)
         open_ = np.arange(n)
+        shown = Progress(self.progress, "mutation detector, SPRT", self.max_mutants, "mutants")
         for i in range(self.max_mutants):
             if len(open_) == 0:
+                shown.update(self.max_mutants, undecided=0)
                 break
             changes[open_] += self._mutant_predict(i, x[open_]) != labels[open_]
             used[open_] = i + 1
             ratio = changes[open_] * up + (i + 1 - changes[open_]) * down
             adversarial[open_[ratio >= accept]] = True
             open_ = open_[(ratio < accept) & (ratio > reject)]
-            self._report(i + 1, self.max_mutants, f"SPRT, {len(open_)} undecided")
+            shown.update(i + 1, undecided=len(open_))
         return Detection(adversarial, used, changes)
-
-    def _report(self, done, total, what):
-        if self.progress and (done % 50 == 0 or done == total):
-            print(f"mutation detector: {done}/{total} mutants ({what})", file=sys.stderr,
-                  flush=True)

@@ -1,0 +1,119 @@
+"""One progress convention for long work: ``progress=True | False | None | callable``.
+
+- None (the default of the attacks, the Jacobian, the metrics and the detector): quiet
+  until the work has run MIN_SECONDS, then shown — short calls print nothing.
+- True: shown from the start. False: never.
+- A callable: called with a ``ProgressEvent`` at every update and nothing is printed, so
+  a user can drive tqdm or a notebook widget:
+  ``fgsm(model, x, y, progress=lambda e: bar.update(e.done - bar.n))``.
+
+Shown means one line per stage on stderr, "stage: done/total unit, figures  rate  ETA":
+rewritten in place on a terminal, plain lines otherwise (at most one every
+PLAIN_EVERY seconds, and the last).
+"""
+import sys
+import time
+from dataclasses import dataclass, field
+
+MIN_SECONDS = 2.0
+PLAIN_EVERY = 5.0
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """Where a piece of work stands: ``done`` of ``total`` ``unit`` of ``stage`` after
+    ``elapsed`` seconds, with the stage's own running figures (success so far, loss ...)."""
+    stage: str
+    done: int
+    total: int
+    unit: str
+    elapsed: float
+    figures: dict = field(default_factory=dict)
+
+    @property
+    def rate(self):
+        """Units per second so far (None before any time has passed)."""
+        return self.done / self.elapsed if self.elapsed > 0 else None
+
+    @property
+    def eta(self):
+        """Seconds left at the rate so far (None before the first unit)."""
+        return (self.total - self.done) / self.rate if self.done and self.rate else None
+
+    def line(self):
+        figures = "".join(f", {key} {_shown(key, value)}" for key, value in self.figures.items())
+        timing = f"in {format_seconds(self.elapsed)}" if self.done >= self.total else \
+            f"ETA {format_seconds(self.eta)}" if self.eta is not None else ""
+        rate = f"  {self.rate:,.3g} {self.unit}/s" if self.rate else ""
+        return f"{self.stage}: {self.done:,}/{self.total:,} {self.unit}{figures}{rate}  {timing}"
+
+
+def _shown(key, value):
+    if isinstance(value, float):
+        return f"{value:.1%}" if key in ("success", "accuracy") else f"{value:.4g}"
+    return str(value)
+
+
+def format_seconds(seconds):
+    """h:mm:ss ("-" for unknown)."""
+    if seconds is None:
+        return "-"
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def check_progress(progress):
+    """progress must be True, False, None or a callable."""
+    if progress is None or isinstance(progress, bool) or callable(progress):
+        return progress
+    raise TypeError(f"progress must be True, False, None or a callable taking a "
+                    f"ProgressEvent, got {type(progress).__name__}")
+
+
+class Progress:
+    """The progress of one stage: ``update(done, **figures)`` as units complete."""
+
+    def __init__(self, progress, stage, total, unit, *, stream=None, final_line=True):
+        self.mode = check_progress(progress)
+        self.stage, self.total, self.unit = stage, int(total), unit
+        self.final_line = final_line
+        self.stream = sys.stderr if stream is None else stream
+        self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.started = self.last_printed = time.perf_counter()
+        self.printed = False
+
+    def update(self, done, **figures):
+        now = time.perf_counter()
+        event = ProgressEvent(self.stage, int(done), self.total, self.unit, now - self.started,
+                              figures)
+        if callable(self.mode) and not isinstance(self.mode, bool):
+            self.mode(event)
+            return event
+        final = event.done >= self.total
+        if not self._shown(event, now, final):
+            return event
+        if self.terminal:
+            end = "\n" if final else ""
+            self.stream.write(f"\r{event.line()}\x1b[K{end}")
+        else:
+            self.stream.write(event.line() + "\n")
+        self.stream.flush()
+        self.printed, self.last_printed = True, now
+        return event
+
+    def _shown(self, event, now, final):
+        if self.mode is False:
+            return False
+        if self.mode is None and not self.printed and event.elapsed < MIN_SECONDS:
+            return False
+        if final:
+            return self.final_line and (self.printed or self.mode is True
+                                        or event.elapsed >= MIN_SECONDS)
+        return self.terminal or now - self.last_printed >= PLAIN_EVERY or \
+            (self.mode is True and not self.printed)
+
+    def clear(self):
+        """Remove an in-place line from the terminal (before another line is printed)."""
+        if self.terminal and self.printed:
+            self.stream.write("\r\x1b[K")
+            self.stream.flush()
