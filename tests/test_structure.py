@@ -123,3 +123,11 @@ def test_a_model_from_elsewhere_reaches_the_attacks_through_passes(toy):
     r = nd.attacks.fgsm(model, x, model.predict(x), eps=0.3)
     assert r.success.mean() > 0 and np.abs(r.x_adv - x).max() <= 0.3 + 1e-6
     assert 0 <= nd.metrics.accuracy(model, x, y) <= 1
+    target = (model.predict(x[:4]) + 1) % 3
+    assert nd.attacks.jsma(model, x[:4], target=target).success.any()
+    assert nd.attacks.cw_l2(model, x[:4], target=target, c=10.0, binary_search_steps=2,
+                            max_iterations=50).success.any()
+    amplitude = nd.metrics.adversarial_gradient_amplitude(model, x[:4])   # in its own dtype
+    assert amplitude.shape == (4,) and (amplitude > 0).all()
+    assert nd.metrics.zero_gradient_fraction(model, x[:4]).shape == (4,)
+    assert set(nd.metrics.gradient_masking(model, x[:4], y[:4])) == {"fgsm", "jsma", "cw"}

@@ -43,13 +43,15 @@ def adversarial_gradient_amplitude(model, x, T=1.0, batch_size=64, progress=None
     """Per sample, the mean over input components of |dF_c/dX|, c the predicted class.
 
     Computed on a float64 copy of the model, so amplitudes far below float32's
-    smallest normal (1e-38) are measured instead of flushed to 0.
+    smallest normal (1e-38) are measured instead of flushed to 0 (a model from elsewhere
+    without ``astype`` is measured in its own dtype).
 
     x : (N, C, H, W) float in [0, 1]. Returns (N,) float64.
     """
     check_images(x, "x")
-    model64 = model if model.dtype == np.float64 else model.astype(np.float64)
-    grad = _predicted_class_gradient(model64, x.astype(np.float64), T, batch_size, progress,
+    if model.dtype != np.float64 and hasattr(model, "astype"):
+        model = model.astype(np.float64)
+    grad = _predicted_class_gradient(model, x.astype(model.dtype), T, batch_size, progress,
                                      "gradient amplitude")
     return np.abs(grad).reshape(len(x), -1).mean(axis=1)
 
