@@ -39,6 +39,8 @@ class TrainingDiverged(FloatingPointError):
             f"training diverged in epoch {epoch} ({where}): loss {loss:.4g}. The model was "
             f"restored to its parameters before that epoch and {kept}. Lower the learning "
             f"rate (lr={lr:g} now; try {lr / 10:g}), or the loss_scale.")
+
+
 # settings added to the training config after checkpoints were written: their value then
 _ADDED_LATER = {"logits_lr_factor": 1.0}
 _FALLBACK_DEFAULTS = {"lr": 0.1, "momentum": 0.5, "batch_size": 128,
@@ -152,22 +154,8 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
         rng = np.random.default_rng([seed, epoch])
         model.set_rng(rng)
         order = rng.permutation(len(run.x))
-        good = _snapshot(model, optimizer)
-        try:
-            if device is None:
-                batches = Progress(None if progress is True else progress,
-                                   f"epoch {epoch + 1}/{epochs}", -(-len(order) // run.batch_size),
-                                   "batches", final_line=False)
-                sums = _host_epoch(model, optimizer, run, order, epoch, rng, batches)
-                batches.clear()
-            else:
-                sums = _device_epoch(device, model, run, order, epoch)
-        except _Diverged as diverged:
-            _restore(model, optimizer, good)
-            raise TrainingDiverged(epoch + 1, diverged.where, diverged.loss,
-                                   optimizer.lr_at(epoch),
-                                   checkpoint if checkpoint is not None and checkpoint.exists()
-                                   else None) from None
+        sums = _epoch(model, optimizer, run, device, order, (epoch, epochs), rng, progress,
+                      checkpoint)
         epoch_seconds.append(time.perf_counter() - began)
         val_acc = None if validation is None else \
             float((predict(validation[0]) == _hard(validation[1])).mean())
@@ -245,6 +233,26 @@ def _start(model, optimizer, checkpoint, config, progress):
     if progress:
         print(f"resuming from {checkpoint} after epoch {start_epoch}", file=sys.stderr)
     return start_epoch, history
+
+
+def _epoch(model, optimizer, run, device, order, epochs, rng, progress, checkpoint):
+    """One epoch (``epochs``: (0-based index, count)) on the host or the device: its sums;
+    a diverging epoch is undone and raised as TrainingDiverged."""
+    epoch, total = epochs
+    good = _snapshot(model, optimizer)
+    try:
+        if device is not None:
+            return _device_epoch(device, model, run, order, epoch)
+        batches = Progress(None if progress is True else progress, f"epoch {epoch + 1}/{total}",
+                           -(-len(order) // run.batch_size), "batches", final_line=False)
+        sums = _host_epoch(model, optimizer, run, order, epoch, rng, batches)
+        batches.clear()
+        return sums
+    except _Diverged as diverged:
+        _restore(model, optimizer, good)
+        kept = checkpoint if checkpoint is not None and checkpoint.exists() else None
+        raise TrainingDiverged(epoch + 1, diverged.where, diverged.loss, optimizer.lr_at(epoch),
+                               kept) from None
 
 
 class _Diverged(Exception):
