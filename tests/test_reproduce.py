@@ -155,3 +155,18 @@ def test_a_measure_saved_with_one_example_reads_as_a_stack_of_one():
     assert stacked_example(image, image, None, False)[2:] == (None, [False])
     stack = np.ones((4, 1, 28, 28))
     assert stacked_example(stack, stack, None, [True] * 4)[0] is stack
+
+
+def test_a_run_reports_its_tasks_to_a_progress_callable(run, mnist_dir, capsys):
+    from npdistill.reproduce import reproduce
+
+    out, _ = run
+    settings = settings_from(True, temperatures=(1, 100), train_limit=1500, jsma_samples=1,
+                             cw_images=2, cw_iterations=150)
+    events = []
+    reproduce(out, settings, data_path=mnist_dir, progress=events.append)
+    tasks = [e for e in events if e.stage == "reproduce"]
+    total = 5 + 3 + 2 * 3                          # 5 nets, 3 attack measures, 2 nets x 3 CW
+    assert [e.done for e in tasks] == list(range(1, total + 1))
+    assert {e.total for e in tasks} == {total} and tasks[-1].figures["last"].endswith(".npz")
+    assert "reproduce:" not in capsys.readouterr().err            # a callable: nothing printed

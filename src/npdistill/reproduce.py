@@ -25,7 +25,7 @@ from ._checks import check_output_dir
 from ._files import write_text
 from .defenses.distillation import distill
 from .nn import architectures
-from .runs import cached_measure, cached_model, load_data, percent, say
+from .runs import RunProgress, cached_measure, cached_model, inner, load_data, percent, say
 from .train import data_checksum, train
 
 TEMPERATURES = (1, 2, 5, 10, 20, 30, 40, 50, 100)
@@ -83,7 +83,7 @@ def train_models(settings, data, out_dir, progress=True):
     out_dir/models and reused by a later run with the same training settings."""
     (x_train, y_train), (x_test, y_test) = data
     key = {**settings.training_key(), "data": data_checksum(x_train, y_train), "recipe": 1}
-    options = dict(epochs=settings.epochs, validation=(x_test, y_test), progress=progress)
+    options = dict(epochs=settings.epochs, validation=(x_test, y_test), progress=inner(progress))
     folder = Path(out_dir) / "models"
 
     def recipe(temperature):
@@ -177,7 +177,7 @@ def evaluate_cw(model, norm, settings, test, rng_seed, progress=True):
         options["c"] = settings.cw_c
     say(progress, f"CW {norm} on {len(x)} images, {settings.cw_iterations} iterations")
     r = CW_ATTACKS[norm](model, x, target=target, max_iterations=settings.cw_iterations,
-                         progress=progress, **options)
+                         progress=inner(progress), **options)
     ok = r.success
     row = {"images": len(x), "success": r.success_rate,
            "mean_distortion": float(getattr(r, norm)[ok].mean()) if ok.any() else None}
@@ -202,13 +202,19 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     """Run everything; write results.json, results.md and the figures into ``out_dir``.
 
     ``data_path``: the MNIST folder (default: $NPDISTILL_DATA/mnist, else the cache);
-    ``download``: fetch it there when missing. Returns the results dict (also in
-    results.json).
+    ``download``: fetch it there when missing. ``progress``: True (lines, and after every
+    task — a net or a measure, done or reused — the count of tasks and an overall ETA),
+    False, or a callable given every ``npdistill.progress.ProgressEvent`` (stage
+    "reproduce" per task, and those of the training and attacks inside). Returns the
+    results dict (also in results.json).
     """
     from . import plots                              # matplotlib only when plotting
 
     began = time.perf_counter()
     out_dir = check_output_dir(out_dir, "out_dir")
+    temperatures = len(settings.temperatures)
+    progress = RunProgress(progress, 1 + 2 * temperatures                        # nets
+                           + 1 + temperatures + 2 * len(cw_norms(settings.attacks)))  # measures
     (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit, download)
     out_dir.mkdir(parents=True, exist_ok=True)
     say(progress, f"{len(x_train):,} training images, {len(x_test):,} test images, "

@@ -28,7 +28,7 @@ from .defenses.distillation import defensive_distillation
 from .defenses.gradient_regularization import gradient_regularization
 from .defenses.mutation_detection import MutationDetector
 from .nn import architectures
-from .runs import cached_model, load_data, percent, say
+from .runs import RunProgress, cached_model, inner, load_data, percent, say
 from .train import data_checksum, train
 
 MODELS = ("undefended", "distilled", "adversarial", "gradient_regularized")
@@ -80,7 +80,7 @@ def train_defended_models(settings, data, out_dir, progress=True):
     key = {**settings.training_key(), "data": data_checksum(x_train, y_train), "recipe": 1}
     folder = Path(out_dir) / "models"
     options = dict(epochs=settings.epochs, seed=settings.seed, validation=(x_test, y_test),
-                   progress=progress)
+                   progress=inner(progress))
     net = lambda: architectures.papernot_mnist(seed=settings.seed)      # noqa: E731
     T = float(settings.temperature)
     builders = {
@@ -144,7 +144,7 @@ def detection(model, settings, test, rng_seed, progress=True):
     detector = MutationDetector(model, (x_test[screen], y_test[screen]),
                                 operator=settings.detector_operator, rate=settings.detector_rate,
                                 max_mutants=settings.detector_mutants, seed=settings.seed,
-                                progress=progress)
+                                progress=inner(progress))
     say(progress, f"mutation detector: calibrating on {k} clean images")
     threshold = detector.calibrate(x_test[calibration])
     clean_lcr = detector.label_change_rate(x_test[clean])
@@ -165,7 +165,7 @@ def detection(model, settings, test, rng_seed, progress=True):
         "cw": attacks.cw_l2(model, x_test[cw_pick], target=attacks.random_targets(
             y_test[cw_pick], 10, rng), max_iterations=settings.cw_iterations,
             **({} if settings.cw_c is None else {"c": settings.cw_c, "binary_search_steps": 3}),
-            progress=progress),
+            progress=inner(progress)),
     }
     for name, result in made.items():
         x_adv = result.x_adv[result.success]
@@ -184,12 +184,13 @@ def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, prog
                        download=False):
     """Train or reload the four nets, measure, write results.json, results.md and figures.
 
-    ``data_path`` and ``download`` as in ``reproduce``.
+    ``data_path``, ``download`` and ``progress`` as in ``reproduce``.
     """
     from . import plots
 
     began = time.perf_counter()
     out_dir = check_output_dir(out_dir, "out_dir")
+    progress = RunProgress(progress, len(MODELS) + 3)      # the nets; curves, transfer, detection
     (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit, download)
     out_dir.mkdir(parents=True, exist_ok=True)
     say(progress, f"defenses: {len(x_train):,} training images, {len(x_test):,} test images")
@@ -199,13 +200,18 @@ def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, prog
     pick = rng.choice(len(x_test), min(settings.attack_images, len(x_test)), replace=False)
     x, y = x_test[pick], y_test[pick]
     target = attacks.random_targets(y, 10, rng)
+    measured = {}
+    for what, measure in (
+            ("curves", lambda: accuracy_curves(models, x, y, settings.epsilons, target, progress)),
+            ("transfer", lambda: transfer_matrix(models, x, y, settings.transfer_eps, progress)),
+            ("detection", lambda: detection(models["undefended"], settings, (x_test, y_test),
+                                            settings.seed + 4000, progress))):
+        measured[what] = measure()
+        progress.task_done(what)
     results = {
         "settings": {**asdict(settings), "train_images": len(x_train), "test_images": len(x_test)},
         "accuracy": {name: metrics.accuracy(model, x_test, y_test) for name, model in models.items()},
-        "curves": accuracy_curves(models, x, y, settings.epsilons, target, progress),
-        "transfer": transfer_matrix(models, x, y, settings.transfer_eps, progress),
-        "detection": detection(models["undefended"], settings, (x_test, y_test),
-                               settings.seed + 4000, progress),
+        **measured,
         "paper_detection_auc": PAPER_DETECTION_AUC,
         "labels": LABELS,
     }

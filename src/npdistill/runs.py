@@ -10,11 +10,40 @@ import numpy as np
 
 from . import datasets
 from .nn.model import load_model, read_archive, write_archive
+from .progress import Progress, check_progress
+
+
+class RunProgress:
+    """A reproduction's progress: its lines (progress=True) or a user's callable, and its
+    tasks (every net and measure, trained or reused) counted as stage "reproduce" with
+    an overall rate and ETA (from the tasks done so far)."""
+
+    def __init__(self, progress, tasks):
+        self.inner = check_progress(progress)     # what train and the attacks are given
+        self.tasks = Progress(progress, "reproduce", tasks, "tasks")
+        self.done = 0
+
+    def __bool__(self):
+        return self.inner is True
+
+    def task_done(self, what):
+        self.done += 1
+        self.tasks.update(self.done, last=what)
+
+
+def inner(progress):
+    """The progress= to give the library's own calls inside a reproduction."""
+    return progress.inner if isinstance(progress, RunProgress) else progress
 
 
 def say(progress, message):
-    if progress:
+    if progress is True or (isinstance(progress, RunProgress) and progress):
         print(f"reproduce: {message}", file=sys.stderr, flush=True)
+
+
+def _task_done(progress, what):
+    if isinstance(progress, RunProgress):
+        progress.task_done(what)
 
 
 def load_data(data_path, train_limit, download=False):
@@ -31,6 +60,7 @@ def cached_model(path, key, build, progress):
         model = load_model(path)
         if model.metadata.get("reproduce") == key:
             say(progress, f"reusing {path}")
+            _task_done(progress, path.name)
             return model
         say(progress, f"{path} was trained with other settings: retraining")
     began = time.perf_counter()
@@ -40,6 +70,7 @@ def cached_model(path, key, build, progress):
     path.parent.mkdir(parents=True, exist_ok=True)
     model.save(path)
     say(progress, f"trained {path.name} in {time.perf_counter() - began:.0f} s")
+    _task_done(progress, path.name)
     return model
 
 
@@ -56,6 +87,7 @@ def cached_measure(path, key, measure, progress):
         arrays, meta = read_archive(path)
         if meta.get("key") == key:
             say(progress, f"reusing {path}")
+            _task_done(progress, path.name)
             examples = {name: stacked_example(arrays[f"{name}.clean"], arrays[f"{name}.adversarial"],
                                        about["target"], about["success"])
                         for name, about in meta["examples"].items()}
@@ -72,6 +104,7 @@ def cached_measure(path, key, measure, progress):
                            for name, (_, _, target, success) in examples.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_archive(path, arrays, header)
+    _task_done(progress, path.name)
     return row, examples, seconds
 
 
