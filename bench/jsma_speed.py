@@ -78,7 +78,8 @@ def main():
         nd.kernels.use(backend)
         for on in ("softmax", "logits"):
             nd.attacks.jsma(model, x[:2], target=targets[:2], on=on)          # warm-up
-            seconds, r = common.timed(lambda: nd.attacks.jsma(model, x, target=targets, on=on), args.repeats)
+            seconds, r = common.timed(lambda: nd.attacks.jsma(model, x, target=targets, on=on),
+                                      args.repeats)
             results[f"npdistill_{backend}_{on}"] = summarize(
                 f"npdistill {backend} ({on})", seconds, n, x, r.x_adv, model, targets)
             examples[on] = r.x_adv

@@ -137,7 +137,8 @@ def counter_attacks(models, x, y, path, cw_images, cw_iterations):
         T = m.metadata.get("training_temperature", 1.0)
         rows["FGSM at T = 1"].append(nd.attacks.fgsm(m, x, y, eps=0.3).success_rate)
         rows["FGSM, logits / T"].append(nd.attacks.fgsm(m, x, y, eps=0.3, T=T).success_rate)
-        rows["JSMA on the softmax"].append(nd.attacks.jsma(m, x[:n], target=target[:n]).success_rate)
+        rows["JSMA on the softmax"].append(
+            nd.attacks.jsma(m, x[:n], target=target[:n]).success_rate)
         rows["JSMA on the logits"].append(
             nd.attacks.jsma(m, x[:n], target=target[:n], on="logits").success_rate)
         rows["CW L2 (logits)"].append(nd.attacks.cw_l2(

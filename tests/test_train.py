@@ -97,7 +97,8 @@ def test_bad_training_data_is_refused(toy_data, mutate, error, match):
 
 @pytest.mark.parametrize("kwargs, error", [
     ({"epochs": 0}, ValueError), ({"epochs": 1.5}, TypeError), ({"lr": -1.0}, ValueError),
-    ({"momentum": 1.0}, ValueError), ({"temperature": 0.0}, ValueError), ({"seed": -1}, ValueError), ({"seed": "1"}, TypeError),
+    ({"momentum": 1.0}, ValueError), ({"temperature": 0.0}, ValueError), ({"seed": -1}, ValueError),
+    ({"seed": "1"}, TypeError),
     ({"batch_size": 0}, ValueError)])
 def test_bad_hyperparameters_are_refused(toy_data, kwargs, error):
     with pytest.raises(error):

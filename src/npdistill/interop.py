@@ -39,7 +39,8 @@ def _array(value, name):
 def _weight_layers(model):
     if not isinstance(model, Sequential):
         raise TypeError(f"model must be an npdistill Sequential, got {type(model).__name__}")
-    return [(i, layer) for i, layer in enumerate(model.layers) if isinstance(layer, (Conv2D, Dense))]
+    return [(i, layer) for i, layer in enumerate(model.layers)
+            if isinstance(layer, (Conv2D, Dense))]
 
 
 def _to_ours(layer, weight):

@@ -161,7 +161,8 @@ def detection(model, settings, test, rng_seed, progress=True):
     made = {
         "fgsm": attacks.fgsm(model, x_test[pick], y_test[pick], eps=0.3, progress=False),
         "jsma": attacks.jsma(model, x_test[jsma_pick],
-                             target=attacks.random_targets(y_test[jsma_pick], 10, rng), progress=False),
+                             target=attacks.random_targets(y_test[jsma_pick], 10, rng),
+                             progress=False),
         "cw": attacks.cw_l2(model, x_test[cw_pick], target=attacks.random_targets(
             y_test[cw_pick], 10, rng), max_iterations=settings.cw_iterations,
             **({} if settings.cw_c is None else {"c": settings.cw_c, "binary_search_steps": 3}),

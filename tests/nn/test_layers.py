@@ -214,7 +214,8 @@ def test_normalize_gradients(n, c, h, w, per_channel, seed):
 def test_normalize_is_the_per_channel_standardization_and_refuses_bad_statistics(rng):
     x = rng.random((2, 3, 4, 4))
     layer = layers.Normalize([0.1, 0.2, 0.3], [0.5, 0.25, 2.0])
-    expected = (x - np.array([0.1, 0.2, 0.3])[:, None, None]) / np.array([0.5, 0.25, 2.0])[:, None, None]
+    mean, std = np.array([0.1, 0.2, 0.3])[:, None, None], np.array([0.5, 0.25, 2.0])[:, None, None]
+    expected = (x - mean) / std
     np.testing.assert_allclose(layer.forward(x), expected, rtol=1e-15)
     assert layers.Normalize(0.5, 0.25).forward(x).shape == x.shape       # one value for all
     for mean, std, match in [([0.1, 0.2], [1.0, 1.0, 1.0], "one value per channel"),

@@ -38,7 +38,8 @@ def _seeds(z, target, on, T):
     return np.stack([onehot, 1 - onehot])
 
 
-def jsma(model, x, y=None, *, target=None, theta=1.0, gamma=0.145, on="softmax", T=1.0, clip=(0.0, 1.0),
+def jsma(model, x, y=None, *, target=None, theta=1.0, gamma=0.145, on="softmax", T=1.0,
+         clip=(0.0, 1.0),
          search_domain=None, batch_size=100, progress=None):
     """Targeted JSMA.
 

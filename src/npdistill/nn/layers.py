@@ -320,7 +320,8 @@ class Dense(Layer):
 
     @classmethod
     def param_shapes(cls, config):
-        return {"W": (config["in_features"], config["out_features"]), "b": (config["out_features"],)}
+        features = config["out_features"]
+        return {"W": (config["in_features"], features), "b": (features,)}
 
     def output_shape(self, shape):
         if len(shape) != 2 or shape[1] != self.in_features:
