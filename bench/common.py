@@ -108,29 +108,10 @@ class TorchWorker:
 
 
 def to_torch(model, torch, softmax=False):
-    """A torch.nn.Sequential carrying the same weights (eval mode), logits or softmax outputs."""
-    nn = torch.nn
-    modules = []
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "Conv2D":
-            conv = nn.Conv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
-                             padding=0 if layer.padding == "valid" else "same")
-            conv.weight.data = torch.from_numpy(layer.params["W"].astype(np.float32).copy())
-            conv.bias.data = torch.from_numpy(layer.params["b"].astype(np.float32).copy())
-            modules.append(conv)
-        elif kind == "Dense":
-            dense = nn.Linear(layer.in_features, layer.out_features)
-            dense.weight.data = torch.from_numpy(layer.params["W"].T.astype(np.float32).copy())
-            dense.bias.data = torch.from_numpy(layer.params["b"].astype(np.float32).copy())
-            modules.append(dense)
-        elif kind == "MaxPool2D":
-            modules.append(nn.MaxPool2d(layer.size))
-        else:
-            modules.append({"ReLU": nn.ReLU, "Flatten": nn.Flatten, "Dropout": nn.Dropout}[kind]())
-    if softmax:
-        modules.append(nn.Softmax(dim=1))
-    return nn.Sequential(*modules).eval()
+    """A torch.nn.Sequential carrying the same weights in float32 (eval mode), logits or
+    softmax outputs: npdistill.interop.to_torch, with a Softmax appended when asked."""
+    net = nd.interop.to_torch(model.astype(np.float32))
+    return torch.nn.Sequential(*net, torch.nn.Softmax(dim=1)).eval() if softmax else net
 
 
 def check_same_logits(model, torch_model, torch, x, tol=1e-4):

@@ -160,3 +160,40 @@ def test_to_torch_and_back_equal_the_model():
     np.testing.assert_allclose(theirs, model.logits(x), rtol=1e-10, atol=1e-12)
     back = interop.from_torch(net, dtype=np.float64)
     np.testing.assert_allclose(back.logits(x), model.logits(x), rtol=1e-12)
+
+
+def papernot_torch_net(torch):
+    """The paper's MNIST net as PyTorch users write it (default PyTorch initialisation)."""
+    from torch import nn
+
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Flatten(), nn.Linear(64 * 4 * 4, 200), nn.ReLU(), nn.Dropout(0.5),
+        nn.Linear(200, 200), nn.ReLU(), nn.Dropout(0.5), nn.Linear(200, 10)).eval()
+
+
+@pytest.mark.mnist
+def test_a_real_torch_net_gives_torchs_logits_and_fgsm_on_real_mnist(mnist):
+    torch = pytest.importorskip("torch")
+    _, (x, y) = mnist
+    x, y = x[:100], y[:100]
+    net = papernot_torch_net(torch)
+    model = interop.from_torch(net)
+    assert model.architecture() == nd.architectures.papernot_mnist().architecture()
+    x_t = torch.from_numpy(x).requires_grad_(True)
+    z_t = net(x_t)
+    ours = model.logits(x)
+    scale = np.abs(ours).max()
+    np.testing.assert_allclose(ours, z_t.detach().numpy(), rtol=1e-5, atol=1e-5 * scale)
+    torch.nn.functional.cross_entropy(z_t, torch.from_numpy(y), reduction="sum").backward()
+    theirs = torch.clamp(x_t + 0.3 * x_t.grad.sign(), 0, 1).detach().numpy()
+    r = nd.attacks.fgsm(model, x, y, eps=0.3)
+    # The same step but for ~0.03% of the pixels: in flat image regions a pooling window's
+    # values are equal in exact arithmetic, and float32 rounding (which differs between the
+    # two convolution codes) picks the window's maximum, so the gradient's route.
+    assert np.mean(r.x_adv != theirs) < 1e-3
+    with torch.no_grad():
+        their_success = (net(torch.from_numpy(theirs)).argmax(1).numpy() != y).mean()
+    assert abs(r.success.mean() - their_success) <= 0.02

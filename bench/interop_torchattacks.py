@@ -1,0 +1,108 @@
+"""A PyTorch model brought in with npdistill.interop, attacked here and by torchattacks.
+
+    python bench/interop_torchattacks.py [--images 100] [--jsma-images 20] [--cw-images 20]
+                                         [--cw-steps 100] [--model m.npz] [--json]
+
+The cached 3-epoch MNIST net is exported with ``interop.to_torch`` (the PyTorch model a
+user would have) and imported back with ``interop.from_torch`` (what npdistill attacks);
+both see the same first test images. Same attack settings on both sides:
+
+- FGSM eps = 0.3, untargeted: the fraction of identical adversarial pixels and success;
+- JSMA theta = 1, gamma = 0.1, target (y + 1) % 10 (torchattacks' defaults), on the
+  softmax, searching pixels below 0.99 as torchattacks does: success and mean L0;
+- CW L2 at a fixed c = 1 (torchattacks has no binary search), kappa = 0, lr 0.01,
+  ``--cw-steps`` Adam steps, untargeted: success and mean L2 (ours: one binary-search
+  step at c = 1 without abort-early, the same problem).
+
+This compares answers, not speed (torch is in this process; see jsma_speed.py and
+cw_speed.py for timings, each contender in its own process).
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+import npdistill as nd  # noqa: E402
+
+
+def summary(x, x_adv, success, norm):
+    d = (x_adv - x).reshape(len(x), -1)
+    size = {"l0": lambda v: (v != 0).sum(axis=1), "l2": lambda v: np.sqrt((v ** 2).sum(axis=1)),
+            "linf": lambda v: np.abs(v).max(axis=1)}[norm](d)
+    return {"success": float(success.mean()),
+            f"mean_{norm}": float(size[success].mean()) if success.any() else None}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--jsma-images", type=int, default=20)
+    parser.add_argument("--cw-images", type=int, default=20)
+    parser.add_argument("--cw-steps", type=int, default=100)
+    parser.add_argument("--model", help="a saved model (default: the cached 3-epoch net)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch = common.import_torch()
+    try:
+        import torchattacks
+    except ImportError:
+        raise SystemExit("needs torch and torchattacks: pip install torch torchattacks")
+
+    model = common.trained_mnist(path=args.model)
+    net = nd.interop.to_torch(model.astype(np.float32))               # the user's model
+    ours = nd.interop.from_torch(net)                                  # what npdistill attacks
+    _, (x_test, y_test) = common.load_mnist()
+    x, y = x_test[:args.images], y_test[:args.images]
+    err = common.check_same_logits(ours, net, torch, x, tol=1e-4)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    rows = {"max_logit_difference": err}
+
+    r = nd.attacks.fgsm(ours, x, y, eps=0.3)
+    theirs = torchattacks.FGSM(net, eps=0.3)(tx, ty).numpy()
+    with torch.no_grad():
+        their_success = net(torch.from_numpy(theirs)).argmax(1).numpy() != y
+    rows["fgsm"] = {"npdistill": summary(x, r.x_adv, r.success, "linf"),
+                    "torchattacks": summary(x, theirs, their_success, "linf"),
+                    "identical_pixels": float(np.mean(r.x_adv == theirs))}
+
+    m = args.jsma_images
+    target = (y[:m] + 1) % 10
+    r = nd.attacks.jsma(ours, x[:m], target=target, theta=1.0, gamma=0.1,
+                        search_domain=x[:m] < 0.99)
+    softmax_net = common.to_torch(model, torch, softmax=True)
+    theirs = torchattacks.JSMA(softmax_net, theta=1.0, gamma=0.1)(tx[:m], ty[:m]).numpy()
+    with torch.no_grad():
+        their_success = net(torch.from_numpy(theirs)).argmax(1).numpy() == target
+    rows["jsma"] = {"npdistill": summary(x[:m], r.x_adv, r.success, "l0"),
+                    "torchattacks": summary(x[:m], theirs, their_success, "l0")}
+
+    m = args.cw_images
+    r = nd.attacks.cw_l2(ours, x[:m], y[:m], c=1.0, binary_search_steps=1,
+                         max_iterations=args.cw_steps, lr=0.01, abort_early=False)
+    theirs = torchattacks.CW(net, c=1, kappa=0, steps=args.cw_steps, lr=0.01)(tx[:m], ty[:m])
+    theirs = theirs.numpy()
+    with torch.no_grad():
+        their_success = net(torch.from_numpy(theirs)).argmax(1).numpy() != y[:m]
+    rows["cw_l2"] = {"npdistill": summary(x[:m], r.x_adv, r.success, "l2"),
+                     "torchattacks": summary(x[:m], theirs, their_success, "l2")}
+
+    print(f"{common.machine()}; logits of the imported net equal torch's to {err:.1e}")
+    for attack in ("fgsm", "jsma", "cw_l2"):
+        row = rows[attack]
+        cells = [f"{side}: {row[side]['success']:.0%} success, " + ", ".join(
+            f"{k} {v:.3g}" for k, v in row[side].items() if k != "success" and v is not None)
+                 for side in ("npdistill", "torchattacks")]
+        extra = f"; identical pixels {row['identical_pixels']:.4%}" if "identical_pixels" in row \
+            else ""
+        print(f"{attack:6s} {cells[0]}  |  {cells[1]}{extra}")
+    if args.json:
+        print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
