@@ -5,7 +5,9 @@ Exit status: 0 success, 2 a usage error (a bad flag, an output path that cannot 
 written, no data where it was looked for), 1 a run that failed, 130 interrupted.
 """
 import argparse
+import contextlib
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -92,12 +94,57 @@ def _train_command(args):
     return 0
 
 
+def worker_environ(threads):
+    """Environment of a worker process: this process's backend, and ``threads`` BLAS and
+    OpenMP threads. The thread count is part of the arithmetic (OpenBLAS splits some
+    GEMMs' sums across threads): a task gives bit for bit what a serial run with the same
+    count gives (OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=threads)."""
+    return {"NPDISTILL_BACKEND": kernels.backend(), "OMP_NUM_THREADS": str(threads),
+            "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+@contextlib.contextmanager
+def _dask_client(args):
+    """A Dask client for --workers (a LocalCluster of worker processes sharing the cores)
+    or --scheduler (a running cluster); None for a serial run."""
+    if args.workers is None and args.scheduler is None:
+        yield None
+        return
+    from .distributed import require_dask
+    try:
+        distributed = require_dask()
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    if args.scheduler is not None:
+        with distributed.Client(args.scheduler) as client:
+            print(f"Dask scheduler {args.scheduler}: {len(client.nthreads())} workers",
+                  file=sys.stderr)
+            yield client
+        return
+    import dask
+
+    # the cores shared out (more threads than cores: OpenMP's spinning costs 5-10x);
+    # set before the worker processes start (Dask's env= lands after numpy has loaded)
+    threads = max(1, (os.cpu_count() or 1) // args.workers)
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}),
+               **worker_environ(threads)}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+            distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
+                                     processes=True) as cluster, \
+            distributed.Client(cluster) as client:
+        print(f"Dask: {args.workers} worker processes, one task at a time each with {threads} "
+              f"BLAS/OpenMP threads; dashboard {cluster.dashboard_link}", file=sys.stderr)
+        yield client
+
+
 def _reproduce_command(args):
     _check_outputs((check_output_dir, args.out, "--out"))
     run, settings, what = (_defenses_run if args.defenses else _distillation_run)(args)
     _choose_backend(args)
     began = time.perf_counter()
-    run(args.out, settings, data_path=args.data, progress=not args.quiet, download=args.download)
+    with _dask_client(args) as client:
+        run(args.out, settings, data_path=args.data, progress=not args.quiet,
+            download=args.download, client=client)
     print((args.out / "results.md").read_text())
     print(f"{what} finished in {(time.perf_counter() - began) / 60:.1f} min; "
           f"results in {args.out}")
@@ -248,6 +295,13 @@ def build_parser():
     r.add_argument("--attacks", nargs="+", default=None, choices=ATTACK_CHOICES,
                    help="default: jsma fgsm cw; cw_l2, cw_linf, cw_l0: one CW norm (measures "
                         "already in OUT/measures are reused)")
+    where = r.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                       help="run the nets and measures as a Dask task graph on N local worker "
+                            "processes (needs: pip install \"npdistill[distributed]\")")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run them on a running Dask cluster (dask scheduler / dask worker), "
+                            "e.g. tcp://10.0.0.1:8786")
     r.set_defaults(run=_reproduce_command)
     return parser
 

@@ -25,7 +25,7 @@ from ._checks import check_output_dir
 from ._files import write_text
 from .defenses.distillation import distill
 from .nn import architectures
-from .runs import RunProgress, cached_measure, cached_model, inner, load_data, percent, say
+from .runs import Runner, RunProgress, load_data, percent, say
 from .train import data_checksum, train
 
 TEMPERATURES = (1, 2, 5, 10, 20, 30, 40, 50, 100)
@@ -77,13 +77,17 @@ def _key(name):
     return name if name == "baseline" else f"{name:g}"
 
 
-def train_models(settings, data, out_dir, progress=True):
+def train_models(settings, data, out_dir, progress=True, runner=None):
     """({"baseline": model, T: distilled student, ...}, [training seconds of each net
     whose time was recorded, teachers included]); teachers and students are saved in
-    out_dir/models and reused by a later run with the same training settings."""
+    out_dir/models and reused by a later run with the same training settings. The
+    teacher at T = 1 is the baseline (the same recipe and seed): trained once.
+    ``runner``: where the nets train (runs.Runner; default: here, one after another)."""
+    runner = Runner(progress) if runner is None else runner
     (x_train, y_train), (x_test, y_test) = data
     key = {**settings.training_key(), "data": data_checksum(x_train, y_train), "recipe": 1}
-    options = dict(epochs=settings.epochs, validation=(x_test, y_test), progress=inner(progress))
+    options = dict(epochs=settings.epochs, validation=(x_test, y_test),
+                   progress=runner.worker_progress)
     folder = Path(out_dir) / "models"
 
     def recipe(temperature):
@@ -97,21 +101,25 @@ def train_models(settings, data, out_dir, progress=True):
         return train(architectures.papernot_mnist(seed=seed), (x_train, y_train), seed=seed,
                      **recipe(temperature))[0]
 
-    models = {"baseline": cached_model(folder / "baseline.npz", key,
-                                 lambda: trained(1.0, settings.seed), progress)}
-    nets = []
+    def distilled(teacher, temperature):
+        return distill(teacher, (x_train, y_train), seed=settings.seed + 1,
+                       **recipe(temperature))
+
+    models = {"baseline": runner.model(folder / "baseline.npz", key, trained, 1.0,
+                                       settings.seed)}
+    teachers = []
     for T in settings.temperatures:
-        say(progress, f"temperature {T}: teacher")
-        teacher = cached_model(folder / f"teacher_T{_key(T)}.npz", key,
-                         lambda T=T: trained(float(T), settings.seed), progress)
-        say(progress, f"temperature {T}: distilled student")
-        models[T] = cached_model(folder / f"student_T{_key(T)}.npz", {**key, "teacher": teacher.checksum()},
-                           lambda T=T, teacher=teacher: distill(
-                               teacher, (x_train, y_train), seed=settings.seed + 1,
-                               **recipe(T)), progress)
-        nets.append(teacher)
-    nets += list(models.values())
-    return models, [m.metadata["train_seconds"] for m in nets if "train_seconds" in m.metadata]
+        say(progress, f"temperature {T}: teacher, then its distilled student")
+        teacher = models["baseline"] if float(T) == 1.0 else runner.model(
+            folder / f"teacher_T{_key(T)}.npz", key, trained, float(T), settings.seed)
+        models[T] = runner.model(folder / f"student_T{_key(T)}.npz",
+                                 lambda teacher, _: {**key, "teacher": teacher.checksum()},
+                                 distilled, teacher, float(T))
+        teachers.append(teacher)
+    models = {name: runner.value(handle) for name, handle in models.items()}
+    nets = {id(net): net for net in [runner.value(t) for t in teachers] + list(models.values())}
+    return models, [m.metadata["train_seconds"] for m in nets.values()
+                    if "train_seconds" in m.metadata]
 
 
 def evaluate(model, name, settings, test, rng_seed, progress=True):
@@ -177,7 +185,7 @@ def evaluate_cw(model, norm, settings, test, rng_seed, progress=True):
         options["c"] = settings.cw_c
     say(progress, f"CW {norm} on {len(x)} images, {settings.cw_iterations} iterations")
     r = CW_ATTACKS[norm](model, x, target=target, max_iterations=settings.cw_iterations,
-                         progress=inner(progress), **options)
+                         progress=progress, **options)
     ok = r.success
     row = {"images": len(x), "success": r.success_rate,
            "mean_distortion": float(getattr(r, norm)[ok].mean()) if ok.any() else None}
@@ -198,57 +206,67 @@ def measure_keys(settings, model, test):
     return attack_key, cw_key
 
 
-def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, download=False):
+def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, download=False,
+              client=None):
     """Run everything; write results.json, results.md and the figures into ``out_dir``.
 
     ``data_path``: the MNIST folder (default: $NPDISTILL_DATA/mnist, else the cache);
     ``download``: fetch it there when missing. ``progress``: True (lines, and after every
     task — a net or a measure, done or reused — the count of tasks and an overall ETA),
     False, or a callable given every ``npdistill.progress.ProgressEvent`` (stage
-    "reproduce" per task, and those of the training and attacks inside). Returns the
-    results dict (also in results.json).
+    "reproduce" per task, and those of the training and attacks inside). ``client``: a
+    ``distributed.Client``: the nets and measures run as a Dask task graph on its workers
+    (students after their teachers, each net's measures as soon as it is trained); the
+    files and results are those of the serial run. Returns the results dict (also in
+    results.json).
     """
     from . import plots                              # matplotlib only when plotting
 
     began = time.perf_counter()
     out_dir = check_output_dir(out_dir, "out_dir")
     temperatures = len(settings.temperatures)
-    progress = RunProgress(progress, 1 + 2 * temperatures                        # nets
-                           + 1 + temperatures + 2 * len(cw_norms(settings.attacks)))  # measures
+    nets = 1 + 2 * temperatures - (1 in settings.temperatures)     # teacher_T1 is the baseline
+    progress = RunProgress(progress, nets + 1 + temperatures + 2 * len(cw_norms(settings.attacks)))
+    runner = Runner(progress, client)
     (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit, download)
     out_dir.mkdir(parents=True, exist_ok=True)
     say(progress, f"{len(x_train):,} training images, {len(x_test):,} test images, "
                    f"temperatures {list(settings.temperatures)}")
     models, trained = train_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir,
-                                   progress)
+                                   progress, runner)
     folder = out_dir / "measures"
-    rows, examples, cw, seconds = {}, {}, {}, 0.0
+    test, inside = (x_test, y_test), runner.worker_progress
+    measures = []                                     # (model name, what, handle)
 
     def label(name):
         return "the baseline" if name == "baseline" else f"T={name}"
 
-    def measure(name, what, key, run):
-        nonlocal seconds
+    def measure(name, what, key, work, *args):
         stem = "baseline" if name == "baseline" else f"T{_key(name)}"
-        row, example, spent = cached_measure(folder / f"{stem}_{what}.npz", key, run, progress)
-        examples.setdefault(_key(name), {}).update(example)
-        seconds += spent
-        return row
+        measures.append((name, what, runner.measure(folder / f"{stem}_{what}.npz", key, work,
+                                                    *args)))
 
-    keys = {name: measure_keys(settings, model, (x_test, y_test)) for name, model in models.items()}
+    keys = {name: measure_keys(settings, model, test) for name, model in models.items()}
     for name, model in models.items():
         # one seed for every model: the same samples are attacked on each
-        rows[_key(name)] = measure(name, "attacks", keys[name][0], lambda m=model, n=name: evaluate(
-            m, label(n), settings, (x_test, y_test), settings.seed + 1000, progress))
+        measure(name, "attacks", keys[name][0], evaluate, model, label(name), settings, test,
+                settings.seed + 1000, inside)
     # the CW attacks last: they take the longest, and the table above is complete without
     # them; the quickest norm first on both nets, so that a cut-off run has the most to show
     for norm in cw_norms(settings.attacks):
         for name in ("baseline", max(settings.temperatures)):
             say(progress, f"Carlini-Wagner {norm} on {label(name)}")
-            cw.setdefault(_key(name), {})[norm] = measure(
-                name, f"cw_{norm}", {**keys[name][1], "norm": norm},
-                lambda m=models[name], norm=norm: evaluate_cw(
-                    m, norm, settings, (x_test, y_test), settings.seed + 2000, progress))
+            measure(name, f"cw_{norm}", {**keys[name][1], "norm": norm}, evaluate_cw,
+                    models[name], norm, settings, test, settings.seed + 2000, inside)
+    rows, examples, cw, seconds = {}, {}, {}, 0.0
+    for name, what, handle in measures:
+        row, example, spent = runner.value(handle)
+        examples.setdefault(_key(name), {}).update(example)
+        seconds += spent
+        if what == "attacks":
+            rows[_key(name)] = row
+        else:
+            cw.setdefault(_key(name), {})[what[len("cw_"):]] = row
     results = {"settings": {**asdict(settings), "train_images": len(x_train),
                             "test_images": len(x_test)},
                "paper": {**PAPER, "jsma_success": {str(k): v for k, v in PAPER["jsma_success"].items()},

@@ -28,7 +28,7 @@ from .defenses.distillation import defensive_distillation
 from .defenses.gradient_regularization import gradient_regularization
 from .defenses.mutation_detection import MutationDetector
 from .nn import architectures
-from .runs import RunProgress, cached_model, inner, load_data, percent, say
+from .runs import Runner, RunProgress, inner, load_data, percent, say
 from .train import data_checksum, train
 
 MODELS = ("undefended", "distilled", "adversarial", "gradient_regularized")
@@ -74,13 +74,15 @@ QUICK_DEFENSES = DefenseSettings(epochs=2, train_limit=3000, epsilons=(0.0, 0.1,
                                  jsma_images=8, cw_images=8, cw_iterations=100, cw_c=1.0)
 
 
-def train_defended_models(settings, data, out_dir, progress=True):
-    """{name: model} for MODELS, saved in out_dir/models and reused with the same settings."""
+def train_defended_models(settings, data, out_dir, progress=True, runner=None):
+    """{name: model} for MODELS, saved in out_dir/models and reused with the same settings;
+    ``runner`` (runs.Runner) trains them here or on Dask workers, side by side."""
+    runner = Runner(progress) if runner is None else runner
     (x_train, y_train), (x_test, y_test) = data
     key = {**settings.training_key(), "data": data_checksum(x_train, y_train), "recipe": 1}
     folder = Path(out_dir) / "models"
     options = dict(epochs=settings.epochs, seed=settings.seed, validation=(x_test, y_test),
-                   progress=inner(progress))
+                   progress=runner.worker_progress)
     net = lambda: architectures.papernot_mnist(seed=settings.seed)      # noqa: E731
     T = float(settings.temperature)
     builders = {
@@ -95,11 +97,11 @@ def train_defended_models(settings, data, out_dir, progress=True):
         "gradient_regularized": lambda: gradient_regularization(
             net(), (x_train, y_train), lam=settings.gradient_lambda, **options)[0],
     }
-    models = {}
+    handles = {}
     for name in MODELS:
         say(progress, f"model: {LABELS[name]}")
-        models[name] = cached_model(folder / f"{name}.npz", key, builders[name], progress)
-    return models
+        handles[name] = runner.model(folder / f"{name}.npz", key, builders[name])
+    return {name: runner.value(handle) for name, handle in handles.items()}
 
 
 def accuracy_curves(models, x, y, epsilons, target, progress=True):
@@ -182,10 +184,11 @@ def detection(model, settings, test, rng_seed, progress=True):
 
 
 def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, progress=True,
-                       download=False):
+                       download=False, client=None):
     """Train or reload the four nets, measure, write results.json, results.md and figures.
 
-    ``data_path``, ``download`` and ``progress`` as in ``reproduce``.
+    ``data_path``, ``download``, ``progress`` and ``client`` as in ``reproduce`` (on Dask
+    the four nets train side by side; the measures run here).
     """
     from . import plots
 
@@ -196,7 +199,7 @@ def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, prog
     out_dir.mkdir(parents=True, exist_ok=True)
     say(progress, f"defenses: {len(x_train):,} training images, {len(x_test):,} test images")
     models = train_defended_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir,
-                                   progress)
+                                   progress, Runner(progress, client))
     rng = np.random.default_rng(settings.seed + 3000)
     pick = rng.choice(len(x_test), min(settings.attack_images, len(x_test)), replace=False)
     x, y = x_test[pick], y_test[pick]

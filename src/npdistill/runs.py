@@ -54,48 +54,55 @@ def load_data(data_path, train_limit, download=False):
     return (x_train, y_train), test
 
 
-def cached_model(path, key, build, progress):
-    """Reuse a model saved with the same training settings, else build and save it."""
-    if path.exists():
-        model = load_model(path)
-        if model.metadata.get("reproduce") == key:
-            say(progress, f"reusing {path}")
-            _task_done(progress, path.name)
-            return model
-        say(progress, f"{path} was trained with other settings: retraining")
+def _trained(build, *deps):
+    """A net task's work, wherever it runs: build(*deps), its time in its metadata."""
     began = time.perf_counter()
-    model = build()
-    model.metadata["reproduce"] = key
+    model = build(*deps)
     model.metadata["train_seconds"] = time.perf_counter() - began
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model.save(path)
-    say(progress, f"trained {path.name} in {time.perf_counter() - began:.0f} s")
-    _task_done(progress, path.name)
     return model
 
 
-def cached_measure(path, key, measure, progress):
-    """Reuse a measure saved with the same key, else run ``measure()`` and save it.
-
-    ``measure()`` returns (row, examples): a JSON-ready dict and {attack: (clean,
-    adversarial, targets or None, successes)}, the first few attacks stacked.
-    Both go into one .npz archive (the images as arrays, the rest as its JSON
-    header), so an interrupted run loses at most the measure it was taking.
-    """
-    key = json.loads(json.dumps(key))
-    if path.exists():
-        arrays, meta = read_archive(path)
-        if meta.get("key") == key:
-            say(progress, f"reusing {path}")
-            _task_done(progress, path.name)
-            examples = {name: stacked_example(arrays[f"{name}.clean"], arrays[f"{name}.adversarial"],
-                                       about["target"], about["success"])
-                        for name, about in meta["examples"].items()}
-            return meta["row"], examples, meta["seconds"]
-        say(progress, f"{path} was measured with other settings: measuring again")
+def _measured(measure, *deps):
+    """A measure task's work, wherever it runs: (row, examples, seconds)."""
     began = time.perf_counter()
-    row, examples = measure()
-    seconds = time.perf_counter() - began
+    row, examples = measure(*deps)
+    return row, examples, time.perf_counter() - began
+
+
+def _saved_model(path, key, progress):
+    """The model saved at ``path`` with training settings ``key``, or None."""
+    if not path.exists():
+        return None
+    model = load_model(path)
+    if model.metadata.get("reproduce") == key:
+        return model
+    say(progress, f"{path} was trained with other settings: retraining")
+    return None
+
+
+def _save_model(path, key, model, progress):
+    model.metadata["reproduce"] = key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    say(progress, f"trained {path.name} in {model.metadata['train_seconds']:.0f} s")
+    return model
+
+
+def _saved_measure(path, key, progress):
+    """(row, examples, seconds) saved at ``path`` with ``key``, or None."""
+    if not path.exists():
+        return None
+    arrays, meta = read_archive(path)
+    if meta.get("key") != key:
+        say(progress, f"{path} was measured with other settings: measuring again")
+        return None
+    examples = {name: stacked_example(arrays[f"{name}.clean"], arrays[f"{name}.adversarial"],
+                                      about["target"], about["success"])
+                for name, about in meta["examples"].items()}
+    return meta["row"], examples, meta["seconds"]
+
+
+def _save_measure(path, key, row, examples, seconds):
     arrays = {}
     for name, (clean, adversarial, _, _) in examples.items():
         arrays[f"{name}.clean"], arrays[f"{name}.adversarial"] = clean, adversarial
@@ -104,8 +111,89 @@ def cached_measure(path, key, measure, progress):
                            for name, (_, _, target, success) in examples.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
     write_archive(path, arrays, header)
-    _task_done(progress, path.name)
     return row, examples, seconds
+
+
+class Runner:
+    """Runs a reproduction's tasks — each net and each measure, saved under OUT and reused
+    when saved with the same key — one after another (``client=None``), or as a Dask task
+    graph on ``client``'s workers (npdistill.distributed).
+
+    ``model(...)`` and ``measure(...)`` return a handle at once (on Dask, a future: the
+    task is running); ``value(handle)`` waits for it and the first time saves it here, on
+    the client, with the same atomic writes as a serial run: workers need no shared
+    filesystem, and a run cut off resumes from what was saved. ``worker_progress`` is the
+    progress= for the library calls inside a task (nothing is printed on workers).
+    """
+
+    def __init__(self, progress, client=None):
+        self.progress, self.client = progress, client
+        self.worker_progress = inner(progress) if client is None else False
+        self._pending, self._values, self._shipped = {}, {}, {}
+
+    def _is_future(self, handle):
+        return self.client is not None and type(handle).__name__ == "Future"
+
+    def model(self, path, key, build, *deps):
+        """The model ``build(*deps)`` saved at ``path``. ``key``: its training settings, or
+        a function of the deps' values giving them (a student's names its teacher)."""
+        if not any(self._is_future(d) for d in deps):
+            ready = key(*deps) if callable(key) else key
+            saved = _saved_model(path, ready, self.progress)
+            if saved is not None:
+                say(self.progress, f"reusing {path}")
+                _task_done(self.progress, path.name)
+                return saved
+        return self._run(("model", path, key, deps), _trained, build, deps)
+
+    def measure(self, path, key, measure, *deps):
+        """The (row, examples, seconds) of ``measure(*deps)`` saved at ``path`` with ``key``
+        (a JSON-ready dict). ``measure`` returns (row, examples): a JSON-ready dict and
+        {attack: (clean, adversarial, targets or None, successes)}; both go into one .npz
+        archive (the images as arrays, the rest as its JSON header)."""
+        key = json.loads(json.dumps(key))
+        saved = _saved_measure(path, key, self.progress)
+        if saved is not None:
+            say(self.progress, f"reusing {path}")
+            _task_done(self.progress, path.name)
+            return saved
+        return self._run(("measure", path, key, deps), _measured, measure, deps)
+
+    def _run(self, task, wrapper, work, deps):
+        if self.client is None:
+            return self._finish(task, wrapper(work, *deps))
+        future = self.client.submit(wrapper, self._ship(work),
+                                    *(d if self._is_future(d) else self._ship(d) for d in deps),
+                                    pure=False)
+        self._pending[future.key] = (task, future)
+        return future
+
+    def _ship(self, obj):
+        """``obj`` (a task's function with the data it holds, a model, the test set...) sent
+        to the cluster once, however many tasks use it: a future standing for it."""
+        if id(obj) not in self._shipped:
+            self._shipped[id(obj)] = (obj, self.client.scatter([obj], hash=False)[0])
+        return self._shipped[id(obj)][1]
+
+    def value(self, handle):
+        """What the handle stands for (waiting for it on Dask, saving it the first time)."""
+        if not self._is_future(handle):
+            return handle
+        if handle.key not in self._values:
+            task, _ = self._pending.pop(handle.key)
+            self._values[handle.key] = self._finish(task, handle.result())
+        return self._values[handle.key]
+
+    def _finish(self, task, result):
+        kind, path, key, deps = task
+        if kind == "model":
+            if callable(key):
+                key = key(*(self.value(d) for d in deps))
+            value = _save_model(path, key, result, self.progress)
+        else:
+            value = _save_measure(path, key, *result)
+        _task_done(self.progress, path.name)
+        return value
 
 
 def stacked_example(clean, adversarial, target, success):
