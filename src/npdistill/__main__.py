@@ -104,6 +104,29 @@ def worker_environ(threads):
 
 
 @contextlib.contextmanager
+def _spawn_environ(values):
+    """``values`` in the environment Dask's nannies give the worker processes they spawn.
+    They must be set before a worker imports numpy (Dask's env= lands later), through its
+    pre-spawn environment — where this process's own variables win, and Dask writes that
+    environment into this process (OMP_NUM_THREADS=1 ...) when it spawns: so both are set
+    while the cluster starts, and this process's restored after."""
+    import dask
+
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    spawn = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **values}
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn}):
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
 def _dask_client(args):
     """A Dask client for --workers (a LocalCluster of worker processes sharing the cores)
     or --scheduler (a running cluster); None for a serial run."""
@@ -121,14 +144,9 @@ def _dask_client(args):
                   file=sys.stderr)
             yield client
         return
-    import dask
-
-    # the cores shared out (more threads than cores: OpenMP's spinning costs 5-10x);
-    # set before the worker processes start (Dask's env= lands after numpy has loaded)
+    # the cores shared out (more threads than cores: OpenMP's spinning costs 5-10x)
     threads = max(1, (os.cpu_count() or 1) // args.workers)
-    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}),
-               **worker_environ(threads)}
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}), \
+    with _spawn_environ(worker_environ(threads)), \
             distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
                                      processes=True) as cluster, \
             distributed.Client(cluster) as client:

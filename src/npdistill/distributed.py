@@ -67,7 +67,7 @@ def map_attack(attack, model, x, y=None, *, target=None, client=None, shards=Non
     if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or shards < 1:
         raise ValueError(f"shards must be a positive integer, got {shards!r}")
     pieces = [idx for idx in np.array_split(np.arange(len(x)), min(int(shards), len(x))) if len(idx)]
-    model_on_cluster = client.scatter(model, broadcast=True)
+    model_on_cluster = client.scatter(model, broadcast=True, hash=False)   # a fresh key
     futures = []
     for idx in pieces:
         options_here = {k: (v[idx] if k in PER_IMAGE and v is not None else v)
