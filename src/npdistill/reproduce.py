@@ -216,7 +216,7 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     False, or a callable given every ``npdistill.progress.ProgressEvent`` (stage
     "reproduce" per task, and those of the training and attacks inside). ``client``: a
     ``distributed.Client``: the nets and measures run as a Dask task graph on its workers
-    (students after their teachers, each net's measures as soon as it is trained); the
+    (the nets side by side, students after their teachers; then the measures); the
     files and results are those of the serial run. Returns the results dict (also in
     results.json).
     """
