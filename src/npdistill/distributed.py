@@ -68,7 +68,7 @@ def map_attack(attack, model, x, y=None, *, target=None, client=None, shards=Non
         raise ValueError(f"shards must be a positive integer, got {shards!r}")
     pieces = [idx for idx in np.array_split(np.arange(len(x)), min(int(shards), len(x))) if len(idx)]
     model_on_cluster = client.scatter(model, broadcast=True, hash=False)   # a fresh key
-    futures = []
+    futures, sizes = [], {}
     for idx in pieces:
         options_here = {k: (v[idx] if k in PER_IMAGE and v is not None else v)
                         for k, v in options.items()}
@@ -76,9 +76,10 @@ def map_attack(attack, model, x, y=None, *, target=None, client=None, shards=Non
             _shard, attack, model_on_cluster, x[idx], None if y is None else np.asarray(y)[idx],
             None if target is None else np.asarray(target)[idx],
             {**options_here, "progress": False}, pure=False))
+        sizes[futures[-1].key] = len(idx)
     shown = Progress(progress, getattr(attack, "__name__", "attack"), len(x), "images")
     done = 0
     for future in distributed.as_completed(futures):
-        done += len(pieces[futures.index(future)])
+        done += sizes[future.key]
         shown.update(done)
     return concatenate(client.gather(futures))

@@ -69,12 +69,18 @@ def _measured(measure, *deps):
     return row, examples, time.perf_counter() - began
 
 
+def _reused(path, progress):
+    say(progress, f"reusing {path}")
+    _task_done(progress, path.name)
+
+
 def _saved_model(path, key, progress):
     """The model saved at ``path`` with training settings ``key``, or None."""
     if not path.exists():
         return None
     model = load_model(path)
     if model.metadata.get("reproduce") == key:
+        _reused(path, progress)
         return model
     say(progress, f"{path} was trained with other settings: retraining")
     return None
@@ -99,6 +105,7 @@ def _saved_measure(path, key, progress):
     examples = {name: stacked_example(arrays[f"{name}.clean"], arrays[f"{name}.adversarial"],
                                       about["target"], about["success"])
                 for name, about in meta["examples"].items()}
+    _reused(path, progress)
     return meta["row"], examples, meta["seconds"]
 
 
@@ -141,8 +148,6 @@ class Runner:
             ready = key(*deps) if callable(key) else key
             saved = _saved_model(path, ready, self.progress)
             if saved is not None:
-                say(self.progress, f"reusing {path}")
-                _task_done(self.progress, path.name)
                 return saved
         return self._run(("model", path, key, deps), _trained, build, deps)
 
@@ -154,8 +159,6 @@ class Runner:
         key = json.loads(json.dumps(key))
         saved = _saved_measure(path, key, self.progress)
         if saved is not None:
-            say(self.progress, f"reusing {path}")
-            _task_done(self.progress, path.name)
             return saved
         return self._run(("measure", path, key, deps), _measured, measure, deps)
 
