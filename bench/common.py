@@ -56,18 +56,21 @@ def attack_sample(x_test, y_test, n, seed):
 
 def trained_mnist(epochs=3, seed=0, path=None):
     """The paper's MNIST net trained at T = 1: loaded from ``path`` or the cache, else trained."""
-    if path is not None:
-        return nd.load_model(path)
+    return nd.load_model(path if path is not None else trained_mnist_path(epochs, seed))
+
+
+def trained_mnist_path(epochs=3, seed=0):
+    """The file of the cached MNIST net trained at T = 1, trained and saved if missing."""
     cached = CACHE / f"papernot_mnist_T1_seed{seed}_e{epochs}.npz"
     if cached.exists():
-        return nd.load_model(cached)
+        return cached
     (x_train, y_train), _ = load_mnist()
     print(f"training the MNIST net for {epochs} epochs (cached in {cached}) ...", file=sys.stderr)
     model, _ = nd.train(nd.architectures.papernot_mnist(seed=seed), (x_train, y_train),
                         epochs=epochs, seed=seed)
     cached.parent.mkdir(parents=True, exist_ok=True)
     model.save(cached)
-    return model
+    return cached
 
 
 def import_torch(threads=2):

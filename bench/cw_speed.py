@@ -1,37 +1,43 @@
-"""Carlini-Wagner L2 speed: npdistill against torchattacks' CW and IBM ART's
-CarliniL2Method on a PyTorch twin carrying the same weights, at the same budget.
+"""Carlini-Wagner L2: npdistill against the authors' algorithm (in plain PyTorch on a
+twin carrying the same weights), torchattacks' CW and IBM ART's CarliniL2Method.
 
-The MNIST net of Papernot et al. (2016), trained once and cached; test images
-with random targets (never the true class).
+The MNIST net of Papernot et al. (2016), trained once and cached; test images the
+net classifies correctly, each with a random target (never its class).
 
-    python bench/cw_speed.py [--quick] [--json] [--images 100] [--steps 1000] [--c 10]
-                             [--repeats 3] [--art-images 10] [--art-binary-steps 1]
-                             [--model m.npz]
+    python bench/cw_speed.py [--quick] [--json] [--images 100] [--steps 1000]
+                             [--binary-steps 9] [--c 1e-3] [--repeats 3]
+                             [--contenders npdistill,reference,torchattacks]
+                             [--reference-batch 20] [--torchattacks-c 10]
+                             [--art-images 10] [--model m.npz] [--save results.npz]
 
-Budgets, matched per peer:
-- torchattacks.CW has no search over c: npdistill runs one binary-search step
-  at the same c, with the same Adam steps and learning rate (1e-2); both stop
-  early when the loss stalls (torchattacks for the batch, npdistill per image).
-- ART's CarliniL2Method searches c over ``--art-binary-steps`` rounds of
-  ``--steps`` iterations, each a gradient step with a line search on the step
-  size (its own optimiser, not Adam); npdistill runs the same rounds and steps
-  from the same first c on the same ``--art-images`` images (ART is slow: the
-  first 10 by default). ART never stops early.
-Tanh-space CW needs hundreds of Adam steps before dark MNIST pixels move
-(d x / d w is about 1e-6 at a black pixel), hence the default of 1,000.
-Reported per contender: seconds per image, success rate (the twin's logits are
-checked equal to npdistill's), mean L2 of the successes, and where counted the
-Adam steps summed over the images with the time per image-step: torchattacks
-stops its whole batch when the summed loss rises between checks, npdistill stops
-each image when its own loss stalls, so the steps run differ; the time per
-image-step compares equal work. npdistill and torchattacks run in turns,
-``--repeats`` times each (medians; one run with --quick): on a shared machine
-their speed drifts by 15% from one minute to the next. ART runs once.
+The budget is the authors' search: ``--binary-steps`` rounds over c from ``--c``
+(x10 until a success, then bisection), ``--steps`` Adam steps per round, lr 1e-2,
+kappa 0, stopping early when the loss stalls. Contenders:
+
+- npdistill: ``npdistill.attacks.cw_l2`` with that budget (its defaults otherwise);
+- reference: the authors' algorithm (bench/cw_reference.py) in batches of
+  ``--reference-batch`` images, restarting every round from the clean image and
+  stopping a whole batch when its summed loss stalls;
+- torchattacks: ``torchattacks.CW`` has no search over c: one run at
+  ``--torchattacks-c`` with ``--steps`` steps (a different budget, shown for scale);
+- art: ``CarliniL2Method`` with the same rounds, steps and first c on the first
+  ``--art-images`` images (it is slow: its own optimiser with a line search).
+
+Every contender runs in a process of its own (PyTorch's OpenMP runtime in the
+process slows npdistill's kernels several-fold), in turns, ``--repeats`` times
+(medians of the seconds; the answers are the last run's: each is deterministic at
+a fixed thread count). Reported per contender: seconds per image, success, mean
+and median L2 of the successes, Adam steps per image (npdistill counts each
+image's; the reference's batch runs as long as its slowest member), and the time
+to equal success: the seconds after which the contender had as many successes as
+the reference ends with (the contenders report their count after every round).
 """
 import argparse
 import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,194 +48,201 @@ import common  # noqa: E402
 
 import npdistill as nd  # noqa: E402
 
-
-def summarize(name, seconds, x, x_adv, model, targets, image_steps=None):
-    """One contender's row; ``image_steps``: optimiser steps summed over the images (the
-    work done: early stopping, per image or per batch, makes it differ between peers)."""
-    success = model.predict(x_adv) == targets
-    l2 = np.sqrt(((x_adv.astype(np.float64) - x) ** 2).reshape(len(x), -1).sum(axis=1))
-    row = {"seconds_per_image": seconds / len(x), "success": float(success.mean()),
-           "mean_l2": float(l2[success].mean()) if success.any() else None, "images": len(x)}
-    steps_text = ""
-    if image_steps:
-        row["image_steps"] = int(image_steps)
-        row["ms_per_image_step"] = seconds / image_steps * 1e3
-        steps_text = f", {image_steps / len(x):.0f} steps/image, " \
-                     f"{row['ms_per_image_step']:.3f} ms/image-step"
-    l2_text = f"{row['mean_l2']:.3f}" if row["mean_l2"] is not None else "-"
-    print(f"{name:<44} {row['seconds_per_image'] * 1e3:9.1f} ms/image   success "
-          f"{row['success']:6.1%}   mean L2 {l2_text:>6}   ({len(x)} images, {seconds:.1f} s"
-          f"{steps_text})", flush=True)
-    return row
+CONTENDERS = ("npdistill", "reference", "torchattacks", "art")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="20 images, 300 steps")
+    parser.add_argument("--quick", action="store_true",
+                        help="10 images, 3 rounds of 300 steps from c = 1, one run")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--model", default=None, help="a trained model file (default: cached)")
     parser.add_argument("--images", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=1000, help="optimiser steps per c")
-    parser.add_argument("--c", type=float, default=10.0, help="c (the first c for ART's search)")
-    parser.add_argument("--art-images", type=int, default=10, help="0: no ART")
-    parser.add_argument("--art-binary-steps", type=int, default=1)
+    parser.add_argument("--steps", type=int, default=1000, help="Adam steps per round")
+    parser.add_argument("--binary-steps", type=int, default=9, help="rounds of the search on c")
+    parser.add_argument("--c", type=float, default=1e-3, help="the first c")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs of each (medians)")
+    parser.add_argument("--contenders", default="npdistill,reference,torchattacks",
+                        help=f"comma-separated, from {', '.join(CONTENDERS)}")
+    parser.add_argument("--reference-batch", type=int, default=20)
+    parser.add_argument("--torchattacks-c", type=float, default=10.0)
+    parser.add_argument("--art-images", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--torch-device", choices=("cpu", "cuda"), default="cpu",
-                        help="where torchattacks runs its twin (ART stays on the CPU)")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="timed runs of npdistill and torchattacks, in turns (medians)")
+    parser.add_argument("--save", default=None,
+                        help="write every contender's examples and per-image figures here (.npz)")
+    parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument("--task", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    n, steps = (20, 300) if args.quick else (args.images, args.steps)
-    repeats = 1 if args.quick else args.repeats
-    for name in ("images", "steps", "repeats"):
+    if args.worker:
+        return work(args.worker, Path(args.task), Path(args.out))
+    if args.quick:
+        args.images, args.steps, args.binary_steps, args.c, args.repeats = 10, 300, 3, 1.0, 1
+    for name in ("images", "steps", "binary_steps", "repeats", "reference_batch"):
         if getattr(args, name) < 1:
-            parser.error(f"--{name} must be at least 1, got {getattr(args, name)}")
-    if args.art_images < 0:
-        parser.error(f"--art-images must be at least 0, got {args.art_images}")
+            parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    contenders = [name.strip() for name in args.contenders.split(",") if name.strip()]
+    unknown = sorted(set(contenders) - set(CONTENDERS))
+    if unknown or not contenders:
+        parser.error(f"--contenders takes names from {', '.join(CONTENDERS)}, got {args.contenders!r}")
 
-    model = common.trained_mnist(path=args.model)
+    model_path = Path(args.model) if args.model else common.trained_mnist_path()
+    model = nd.load_model(model_path)
     _, (x_test, y_test) = common.load_mnist()
-    x, y, targets = common.attack_sample(x_test, y_test, n, args.seed)
+    x, y, targets = correct_sample(model, x_test, y_test, args.images, args.seed)
     print(f"machine: {common.machine()}")
-    print(f"model: test accuracy {nd.metrics.accuracy(model, x_test, y_test):.2%}; {n} images, "
-          f"random targets, {steps} steps, c = {args.c}, lr = 1e-2, kappa = 0")
-    results = {}
-    torch = common.import_torch()
-    twin = None
-    if torch is not None:
-        twin = common.to_torch(model, torch)
-        print(f"PyTorch twin: max |logit difference| "
-              f"{common.check_same_logits(model, twin, torch, x):.1e}")
-
-    def ours(binary_steps, m=n):
-        return nd.attacks.cw_l2(model, x[:m], target=targets[:m], c=args.c, max_iterations=steps,
-                                binary_search_steps=binary_steps, progress=False)
-
-    best = nd.kernels.backend()
-    ours(1, 2)                                                         # warm-up
-    contenders = {"npdistill": lambda: ours(1)}
-    torchattacks_rows = None
-    if twin is not None:
-        # a twin of its own: Module.to moves in place, and ART's twin stays on the CPU
-        attack = torchattacks_runner(torch, common.to_torch(model, torch), x, targets, args.c,
-                                     steps, args.torch_device)
-        if attack is not None:
-            contenders["torchattacks"], torchattacks_rows = attack
-    passes = count_rows(model)
-    timings = alternate(contenders, repeats)
-    for name in passes:
-        model.__dict__.pop(name, None)                                 # the class's again
-    seconds, r = timings["npdistill"]
-    results[f"npdistill_{best}_one_c"] = summarize(f"npdistill ({best}), one c", seconds, x,
-                                                   r.x_adv, model, targets, r.iterations.sum())
-    if passes["forward"]:
-        share = 1 - passes["backward"] / passes["forward"]
-        results[f"npdistill_{best}_one_c"]["backward_skipped"] = share
-        print(f"  images whose f was 0 and skipped the backward pass: {share:.0%} of image-steps")
-    if "torchattacks" in timings:
-        seconds, adv = timings["torchattacks"]
-        results["torchattacks"] = summarize(f"torchattacks CW ({args.torch_device})", seconds, x,
-                                            adv.astype(np.float32), model, targets,
-                                            sum(torchattacks_rows) // repeats)
-    m = min(n, args.art_images, 5) if args.quick else min(n, args.art_images)
-    if twin is not None and m > 0:                                     # --art-images 0: no ART
-        art = run_art(torch, twin, x[:m], targets[:m], args.c, steps, args.art_binary_steps,
-                      model)
-        if art:
-            results.update(art)
-            seconds, r = common.timed(lambda: ours(args.art_binary_steps, m), 1)
-            results["npdistill_binary_search"] = summarize(
-                f"npdistill, {args.art_binary_steps} binary steps", seconds, x[:m], r.x_adv,
-                model, targets[:m])
-
-    summary = {"machine": common.machine(), "images": n, "steps": steps, "c": args.c,
-               "npdistill_s_per_image": results[f"npdistill_{best}_one_c"]["seconds_per_image"],
-               "results": results}
-    for peer, mine in (("torchattacks", f"npdistill_{best}_one_c"),
-                       ("art", "npdistill_binary_search")):
-        if peer in results and mine in results:
-            ratio = results[peer]["seconds_per_image"] / results[mine]["seconds_per_image"]
-            summary[f"speedup_vs_{peer}"] = ratio
-            print(f"npdistill / {peer}: {ratio:.2f}x faster (same budget)")
-            if "ms_per_image_step" in results[peer] and "ms_per_image_step" in results[mine]:
-                ratio = results[peer]["ms_per_image_step"] / results[mine]["ms_per_image_step"]
-                summary[f"speedup_per_step_vs_{peer}"] = ratio
-                print(f"npdistill / {peer}: {ratio:.2f}x faster per image-step")
+    print(f"model: test accuracy {nd.metrics.accuracy(model, x_test, y_test):.2%}; "
+          f"{len(x)} correctly classified test images, random targets; {args.binary_steps} "
+          f"rounds x {args.steps} Adam steps, c from {args.c:g}, lr 1e-2, kappa 0", flush=True)
+    rows, runs = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        task = Path(tmp) / "task.npz"
+        np.savez(task, model=str(model_path), x=x, targets=targets, steps=args.steps,
+                 binary_steps=args.binary_steps, c=args.c, reference_batch=args.reference_batch,
+                 torchattacks_c=args.torchattacks_c, art_images=args.art_images)
+        seconds = {name: [] for name in contenders}
+        for _ in range(args.repeats):                       # in turns: a passing load hits all
+            for name in contenders:
+                out = Path(tmp) / f"{name}.npz"
+                subprocess.run([sys.executable, __file__, "--worker", name, "--task", str(task),
+                                "--out", str(out)], check=True)
+                with np.load(out, allow_pickle=False) as got:
+                    runs[name] = {key: got[key] for key in got.files}
+                if runs[name]["skipped"]:
+                    print(f"{name}: {runs[name]['skipped']}", flush=True)
+                    break
+                seconds[name].append(float(runs[name]["seconds"]))
+    reference_successes = None
+    if "reference" in runs and not runs["reference"]["skipped"]:
+        reference_successes = int(summary_of(runs["reference"], x, targets, model)["successes"])
+    for name in contenders:
+        if name in runs and not runs[name]["skipped"]:
+            rows[name] = summary_of(runs[name], x, targets, model, statistics.median(seconds[name]),
+                                    reference_successes)
+            print_row(name, rows[name], len(seconds[name]))
+    if "reference" in rows and "npdistill" in rows:
+        ours, theirs = rows["npdistill"], rows["reference"]
+        ratio = theirs["seconds_per_image"] / ours["seconds_per_image"]
+        l2 = f", mean L2 {ours['mean_l2'] / theirs['mean_l2']:.3f}x the reference's" \
+            if ours["mean_l2"] and theirs["mean_l2"] else ""
+        print(f"npdistill / reference: {ratio:.2f}x faster, success {ours['success']:.1%} vs "
+              f"{theirs['success']:.1%}{l2}")
+        lost = np.flatnonzero(runs["reference"]["success"] & ~runs["npdistill"]["success"])
+        if lost.size:
+            print(f"images the reference breaks and npdistill does not: {lost.tolist()}")
+    if args.save:
+        np.savez(args.save, x=x, y=y, targets=targets,
+                 **{f"{name}_{key}": value for name, run in runs.items() for key, value in run.items()
+                    if key != "skipped"})
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps({"machine": common.machine(), "images": len(x), "steps": args.steps,
+                          "binary_steps": args.binary_steps, "c": args.c, "results": rows}))
 
 
-def count_rows(model):
-    """Count the images of every forward and backward pass of ``model`` (CPU backends,
-    where the attack calls the model itself): {"forward": n, "backward": n}."""
-    counts = {"forward": 0, "backward": 0}
-    if nd.kernels.backend() == "cuda":
-        return counts
-    for name in counts:
-        method = getattr(model, name)
-
-        def counted(batch, *args, _method=method, _name=name, **kwargs):
-            counts[_name] += len(batch)
-            return _method(batch, *args, **kwargs)
-        setattr(model, name, counted)
-    return counts
+def correct_sample(model, x_test, y_test, n, seed):
+    """n test images the model classifies correctly, with random targets (seeded)."""
+    right = model.predict(x_test) == y_test
+    x, y, targets = common.attack_sample(x_test[right], y_test[right], n, seed)
+    return x, y, targets
 
 
-def alternate(contenders, repeats):
-    """name -> (median seconds, last result) of each contender, run in turns: one call
-    each per round, so that a passing load on a shared machine hits them alike."""
-    times = {name: [] for name in contenders}
-    results = {}
-    for _ in range(repeats):
-        for name, fn in contenders.items():
+def summary_of(run, x, targets, model, seconds=None, reference_successes=None):
+    """One contender's figures from its run (x_adv, steps, timeline)."""
+    x_adv, every_image = run["x_adv"], len(run["x_adv"]) == len(x)
+    x, targets = x[:len(x_adv)], targets[:len(x_adv)]        # ART: the first --art-images
+    success = model.predict(x_adv) == targets
+    run["success"] = success
+    l2 = np.sqrt(((x_adv.astype(np.float64) - x) ** 2).reshape(len(x), -1).sum(axis=1))
+    seconds = float(run["seconds"]) if seconds is None else seconds
+    row = {"seconds_per_image": seconds / len(x), "images": len(x),
+           "successes": int(success.sum()), "success": float(success.mean()),
+           "mean_l2": float(l2[success].mean()) if success.any() else None,
+           "median_l2": float(np.median(l2[success])) if success.any() else None,
+           "adam_steps_per_image": float(run["steps"].mean()) if run["steps"].size else None}
+    if reference_successes is not None and every_image:
+        timeline = run["timeline"]                          # (elapsed, successes) rows
+        reached = timeline[timeline[:, 1] >= min(reference_successes, len(x))] \
+            if timeline.size else timeline
+        row["seconds_to_reference_success"] = float(reached[0, 0]) if len(reached) else None
+    return row
+
+
+def print_row(name, row, runs):
+    def shown(value, form):
+        return "-" if value is None else format(value, form)
+    print(f"{name:<13} {row['seconds_per_image']:7.3f} s/image   success {row['success']:6.1%}"
+          f"   L2 mean {shown(row['mean_l2'], '.3f')} median {shown(row['median_l2'], '.3f')}"
+          f"   {shown(row['adam_steps_per_image'], ',.0f')} Adam steps/image   equal success "
+          f"after {shown(row.get('seconds_to_reference_success'), '.1f')} s"
+          f"   ({row['images']} images, median of {runs})", flush=True)
+
+
+def work(name, task_path, out):
+    """Run one contender on the task in this process; write its answer to ``out``."""
+    with np.load(task_path, allow_pickle=False) as task:
+        task = {key: task[key][()] if task[key].ndim == 0 else task[key] for key in task.files}
+    x, targets = task["x"], task["targets"]
+    model = nd.load_model(str(task["model"]))
+    timeline = []
+    began = time.perf_counter()
+
+    def record(successes):
+        timeline.append((time.perf_counter() - began, successes))
+
+    steps = np.zeros(0, np.int64)
+    if name == "npdistill":
+        model.predict(x[:2])                                            # warm-up
+        began = time.perf_counter()
+        result = nd.attacks.cw_l2(
+            model, x, target=targets, c=task["c"], binary_search_steps=task["binary_steps"],
+            max_iterations=task["steps"],
+            progress=lambda event: record(event.figures["successes"]))
+        x_adv, steps = result.x_adv, result.iterations
+    else:
+        torch = common.import_torch()
+        if torch is None:
+            return np.savez(out, skipped="PyTorch not installed (pip install '.[bench]')")
+        twin = common.to_torch(model, torch)
+        common.check_same_logits(model, twin, torch, x)
+        if name == "reference":
+            import cw_reference
             began = time.perf_counter()
-            results[name] = fn()
-            times[name].append(time.perf_counter() - began)
-    return {name: (statistics.median(times[name]), results[name]) for name in contenders}
-
-
-def torchattacks_runner(torch, twin, x, targets, c, steps, device="cpu"):
-    """(a function running torchattacks' CW on x with the twin on ``device``, the list to
-    which each run appends the images of every forward pass of the twin: one pass per
-    Adam step), or None."""
-    try:
-        import torchattacks
-    except ImportError:
-        print("torchattacks not installed: skipped (pip install torchattacks)")
-        return None
-    twin = twin.to(device)
-    attack = torchattacks.CW(twin, c=c, kappa=0, steps=steps, lr=1e-2)
-    target_tensor = torch.from_numpy(targets).to(device)
-    attack.set_mode_targeted_by_function(lambda images, labels: target_tensor[:len(images)])
-    xs = torch.from_numpy(x).to(device)
-    attack(xs[:2], target_tensor[:2])                                   # warm-up
-    rows = []
-
-    def run():
-        hook = twin.register_forward_pre_hook(lambda module, inputs: rows.append(len(inputs[0])))
-        try:
-            return attack(xs, target_tensor).cpu().numpy()
-        finally:
-            hook.remove()
-    return run, rows
-
-
-def run_art(torch, twin, x, targets, c, steps, binary_steps, model):
-    try:
-        from art.attacks.evasion import CarliniL2Method
-        from art.estimators.classification import PyTorchClassifier
-    except ImportError:
-        print("IBM ART not installed: skipped (pip install adversarial-robustness-toolbox)")
-        return {}
-    classifier = PyTorchClassifier(twin, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 28, 28),
-                                   nb_classes=10, clip_values=(0.0, 1.0), device_type="cpu")
-    attack = CarliniL2Method(classifier, confidence=0.0, targeted=True, learning_rate=1e-2,
-                             binary_search_steps=binary_steps, max_iter=steps, initial_const=c,
-                             batch_size=len(x), verbose=False)
-    onehot = np.eye(10, dtype=np.float32)[targets]
-    seconds, adv = common.timed(lambda: attack.generate(x, y=onehot), 1)
-    return {"art": summarize(f"ART CarliniL2Method, {binary_steps} binary steps", seconds, x,
-                             adv.astype(np.float32), model, targets)}
+            x_adv, steps = cw_reference.carlini_l2(
+                torch, twin, x, targets, batch_size=int(task["reference_batch"]),
+                initial_const=task["c"], binary_search_steps=task["binary_steps"],
+                max_iterations=task["steps"], on_round=record)
+        elif name == "torchattacks":
+            try:
+                import torchattacks
+            except ImportError:
+                return np.savez(out, skipped="not installed (pip install torchattacks)")
+            attack = torchattacks.CW(twin, c=task["torchattacks_c"], kappa=0, steps=task["steps"],
+                                     lr=1e-2)
+            tensor = torch.from_numpy(targets)
+            attack.set_mode_targeted_by_function(lambda images, labels: tensor[:len(images)])
+            began = time.perf_counter()
+            x_adv = attack(torch.from_numpy(x), tensor).numpy()
+        else:
+            try:
+                from art.attacks.evasion import CarliniL2Method
+                from art.estimators.classification import PyTorchClassifier
+            except ImportError:
+                return np.savez(out, skipped="not installed (pip install "
+                                             "adversarial-robustness-toolbox)")
+            x, targets = x[:task["art_images"]], targets[:task["art_images"]]
+            classifier = PyTorchClassifier(twin, loss=torch.nn.CrossEntropyLoss(),
+                                           input_shape=x.shape[1:], nb_classes=10,
+                                           clip_values=(0.0, 1.0), device_type="cpu")
+            attack = CarliniL2Method(classifier, confidence=0.0, targeted=True, learning_rate=1e-2,
+                                     binary_search_steps=task["binary_steps"],
+                                     max_iter=task["steps"], initial_const=task["c"],
+                                     batch_size=len(x), verbose=False)
+            began = time.perf_counter()
+            x_adv = attack.generate(x, y=np.eye(10, dtype=np.float32)[targets])
+    seconds = time.perf_counter() - began
+    record(int((model.predict(x_adv) == targets).sum()))
+    np.savez(out, skipped="", x_adv=np.asarray(x_adv, np.float32), steps=np.asarray(steps),
+             seconds=seconds, timeline=np.asarray(timeline, np.float64).reshape(-1, 2))
 
 
 if __name__ == "__main__":

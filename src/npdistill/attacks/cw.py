@@ -87,7 +87,9 @@ def cw_l2(model, x, y=None, *, target=None, kappa=0.0, c=1e-3, binary_search_ste
     lr : Adam's learning rate
     batch_size : images optimised together
     progress : True, False, None (shown once the attack has run 2 s) or a callable
-        taking a ``npdistill.progress.ProgressEvent``, one per binary-search step
+        taking a ``npdistill.progress.ProgressEvent``, one per binary-search step of
+        each batch; its figures: ``successes`` (images broken so far, earlier batches
+        included), the batch's ``success`` rate and ``mean_L2``
 
     Returns
     -------
@@ -107,12 +109,13 @@ def cw_l2(model, x, y=None, *, target=None, kappa=0.0, c=1e-3, binary_search_ste
     iterations = np.zeros(len(x), np.int64)
     for start in range(0, len(x), batch_size):
         rows = slice(start, start + batch_size)
-        done = start // batch_size * binary_search_steps
+        done, before = start // batch_size * binary_search_steps, int(success.sum())
         found, examples, steps = _l2_batch(
             model, x[rows], labels[rows], targeted, kappa=kappa, c=c,
             binary_search_steps=binary_search_steps, max_iterations=max_iterations, lr=lr,
             abort_early=abort_early, lo=lo, hi=hi,
-            report=lambda step, **figures: shown.update(done + step, **figures))
+            report=lambda step, found, **figures: shown.update(
+                done + step, successes=before + found, **figures))
         success[rows], iterations[rows] = found, steps
         x_adv[rows][found] = examples[found]
     return AttackResult.from_examples(x, x_adv, success, iterations,
@@ -141,7 +144,7 @@ def _l2_batch(model, x, labels, targeted, *, kappa, c, binary_search_steps, max_
         lower = np.where(hit, lower, np.maximum(lower, const))
         const = np.where(upper < 1e9, (lower + upper) / 2, np.where(hit, const, const * 10))
         found = best_dist < _NEVER
-        report(outer + 1, success=float(found.mean()),
+        report(outer + 1, int(found.sum()), success=float(found.mean()),
                mean_L2=float(np.sqrt(best_dist[found]).mean()) if found.any() else float("nan"))
     found = best_dist < _NEVER
     return found, best_x.reshape(x.shape), iterations
