@@ -113,11 +113,13 @@ def cw_update(floating[:, ::1] w,                  # INOUT (N, M) tanh-space var
 
 
 def cw_track(const floating[:, ::1] x,             # IN    (N, M) images just evaluated
+             const floating[:, ::1] w,             # IN    (N, M) their tanh-space variables
              const floating[::1] dist,             # IN    (N,) their distances
              const unsigned char[::1] success,     # IN    (N,)
              floating[::1] step_best,              # INOUT (N,) best of this binary-search step
              floating[::1] best_dist,              # INOUT (N,) best over the attack
-             floating[:, ::1] best_x):             # INOUT (N, M) the best examples
+             floating[:, ::1] best_x,              # INOUT (N, M) the best examples
+             floating[:, ::1] best_w):             # INOUT (N, M) and their w
     cdef Py_ssize_t N = x.shape[0], M = x.shape[1], n
     for n in prange(N, nogil=True, schedule="static"):
         if success[n]:
@@ -126,3 +128,4 @@ def cw_track(const floating[:, ::1] x,             # IN    (N, M) images just ev
             if dist[n] < best_dist[n]:
                 best_dist[n] = dist[n]
                 memcpy(&best_x[n, 0], &x[n, 0], M * sizeof(floating))
+                memcpy(&best_w[n, 0], &w[n, 0], M * sizeof(floating))

@@ -144,14 +144,14 @@ def test_cw_update_equals_the_reference(n, m, norm, step, dtype, seed):
 @given(st.integers(1, 5), st.integers(1, 40), DTYPES, SEEDS)
 def test_cw_track_equals_the_reference(n, m, dtype, seed):
     rng = np.random.default_rng(seed)
-    x = rng.random((n, m)).astype(dtype)
+    x, w = rng.random((n, m)).astype(dtype), rng.normal(size=(n, m)).astype(dtype)
     dist = rng.random(n).astype(dtype)
     success = (rng.random(n) > 0.4).astype(np.uint8)
     state = [rng.random(n).astype(dtype), rng.random(n).astype(dtype),
-             rng.random((n, m)).astype(dtype)]
+             rng.random((n, m)).astype(dtype), rng.normal(size=(n, m)).astype(dtype)]
     copies = [s.copy() for s in state]
-    ref_cw.cw_track(x, dist, success, *state)
-    cw.cw_track(x, dist, success, *copies)
+    ref_cw.cw_track(x, w, dist, success, *state)
+    cw.cw_track(x, w, dist, success, *copies)
     for got, want in zip(copies, state):
         np.testing.assert_array_equal(got, want)
 

@@ -210,16 +210,19 @@ def test_jsma_runs_every_iteration_on_the_device(case, monkeypatch):
     assert len(moves) <= parameters + constants + 6 + 3 + max_iter // CHECK_EVERY + 1, moves
 
 
-def test_cw_l2_rounds_run_every_adam_step_on_the_device(toy, monkeypatch):
+@pytest.mark.parametrize("warm_start, abort_early", [(True, True), (False, "batch")])
+def test_cw_l2_rounds_run_every_adam_step_on_the_device(toy, monkeypatch, warm_start, abort_early):
     """The device round (cuda/attacks.py) gives the host rounds' examples, successes and
-    step counts (abort_early stopping images at different steps), and moves a fixed
-    number of arrays per round whatever the step count."""
+    step counts (abort_early stopping images at different steps, or the whole batch at
+    once; warm starts and their check-period rule included), and moves a fixed number of
+    arrays per round whatever the step count."""
     model, x, _, target = toy
     model, x = model.astype(np.float64), x[:3].astype(np.float64)
-    options = dict(target=target[:3], c=1.0, lr=0.1, binary_search_steps=2, max_iterations=10,
-                   progress=False)
+    options = dict(target=target[:3], c=1.0, lr=0.1, binary_search_steps=3, max_iterations=10,
+                   warm_start=warm_start, abort_early=abort_early, progress=False)
     expected = nd.attacks.cw_l2(model, x, **options)
-    assert expected.success.all() and len(set(expected.iterations)) > 1   # stopped apart
+    assert expected.success.all()
+    assert (len(set(expected.iterations)) > 1) == (abort_early is True)   # stopped apart
     moves = count_transfers(monkeypatch)
     with kernels.using("cuda"):
         got = nd.attacks.cw_l2(model, x, **options)
@@ -227,6 +230,7 @@ def test_cw_l2_rounds_run_every_adam_step_on_the_device(toy, monkeypatch):
     np.testing.assert_array_equal(got.success, expected.success)
     np.testing.assert_array_equal(got.iterations, expected.iterations)
     # the parameters and the logits check's batch in, its logits out; per round: the
-    # round's state in, one read per check step (10 at most), the results out
-    per_round = 17 + 10 + 4
-    assert len(moves) <= len(model.params) + 2 + 2 * per_round, "".join(m[0] for m in moves)
+    # round's state in (16 arrays), at each check step (10 at most) the losses and
+    # distances out and the flags in, the results out (5)
+    per_round = 16 + 3 * 10 + 5
+    assert len(moves) <= len(model.params) + 2 + 3 * per_round, "".join(m[0] for m in moves)

@@ -115,18 +115,20 @@ def test_update_follows_the_gradient_of_the_objective_in_w(n, m, norm, seed):
 @given(st.integers(1, 8), st.integers(1, 100), DTYPES, st.integers(0, 2**31))
 def test_track_keeps_the_least_successful_distance(n, m, dtype, seed):
     rng = np.random.default_rng(seed)
-    x = rng.random((n, m)).astype(dtype)
+    x, w = rng.random((n, m)).astype(dtype), rng.normal(size=(n, m)).astype(dtype)
     dist = rng.random(n).astype(dtype)
     success = (rng.random(n) > 0.4).astype(np.uint8)
-    state = [rng.random(n).astype(dtype), rng.random(n).astype(dtype), rng.random((n, m)).astype(dtype)]
+    state = [rng.random(n).astype(dtype), rng.random(n).astype(dtype),
+             rng.random((n, m)).astype(dtype), rng.normal(size=(n, m)).astype(dtype)]
     before = [s.copy() for s in state]
     copies = [s.copy() for s in state]
-    reference.cw_track(x, dist, success, *state)
-    cython_cw.cw_track(x, dist, success, *copies)
+    reference.cw_track(x, w, dist, success, *state)
+    cython_cw.cw_track(x, w, dist, success, *copies)
     for got, want in zip(copies, state):
         np.testing.assert_array_equal(got, want)
-    step_best, best_dist, best_x = state
+    step_best, best_dist, best_x, best_w = state
     for i in range(n):
         np.testing.assert_equal(step_best[i], min(before[0][i], dist[i]) if success[i] else before[0][i])
         replaced = success[i] and dist[i] < before[1][i]
         np.testing.assert_array_equal(best_x[i], x[i] if replaced else before[2][i])
+        np.testing.assert_array_equal(best_w[i], w[i] if replaced else before[3][i])

@@ -19,8 +19,8 @@ class TanhSpace:
     """Row i of every array is image ``idx[i]`` of the batch the attack started with.
 
     x0, s0, w, m, v, mask, x : (n, M); tau, const, dist : (n,) in x0's dtype; labels (n,)
-    int64; step_best, best_dist, best_x: the L2 round's best-so-far tracking, compacted
-    with the rest (None where unused).
+    int64; step_best, best_dist, best_x, best_w: the L2 round's best-so-far tracking,
+    compacted with the rest (None where unused).
     """
     idx: np.ndarray
     x0: np.ndarray
@@ -39,6 +39,7 @@ class TanhSpace:
     step_best: np.ndarray = None
     best_dist: np.ndarray = None
     best_x: np.ndarray = None
+    best_w: np.ndarray = None
 
     @classmethod
     def start(cls, x0, w, mask, tau, const, labels, *, lo, hi, **tracking):

@@ -20,7 +20,8 @@ import math
 import numpy as np
 from numba import cuda, uint8
 
-from ..kernels.cw import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, L2, adam_step_size, preimage
+from ..attacks.tanh_space import TanhSpace
+from ..kernels.cw import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, L2, adam_step_size, cw_stalled
 from . import cw, elementwise
 from ._launch import THREADS, blocks
 from .device_model import device_empty
@@ -146,46 +147,37 @@ def jsma_chunk(net, x, target, domain, *, theta, max_iter, on, T, lo, hi):
 
 
 @cuda.jit
-def _cw_count_and_stall(loss, dist, previous, live, iterations, check):
-    """Per image: count the step of a live image; on a check step, stop the images
-    whose loss + distance did not fall below 0.9999 of the last check's."""
+def _cw_restart_window(step_best, live):
+    """A check period starts: forget the successes of the last one (live images)."""
     for n in range(cuda.grid(1), len(live), cuda.gridsize(1)):
-        if not live[n]:
-            continue
-        iterations[n] += 1
-        if check:
-            total = float(loss[n]) + float(dist[n])
-            if total > previous[n] * 0.9999:
-                live[n] = 0
-            previous[n] = total
+        if live[n]:
+            step_best[n] = math.inf
 
 
-def cw_l2_round(net, x0, shape, labels, const, targeted, kappa, *, max_iterations, lr,
-                abort_early, lo, hi, best_dist, best_x, iterations):
-    """One binary-search round of CW L2 (attacks/cw.py's ``_l2_batch`` inner loop) with
-    every Adam step on the device; a stalled image stops in place (its flag), the
-    others go on. Every check step (max_iterations // 10) reads the flags once.
+def cw_l2_round(net, x0, w_start, shape, labels, const, targeted, kappa, *, max_iterations, lr,
+                abort_early, check_every, window, lo, hi, best_dist, best_x, best_w, iterations):
+    """One binary-search round of CW L2 (attacks/cw.py's ``_l2_round``, whose arguments and
+    results it takes and gives) with every Adam step on the device. A stopped image keeps
+    its row (its flag is cleared: the passes keep their shapes) and changes no more.
+    Every check step (each ``check_every``-th) reads each image's loss and distance to
+    apply the host's abort rule (kernels.cw_stalled) and writes the flags back.
 
-    x0 (N, M) host images flattened in NCHW order, shape their (C, H, W); labels,
-    const per image. best_dist, best_x and iterations (host) are updated in place;
-    returns step_best, the least distance of a success in this round (inf: none).
+    x0, w_start (N, M) host arrays flattened in NCHW order, shape their (C, H, W).
     """
     n, m = x0.shape
     dtype = x0.dtype
-    boxmul = (hi - lo) / 2
-    w0 = preimage(x0, lo, hi)
+    start = TanhSpace.start(x0, w_start, np.ones_like(x0), np.zeros(n, dtype),
+                            const.astype(dtype), labels, lo=lo, hi=hi)
     d = {name: cuda.to_device(a) for name, a in dict(
-        x0=x0, x=x0, w=w0, s0=np.tanh(w0), m=np.zeros_like(x0), v=np.zeros_like(x0),
-        mask=np.ones_like(x0), tau=np.zeros(n, dtype), const=const.astype(dtype),
-        labels=np.ascontiguousarray(labels, dtype=np.int64), dist=np.zeros(n, dtype),
-        step_best=np.full(n, np.inf, dtype), best_dist=best_dist, best_x=best_x,
-        live=np.ones(n, np.uint8), previous=np.full(n, np.inf),
-        iterations=np.zeros(n, np.int64)).items()}
+        x0=x0, x=start.x, w=start.w, s0=start.s0, m=start.m, v=start.v, mask=start.mask,
+        tau=start.tau, const=start.const, labels=np.ascontiguousarray(labels, dtype=np.int64),
+        dist=start.distances(L2).astype(dtype), step_best=np.full(n, np.inf, dtype),
+        best_dist=best_dist, best_x=best_x, best_w=best_w, live=np.ones(n, np.uint8)).items()}
+    live, previous = np.ones(n, np.uint8), np.full(n, np.inf)
     image = device_empty((n,) + shape[1:] + shape[:1], dtype)                         # channels-last
     loss, success = device_empty((n,), dtype), device_empty((n,), np.uint8)
     grad = device_empty((n, m), dtype)
     dz = None
-    check_every = max(max_iterations // 10, 1)
     grid = blocks(n)
     for it in range(max_iterations):
         elementwise.flat_to_nhwc(d["x"], image)
@@ -195,18 +187,29 @@ def cw_l2_round(net, x0, shape, labels, const, targeted, kappa, *, max_iteration
         cw.cw_margin_kernel[blocks(n), THREADS](z, d["labels"], bool(targeted), dtype.type(kappa),
                                           d["const"], loss, dz, success, dtype.type(0))
         elementwise.nhwc_to_flat(net.backward(dz, param_grads=False), grad)
-        cw.cw_track_kernel[n, THREADS](d["x"], d["dist"], success, d["step_best"], d["best_dist"],
-                                 d["best_x"], d["live"])
-        check = abort_early and it % check_every == 0
-        _cw_count_and_stall[grid, THREADS](loss, d["dist"], d["previous"], d["live"],
-                                           d["iterations"], check)
-        if check and not d["live"].copy_to_host().any():
-            break
+        cw.cw_track_kernel[n, THREADS](d["x"], d["w"], d["dist"], success, d["step_best"],
+                                       d["best_dist"], d["best_x"], d["best_w"], d["live"])
+        iterations += live
+        if it % check_every == 0:
+            if abort_early:
+                rows = np.flatnonzero(live)
+                total = loss.copy_to_host()[rows].astype(np.float64) + \
+                    d["dist"].copy_to_host()[rows]
+                stalled = rows[cw_stalled(total, previous[rows], abort_early)]
+                previous[rows] = total
+                if stalled.size:
+                    live[stalled] = 0
+                    d["live"].copy_to_device(live)
+                    if not live.any():
+                        break
+            if window:
+                _cw_restart_window[grid, THREADS](d["step_best"], d["live"])
         cw.cw_update_kernel[n, THREADS](d["w"], d["m"], d["v"], d["s0"], d["x0"], grad, d["mask"],
                                         d["tau"], d["x"], d["dist"], L2,
-                                        adam_step_size(lr, it + 1), float(boxmul), float(lo),
-                                        float(hi), ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, d["live"])
+                                        adam_step_size(lr, it + 1), float(start.boxmul),
+                                        float(lo), float(hi), ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON,
+                                        d["live"])
     best_dist[...] = d["best_dist"].copy_to_host()
     best_x[...] = d["best_x"].copy_to_host()
-    iterations += d["iterations"].copy_to_host()
-    return d["step_best"].copy_to_host()
+    best_w[...] = d["best_w"].copy_to_host()
+    return d["step_best"].copy_to_host(), d["w"].copy_to_host()

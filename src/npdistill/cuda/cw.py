@@ -80,7 +80,7 @@ def cw_update_kernel(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, bo
 
 
 @cuda.jit
-def cw_track_kernel(x, dist, success, step_best, best_dist, best_x, live):
+def cw_track_kernel(x, w, dist, success, step_best, best_dist, best_x, best_w, live):
     row = cuda.blockIdx.x
     if not live[row]:
         return
@@ -96,6 +96,7 @@ def cw_track_kernel(x, dist, success, step_best, best_dist, best_x, live):
     if better[0]:
         for i in range(cuda.threadIdx.x, x.shape[1], cuda.blockDim.x):
             best_x[row, i] = x[row, i]
+            best_w[row, i] = w[row, i]
 
 
 def cw_margin(z, labels, targeted, kappa, const, loss, dz, success):
@@ -117,9 +118,9 @@ def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, bo
                np.ones(len(w), np.uint8)), outputs=(0, 1, 2, 8, 9))
 
 
-def cw_track(x, dist, success, step_best, best_dist, best_x):
+def cw_track(x, w, dist, success, step_best, best_dist, best_x, best_w):
     """Best-so-far bookkeeping of the L2 attack, in place."""
     if len(x):
         launch(cw_track_kernel, len(x), THREADS,
-               (x, dist, success, step_best, best_dist, best_x, np.ones(len(x), np.uint8)),
-               outputs=(3, 4, 5))
+               (x, w, dist, success, step_best, best_dist, best_x, best_w,
+                np.ones(len(x), np.uint8)), outputs=(4, 5, 6, 7))

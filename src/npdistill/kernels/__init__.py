@@ -173,12 +173,14 @@ def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, bo
                                    beta2=_numpy_cw.ADAM_BETA2, epsilon=_numpy_cw.ADAM_EPSILON)
 
 
-def cw_track(x, dist, success, step_best, best_dist, best_x):
+def cw_track(x, w, dist, success, step_best, best_dist, best_x, best_w):
     """Best-so-far bookkeeping of CW L2, in place. See kernels/cw.py."""
     dtype = x.dtype
-    _contiguous("x", x, dtype, 2)
-    _contiguous("best_x", best_x, dtype, 2)
+    for name, a in (("x", x), ("w", w), ("best_x", best_x), ("best_w", best_w)):
+        _contiguous(name, a, dtype, 2)
+        if a.shape != x.shape:
+            raise ValueError(f"{name} must have shape {x.shape}, got {a.shape}")
     for name, a in (("dist", dist), ("step_best", step_best), ("best_dist", best_dist)):
         _contiguous(name, a, dtype, 1)
     _contiguous("success", success, np.uint8, 1)
-    implementation("cw").cw_track(x, dist, success, step_best, best_dist, best_x)
+    implementation("cw").cw_track(x, w, dist, success, step_best, best_dist, best_x, best_w)

@@ -104,16 +104,29 @@ def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, bo
         dist[...] = np.maximum(np.abs(delta) - tau[:, None], 0).sum(axis=1)
 
 
-def cw_track(x, dist, success, step_best, best_dist, best_x):
+def cw_stalled(total, previous, rule):
+    """The abort-early rule, checked every max_iterations // 10 Adam steps: which images
+    stop. total : (N,) float64, each image's loss c f + distance now; previous : (N,) its
+    total at the last check (inf at the first). rule "image": an image stops when its
+    total fell by less than 0.01% since the last check; "batch" (the authors' code): all
+    stop when the batch's summed total did."""
+    if rule == "batch":
+        return np.full(len(total), total.sum() > previous.sum() * 0.9999)
+    return total > previous * 0.9999
+
+
+def cw_track(x, w, dist, success, step_best, best_dist, best_x, best_w):
     """Best-so-far bookkeeping of the L2 attack.
 
-    x : (N, M) IN, the images just evaluated; dist : (N,) IN their distances
-    success : (N,) uint8 IN
+    x, w : (N, M) IN, the images just evaluated and their tanh-space variables
+    dist : (N,) IN their distances; success : (N,) uint8 IN
     step_best : (N,) INOUT, the least successful distance of this binary-search step
-    best_dist : (N,) INOUT and best_x : (N, M) INOUT, the least over the whole attack
+    best_dist : (N,) INOUT, best_x and best_w : (N, M) INOUT, the least over the whole
+        attack, its image and its w (where the next round may start)
     """
     ok = success.astype(bool)
     step_best[...] = np.where(ok & (dist < step_best), dist, step_best)
     better = ok & (dist < best_dist)
     best_dist[better] = dist[better]
     best_x[better] = x[better]
+    best_w[better] = w[better]
