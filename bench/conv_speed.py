@@ -1,6 +1,8 @@
 """Per-layer speed of the paper's MNIST net at batch 128: forward and backward
 (input and parameter gradients) of each convolution and pooling layer, for
-npdistill's numpy and cython backends and PyTorch CPU (2 threads) when installed.
+npdistill's numpy backend, its cython backend with each convolution algorithm
+(im2col, Winograd F(2x2, 3x3), F(4x4, 3x3), and "auto", the per-shape rule of
+``kernels.conv_algorithm``), and PyTorch CPU (2 threads) when installed.
 
     python bench/conv_speed.py [--quick] [--json] [--repeats N]
 
@@ -79,17 +81,23 @@ def main():
     print(f"machine: {common.machine()}; batch {BATCH}; ms per batch, median of {repeats}")
     results = {}
     for backend in nd.kernels.available()[::-1]:
+        if backend == "cuda":
+            continue
         nd.kernels.use(backend)
-        results[f"npdistill_{backend}"] = npdistill_times(model, x, repeats)
+        algorithms = ("im2col", "winograd2", "winograd4", "auto") if backend == "cython" \
+            else ("im2col",)
+        for algorithm in algorithms:
+            nd.kernels.use_conv(algorithm)
+            results[f"npdistill_{backend}_{algorithm}"] = npdistill_times(model, x, repeats)
+    nd.kernels.use_conv("auto")
     torch = common.import_torch()
     if torch is not None:
         results["torch"] = torch_times(torch, model, x, repeats)
     layers = list(next(iter(results.values())))
-    print(f"{'layer':<12}" + "".join(f"{name + ' fwd/bwd':>28}" for name in results))
-    for layer in layers:
-        cells = "".join(f"{r[layer]['forward_ms']:>13.2f} /{r[layer]['backward_ms']:>8.2f} ms   "
-                        for r in results.values())
-        print(f"{layer:<12}{cells}")
+    print(f"{'ms fwd / bwd':<26}" + "".join(f"{layer:>20}" for layer in layers))
+    for name, r in results.items():
+        print(f"{name:<26}" + "".join(f"{r[layer]['forward_ms']:>10.2f} /{r[layer]['backward_ms']:>7.2f}"
+                                      for layer in layers))
     if args.json:
         print(json.dumps({"machine": common.machine(), "batch": BATCH, "results": results}))
 

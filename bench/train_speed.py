@@ -1,6 +1,7 @@
 """Whole-net speed of the paper's MNIST net: one training step (forward +
 backward + SGD update) at batch 128, and inference at batch 128 and 1024, for
-npdistill's numpy and cython backends and for PyTorch CPU (2 threads, the same
+npdistill's numpy and cython backends (the cython one twice: its convolutions as
+``kernels.conv_algorithm`` picks them, and all as im2col) and for PyTorch CPU (2 threads, the same
 architecture and weights) when it is installed; where a GPU is present, also
 npdistill's cuda backend (DeviceModel: data, weights and activations on the
 device) against PyTorch CUDA on the same device.
@@ -24,8 +25,9 @@ import common  # noqa: E402
 import npdistill as nd  # noqa: E402
 
 
-def npdistill_workloads(x, y, backend):
-    """Callables for a training step (batch 128) and inference (128, 1024) on ``backend``."""
+def npdistill_workloads(x, y, backend, conv="auto"):
+    """Callables for a training step (batch 128) and inference (128, 1024) on ``backend``,
+    its convolutions run as ``conv`` (``kernels.use_conv``)."""
     model = nd.architectures.papernot_mnist(seed=0)
     optimizer = nd.nn.SGD(0.1, 0.5)
     model.set_rng(np.random.default_rng(0))
@@ -34,6 +36,7 @@ def npdistill_workloads(x, y, backend):
     def on_backend(fn):
         def run():
             nd.kernels.use(backend)
+            nd.kernels.use_conv(conv)
             return fn()
         return run
 
@@ -96,6 +99,8 @@ def main():
     print(f"machine: {common.machine()}; median of {repeats} interleaved repeats after a warm-up")
     contenders = {f"npdistill_{b}": npdistill_workloads(x, y, b)
                   for b in nd.kernels.available()[::-1] if b != "cuda"}
+    if "npdistill_cython" in contenders:               # the convolutions before Winograd
+        contenders["npdistill_cython_im2col"] = npdistill_workloads(x, y, "cython", "im2col")
     workers = {}
     try:
         workers["torch"] = common.TorchWorker()

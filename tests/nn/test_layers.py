@@ -1,7 +1,7 @@
 """Every layer's backward against central differences, in float64."""
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import npdistill as nd
@@ -227,3 +227,33 @@ def test_normalize_is_the_per_channel_standardization_and_refuses_bad_statistics
     with pytest.raises(ValueError, match=r"layer 0, Normalize.*\(N, 3, H, W\)"):
         nd.Sequential([layers.Normalize([0.1, 0.2, 0.3], [1.0, 1.0, 1.0]), layers.Flatten(),
                        layers.Dense(16, 2)]).logits(x[:, :1].astype(np.float32))
+
+
+@settings(max_examples=30)
+@given(st.integers(1, 3), st.integers(1, 4), st.integers(1, 4), st.integers(3, 9),
+       st.integers(3, 9), st.sampled_from(["valid", "same"]),
+       st.sampled_from(["winograd2", "winograd4", "auto"]), st.sampled_from(["numpy", "cython"]),
+       st.integers(0, 2**31))
+def test_conv2d_by_winograd_equals_im2col(n, c, f, h, w, padding, algorithm, backend, seed):
+    """Every pass of a 3x3 Conv2D (forward, input and parameter gradients, stacked seeds)
+    gives im2col's results in float64 whichever algorithm and backend runs it."""
+    if backend not in nd.kernels.available():
+        pytest.skip(f"{backend} not built")
+    rng = np.random.default_rng(seed)
+    layer = layers.Conv2D(c, f, 3, padding=padding, dtype=np.float64, seed=seed)
+    layer.params["b"] = rng.standard_normal(f)
+    x = rng.random((n, c, h, w))
+    dy = rng.standard_normal(layer.forward(x).shape)
+    seeds = rng.standard_normal((2 * n,) + dy.shape[1:])
+    results = []
+    for name in ("im2col", algorithm):
+        with nd.kernels.using(backend), nd.kernels.using_conv(name):
+            y = layer.forward(x).copy()
+            assert layer.algorithm == nd.kernels.conv_algorithm(c, f, 3, *y.shape[2:])
+            dx = layer.backward(dy).copy()
+            grads = {k: v.copy() for k, v in layer.grads.items()}
+            layer.forward(x)
+            results.append((y, dx, grads, layer.backward(seeds, param_grads=False).copy()))
+    (y0, dx0, g0, s0), (y1, dx1, g1, s1) = results
+    for got, want in ((y1, y0), (dx1, dx0), (g1["W"], g0["W"]), (g1["b"], g0["b"]), (s1, s0)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10 * np.abs(want).max())

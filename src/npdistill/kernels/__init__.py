@@ -17,10 +17,14 @@ NumPy reference. The CUDA kernels (npdistill/cuda) are imported only when
 With "cuda", the functions below move NumPy arguments to the device and back;
 ``train`` and the attacks keep their arrays there (npdistill.placement says how).
 """
+import contextlib
+import os
+
 import numpy as np
 
 from . import cw as _numpy_cw
-from .backends import (BACKENDS, WAIT_POLICY_SET_HERE, available, backend, implementation,
+from . import winograd as _numpy_winograd
+from .backends import (BACKENDS, WAIT_POLICY_SET_HERE, available, backend, has, implementation,
                        use, using)
 from .layout import channels_last, conv_output_size, empty_nchw, reusable_buffer
 from .pool import pool_windows
@@ -31,7 +35,9 @@ from .pool import pool_windows
 __all__ = ["BACKENDS", "WAIT_POLICY_SET_HERE", "available", "backend", "implementation", "use",
            "using", "channels_last", "conv_output_size", "empty_nchw", "reusable_buffer",
            "im2col", "col2im", "saliency_pairs", "maxpool_forward", "maxpool_gather",
-           "maxpool_backward", "CW_L2", "CW_LINF", "cw_margin", "cw_update", "cw_track"]
+           "maxpool_backward", "CW_L2", "CW_LINF", "cw_margin", "cw_update", "cw_track",
+           "CONV_ALGORITHMS", "use_conv", "using_conv", "conv_algorithm", "WINOGRAD_TILE",
+           "winograd_correlate", "winograd_input_gradient", "winograd_weight_gradient"]
 
 
 def im2col(x, kh, kw, pads, out=None):
@@ -184,3 +190,109 @@ def cw_track(x, w, dist, success, step_best, best_dist, best_x, best_w):
         _contiguous(name, a, dtype, 1)
     _contiguous("success", success, np.uint8, 1)
     implementation("cw").cw_track(x, w, dist, success, step_best, best_dist, best_x, best_w)
+
+
+# -- the convolution's algorithm: im2col + GEMM, or Winograd F(2x2, 3x3) / F(4x4, 3x3) ------
+CONV_ALGORITHMS = ("auto", "im2col", "winograd2", "winograd4")
+_conv_algorithm = None              # set by use_conv; None: NPDISTILL_CONV, else "auto"
+
+
+def use_conv(name):
+    """Make every 3x3 convolution run as ``name``: "im2col" (the default), "winograd2"
+    (F(2x2, 3x3)), "winograd4" (F(4x4, 3x3)) or "auto" (per layer shape,
+    ``conv_algorithm``'s rule). Overrides ``NPDISTILL_CONV``. Other kernel sizes, and
+    backends without Winograd kernels (cuda), always run im2col."""
+    global _conv_algorithm
+    if name not in CONV_ALGORITHMS:
+        raise ValueError(f"unknown convolution algorithm {name!r}: expected one of "
+                         f"{CONV_ALGORITHMS}")
+    _conv_algorithm = name
+
+
+@contextlib.contextmanager
+def using_conv(name):
+    """``with using_conv("winograd4"):`` runs the block's convolutions so, then restores."""
+    previous = _conv_algorithm
+    use_conv(name)
+    try:
+        yield name
+    finally:
+        globals()["_conv_algorithm"] = previous
+
+
+def conv_algorithm(in_channels, out_channels, kernel_size, out_h, out_w):
+    """The algorithm a convolution of this shape runs now: "im2col", "winograd2" or
+    "winograd4". The default is im2col: on the machine of bench/RESULTS.md the
+    Winograd kernels win on some layers and lose on others by margins within that
+    shared machine's noise. "auto" takes Winograd for 3x3 kernels with at least
+    WINOGRAD_MIN_CHANNELS input channels (below that the transforms cost more than
+    the multiplies they save: the first layer of an image net), F(4x4) where the
+    output is at least 8 x 8, else F(2x2) (bench/conv_speed.py's per-layer table)."""
+    chosen = _conv_algorithm or os.environ.get("NPDISTILL_CONV", "im2col")
+    if chosen not in CONV_ALGORITHMS:
+        raise ValueError(f"NPDISTILL_CONV={chosen!r}: expected one of {CONV_ALGORITHMS}")
+    if kernel_size != 3 or chosen == "im2col" or not has("winograd"):
+        return "im2col"
+    if chosen != "auto":
+        return chosen
+    if in_channels < WINOGRAD_MIN_CHANNELS:
+        return "im2col"
+    return "winograd4" if min(out_h, out_w) >= 8 else "winograd2"
+
+
+WINOGRAD_MIN_CHANNELS = 8
+WINOGRAD_TILE = {"winograd2": 2, "winograd4": 4}
+_WINOGRAD_BLOCK_BYTES = 1 << 21     # a thread's transformed tiles and products, in cache
+
+
+def _winograd_block(n, c, f, itemsize):
+    """Tiles per block: the n*n transformed tiles (C values) and products (F) of a
+    block fill _WINOGRAD_BLOCK_BYTES."""
+    return max(4, _WINOGRAD_BLOCK_BYTES // (n * n * (c + f) * itemsize))
+
+
+def _omp_threads():
+    """The threads a compiled parallel region runs with here."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:                      # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, int(os.environ.get("OMP_NUM_THREADS", cores) or cores))
+
+
+def winograd_correlate(x, W, m, pads, bias=None):
+    """x (N, H, W, C) channels-last (*) W (F, C, 3, 3) with F(m x m, 3 x 3), padding
+    (top, bottom, left, right) -> (N, oh, ow, F) channels-last, plus ``bias``."""
+    _contiguous("x", x, x.dtype, 4)
+    F, C, r = W.shape[0], W.shape[1], W.shape[-1]
+    if x.shape[3] != C:
+        raise ValueError(f"x has {x.shape[3]} channels, the weights {C}")
+    AT, _, BT = _numpy_winograd.transforms(m, r, x.dtype)
+    oh = x.shape[1] + pads[0] + pads[1] - r + 1
+    ow = x.shape[2] + pads[2] + pads[3] - r + 1
+    y = np.empty((len(x), oh, ow, F), x.dtype)
+    bias = np.zeros(F, x.dtype) if bias is None else np.ascontiguousarray(bias, x.dtype)
+    implementation("winograd").correlate(
+        x, _numpy_winograd.transform_weights(W.astype(x.dtype, copy=False), m), bias, AT, BT,
+        pads[0], pads[2], y, _winograd_block(len(BT), C, F, x.dtype.itemsize))
+    return y
+
+
+def winograd_input_gradient(dy, W, m, pads):
+    """dL/dx (N, H, W, C) channels-last of ``winograd_correlate`` given dy (N, oh, ow, F)."""
+    return winograd_correlate(dy, _numpy_winograd.flipped(W), m,
+                              _numpy_winograd.gradient_padding(pads, W.shape[-1]))
+
+
+def winograd_weight_gradient(x, dy, m, pads, r=3):
+    """dL/dW (F, C, r, r) of ``winograd_correlate`` at x (N, H, W, C) given dy (N, oh, ow, F),
+    both channels-last."""
+    _contiguous("x", x, x.dtype, 4)
+    _contiguous("dy", dy, x.dtype, 4)
+    _, G, BT = _numpy_winograd.transforms(r, m, x.dtype)
+    n, C, F = len(G), x.shape[3], dy.shape[3]
+    threads = _omp_threads() if backend() == "cython" else 1
+    acc = np.zeros((threads, n * n, F, C), x.dtype)
+    implementation("winograd").filter_products(x, dy, G, BT, pads[0], pads[2], acc,
+                                               _winograd_block(n, C, F, x.dtype.itemsize))
+    return _numpy_winograd.weight_gradient_from(acc, m, r)

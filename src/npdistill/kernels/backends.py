@@ -21,11 +21,12 @@ from . import conv as _numpy_conv  # noqa: E402
 from . import cw as _numpy_cw  # noqa: E402
 from . import pool as _numpy_pool  # noqa: E402
 from . import saliency as _numpy_saliency  # noqa: E402
+from . import winograd as _numpy_winograd  # noqa: E402
 
 BACKENDS = ("numpy", "cython", "cuda")
 
 _impl = {"numpy": {"conv": _numpy_conv, "pool": _numpy_pool, "saliency": _numpy_saliency,
-                   "cw": _numpy_cw}}
+                   "cw": _numpy_cw, "winograd": _numpy_winograd}}
 _missing = {}
 try:
     from .._ext import conv as _cython_conv
@@ -37,6 +38,12 @@ except ImportError as exc:  # a source checkout that was never built
 else:
     _impl["cython"] = {"conv": _cython_conv, "pool": _cython_pool, "saliency": _cython_saliency,
                        "cw": _cython_cw}
+    try:        # Winograd's products go through SciPy's BLAS; without it, im2col only
+        from .._ext import winograd as _cython_winograd
+    except ImportError as exc:
+        _missing["winograd"] = str(exc)
+    else:
+        _impl["cython"]["winograd"] = _cython_winograd
 
 
 def _load_cuda():
@@ -123,5 +130,11 @@ _active = None
 
 
 def implementation(module):
-    """The active backend's module of kernels ``module`` ("conv", "pool", "saliency", "cw")."""
+    """The active backend's module of kernels ``module`` ("conv", "pool", "saliency", "cw",
+    "winograd")."""
     return _impl[backend()][module]
+
+
+def has(module):
+    """Whether the active backend implements the kernels ``module`` (cuda: no "winograd")."""
+    return module in _impl[backend()]

@@ -40,7 +40,9 @@ field, against the direct convolution in float64, on random shapes, float32
     F(4): 0, +-1, +-1/2       6.3e-6        5.4e-8
     F(4): 0, +-1, 1/2, -2     1.2e-6        4.7e-8    (used here)
 
-so F(4) loses about one decimal digit to F(2) and to im2col in the worst case
+(on a single channel, where the sum has few terms, tests/kernels/test_winograd.py's
+hypothesis search found 8.8e-6 for F(4)), so F(4) loses about one decimal digit to
+F(2) and to im2col in the worst case
 (see Barabasz et al., 2020, "Error analysis and improving the accuracy of
 Winograd convolution", on choosing the points).
 
@@ -103,61 +105,120 @@ def _inverse(M):
     return [row[n:] for row in A]
 
 
-def _tiles(x, m, r, pads):
-    """The n x n input tiles (stride m) of x (N, C, H, W) padded by ``pads`` and then
-    with zeros up to whole tiles: (N, C, th, tw, n, n), and the output size (oh, ow)."""
-    top, bottom, left, right = pads
-    n = m + r - 1
-    oh = x.shape[2] + top + bottom - r + 1
-    ow = x.shape[3] + left + right - r + 1
+def _input_tiles(x, n, m, pad_top, pad_left, oh, ow):
+    """The n x n input tiles (stride m) of x (N, H, W, C) placed at (pad_top, pad_left) in
+    zeros large enough for whole tiles: (N, th, tw, C, n, n)."""
+    N, H, W, C = x.shape
     th, tw = -(-oh // m), -(-ow // m)
-    padded = np.pad(x, ((0, 0), (0, 0), (top, bottom + th * m - oh), (left, right + tw * m - ow)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, (n, n), axis=(2, 3))
-    return windows[:, :, ::m, ::m], (oh, ow)
+    padded = np.zeros((N, th * m + n - m, tw * m + n - m, C), x.dtype)
+    rows, cols = min(H, padded.shape[1] - pad_top), min(W, padded.shape[2] - pad_left)
+    padded[:, pad_top:pad_top + rows, pad_left:pad_left + cols] = x[:, :rows, :cols]
+    windows = np.lib.stride_tricks.sliding_window_view(padded, (n, n), axis=(1, 2))
+    return windows[:, ::m, ::m]
 
 
-def correlate(x, W, pads, m):
-    """sum_c x[:, c] (*) W[:, c] with F(m x m, r x r): x (N, C, H, W), W (F, C, r, r)
-    -> (N, F, oh, ow). The forward pass of a stride-1 convolution layer, without bias."""
-    r = W.shape[-1]
-    AT, G, BT = (M.astype(x.dtype) for M in matrices(m, r, POINTS[m]))
-    d, (oh, ow) = _tiles(x, m, r, pads)
-    N, C, th, tw = d.shape[:4]
-    V = np.einsum("ij,ncstjk,lk->ilcnst", BT, d, BT, optimize=True).reshape(len(BT), len(BT), C, -1)
-    U = np.einsum("ij,fcjk,lk->ilfc", G, W, G, optimize=True)
-    M = U @ V                                                  # n * n products (F, C) @ (C, tiles)
-    Y = np.einsum("ij,jkfp,lk->filp", AT, M, AT, optimize=True)     # (F, m, m, tiles)
-    Y = Y.reshape(-1, m, m, N, th, tw).transpose(3, 0, 4, 1, 5, 2).reshape(N, -1, th * m, tw * m)
-    return np.ascontiguousarray(Y[:, :, :oh, :ow])
+def correlate(x, U, bias, at, bt, pad_top, pad_left, y, block):
+    """y = bias + sum_c x[..., c] (*) W[:, c] with F(m x m, r x r), channels last.
+
+    x : (N, H, W, C) IN; U : (n*n, C, F) IN, the weights transformed (``transform_weights``)
+    bias : (F,) IN; at : (m, n) A^T and bt : (n, n) B^T IN, in x's dtype
+    pad_top, pad_left : the zeros before the image (those after follow from y's size)
+    y : (N, oh, ow, F) OUT;  block : tiles per block (the compiled kernel's cache
+    blocking; no effect here)
+    """
+    m, n = at.shape
+    N, oh, ow, F = y.shape
+    d = _input_tiles(x, n, m, pad_top, pad_left, oh, ow)
+    th, tw = d.shape[1:3]
+    V = np.einsum("ij,nstcjk,lk->ilnstc", bt, d, bt, optimize=True).reshape(n * n, -1, x.shape[3])
+    M = (V @ U).reshape(n, n, -1, F)                   # n * n products (tiles, C) @ (C, F)
+    Y = np.einsum("ij,jkpf,lk->pilf", at, M, at, optimize=True)        # (tiles, m, m, F)
+    Y = Y.reshape(N, th, tw, m, m, F).transpose(0, 1, 3, 2, 4, 5).reshape(N, th * m, tw * m, F)
+    y[...] = Y[:, :oh, :ow] + bias
+
+
+def filter_products(x, dy, g, bt, pad_top, pad_left, acc, block):
+    """The weight gradient's products in the transformed domain, F(r x r, m x m): for
+    each n x n input tile d and the m x m tile e of dy it produced,
+
+        acc[0, xi] += (G e G^T)[xi] (F,) outer (B^T d B)[xi] (C,)
+
+    summed over tiles as n * n products (F, tiles) @ (tiles, C). x : (N, H, W, C) IN;
+    dy : (N, oh, ow, F) IN; g : (n, m) G and bt : (n, n) B^T of F(r, m) IN;
+    acc : (threads, n*n, F, C) INOUT (the compiled kernel adds into its thread's row;
+    the caller sums them: ``weight_gradient_from``); block as ``correlate``'s.
+    """
+    n, m = g.shape
+    N, oh, ow, F = dy.shape
+    d = _input_tiles(x, n, m, pad_top, pad_left, oh, ow)
+    th, tw = d.shape[1:3]
+    V = np.einsum("ij,nstcjk,lk->ilnstc", bt, d, bt, optimize=True).reshape(n * n, -1, x.shape[3])
+    e = np.zeros((N, th * m, tw * m, F), dy.dtype)
+    e[:, :oh, :ow] = dy
+    e = e.reshape(N, th, m, tw, m, F).transpose(0, 1, 3, 2, 4, 5)      # (N, th, tw, m, m, F)
+    Ug = np.einsum("ij,nstjkf,lk->ilnstf", g, e, g, optimize=True).reshape(n * n, -1, F)
+    acc[0] += Ug.transpose(0, 2, 1) @ V
+
+
+# -- the three passes of a layer, NCHW (the readable face of the kernels above) ----------
+def transforms(m, r=3, dtype=np.float64):
+    """(A^T, G, B^T) of F(m, r) with this module's points, in ``dtype``."""
+    return tuple(M.astype(dtype) for M in matrices(m, r, POINTS[m if r == 3 else r]))
+
+
+def transform_weights(W, m):
+    """U = G W G^T for every (output, input) channel pair: (n*n, C, F) for ``correlate``."""
+    _, G, _ = transforms(m, W.shape[-1], W.dtype)
+    n = len(G)
+    return np.ascontiguousarray(
+        np.einsum("ij,fcjk,lk->ilcf", G, W, G, optimize=True).reshape(n * n, W.shape[1], -1))
+
+
+def flipped(W):
+    """The kernels of the input gradient: rotated by 180 degrees, channels swapped."""
+    return np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+
+
+def gradient_padding(pads, r=3):
+    """The padding under which correlating dy with ``flipped(W)`` gives dL/dx exactly."""
+    return tuple(r - 1 - p for p in pads)
+
+
+def weight_gradient_from(acc, m, r=3):
+    """dL/dW (F, C, r, r) from ``filter_products``' sums: A^T (sum over threads) A."""
+    AT, _, _ = transforms(r, m, acc.dtype)
+    n = AT.shape[1]
+    total = acc.sum(axis=0).reshape(n, n, *acc.shape[2:])
+    return np.einsum("ij,jkfc,lk->fcil", AT, total, AT, optimize=True)
+
+
+def _output_size(size, pads, r):
+    return size + pads[0] + pads[1] - r + 1
 
 
 def forward(x, W, pads, m):
-    """The convolution layer's output without bias: (N, F, oh, ow)."""
-    return correlate(x, W, pads, m)
-
-
-def input_gradient(dy, W, pads, m, in_shape):
-    """dL/dx (N, C, H, W) of ``forward`` given dy (N, F, oh, ow): the full correlation of
-    dy with the kernels flipped and their channels swapped, cropped to the input."""
+    """The convolution layer's output without bias, x (N, C, H, W) -> (N, F, oh, ow)."""
     r = W.shape[-1]
-    flipped = np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-    full = correlate(dy, flipped, (r - 1,) * 4, m)             # the padded input's gradient
-    top, _, left, _ = pads
-    return np.ascontiguousarray(full[:, :, top:top + in_shape[2], left:left + in_shape[3]])
+    AT, _, BT = transforms(m, r, x.dtype)
+    y = np.empty((len(x), _output_size(x.shape[2], pads[:2], r),
+                  _output_size(x.shape[3], pads[2:], r), len(W)), x.dtype)
+    correlate(np.ascontiguousarray(x.transpose(0, 2, 3, 1)), transform_weights(W, m),
+              np.zeros(len(W), x.dtype), AT, BT, pads[0], pads[2], y, 64)
+    return y.transpose(0, 3, 1, 2)
+
+
+def input_gradient(dy, W, pads, m):
+    """dL/dx (N, C, H, W) of ``forward`` given dy (N, F, oh, ow): the correlation of dy
+    with the flipped kernels, padded so that it comes out the input's size."""
+    return forward(dy, flipped(W), gradient_padding(pads, W.shape[-1]), m)
 
 
 def weight_gradient(x, dy, pads, m, r=3):
     """dL/dW (F, C, r, r) of ``forward`` given dy (N, F, oh, ow): F(r x r, m x m) with
-    the m x m tiles of dy as filters over the same n x n tiles of x, summed over tiles
-    in the transformed domain (n * n products (F, tiles) @ (tiles, C))."""
-    n = m + r - 1
-    AT, G, BT = (M.astype(x.dtype) for M in matrices(r, m, POINTS[m]))
-    d, (oh, ow) = _tiles(x, m, r, pads)
-    N, C, th, tw = d.shape[:4]
-    g = np.zeros((N, dy.shape[1], th * m, tw * m), dy.dtype)
-    g[:, :, :oh, :ow] = dy
-    g = g.reshape(N, -1, th, m, tw, m).transpose(0, 1, 2, 4, 3, 5)   # (N, F, th, tw, m, m)
-    V = np.einsum("ij,ncstjk,lk->ilnstc", BT, d, BT, optimize=True).reshape(n, n, -1, C)
-    U = np.einsum("ij,nfstjk,lk->ilfnst", G, g, G, optimize=True).reshape(n, n, dy.shape[1], -1)
-    M = U @ V                                                  # (n, n, F, C)
-    return np.einsum("ij,jkfc,lk->fcil", AT, M, AT, optimize=True)
+    the m x m tiles of dy as filters over the same n x n tiles of x."""
+    AT, G, BT = transforms(r, m, x.dtype)
+    acc = np.zeros((1, len(G) ** 2, dy.shape[1], x.shape[1]), x.dtype)
+    filter_products(np.ascontiguousarray(x.transpose(0, 2, 3, 1)),
+                    np.ascontiguousarray(dy.transpose(0, 2, 3, 1)), G, BT, pads[0], pads[2],
+                    acc, 64)
+    return weight_gradient_from(acc, m, r)

@@ -137,7 +137,9 @@ def _he_uniform(rng, shape, fan_in, dtype):
 
 
 class Conv2D(Layer):
-    """2-D convolution, stride 1, weights (out, in, k, k), as im2col + GEMM per block of images.
+    """2-D convolution, stride 1, weights (out, in, k, k), as im2col + GEMM per block of
+    images, or for 3x3 kernels as Winograd F(2x2, 3x3) / F(4x4, 3x3) (all three passes);
+    ``kernels.conv_algorithm`` picks per layer shape at every forward pass.
 
     padding='valid' gives H - k + 1 rows; 'same' keeps H (for an even k the
     extra row and column of zeros go at the bottom and right, as in Keras).
@@ -197,6 +199,7 @@ class Conv2D(Layer):
         self.oh = kernels.conv_output_size(x.shape[2], k, *self.pads[:2])
         self.ow = kernels.conv_output_size(x.shape[3], k, *self.pads[2:])
         self.x, self.rows = x, self.oh * self.ow
+        self.algorithm = kernels.conv_algorithm(self.in_channels, F, k, self.oh, self.ow)
         self._W2 = self.gemm_weights(self.params["W"])
         y = self._convolve(x)
         y += self.params["b"]
@@ -205,6 +208,10 @@ class Conv2D(Layer):
     def _convolve(self, x):
         """x * W without bias, (N * oh * ow, F), block by block."""
         k = self.kernel_size
+        if self.algorithm in kernels.WINOGRAD_TILE:
+            return kernels.winograd_correlate(kernels.channels_last(x), self.params["W"],
+                                              kernels.WINOGRAD_TILE[self.algorithm],
+                                              self.pads).reshape(-1, self.out_channels)
         y = np.empty((len(x) * self.rows, self.out_channels), dtype=x.dtype)
         for s, e in self._blocks(len(x), self.rows):
             self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)
@@ -215,6 +222,9 @@ class Conv2D(Layer):
         """(dW2 (F, k*k*C) or None, dx or None) of dy2 (N * oh * ow, F) at input x, one
         block at a time: the block's im2col is multiplied while it is in cache."""
         k, n = self.kernel_size, len(dy2) // self.rows
+        if self.algorithm in kernels.WINOGRAD_TILE:
+            return self._winograd_gradients(x, dy2.reshape(n, self.oh, self.ow, -1), param_grads,
+                                            input_grad)
         dW2 = np.zeros_like(self._W2) if param_grads else None
         dx = kernels.empty_nchw((n,) + self.x.shape[1:], dy2.dtype) if input_grad else None
         for s, e in self._blocks(n, self.rows):
@@ -228,6 +238,16 @@ class Conv2D(Layer):
                 np.matmul(block, self._W2, out=self._dcols)
                 kernels.col2im(self._dcols, (e - s,) + self.x.shape[1:], k, k, self.pads,
                                out=dx[s:e])
+        return dW2, dx
+
+    def _winograd_gradients(self, x, dy, param_grads, input_grad):
+        """_gradients by Winograd: dy (N, oh, ow, F) channels-last."""
+        m = kernels.WINOGRAD_TILE[self.algorithm]
+        dy = np.ascontiguousarray(dy)
+        dW2 = self.gemm_weights(kernels.winograd_weight_gradient(
+            kernels.channels_last(x), dy, m, self.pads)) if param_grads else None
+        dx = kernels.winograd_input_gradient(dy, self.params["W"], m, self.pads).transpose(
+            0, 3, 1, 2) if input_grad else None
         return dW2, dx
 
     @staticmethod
