@@ -1,0 +1,48 @@
+"""A training step and inference (batch 128) of the paper's MNIST net, convolutions by
+im2col and by ``kernels.use_conv("auto")`` (Winograd on the 3x3 layers with 8 or more
+input channels), in turns, in this one process: run it under different thread settings
+of NumPy's OpenBLAS, which must be set before NumPy loads, e.g.
+
+    python bench/conv_threads.py
+    OPENBLAS_NUM_THREADS=1 python bench/conv_threads.py
+    OPENBLAS_THREAD_TIMEOUT=4 python bench/conv_threads.py
+
+Milliseconds, medians of 15 calls after a warm-up, two rounds each.
+"""
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+import npdistill as nd  # noqa: E402
+
+
+def main():
+    (x, y), _ = common.load_mnist()
+    model, optimizer = nd.architectures.papernot_mnist(seed=0), nd.nn.SGD(0.1, 0.5)
+    xb, yb = x[:128], y[:128]
+
+    def step():
+        logits = model.forward(xb, training=True)
+        _, dlogits = nd.cross_entropy(logits, yb)
+        model.backward(dlogits, input_grad=False)
+        optimizer.step(model.params, model.grads, 0)
+
+    print(f"machine: {common.machine()}")
+    for algorithm in ("im2col", "auto") * 2:
+        nd.kernels.use_conv(algorithm)
+        for name, fn in (("inference", lambda: model.forward(xb)), ("training step", step)):
+            fn()
+            times = []
+            for _ in range(15):
+                began = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - began)
+            print(f"{algorithm:<7} {name:<14} {statistics.median(times) * 1e3:7.1f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
