@@ -55,22 +55,8 @@ def correlate(const floating[:, :, :, ::1] x,      # IN  (N, H, W, C) channels l
             p0 = b * block
             count = block if p0 + block <= tiles else tiles - p0
             for p in range(count):                       # 1. input transform
-                t = p0 + p
-                img = t // (th * tw)
-                ty = (t // tw) % th
-                tx = t % tw
-                for k in range(n):
-                    yy = ty * m + k - pad_top
-                    for j in range(n):
-                        xx = tx * m + j - pad_left
-                        dst = d + (k * n + j) * C
-                        if yy < 0 or yy >= H or xx < 0 or xx >= W:
-                            memset(dst, 0, C * sizeof(floating))
-                        else:
-                            src = <floating *> &x[img, yy, xx, 0]
-                            for c in range(C):
-                                dst[c] = src[c]
-                _transform(bt, d, tmp, V + p * C, n, n, C, block * C)
+                _input_tile(x, bt, p0 + p, th, tw, m, pad_top, pad_left, d, tmp,
+                            V + p * C, block * C)
             gm, gn, gk = <int> F, <int> count, <int> C   # 2. M[xi] = V[xi] @ U[xi]
             lda, ldb, ldc = <int> F, <int> C, <int> F
             for xi in range(nn):
@@ -161,21 +147,9 @@ def filter_products(const floating[:, :, :, ::1] x,   # IN  (N, H, W, C) channel
             count = block if p0 + block <= tiles else tiles - p0
             for p in range(count):
                 t = p0 + p
-                img = t // (th * tw)
-                ty = (t // tw) % th
-                tx = t % tw
-                for k in range(n):                       # the input tile, as the forward
-                    yy = ty * m + k - pad_top
-                    for j in range(n):
-                        xx = tx * m + j - pad_left
-                        dst = d + (k * n + j) * C
-                        if yy < 0 or yy >= H or xx < 0 or xx >= W:
-                            memset(dst, 0, C * sizeof(floating))
-                        else:
-                            src = <floating *> &x[img, yy, xx, 0]
-                            for c in range(C):
-                                dst[c] = src[c]
-                _transform(bt, d, tmp, V + p * C, n, n, C, block * C)
+                _input_tile(x, bt, t, th, tw, m, pad_top, pad_left, d, tmp, V + p * C,
+                            block * C)
+                img, ty, tx = t // (th * tw), (t // tw) % th, t % tw
                 for k in range(m):                       # the dy tile (zeros past oh, ow)
                     yy = ty * m + k
                     for j in range(m):
@@ -206,34 +180,63 @@ def filter_products(const floating[:, :, :, ::1] x,   # IN  (N, H, W, C) channel
         free(Ug)
 
 
+cdef inline void _input_tile(const floating[:, :, :, ::1] x, const floating[:, ::1] bt,
+                             Py_ssize_t t, Py_ssize_t th, Py_ssize_t tw, Py_ssize_t m,
+                             Py_ssize_t pad_top, Py_ssize_t pad_left, floating *d,
+                             floating *tmp, floating *out, Py_ssize_t stride) noexcept nogil:
+    """B^T d B of tile t (tiles run image by image, row by row) into out (stride apart)."""
+    cdef Py_ssize_t n = bt.shape[0]
+    _gather(x, t // (th * tw), (t // tw) % th * m - pad_top, t % tw * m - pad_left, n, d)
+    _transform(bt, d, tmp, out, n, n, x.shape[3], stride)
+
+
+cdef inline void _gather(const floating[:, :, :, ::1] x, Py_ssize_t img, Py_ssize_t top,
+                         Py_ssize_t left, Py_ssize_t n, floating *d) noexcept nogil:
+    """d (n, n, C) = the n x n window of image ``img`` whose corner is (top, left), with
+    zeros where it leaves the image (the padding)."""
+    cdef Py_ssize_t H = x.shape[1], W = x.shape[2], C = x.shape[3], k, j, c, yy, xx
+    cdef floating *dst
+    cdef const floating *src
+    for k in range(n):
+        yy = top + k
+        for j in range(n):
+            xx = left + j
+            dst = d + (k * n + j) * C
+            if yy < 0 or yy >= H or xx < 0 or xx >= W:
+                memset(dst, 0, C * sizeof(floating))
+            else:
+                src = &x[img, yy, xx, 0]
+                for c in range(C):
+                    dst[c] = src[c]
+
+
 cdef inline void _transform(const floating[:, ::1] T, const floating *src, floating *tmp,
                             floating *out, Py_ssize_t n, Py_ssize_t k, Py_ssize_t C,
                             Py_ssize_t stride) noexcept nogil:
     """out[(i n + l) * stride + c] = (T s T^T)[i, l, c] for s (k, k, C) at src, T (n, k):
-    vectors of C values, zero coefficients skipped; tmp holds n * k * C values."""
-    cdef Py_ssize_t i, j, l, q, c
+    T s into tmp (n * k * C values), then (T tmp^T)^T into out."""
+    _left(T, src, k * C, C, tmp, k * C, C, n, k, k, C)
+    _left(T, tmp, C, k * C, out, stride, n * stride, n, k, n, C)
+
+
+cdef inline void _left(const floating[:, ::1] T, const floating *src, Py_ssize_t src_q,
+                       Py_ssize_t src_j, floating *dst, Py_ssize_t dst_i, Py_ssize_t dst_j,
+                       Py_ssize_t rows, Py_ssize_t k, Py_ssize_t cols,
+                       Py_ssize_t C) noexcept nogil:
+    """dst[i, j] = sum_q T[i, q] src[q, j] for i < rows, j < cols, every entry a vector of
+    C values at the given strides (in values); zero coefficients skipped."""
+    cdef Py_ssize_t i, j, q, c
     cdef floating coef
-    cdef floating *dst
+    cdef floating *out
     cdef const floating *row
-    for i in range(n):                                   # tmp = T s
-        for j in range(k):
-            dst = tmp + (i * k + j) * C
+    for i in range(rows):
+        for j in range(cols):
+            out = dst + i * dst_i + j * dst_j
             for c in range(C):
-                dst[c] = 0
+                out[c] = 0
             for q in range(k):
                 coef = T[i, q]
                 if coef != 0:
-                    row = src + (q * k + j) * C
+                    row = src + q * src_q + j * src_j
                     for c in range(C):
-                        dst[c] = dst[c] + coef * row[c]
-    for i in range(n):                                   # out = tmp T^T
-        for l in range(n):
-            dst = out + (i * n + l) * stride
-            for c in range(C):
-                dst[c] = 0
-            for j in range(k):
-                coef = T[l, j]
-                if coef != 0:
-                    row = tmp + (i * k + j) * C
-                    for c in range(C):
-                        dst[c] = dst[c] + coef * row[c]
+                        out[c] = out[c] + coef * row[c]
