@@ -297,6 +297,8 @@ def test_cw_refuses_a_model_that_outputs_probabilities():
     (lambda m, x, y: cw_l2(m, x, y, clip=(0.2, 0.8)), ValueError, "clip box"),
     (lambda m, x, y: cw_l2(m, x, y, abort_early="images"), ValueError, "abort_early"),
     (lambda m, x, y: cw_l2(m, x, y, warm_start="yes"), TypeError, "warm_start"),
+    (lambda m, x, y: cw_l2(m, x, y, check_every=0), ValueError, "check_every"),
+    (lambda m, x, y: cw_l2(m, x, y, check_every=2.5), (TypeError, ValueError), "check_every"),
     (lambda m, x, y: cw_linf(m, x, y, decrease_factor=1.5), ValueError, "decrease_factor"),
     (lambda m, x, y: cw_l0(m, x, y, const_factor=1.0), ValueError, "const_factor"),
 ])

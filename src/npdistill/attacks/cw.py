@@ -49,8 +49,8 @@ import functools
 import numpy as np
 
 from .. import kernels
-from ..kernels.cw import cw_stalled
 from .._checks import check_choice, check_clip, check_labels, check_number, check_positive
+from ..kernels.cw import cw_stalled
 from ..placement import device_loop, passes
 from ..progress import Progress
 from .result import AttackResult
