@@ -9,12 +9,14 @@ net classifies correctly, each with a random target (never its class).
                              [--contenders npdistill,reference,torchattacks]
                              [--reference-batch 20] [--torchattacks-c 10]
                              [--art-images 10] [--model m.npz] [--save results.npz]
+                             [--check-every N] [--cold]
 
 The budget is the authors' search: ``--binary-steps`` rounds over c from ``--c``
 (x10 until a success, then bisection), ``--steps`` Adam steps per round, lr 1e-2,
 kappa 0, stopping early when the loss stalls. Contenders:
 
-- npdistill: ``npdistill.attacks.cw_l2`` with that budget (its defaults otherwise);
+- npdistill: ``npdistill.attacks.cw_l2`` with that budget (its defaults otherwise;
+  ``--check-every N`` and ``--cold``, warm_start=False, measure its choices);
 - reference: the authors' algorithm (bench/cw_reference.py) in batches of
   ``--reference-batch`` images, restarting every round from the clean image and
   stopping a whole batch when its summed loss stalls;
@@ -68,6 +70,10 @@ def main():
     parser.add_argument("--torchattacks-c", type=float, default=10.0)
     parser.add_argument("--art-images", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--check-every", type=int, default=0,
+                        help="npdistill's check_every (0: its default)")
+    parser.add_argument("--cold", action="store_true",
+                        help="npdistill with warm_start=False (every round from x)")
     parser.add_argument("--save", default=None,
                         help="write every contender's examples and per-image figures here (.npz)")
     parser.add_argument("--worker", choices=CONTENDERS, help=argparse.SUPPRESS)
@@ -78,6 +84,8 @@ def main():
         return work(args.worker, Path(args.task), Path(args.out))
     if args.quick:
         args.images, args.steps, args.binary_steps, args.c, args.repeats = 10, 300, 3, 1.0, 1
+    if args.check_every < 0:
+        parser.error(f"--check-every must be at least 0, got {args.check_every}")
     for name in ("images", "steps", "binary_steps", "repeats", "reference_batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -99,7 +107,8 @@ def main():
         task = Path(tmp) / "task.npz"
         np.savez(task, model=str(model_path), x=x, targets=targets, steps=args.steps,
                  binary_steps=args.binary_steps, c=args.c, reference_batch=args.reference_batch,
-                 torchattacks_c=args.torchattacks_c, art_images=args.art_images)
+                 torchattacks_c=args.torchattacks_c, art_images=args.art_images,
+                 check_every=args.check_every, warm_start=not args.cold)
         seconds = {name: [] for name in contenders}
         for _ in range(args.repeats):                       # in turns: a passing load hits all
             for name in contenders:
@@ -195,7 +204,8 @@ def work(name, task_path, out):
         began = time.perf_counter()
         result = nd.attacks.cw_l2(
             model, x, target=targets, c=task["c"], binary_search_steps=task["binary_steps"],
-            max_iterations=task["steps"],
+            max_iterations=task["steps"], check_every=int(task["check_every"]) or None,
+            warm_start=bool(task["warm_start"]),
             progress=lambda event: record(event.figures["successes"]))
         x_adv, steps = result.x_adv, result.iterations
     else:

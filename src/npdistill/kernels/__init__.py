@@ -252,12 +252,15 @@ def _winograd_block(n, c, f, itemsize):
 
 
 def _omp_threads():
-    """The threads a compiled parallel region runs with here."""
+    """The threads a compiled parallel region runs with here: OMP_NUM_THREADS's first
+    level where it is set (e.g. "4" or "4,2"), else the cores this process may use.
+    (The weight gradient's kernel runs exactly this many, one sum each.)"""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:                      # not on Linux
         cores = os.cpu_count() or 1
-    return max(1, int(os.environ.get("OMP_NUM_THREADS", cores) or cores))
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(first) if first.isdigit() and int(first) > 0 else cores
 
 
 def winograd_correlate(x, W, m, pads, bias=None):
