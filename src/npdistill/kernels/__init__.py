@@ -12,7 +12,8 @@ using(name):``) or the environment variable ``NPDISTILL_BACKEND``; the default i
 the fastest available: "cuda" where numba-cuda is installed and an NVIDIA device
 is present, else "cython".
 If the compiled extension is missing the library warns once and runs on the
-NumPy reference. The CUDA kernels (npdistill/cuda) are imported only when
+NumPy reference. With "cython", NumPy's BLAS runs on the kernels' OpenMP threads
+(``blas_threads()``; kernels/threads.py says why and how to keep OpenBLAS's own). The CUDA kernels (npdistill/cuda) are imported only when
 "cuda" is asked for or chosen: importing npdistill never needs numba.
 With "cuda", the functions below move NumPy arguments to the device and back;
 ``train`` and the attacks keep their arrays there (npdistill.placement says how).
@@ -28,6 +29,7 @@ from .backends import (BACKENDS, WAIT_POLICY_SET_HERE, available, backend, has, 
                        use, using)
 from .layout import channels_last, conv_output_size, empty_nchw, reusable_buffer
 from .pool import pool_windows
+from .threads import BLAS_THREADS, blas_threads
 
 # backends.py: the registry (use, using, backend, available); layout.py: NCHW <->
 # channels-last; below: the validating wrappers, which check and allocate, then call the
@@ -37,7 +39,8 @@ __all__ = ["BACKENDS", "WAIT_POLICY_SET_HERE", "available", "backend", "implemen
            "im2col", "col2im", "saliency_pairs", "maxpool_forward", "maxpool_gather",
            "maxpool_backward", "CW_L2", "CW_LINF", "cw_margin", "cw_update", "cw_track",
            "CONV_ALGORITHMS", "use_conv", "using_conv", "conv_algorithm", "WINOGRAD_TILE",
-           "winograd_correlate", "winograd_input_gradient", "winograd_weight_gradient"]
+           "winograd_correlate", "winograd_input_gradient", "winograd_weight_gradient",
+           "BLAS_THREADS", "blas_threads"]
 
 
 def im2col(x, kh, kw, pads, out=None):

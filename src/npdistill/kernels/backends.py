@@ -10,12 +10,18 @@ import importlib.util
 import os
 import warnings
 
-# OpenMP threads that spin after a parallel region steal the cores from
-# OpenBLAS's threads in the GEMM that follows: measured 3.9 -> 14 images/s on
-# JSMA (bench/jsma_speed.py, 2 cores). libgomp reads this once, when the
-# compiled kernels load it below; a value the user set is kept.
-WAIT_POLICY_SET_HERE = "OMP_WAIT_POLICY" not in os.environ
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from . import threads as _threads
+
+# GNU OpenMP reads its wait policy once, when the compiled kernels load it below; a value
+# the user set is kept. Where NumPy's BLAS runs on the kernels' OpenMP team (threads.py),
+# libgomp's default is right: a thread spins a moment after a region, then sleeps (a
+# training step 78 -> 55 ms against PASSIVE, bench/conv_threads.py). Where OpenBLAS keeps
+# its own threads, OpenMP threads that spin after a parallel region steal the cores from
+# OpenBLAS's threads in the GEMM that follows: PASSIVE (JSMA 3.9 -> 14 images/s,
+# bench/jsma_speed.py, 2 cores).
+WAIT_POLICY_SET_HERE = not _threads.plan() and "OMP_WAIT_POLICY" not in os.environ
+if WAIT_POLICY_SET_HERE:
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
 from . import conv as _numpy_conv  # noqa: E402
 from . import cw as _numpy_cw  # noqa: E402
@@ -44,6 +50,13 @@ else:
         _missing["winograd"] = str(exc)
     else:
         _impl["cython"]["winograd"] = _cython_winograd
+    try:        # one OpenMP team for the kernels and NumPy's BLAS (threads.py)
+        from .._ext import threads as _cython_threads
+    except ImportError as exc:
+        _missing["threads"] = str(exc)
+    else:
+        _impl["cython"]["threads"] = _cython_threads
+        _threads.run_forked_children_serially(_cython_threads)
 
 
 def _load_cuda():
@@ -90,7 +103,7 @@ def use(name):
     It overrides ``NPDISTILL_BACKEND``, which is then never read.
     """
     global _active
-    _active = _checked(name)
+    _active = _started(_checked(name))
 
 
 @contextlib.contextmanager
@@ -108,8 +121,16 @@ def backend():
     """The name of the active backend, chosen on first use (see the module's docstring)."""
     global _active
     if _active is None:
-        _active = _default_backend()
+        _active = _started(_default_backend())
     return _active
+
+
+def _started(name):
+    """``name``, once the compiled kernels' OpenMP team runs NumPy's BLAS too where it is
+    "cython" (kernels/threads.py)."""
+    if name == "cython" and "threads" in _impl["cython"]:
+        _threads.share_blas_threads(_impl["cython"]["threads"])
+    return name
 
 
 def _default_backend():
