@@ -54,3 +54,4 @@ def test_concatenate_keeps_the_order_and_refuses_a_mix(toy):
     np.testing.assert_array_equal(whole.x_adv, nd.attacks.fgsm(model, x[:6], y[:6]).x_adv)
     with pytest.raises(ValueError, match="targeted and untargeted"):
         nd_distributed.concatenate([parts[0], nd.attacks.tgsm(model, x[:3], target=target[:3])])
+

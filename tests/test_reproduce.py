@@ -1,6 +1,11 @@
 """The reproduction end to end on real MNIST, shrunk to run in CI: files written, the
 papers' direction of effect measured, trained models reused on a second run."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -172,28 +177,50 @@ def test_a_run_reports_its_tasks_to_a_progress_callable(run, mnist_dir, capsys):
     assert "reproduce:" not in capsys.readouterr().err            # a callable: nothing printed
 
 
-def test_the_run_on_dask_workers_saves_what_the_serial_run_saves(run, tmp_path, capsys):
-    # One worker process with this process's BLAS/OpenMP thread count: the same arithmetic,
-    # so the nets and measures must be bit for bit those of the serial run (with the JSMA
-    # sample count the serial OUT holds now: other tests of this module change it).
+def _cli(argv, threads, **kwargs):
+    """``python -m npdistill`` in a process of its own with ``threads`` BLAS/OpenMP threads
+    (set before NumPy loads, as the CLI sets them for its Dask workers)."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+    return subprocess.Popen([sys.executable, "-m", "npdistill", *argv], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kwargs)
+
+
+def test_a_run_on_two_dask_workers_killed_midway_resumes_to_the_serial_answer(run, tmp_path):
+    # Two worker processes with the cores shared out (the CLI's rule) do the arithmetic of
+    # a serial run with that many threads: the nets, and the CW attacks cut in one piece per
+    # worker, must be bit for bit that run's, even when the run is killed and resumed.
     pytest.importorskip("distributed")
-    serial, argv = run
-    theirs = json.loads((serial / "results.json").read_text())
-    out = tmp_path / "on-dask"
-    argv = [a if a != str(serial) else str(out) for a in argv] + [
-        "--jsma-samples", str(theirs["settings"]["jsma_samples"])]
-    assert main([a for a in argv if a != "--quiet"] + ["--workers", "1"]) == 0
-    err = capsys.readouterr().err
-    assert "Dask: 1 worker processes" in err and "dashboard" in err
+    _, argv = run
+    threads = max(1, (os.cpu_count() or 1) // 2)
+    serial, out = tmp_path / "serial", tmp_path / "on-dask"
+    # 4 CW images in batches of 2: one batch on each worker
+    with_out = lambda folder: [a if a != str(run[0]) else str(folder)            # noqa: E731
+                               for a in argv] + ["--cw-images", "4", "--cw-batch", "2"]
+    reference = _cli(with_out(serial), threads)
+    killed = _cli(with_out(out) + ["--workers", "2"], threads)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "models" / "baseline.npz").exists():        # the first net saved
+            assert killed.poll() is None and time.monotonic() < deadline, killed.stderr.read()
+            time.sleep(0.2)
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)                        # client and workers
+        killed.communicate(timeout=60)
+    assert reference.communicate(timeout=600) and reference.returncode == 0
+    assert not (out / "results.json").exists()
+    resumed = _cli([a for a in with_out(out) if a != "--quiet"] + ["--workers", "2"], threads)
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    assert "Dask: 2 worker processes" in err and "dashboard" in err
+    assert f"reusing {out / 'models' / 'baseline.npz'}" in err
     from npdistill import load_model
     for path in sorted((serial / "models").iterdir()):
         assert load_model(out / "models" / path.name).checksum() == load_model(path).checksum()
-    ours = json.loads((out / "results.json").read_text())
+    ours, theirs = (json.loads((folder / "results.json").read_text()) for folder in (out, serial))
     assert ours["cw"] == theirs["cw"] and ours["models"] == theirs["models"]
-    # and a serial run over that folder reuses everything the workers saved
-    assert main(argv) == 0
-    assert json.loads((out / "results.json").read_text())["train_seconds"] == \
-        ours["train_seconds"]
+    assert sorted(p.name for p in (out / "models").iterdir()) == \
+        sorted(p.name for p in (serial / "models").iterdir())          # no temporary left
 
 
 def test_workers_without_dask_say_what_to_install(tmp_path, monkeypatch, capsys):

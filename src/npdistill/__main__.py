@@ -178,7 +178,7 @@ def _distillation_run(args):
     settings = settings_from(args.quick, temperatures=temperatures, epochs=args.epochs,
                              train_limit=args.train_limit, seed=args.seed,
                              jsma_samples=args.jsma_samples, cw_images=args.cw_images,
-                             cw_iterations=args.cw_iterations,
+                             cw_iterations=args.cw_iterations, cw_batch=args.cw_batch,
                              attacks=args.attacks and tuple(dict.fromkeys(args.attacks)))
     return reproduce, settings, "reproduce"
 
@@ -189,6 +189,7 @@ def _defenses_run(args):
 
     ignored = [flag for flag, value in (("--temperatures", args.temperatures),
                                         ("--jsma-samples", args.jsma_samples),
+                                        ("--cw-batch", args.cw_batch),
                                         ("--attacks", args.attacks)) if value]
     if ignored:
         raise UsageError(f"{', '.join(ignored)} apply to the distillation reproduction, "
@@ -310,6 +311,9 @@ def build_parser():
     r.add_argument("--cw-iterations", type=positive_int, default=None, metavar="N",
                    help="Adam steps per binary-search step (default 1000; --quick 200, "
                         "--defenses --quick 100)")
+    r.add_argument("--cw-batch", type=positive_int, default=None, metavar="N",
+                   help="CW attacks its images N at a time (default 10): the batches one "
+                        "after another, or side by side on Dask workers, the same answer")
     r.add_argument("--attacks", nargs="+", default=None, choices=ATTACK_CHOICES,
                    help="default: jsma fgsm cw; cw_l2, cw_linf, cw_l0: one CW norm (measures "
                         "already in OUT/measures are reused)")

@@ -24,6 +24,7 @@ from . import attacks, metrics
 from ._checks import check_output_dir
 from ._files import write_text
 from .defenses.distillation import distill
+from .distributed import concatenate
 from .nn import architectures
 from .runs import Runner, RunProgress, load_data, percent, say
 from .train import data_checksum, train
@@ -60,6 +61,9 @@ class Settings:
     cw_iterations: int = 1000
     cw_binary_steps: int = 9
     cw_c: float = None               # the first c; None: each attack's reference default
+    cw_batch: int = 10               # CW attacks its images in batches of this many, one
+    #   after another here or side by side on Dask workers: the same batches either way
+    #   (a product's last bits depend on its row count), so the same answer
     attacks: tuple = field(default=("jsma", "fgsm", "cw"))
 
     def training_key(self):
@@ -172,25 +176,48 @@ def cw_norms(chosen):
     return [norm for norm in CW_ATTACKS if "cw" in chosen or f"cw_{norm}" in chosen]
 
 
-def evaluate_cw(model, norm, settings, test, rng_seed, progress=True):
-    """Targeted CW ``norm`` ("l2", "l0" or "linf") on settings.cw_images test images
-    (the same images and targets for every norm and model). Returns (row, examples)."""
+def cw_images(settings, test, rng_seed):
+    """The test images CW attacks and their targets: the same for every norm and model."""
     x_test, y_test = test
     rng = np.random.default_rng(rng_seed)
     pick = rng.choice(len(x_test), settings.cw_images, replace=False)
-    x, y = x_test[pick], y_test[pick]
-    target = attacks.random_targets(y, 10, rng)
+    return x_test[pick], attacks.random_targets(y_test[pick], 10, rng)
+
+
+def cw_batches(settings):
+    """How many batches of at most settings.cw_batch images the CW images make."""
+    return -(-settings.cw_images // settings.cw_batch)
+
+
+def cw_piece(model, norm, settings, test, rng_seed, batch, progress=True):
+    """Targeted CW ``norm`` ("l2", "l0" or "linf") on the ``batch``-th batch of the CW
+    images (settings.cw_batch of them): an AttackResult."""
+    x, target = cw_images(settings, test, rng_seed)
+    rows = np.arange(batch * settings.cw_batch, min(len(x), (batch + 1) * settings.cw_batch))
     options = dict(binary_search_steps=settings.cw_binary_steps) if norm == "l2" else {}
     if settings.cw_c is not None:
         options["c"] = settings.cw_c
-    say(progress, f"CW {norm} on {len(x)} images, {settings.cw_iterations} iterations")
-    r = CW_ATTACKS[norm](model, x, target=target, max_iterations=settings.cw_iterations,
-                         progress=progress, **options)
+    say(progress, f"CW {norm} on {len(rows)} images, {settings.cw_iterations} iterations")
+    return CW_ATTACKS[norm](model, x[rows], target=target[rows],
+                            max_iterations=settings.cw_iterations, progress=progress, **options)
+
+
+def cw_row(pieces, model, norm, settings, test, rng_seed):
+    """(row, examples) of CW ``norm`` from its pieces (AttackResults, in order); the other
+    arguments are the pieces' (``model`` unused)."""
+    x, target = cw_images(settings, test, rng_seed)
+    r = concatenate(pieces)
     ok = r.success
     row = {"images": len(x), "success": r.success_rate,
            "mean_distortion": float(getattr(r, norm)[ok].mean()) if ok.any() else None}
     return row, {f"cw_{norm}": (x[:EXAMPLES], r.x_adv[:EXAMPLES], target[:EXAMPLES].tolist(),
                                 ok[:EXAMPLES].tolist())}
+
+
+def evaluate_cw(model, norm, settings, test, rng_seed, progress=True):
+    """Targeted CW ``norm`` on settings.cw_images test images, here: (row, examples)."""
+    args = (model, norm, settings, test, rng_seed)
+    return cw_row([cw_piece(*args, b, progress) for b in range(cw_batches(settings))], *args)
 
 
 def measure_keys(settings, model, test):
@@ -202,7 +229,8 @@ def measure_keys(settings, model, test):
                   "gradient_images": settings.gradient_images,
                   "attacks": [a for a in settings.attacks if not a.startswith("cw")]}
     cw_key = {**common, "images": settings.cw_images, "iterations": settings.cw_iterations,
-              "binary_steps": settings.cw_binary_steps, "c": settings.cw_c}
+              "binary_steps": settings.cw_binary_steps, "c": settings.cw_c,
+              "batch": settings.cw_batch}
     return attack_key, cw_key
 
 
@@ -241,23 +269,25 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     def label(name):
         return "the baseline" if name == "baseline" else f"T={name}"
 
-    def measure(name, what, key, work, *args):
-        stem = "baseline" if name == "baseline" else f"T{_key(name)}"
-        measures.append((name, what, runner.measure(folder / f"{stem}_{what}.npz", key, work,
-                                                    *args)))
+    def saved_at(name, what):
+        return folder / f"{'baseline' if name == 'baseline' else f'T{_key(name)}'}_{what}.npz"
 
     keys = {name: measure_keys(settings, model, test) for name, model in models.items()}
     for name, model in models.items():
         # one seed for every model: the same samples are attacked on each
-        measure(name, "attacks", keys[name][0], evaluate, model, label(name), settings, test,
-                settings.seed + 1000, inside)
+        measures.append((name, "attacks", runner.measure(
+            saved_at(name, "attacks"), keys[name][0], evaluate, model, label(name), settings,
+            test, settings.seed + 1000, inside)))
     # the CW attacks last: they take the longest, and the table above is complete without
     # them; the quickest norm first on both nets, so that a cut-off run has the most to show
     for norm in cw_norms(settings.attacks):
         for name in ("baseline", max(settings.temperatures)):
             say(progress, f"Carlini-Wagner {norm} on {label(name)}")
-            measure(name, f"cw_{norm}", {**keys[name][1], "norm": norm}, evaluate_cw,
-                    models[name], norm, settings, test, settings.seed + 2000, inside)
+            # its batches: side by side on Dask workers
+            measures.append((name, f"cw_{norm}", runner.split_measure(
+                saved_at(name, f"cw_{norm}"), {**keys[name][1], "norm": norm}, cw_piece,
+                cw_row, cw_batches(settings),
+                (models[name], norm, settings, test, settings.seed + 2000), inside)))
     rows, examples, cw, seconds = {}, {}, {}, 0.0
     for name, what, handle in measures:
         row, example, spent = runner.value(handle)

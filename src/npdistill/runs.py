@@ -69,6 +69,18 @@ def _measured(measure, *deps):
     return row, examples, time.perf_counter() - began
 
 
+def _timed(piece, *args):
+    """A piece of a split measure, wherever it runs: (its value, seconds)."""
+    began = time.perf_counter()
+    return piece(*args), time.perf_counter() - began
+
+
+def _combined(combine, timed_pieces, *args):
+    """A split measure's (row, examples, seconds): its pieces combined, their times summed."""
+    row, examples = combine([value for value, _ in timed_pieces], *args)
+    return row, examples, sum(seconds for _, seconds in timed_pieces)
+
+
 def _reused(path, progress):
     say(progress, f"reusing {path}")
     _task_done(progress, path.name)
@@ -162,6 +174,27 @@ class Runner:
             return saved
         return self._run(("measure", path, key, deps), _measured, measure, deps)
 
+    def split_measure(self, path, key, piece, combine, count, args, piece_progress=False):
+        """A measure made of ``count`` independent pieces (a CW attack's batches of images):
+        ``piece(*args, i, piece_progress)`` computes piece i, ``combine(pieces, *args)``
+        gives (row, examples) from them in order. Here the pieces run one after another; on
+        Dask side by side, then a task that combines them: the same pieces, the same answer.
+        Saved and reused as ``measure``."""
+        if self.client is None:
+            return self.measure(path, key, _pieces_here, piece, combine, count, args,
+                                piece_progress)
+        key = json.loads(json.dumps(key))
+        saved = _saved_measure(path, key, self.progress)
+        if saved is not None:
+            return saved
+        shipped = [d if self._is_future(d) else self._ship(d) for d in args]
+        pieces = [self.client.submit(_timed, self._ship(piece), *shipped, i, False, pure=False)
+                  for i in range(count)]
+        future = self.client.submit(_combined, self._ship(combine), pieces, *shipped,
+                                    pure=False)
+        self._pending[future.key] = (("measure", path, key, args), future)
+        return future
+
     def _run(self, task, wrapper, work, deps):
         if self.client is None:
             return self._finish(task, wrapper(work, *deps))
@@ -197,6 +230,11 @@ class Runner:
             value = _save_measure(path, key, *result)
         _task_done(self.progress, path.name)
         return value
+
+
+def _pieces_here(piece, combine, count, args, progress):
+    """A split measure run here: its pieces one after another, combined."""
+    return combine([piece(*args, i, progress) for i in range(count)], *args)
 
 
 def stacked_example(clean, adversarial, target, success):
