@@ -81,13 +81,18 @@ def _key(name):
     return name if name == "baseline" else f"{name:g}"
 
 
-def train_models(settings, data, out_dir, progress=True, runner=None):
-    """({"baseline": model, T: distilled student, ...}, [training seconds of each net
-    whose time was recorded, teachers included]); teachers and students are saved in
-    out_dir/models and reused by a later run with the same training settings. The
-    teacher at T = 1 is the baseline (the same recipe and seed): trained once.
-    ``runner``: where the nets train (runs.Runner; default: here, one after another)."""
-    runner = Runner(progress) if runner is None else runner
+def train_seconds(runner, models, teachers):
+    """The training seconds recorded in the deployed nets and their teachers (each once)."""
+    nets = {id(net): net for net in [runner.value(t) for t in teachers] + list(models.values())}
+    return [m.metadata["train_seconds"] for m in nets.values() if "train_seconds" in m.metadata]
+
+
+def submit_models(settings, data, out_dir, progress, runner):
+    """({"baseline": handle, T: the distilled student's handle, ...}, [the teachers'
+    handles]), the nets started on ``runner`` (runs.Runner), which trains them here at once
+    or returns Dask futures. Teachers and students are saved in out_dir/models and reused by
+    a later run with the same training settings. The teacher at T = 1 is the baseline (the
+    same recipe and seed): trained once."""
     (x_train, y_train), (x_test, y_test) = data
     key = {**settings.training_key(), "data": data_checksum(x_train, y_train), "recipe": 1}
     options = dict(epochs=settings.epochs, validation=(x_test, y_test),
@@ -120,10 +125,7 @@ def train_models(settings, data, out_dir, progress=True, runner=None):
                                  lambda teacher, _: {**key, "teacher": teacher.checksum()},
                                  distilled, teacher, float(T))
         teachers.append(teacher)
-    models = {name: runner.value(handle) for name, handle in models.items()}
-    nets = {id(net): net for net in [runner.value(t) for t in teachers] + list(models.values())}
-    return models, [m.metadata["train_seconds"] for m in nets.values()
-                    if "train_seconds" in m.metadata]
+    return models, teachers
 
 
 def evaluate(model, name, settings, test, rng_seed, progress=True):
@@ -244,9 +246,9 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     False, or a callable given every ``npdistill.progress.ProgressEvent`` (stage
     "reproduce" per task, and those of the training and attacks inside). ``client``: a
     ``distributed.Client``: the nets and measures run as a Dask task graph on its workers
-    (the nets side by side, students after their teachers; then the measures); the
-    files and results are those of the serial run. Returns the results dict (also in
-    results.json).
+    (the nets side by side, students after their teachers; a net's measures as soon as it
+    is back, the CW attacks' batches side by side); the files and results are those of
+    the serial run. Returns the results dict (also in results.json).
     """
     from . import plots                              # matplotlib only when plotting
 
@@ -260,11 +262,12 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     out_dir.mkdir(parents=True, exist_ok=True)
     say(progress, f"{len(x_train):,} training images, {len(x_test):,} test images, "
                    f"temperatures {list(settings.temperatures)}")
-    models, trained = train_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir,
-                                   progress, runner)
+    handles, teachers = submit_models(settings, ((x_train, y_train), (x_test, y_test)),
+                                      out_dir, progress, runner)
     folder = out_dir / "measures"
     test, inside = (x_test, y_test), runner.worker_progress
-    measures = []                                     # (model name, what, handle)
+    cw_nets = ("baseline", max(settings.temperatures))
+    models, keys, measures = {}, {}, {}                  # measures: (name, what) -> handle
 
     def label(name):
         return "the baseline" if name == "baseline" else f"T={name}"
@@ -272,31 +275,42 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     def saved_at(name, what):
         return folder / f"{'baseline' if name == 'baseline' else f'T{_key(name)}'}_{what}.npz"
 
-    keys = {name: measure_keys(settings, model, test) for name, model in models.items()}
-    for name, model in models.items():
+    def measure_cw(name, norm):
+        say(progress, f"Carlini-Wagner {norm} on {label(name)}")
+        # its batches: side by side on Dask workers
+        measures[name, f"cw_{norm}"] = runner.split_measure(
+            saved_at(name, f"cw_{norm}"), {**keys[name][1], "norm": norm}, cw_piece, cw_row,
+            cw_batches(settings), (models[name], norm, settings, test, settings.seed + 2000),
+            inside)
+
+    for name, model in runner.as_ready(handles):       # on Dask: as each net comes back
+        models[name], keys[name] = model, measure_keys(settings, model, test)
         # one seed for every model: the same samples are attacked on each
-        measures.append((name, "attacks", runner.measure(
+        measures[name, "attacks"] = runner.measure(
             saved_at(name, "attacks"), keys[name][0], evaluate, model, label(name), settings,
-            test, settings.seed + 1000, inside)))
-    # the CW attacks last: they take the longest, and the table above is complete without
-    # them; the quickest norm first on both nets, so that a cut-off run has the most to show
-    for norm in cw_norms(settings.attacks):
-        for name in ("baseline", max(settings.temperatures)):
-            say(progress, f"Carlini-Wagner {norm} on {label(name)}")
-            # its batches: side by side on Dask workers
-            measures.append((name, f"cw_{norm}", runner.split_measure(
-                saved_at(name, f"cw_{norm}"), {**keys[name][1], "norm": norm}, cw_piece,
-                cw_row, cw_batches(settings),
-                (models[name], norm, settings, test, settings.seed + 2000), inside)))
+            test, settings.seed + 1000, inside)
+        if client is not None and name in cw_nets:
+            for norm in cw_norms(settings.attacks):    # the longest tasks: start them first
+                measure_cw(name, norm)
+    if client is None:
+        # here the CW attacks last: they take the longest, and the table above is complete
+        # without them; the quickest norm first on both nets, so that a cut-off run has the
+        # most to show
+        for norm in cw_norms(settings.attacks):
+            for name in cw_nets:
+                measure_cw(name, norm)
     rows, examples, cw, seconds = {}, {}, {}, 0.0
-    for name, what, handle in measures:
-        row, example, spent = runner.value(handle)
+    order = [(name, "attacks") for name in handles] + [
+        (name, f"cw_{norm}") for norm in cw_norms(settings.attacks) for name in cw_nets]
+    for name, what in order:
+        row, example, spent = runner.value(measures[name, what])
         examples.setdefault(_key(name), {}).update(example)
         seconds += spent
         if what == "attacks":
             rows[_key(name)] = row
         else:
             cw.setdefault(_key(name), {})[what[len("cw_"):]] = row
+    trained = train_seconds(runner, models, teachers)
     results = {"settings": {**asdict(settings), "train_images": len(x_train),
                             "test_images": len(x_test)},
                "paper": {**PAPER, "jsma_success": {str(k): v for k, v in PAPER["jsma_success"].items()},

@@ -211,6 +211,21 @@ class Runner:
             self._shipped[id(obj)] = (obj, self.client.scatter([obj], hash=False)[0])
         return self._shipped[id(obj)][1]
 
+    def as_ready(self, handles):
+        """(name, value) for each of ``handles`` ({name: handle}): in their order here; on
+        Dask in the order their tasks finish, each saved as it comes back."""
+        futures = {}
+        for name, handle in handles.items():
+            if self._is_future(handle):
+                futures.setdefault(handle.key, (handle, []))[1].append(name)
+            else:
+                yield name, handle
+        if futures:
+            from .distributed import require_dask
+            for future in require_dask().as_completed([f for f, _ in futures.values()]):
+                for name in futures[future.key][1]:
+                    yield name, self.value(future)
+
     def value(self, handle):
         """What the handle stands for (waiting for it on Dask, saving it the first time)."""
         if not self._is_future(handle):
