@@ -175,7 +175,8 @@ def _distillation_run(args):
 
     temperatures = args.temperatures and tuple(int(t) if t.is_integer() else t
                                                for t in args.temperatures)
-    settings = settings_from(args.quick, temperatures=temperatures, epochs=args.epochs,
+    settings = settings_from(args.quick, dataset=args.dataset or "mnist",
+                             temperatures=temperatures, epochs=args.epochs,
                              train_limit=args.train_limit, seed=args.seed,
                              jsma_samples=args.jsma_samples, cw_images=args.cw_images,
                              cw_iterations=args.cw_iterations, cw_batch=args.cw_batch,
@@ -190,6 +191,7 @@ def _defenses_run(args):
     ignored = [flag for flag, value in (("--temperatures", args.temperatures),
                                         ("--jsma-samples", args.jsma_samples),
                                         ("--cw-batch", args.cw_batch),
+                                        ("--dataset", args.dataset not in (None, "mnist")),
                                         ("--attacks", args.attacks)) if value]
     if ignored:
         raise UsageError(f"{', '.join(ignored)} apply to the distillation reproduction, "
@@ -251,7 +253,7 @@ def _common_flags(p, dataset_words):
 
 
 def build_parser():
-    from .reproduce import ATTACK_CHOICES
+    from .reproduce import ATTACK_CHOICES, DATASETS
 
     parser = argparse.ArgumentParser(prog="npdistill", description=__doc__,
                                      formatter_class=_HelpFormatter)
@@ -296,7 +298,10 @@ def build_parser():
                    help="instead: undefended, distilled (T=50), adversarially trained and "
                         "gradient-regularized nets under FGSM / TGSM, their transfer matrix, "
                         "and the mutation-testing detector")
-    _common_flags(r, "MNIST")
+    _common_flags(r, "MNIST or CIFAR-10")
+    r.add_argument("--dataset", choices=DATASETS, default=None,
+                   help="mnist (default) or cifar10 (the CIFAR-10 net; FGSM eps 8/255; "
+                        "--data: the folder holding cifar-10-batches-bin's files)")
     r.add_argument("--temperatures", type=positive_float, nargs="+", default=None, metavar="T",
                    help="default: 1 2 5 10 20 30 40 50 100 (--quick: 1 20 100)")
     r.add_argument("--epochs", type=positive_int, default=None,

@@ -34,7 +34,7 @@ def success_vs_temperature(results, path):
     rows, paper = results["models"], results["paper"]
     temps = _temperatures(results)
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    series = [("jsma", "JSMA", "C0"), ("fgsm", f"FGSM eps={results['settings']['eps']}", "C1")]
+    series = [("jsma", "JSMA", "C0"), ("fgsm", f"FGSM eps={results['settings']['eps']:.3g}", "C1")]
     for key, label, color in series:
         if key not in rows["baseline"]:
             continue
@@ -67,7 +67,7 @@ def accuracy_vs_temperature(results, path):
     ax.axhline(100 * rows["baseline"]["accuracy"], color="k", ls=":",
                label="no distillation, measured")
     ax.axhline(100 * paper["baseline_accuracy"], color="gray", ls="--", lw=1,
-               label="no distillation, paper (60,000 training images)")
+               label=f"no distillation, paper ({paper['train_images']:,} training images)")
     _log_t_axis(ax, temps)
     ax.set_xlabel("distillation temperature T")
     ax.set_ylabel("test accuracy (%)")
@@ -104,6 +104,14 @@ def gradient_amplitudes(results, path):
     _save(fig, path)
 
 
+def _image(ax, x):
+    """One image (C, H, W) in [0, 1]: grey for one channel, colour for three."""
+    if len(x) == 1:
+        ax.imshow(x[0], cmap="gray", vmin=0, vmax=1)
+    else:
+        ax.imshow(np.clip(np.moveaxis(x, 0, -1), 0, 1))
+
+
 def _shown(examples, names, column):
     """Which of the stacked examples of ``column`` to show on every row: the first
     attack that succeeded on the undistilled net (else on any net), so that the
@@ -135,8 +143,8 @@ def adversarial_examples(examples, path):
             k = shown[column]
             clean, adv, targets, successes = row[column]
             a, b = axes[i, 2 * j + 1], axes[i, 2 * j + 2]
-            a.imshow(clean[k, 0], cmap="gray", vmin=0, vmax=1)
-            b.imshow(adv[k, 0], cmap="gray", vmin=0, vmax=1)
+            _image(a, clean[k])
+            _image(b, adv[k])
             a.set_title(f"{titles[column]}: clean", fontsize=7)
             ok = successes[k]
             goal = f"-> {targets[k]}" if targets is not None else "untargeted"
@@ -144,7 +152,8 @@ def adversarial_examples(examples, path):
                         color="C3" if ok else "C2")
         axes[i, 0].text(0.5, 0.5, "no\ndistillation" if name == "baseline" else f"T = {name}",
                         ha="center", va="center", fontsize=9)
-    fig.suptitle("Clean vs adversarial digits (red: the attack succeeded)", fontsize=10)
+    what = "digits" if next(iter(examples[names[0]].values()))[0].shape[1] == 1 else "images"
+    fig.suptitle(f"Clean vs adversarial {what} (red: the attack succeeded)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))   # room for the title
     _save(fig, path)
 

@@ -1,4 +1,4 @@
-"""Defensive distillation end to end on MNIST: the papers' tables and figures.
+"""Defensive distillation end to end on MNIST or CIFAR-10: the papers' tables and figures.
 
 Papernot et al. (2016, S&P), "Distillation as a Defense to Adversarial
 Perturbations against Deep Neural Networks": JSMA success and the
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import attacks, metrics
+from . import attacks, datasets, metrics
 from ._checks import check_output_dir
 from ._files import write_text
 from .defenses.distillation import distill
@@ -34,7 +34,7 @@ EXAMPLES = 12        # attacks per measure kept for the grid of clean vs adversa
 
 # The papers' numbers (MNIST). Papernot et al. 2016, table/figure 5 and section V;
 # Papernot & McDaniel 2016; Carlini & Wagner 2017, table IV and section VIII.
-PAPER = {
+PAPER_MNIST = {
     "train_images": 60000,
     "baseline_accuracy": 0.9951,
     "max_accuracy_cost": 0.0128,
@@ -44,11 +44,32 @@ PAPER = {
     "cw": {"baseline": {"success": 1.0, "l0": 16, "l2": 1.76, "linf": 0.13},
            "distilled": {"success": 1.0, "l0": 19, "l2": 2.2, "linf": 0.18}},
 }
+# CIFAR-10: Papernot et al. 2016, table/figure 5 and section V (no FGSM or CW figure of
+# theirs for it: those cells show "-").
+PAPER_CIFAR10 = {
+    "train_images": 50000,
+    "baseline_accuracy": 0.8095,
+    "max_accuracy_cost": 0.0137,
+    "jsma_success": {"baseline": 0.8789, 1: 0.9278, 2: 0.8767, 5: 0.67, 10: 0.4756, 20: 0.1823,
+                     30: 0.1323, 40: 0.0934, 50: 0.0623, 100: 0.0511},
+    "fgsm_success": {},
+    "cw": {"baseline": {}, "distilled": {}},
+}
+PAPER = PAPER_MNIST
+DATASETS = {
+    # name: (what the tables call it, the paper's numbers, the net, its loader, FGSM's eps)
+    "mnist": ("MNIST", PAPER_MNIST, architectures.papernot_mnist, datasets.load_mnist, 0.3),
+    # eps = 8/255: the L-inf budget usual on CIFAR-10 (Madry et al., 2018); MNIST's 0.3
+    # would wipe out a 32x32 colour image
+    "cifar10": ("CIFAR-10", PAPER_CIFAR10, architectures.papernot_cifar10,
+                datasets.load_cifar10, 8 / 255),
+}
 
 
 @dataclass(frozen=True)
 class Settings:
     """What a run measures, and on how much."""
+    dataset: str = "mnist"           # a key of DATASETS
     temperatures: tuple = TEMPERATURES
     epochs: int = 3
     train_limit: int = None          # None: the whole training split
@@ -104,11 +125,14 @@ def submit_models(settings, data, out_dir, progress, runner):
         # paper's lr 0.1 diverges at T >= 20 (NaN logits, measured on 3,000 images),
         # 0.01 trains at every T tried (2 to 100).
         T = float(temperature)
-        return dict(temperature=T, loss_scale=T, lr=0.1 if T == 1 else 0.01, **options)
+        # (MNIST's; CIFAR-10 takes its net's lr 0.01 the same way: a tenth above T = 1)
+        return dict(temperature=T, loss_scale=T, lr=lr if T == 1 else lr / 10, **options)
+
+    net = DATASETS[settings.dataset][2]
+    lr = net(seed=0).metadata["training_defaults"]["lr"]
 
     def trained(temperature, seed):
-        return train(architectures.papernot_mnist(seed=seed), (x_train, y_train), seed=seed,
-                     **recipe(temperature))[0]
+        return train(net(seed=seed), (x_train, y_train), seed=seed, **recipe(temperature))[0]
 
     def distilled(teacher, temperature):
         return distill(teacher, (x_train, y_train), seed=settings.seed + 1,
@@ -240,7 +264,8 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
               client=None):
     """Run everything; write results.json, results.md and the figures into ``out_dir``.
 
-    ``data_path``: the MNIST folder (default: $NPDISTILL_DATA/mnist, else the cache);
+    ``data_path``: the dataset's folder (default: $NPDISTILL_DATA/mnist or
+    .../cifar-10-batches-bin, else the cache);
     ``download``: fetch it there when missing. ``progress``: True (lines, and after every
     task — a net or a measure, done or reused — the count of tasks and an overall ETA),
     False, or a callable given every ``npdistill.progress.ProgressEvent`` (stage
@@ -253,12 +278,17 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     from . import plots                              # matplotlib only when plotting
 
     began = time.perf_counter()
+    if settings.dataset not in DATASETS:
+        raise ValueError(f"settings.dataset must be one of {tuple(DATASETS)}, "
+                         f"got {settings.dataset!r}")
+    paper = DATASETS[settings.dataset][1]
     out_dir = check_output_dir(out_dir, "out_dir")
     temperatures = len(settings.temperatures)
     nets = 1 + 2 * temperatures - (1 in settings.temperatures)     # teacher_T1 is the baseline
     progress = RunProgress(progress, nets + 1 + temperatures + 2 * len(cw_norms(settings.attacks)))
     runner = Runner(progress, client)
-    (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit, download)
+    (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit, download,
+                                                     DATASETS[settings.dataset][3])
     out_dir.mkdir(parents=True, exist_ok=True)
     say(progress, f"{len(x_train):,} training images, {len(x_test):,} test images, "
                    f"temperatures {list(settings.temperatures)}")
@@ -313,8 +343,8 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     trained = train_seconds(runner, models, teachers)
     results = {"settings": {**asdict(settings), "train_images": len(x_train),
                             "test_images": len(x_test)},
-               "paper": {**PAPER, "jsma_success": {str(k): v for k, v in PAPER["jsma_success"].items()},
-                         "fgsm_success": {str(k): v for k, v in PAPER["fgsm_success"].items()}},
+               "paper": {**paper, "jsma_success": {str(k): v for k, v in paper["jsma_success"].items()},
+                         "fgsm_success": {str(k): v for k, v in paper["fgsm_success"].items()}},
                "models": rows, "cw": cw, "seconds": time.perf_counter() - began,
                "measure_seconds": seconds, "train_seconds": sum(trained),
                "nets_timed": len(trained)}
@@ -333,14 +363,15 @@ def _num(value, digits=2):
 def markdown_table(results):
     """The measured numbers beside the papers'."""
     s, paper, rows = results["settings"], results["paper"], results["models"]
+    dataset = DATASETS[s.get("dataset", "mnist")][0]
     lines = [
-        "# Defensive distillation on MNIST: measured vs published",
+        f"# Defensive distillation on {dataset}: measured vs published",
         "",
         f"Training split: **{s['train_images']:,} images** (the papers used "
         f"{paper['train_images']:,}); {s['epochs']} epochs per net (the paper: 50); "
         f"test set {s['test_images']:,} images. Every net is deployed at T = 1.",
-        f"JSMA: {s['jsma_samples']} test samples x 9 targets, theta = +1, gamma = 14.5%, "
-        f"saliency of the softmax. FGSM: eps = {s['eps']}, "
+        f"JSMA: {s['jsma_samples']} test samples x 9 targets, theta = +1, gamma = 14.5% of "
+        f"the input features, saliency of the softmax. FGSM: eps = {s['eps']:.4g}, "
         f"{'all' if s['fgsm_images'] is None else s['fgsm_images']} test images. "
         f"Gradients: {s['gradient_images']} test images.",
         "",
@@ -372,7 +403,7 @@ def markdown_table(results):
             for norm, digits in (("l2", 2), ("l0", 1), ("linf", 3)):
                 got = row.get(norm, {})                    # a norm not asked for: "-"
                 cells += [percent(got.get("success")),
-                          f"{_num(got.get('mean_distortion'), digits)} ({p[norm]})"]
+                          f"{_num(got.get('mean_distortion'), digits)} ({p.get(norm, '-')})"]
             lines.append(f"| {label} | {' | '.join(cells)} |")
     lines += ["", "Gradient masking at T = 1 (fraction of input-gradient components exactly 0 "
               "in float32; non-finite components are counted too):", "",
@@ -393,6 +424,9 @@ def markdown_table(results):
     return "\n".join(lines)
 
 
-def settings_from(quick=False, **overrides):
-    base = QUICK if quick else Settings()
+def settings_from(quick=False, dataset="mnist", **overrides):
+    """The full or quick Settings for ``dataset`` (its FGSM eps), with ``overrides``."""
+    if dataset not in DATASETS:
+        raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {dataset!r}")
+    base = replace(QUICK if quick else Settings(), dataset=dataset, eps=DATASETS[dataset][4])
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -46,9 +46,10 @@ def _task_done(progress, what):
         progress.task_done(what)
 
 
-def load_data(data_path, train_limit, download=False):
-    """MNIST ((x_train, y_train), (x_test, y_test)), the training split cut to train_limit."""
-    (x_train, y_train), test = datasets.load_mnist(data_path, download=download)
+def load_data(data_path, train_limit, download=False, loader=datasets.load_mnist):
+    """((x_train, y_train), (x_test, y_test)) of ``loader`` (a datasets.load_* function),
+    the training split cut to train_limit."""
+    (x_train, y_train), test = loader(data_path, download=download)
     if train_limit is not None:
         x_train, y_train = x_train[:train_limit], y_train[:train_limit]
     return (x_train, y_train), test

@@ -64,11 +64,14 @@ def test_backward_of_some_rows_equals_those_rows_of_the_whole_backward(n, paddin
 
 @pytest.mark.parametrize("T", [1.0, 20.0])
 @pytest.mark.parametrize("soft", [False, True])
-def test_public_input_gradient_of_cross_entropy(T, soft):
-    """The API a user calls: model.input_gradient(x, dlogits) against central differences."""
-    model = nd.architectures.papernot_mnist(seed=3).astype(np.float64)
+@pytest.mark.parametrize("net, shape", [(nd.architectures.papernot_mnist, (1, 28, 28)),
+                                        (nd.architectures.papernot_cifar10, (3, 32, 32))])
+def test_public_input_gradient_of_cross_entropy(net, shape, T, soft):
+    """The API a user calls: model.input_gradient(x, dlogits) against central differences,
+    on both papers' nets."""
+    model = net(seed=3).astype(np.float64)
     rng = np.random.default_rng(7)
-    x = rng.random((2, 1, 28, 28))
+    x = rng.random((2, *shape))
     y = rng.dirichlet(np.ones(10), size=2) if soft else np.array([3, 8])
     _, dlogits = nd.cross_entropy(model.logits(x), y, T)
     dx = model.input_gradient(x, dlogits)
