@@ -1,0 +1,82 @@
+"""What an epoch of the papers' nets costs here, and from it the wall time of the full
+reproduction (the paper's budget: 50 epochs a net, 18 nets: the baseline, 9 students and 8
+teachers, the teacher at T = 1 being the baseline) serially and on K Dask workers.
+
+    python bench/epoch_cost.py [--repeats 20] [--json]
+
+A training step at batch 128 on random data of each net's input shape (the time of a step
+does not depend on the pixels), the MNIST and CIFAR-10 nets in turns (medians,
+bench/common.py: timed_interleaved), the backend npdistill picks here, its default
+convolution algorithm. An epoch is ceil(split / 128) steps; the training splits are the
+papers' (MNIST 60,000, CIFAR-10 50,000) and this environment's MNIST (22,699). The wall
+time on K workers is the training work over K, bounded below by the chain a student waits
+for (its teacher, then itself: 2 nets); measures are not counted (bench/reproduce_tasks.py
+reads them from a finished run).
+"""
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+import npdistill as nd  # noqa: E402
+
+NETS = {"mnist": (nd.architectures.papernot_mnist, (1, 28, 28), {"paper": 60000,
+                                                                 "here": 22699}),
+        "cifar10": (nd.architectures.papernot_cifar10, (3, 32, 32), {"paper": 50000})}
+EPOCHS, NETS_TRAINED, CHAIN = 50, 18, 2
+
+
+def step_of(net, shape):
+    """A training step at batch 128 of ``net`` with its own SGD settings."""
+    model = net(seed=0)
+    defaults = model.metadata["training_defaults"]
+    optimizer = nd.nn.SGD(defaults["lr"], defaults["momentum"])
+    model.set_rng(np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    x = rng.random((128, *shape), dtype=np.float32)
+    y = rng.integers(0, 10, 128)
+
+    def step():
+        logits = model.forward(x, training=True)
+        _, dlogits = nd.cross_entropy(logits, y)
+        model.backward(dlogits, input_grad=False)
+        optimizer.step(model.params, model.grads, 0)
+    return step
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    runners = {name: common.in_process(step_of(net, shape))
+               for name, (net, shape, _) in NETS.items()}
+    seconds = common.timed_interleaved(runners, args.repeats)
+    print(f"machine: {common.machine()}; backend {nd.kernels.backend()}, BLAS threads: "
+          f"{nd.kernels.blas_threads()}")
+    report = {"step_s": seconds, "epochs": {}, "full_run_h": {}}
+    for name, (_, _, splits) in NETS.items():
+        print(f"{name}: {seconds[name] * 1e3:.1f} ms a step of 128 "
+              f"({128 / seconds[name]:,.0f} images/s)")
+        for split, images in splits.items():
+            epoch = math.ceil(images / 128) * seconds[name]
+            work = NETS_TRAINED * EPOCHS * epoch
+            report["epochs"][f"{name}_{split}"] = epoch
+            report["full_run_h"][f"{name}_{split}"] = {
+                k: max(work / k, CHAIN * EPOCHS * epoch) / 3600 for k in (1, 2, 4, 9, 18)}
+            line = ", ".join(f"{k} workers {max(work / k, CHAIN * EPOCHS * epoch) / 3600:.1f} h"
+                             for k in (1, 2, 4, 9, 18))
+            print(f"  an epoch of {images:,} images: {epoch:.1f} s; {NETS_TRAINED} nets x "
+                  f"{EPOCHS} epochs: {line}")
+    if args.json:
+        print(json.dumps({"machine": common.machine(), **report}))
+
+
+if __name__ == "__main__":
+    main()
