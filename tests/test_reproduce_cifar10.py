@@ -53,7 +53,7 @@ def test_the_cifar10_reproduction_writes_its_table_beside_the_papers_column(run)
     table = (out / "results.md").read_text()
     assert table.startswith("# Defensive distillation on CIFAR-10")
     assert "80.95%" in table and "87.89%" in table and "5.11%" in table    # the paper's CIFAR
-    assert "50,000" in table and "eps = 0.03137" in table
+    assert "50,000" in table and "eps = 0.03137" in table and "3,072 input features" in table
     for row in results["models"].values():                  # JSMA on 3 x 32 x 32 features
         assert row["jsma"]["attacks"] == 9 and 0 <= row["jsma"]["success"] <= 1
         assert row["fgsm"]["images"] == 500

@@ -342,7 +342,8 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
             cw.setdefault(_key(name), {})[what[len("cw_"):]] = row
     trained = train_seconds(runner, models, teachers)
     results = {"settings": {**asdict(settings), "train_images": len(x_train),
-                            "test_images": len(x_test)},
+                            "test_images": len(x_test),
+                            "input_features": int(np.prod(x_test.shape[1:]))},
                "paper": {**paper, "jsma_success": {str(k): v for k, v in paper["jsma_success"].items()},
                          "fgsm_success": {str(k): v for k, v in paper["fgsm_success"].items()}},
                "models": rows, "cw": cw, "seconds": time.perf_counter() - began,
@@ -371,7 +372,8 @@ def markdown_table(results):
         f"{paper['train_images']:,}); {s['epochs']} epochs per net (the paper: 50); "
         f"test set {s['test_images']:,} images. Every net is deployed at T = 1.",
         f"JSMA: {s['jsma_samples']} test samples x 9 targets, theta = +1, gamma = 14.5% of "
-        f"the input features, saliency of the softmax. FGSM: eps = {s['eps']:.4g}, "
+        f"the {s.get('input_features', 784):,} input features (search domain: every feature "
+        f"below 1), saliency of the softmax. FGSM: eps = {s['eps']:.4g}, "
         f"{'all' if s['fgsm_images'] is None else s['fgsm_images']} test images. "
         f"Gradients: {s['gradient_images']} test images.",
         "",
