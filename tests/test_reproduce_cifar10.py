@@ -72,6 +72,12 @@ def test_a_second_cifar10_run_reuses_every_net_and_measure(run, capsys):
     assert again["models"] == first["models"] and again["cw"] == first["cw"]
 
 
+def test_a_batch_of_no_cw_images_is_refused_by_name(tmp_path):
+    from npdistill.reproduce import Settings, reproduce
+    with pytest.raises(ValueError, match="settings.cw_batch"):
+        reproduce(tmp_path / "out", Settings(cw_batch=0))
+
+
 def test_a_dataset_not_known_is_refused_by_name():
     with pytest.raises(ValueError, match="dataset must be one of .*'mnist', 'cifar10'.*'svhn'"):
         settings_from(dataset="svhn")

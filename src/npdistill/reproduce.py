@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import attacks, datasets, metrics
-from ._checks import check_output_dir
+from ._checks import check_output_dir, check_positive
 from ._files import write_text
 from .defenses.distillation import distill
 from .distributed import concatenate
@@ -281,6 +281,7 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     if settings.dataset not in DATASETS:
         raise ValueError(f"settings.dataset must be one of {tuple(DATASETS)}, "
                          f"got {settings.dataset!r}")
+    check_positive(settings.cw_batch, "settings.cw_batch", integer=True)
     paper = DATASETS[settings.dataset][1]
     out_dir = check_output_dir(out_dir, "out_dir")
     temperatures = len(settings.temperatures)

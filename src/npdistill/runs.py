@@ -169,11 +169,15 @@ class Runner:
         (a JSON-ready dict). ``measure`` returns (row, examples): a JSON-ready dict and
         {attack: (clean, adversarial, targets or None, successes)}; both go into one .npz
         archive (the images as arrays, the rest as its JSON header)."""
-        key = json.loads(json.dumps(key))
-        saved = _saved_measure(path, key, self.progress)
+        key, saved = self._saved_measure(path, key)
         if saved is not None:
             return saved
         return self._run(("measure", path, key, deps), _measured, measure, deps)
+
+    def _saved_measure(self, path, key):
+        """(key as JSON gives it back, the measure saved at ``path`` with it or None)."""
+        key = json.loads(json.dumps(key))
+        return key, _saved_measure(path, key, self.progress)
 
     def split_measure(self, path, key, piece, combine, count, args, piece_progress=False):
         """A measure made of ``count`` independent pieces (a CW attack's batches of images):
@@ -184,8 +188,7 @@ class Runner:
         if self.client is None:
             return self.measure(path, key, _pieces_here, piece, combine, count, args,
                                 piece_progress)
-        key = json.loads(json.dumps(key))
-        saved = _saved_measure(path, key, self.progress)
+        key, saved = self._saved_measure(path, key)
         if saved is not None:
             return saved
         shipped = [d if self._is_future(d) else self._ship(d) for d in args]
