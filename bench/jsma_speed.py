@@ -89,7 +89,14 @@ def main():
         twin = common.to_torch(model, torch)
         err = common.check_same_logits(model, twin, torch, x)
         print(f"PyTorch twin: max |logit difference| {err:.1e}")
-        results.update(run_art(model, torch, x, targets, args, n))
+        art = run_art(model, torch, x, targets, args, n)
+        results.update(art)
+        if "art_softmax" in art and "softmax" in examples:    # on the very images ART saw
+            m = art["art_softmax"]["images"]
+            seconds = m / results["npdistill_cython_softmax"]["images_per_s"]
+            results["npdistill_softmax_same_images"] = summarize(
+                f"npdistill (softmax), same {m} images", seconds, m, x[:m],
+                examples["softmax"][:m], model, targets[:m])
         peer = run_torchattacks(model, twin, torch, x, targets, args, n)
         results.update(peer)
         if peer and "logits" in examples:       # success and L0 on the very images torchattacks saw
