@@ -10,7 +10,8 @@ is the one a straight 10-epoch run gives, and so on. At every budget the reprodu
 own measures of a net (reproduce.evaluate with the full protocol's settings: 100 JSMA
 samples x 9 targets, all 10,000 FGSM images at eps 0.3, 1,000 gradient images), and what
 the softmax's saturation costs: JSMA on the same samples with the net in float64 and with
-the logits' saliency, and the share of them whose top probability is exactly 1.0 in float32. Each budget's row is
+the logits' saliency, FGSM with the net in float64, and the share of the JSMA samples whose
+top probability is exactly 1.0 in float32. Each budget's row is
 saved in OUT/budget.json as it is measured; a second run reuses them.
 """
 import argparse
@@ -40,8 +41,11 @@ def saturation(model, settings, test):
                                     on="logits", progress=False)
     wide = nd.attacks.jsma_all_targets(model.astype(np.float64), x_test[pick].astype(np.float64),
                                        y_test[pick], theta=1.0, gamma=0.145, progress=False)
+    fgsm = nd.attacks.fgsm(model.astype(np.float64), x_test.astype(np.float64), y_test,
+                           eps=settings.eps, progress=False)
     top = model.predict_proba(x_test[pick]).max(axis=1)
     return {"jsma_logits": r.success_rate, "jsma_float64": wide.success_rate,
+            "fgsm_float64": fgsm.success_rate,
             "top_probability_exactly_1": float(np.mean(top == 1))}
 
 
@@ -75,21 +79,22 @@ def main():
         model.save(args.out / f"baseline_{epochs}.npz")
         write_text(saved, json.dumps(rows, indent=1))
     for row in rows.values():
-        if "jsma_float64" not in row:           # rows measured before these columns existed
+        if "fgsm_float64" not in row:           # rows measured before these columns existed
             row.update(saturation(nd.load_model(args.out / f"baseline_{row['epochs']}.npz"),
                                   settings, test))
             write_text(saved, json.dumps(rows, indent=1))
     print(f"machine: {common.machine()}; {len(x_train):,} training images")
     print(f"{'epochs':>6} {'accuracy':>9} {'JSMA':>7} {'JSMA L0':>8} {'JSMA f64':>8} "
-          f"{'JSMA(z)':>8} {'FGSM':>7} {'|grad| median':>14} {'p_top == 1':>10}")
+          f"{'JSMA(z)':>8} {'FGSM':>7} {'FGSM f64':>8} {'|grad| median':>14} {'p_top == 1':>10}")
     for row in rows.values():
         print(f"{row['epochs']:>6} {row['accuracy']:>9.2%} {row['jsma']['success']:>7.2%} "
               f"{row['jsma']['mean_l0']:>8.1f} {row['jsma_float64']:>8.2%} "
               f"{row['jsma_logits']:>8.2%} "
-              f"{row['fgsm']['success']:>7.2%} {row['gradient_amplitude_median']:>14.3e} "
+              f"{row['fgsm']['success']:>7.2%} {row['fgsm_float64']:>8.2%} "
+              f"{row['gradient_amplitude_median']:>14.3e} "
               f"{row['top_probability_exactly_1']:>10.0%}")
     print(f"{'paper':>6} {PAPER['baseline_accuracy']:>9.2%} "
-          f"{PAPER['jsma_success']['baseline']:>7.2%} {'':>8} "
+          f"{PAPER['jsma_success']['baseline']:>7.2%} {'':>8} {'':>8} {'':>8} "
           f"{PAPER['fgsm_success']['baseline']:>7.2%}")
     if args.json:
         print(json.dumps(rows))
