@@ -22,17 +22,26 @@ from npdistill import kernels
 
 pytest.importorskip("numba.cuda", reason="numba-cuda not installed (pip install -e '.[test]')")
 from npdistill.cuda import _launch, dense  # noqa: E402
-from tests.cuda.test_device_model import small_net  # noqa: E402
+from tests.cuda.test_device_model import small_net, unfused_net  # noqa: E402
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not _launch.SIMULATED, reason="records launches on the simulator")]
 
 
 def identity(f):
-    """What tells apart the kernels one factory makes (dense._make_gemm: the element type
-    and the outputs per thread; the sizes it derives from TILE differ on the simulator)."""
-    cells = zip(f.__code__.co_freevars, f.__closure__ or ())
-    return {name: repr(c.cell_contents) for name, c in cells if name in ("element", "work")}
+    """What tells apart the kernels one factory makes: fused._make_gemm's key (views,
+    epilogue, dtype, outputs per thread; the sizes it derives from TILE differ on the
+    simulator), else the device functions a factory closes over (cuda/head.py's)."""
+    key = getattr(f, "npdistill_key", None)
+    if key is not None:
+        return {"key": list(key)}
+    out = {}
+    for name, cell in zip(f.__code__.co_freevars, f.__closure__ or ()):
+        value = cell.cell_contents
+        fn = getattr(value, "py_func", None) or getattr(value, "fn", None)
+        if callable(fn):
+            out[name] = fn.__name__
+    return out
 
 
 COMPILE = inspect.getsource(identity) + r"""
@@ -55,8 +64,14 @@ dispatcher.get_current_device = lambda: pytypes.SimpleNamespace(compute_capabili
 def argument_type(d):
     if d[0] == "array":
         return types.Array(from_dtype(np.dtype(d[1])), d[2], d[3])
+    if d[0] == "tuple":
+        return types.Tuple([argument_type(e) for e in d[1]])
     return types.boolean if d[1] == "bool" else getattr(types, d[1])
 
+from npdistill.cuda import fused               # its kernels are made on first use
+for k in json.load(open(sys.argv[1])):
+    if "key" in k["identity"]:
+        fused.kernel(*k["identity"]["key"])
 kernels = {}
 for module in {k["module"] for k in json.load(open(sys.argv[1]))}:
     for value in vars(importlib.import_module(module)).values():
@@ -83,6 +98,8 @@ def describe(value):
     if isinstance(array, np.ndarray):
         layout = "C" if array.flags.c_contiguous else "F" if array.flags.f_contiguous else "A"
         return ["array", array.dtype.str, array.ndim, layout]
+    if isinstance(value, tuple):
+        return ["tuple", [describe(v) for v in value]]
     from numba import typeof
     return ["scalar", str(typeof(value))]
 
@@ -109,7 +126,8 @@ def defined_kernels():
     import importlib
     from numba.cuda.simulator import kernel as simulated
     found = set()
-    for name in ("attacks", "conv", "cw", "dense", "elementwise", "pool", "saliency"):
+    for name in ("attacks", "conv", "cw", "dense", "elementwise", "fused", "head", "pool",
+                 "saliency"):
         module = importlib.import_module(f"npdistill.cuda.{name}")
         for value in vars(module).values():
             for v in (value.values() if isinstance(value, dict) else [value]):
@@ -140,6 +158,17 @@ def test_every_kernel_the_library_launches_compiles_for_an_h100(monkeypatch, tmp
                            max_iterations=2, progress=False)
         a, b = rng.random((3, 40)).astype(dtype), rng.random((40, 2)).astype(dtype)
         dense.gemm(a, b, np.empty((3, 2), dtype), splits=2)   # a weight gradient's split
+        # a net whose layers run alone (no head, a ReLU and dropout after the pooling)
+        nd.train(unfused_net(dtype), (xd, y), epochs=1, batch_size=3, seed=0, progress=False)
+        nd.attacks.jsma(unfused_net(dtype, seed=4), xd[:2], target=goal[:2], gamma=0.1,
+                        progress=False)
+        # the kernels the dispatch of npdistill.kernels reaches
+        kernels.col2im(np.ones((2 * 3 * 3, 4 * 2), dtype), (2, 2, 3, 3), 2, 2, (1, 0, 1, 0))
+        kernels.saliency_pairs(*rng.random((2, 2, 6)).astype(dtype), np.ones((2, 6), bool))
+        n = 2
+        kernels.cw_track(*(np.zeros((n, 4), dtype),) * 2, np.ones(n, dtype),
+                         np.ones(n, np.uint8), np.full(n, 2, dtype), np.full(n, 2, dtype),
+                         np.zeros((n, 4), dtype), np.zeros((n, 4), dtype))
     missing = defined_kernels() - {(k["module"], k["qualname"]) for k in launches.values()}
     assert not missing, f"kernels this test never launched (add them to its runs): {missing}"
 

@@ -195,21 +195,101 @@ def test_gemm_rejects_mismatched_shapes():
         dense.gemm(np.ones((2, 3)), np.ones((2, 3)), np.ones((2, 3)))
 
 
+def reference_convolution(x, k, same, f, rng, dtype):
+    """x (N, H, W, C) channels-last -> (geometry, pads, its im2col cols, W, b, [W | b])."""
+    n, h, w, c = x.shape
+    top = left = (k - 1) // 2 if same else 0
+    bottom = right = k - 1 - top if same else 0
+    oh, ow = h + top + bottom - k + 1, w + left + right - k + 1
+    cols = nan_like((n * oh * ow, k * k * c), dtype)
+    ref_conv.im2col(x, k, k, top, left, oh, ow, cols)
+    W = rng.standard_normal((f, k * k * c)).astype(dtype)
+    b = rng.standard_normal(f).astype(dtype)
+    return (k, k, top, left, oh, ow), cols, W, b, np.ascontiguousarray(np.hstack([W, b[:, None]]))
+
+
 @few
-@given(st.integers(1, 40), st.integers(1, 6), st.sampled_from([None, 1, 3]), DTYPES, SEEDS)
-def test_bias_add_and_column_sum_equal_the_reference(rows, features, parts, dtype, seed):
+@given(st.integers(1, 2), st.integers(1, 3), st.integers(3, 6), st.integers(3, 6),
+       st.integers(1, 3), st.booleans(), st.integers(1, 5), st.sampled_from([None, 1, 2, 3]),
+       st.booleans(), st.booleans(), DTYPES, SEEDS)
+def test_fused_convolution_products_equal_the_reference(n, c, h, w, k, same, f, splits, relu,
+                                                        dropout, dtype, seed):
+    """A convolution's three products as fused.py computes them, without im2col's matrix:
+    the forward with its bias, ReLU and dropout; the weight gradient with the bias
+    gradient; the input gradient with the backward of the layer before it (ReLU and
+    dropout derivatives). The references: kernels/conv.py's im2col and col2im and the
+    layers' own arithmetic. splits: the inner dimension shared by blocks (the last block
+    to finish a tile adds the partials)."""
+    assume(k <= min(h, w))
+    from npdistill.cuda import fused
     rng = np.random.default_rng(seed)
-    y = rng.standard_normal((rows, features)).astype(dtype)
-    b = rng.standard_normal(features).astype(dtype)
-    out = [y.copy(), y.copy()]
-    ref_dense.bias_add(out[0], b)
-    dense.bias_add(out[1], b)
-    np.testing.assert_array_equal(out[1], out[0])
-    sums = [nan_like(features, dtype) for _ in range(2)]
-    ref_dense.column_sum(y, sums[0])
-    dense.column_sum(y, sums[1], parts=parts)
-    tol = 1e-5 if dtype == np.float32 else 1e-12
-    np.testing.assert_allclose(sums[1], sums[0], rtol=tol, atol=tol)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    geometry, cols, W, b, aug = reference_convolution(x, k, same, f, rng, dtype)
+    rows, _, top, left, oh, ow = len(cols), *geometry[1:]
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
+    rate = 0.4
+    scale = dtype(1) / dtype(1 - rate)
+    u = rng.random((rows, f))
+    expected = cols @ W.T + b
+    if relu:
+        expected = np.where(expected > 0, expected, 0)
+    mask = np.where(u >= rate, scale, dtype(0)).astype(dtype)
+    if dropout:
+        expected = expected * mask
+    y, got_mask = nan_like((rows, f), dtype), nan_like((rows, f), dtype)
+    fused.product(fused.COLS, x, fused.MAT_T, aug, rows, aug.shape[1], f, y, epilogue=fused.ACT,
+                  extra=(u, got_mask), flags=(relu, dropout, 0), vals=(rate, scale),
+                  ga=geometry, splits=splits)
+    np.testing.assert_allclose(y, expected, **tol)
+    if dropout:
+        np.testing.assert_array_equal(got_mask, mask)
+
+    dy = rng.standard_normal((rows, f)).astype(dtype)
+    grad = nan_like(aug.shape, dtype)
+    fused.product(fused.MAT_T, dy, fused.COLS, x, f, rows, aug.shape[1], grad, gb=geometry,
+                  splits=splits)
+    np.testing.assert_allclose(grad, np.hstack([dy.T @ cols, dy.sum(axis=0)[:, None]]), **tol)
+
+    # the input gradient, times the derivative of a ReLU + dropout stage that made x
+    act = np.where(x > 0, x, 0).astype(dtype)
+    x_mask = np.where(rng.random(x.shape) >= rate, scale, dtype(0)).astype(dtype)
+    dx_ref = nan_like(x.shape, dtype)
+    ref_conv.col2im(dy @ W, k, k, top, left, oh, ow, dx_ref)
+    dx_ref = dx_ref * (act > 0) * x_mask
+    dx = nan_like(x.shape, dtype)
+    fused.product(fused.DCOLS, dy.reshape(n, oh, ow, f), fused.WFLIP, aug, n * h * w, k * k * f,
+                  c, dx.reshape(n * h * w, c), epilogue=fused.MASK,
+                  extra=(act.ravel(), x_mask.ravel()), flags=(1, 1, 0),
+                  ga=(k, k, top, left, h, w), gb=(k, k, 0, 0, 0, 0), splits=splits)
+    np.testing.assert_allclose(dx, dx_ref, **tol)
+
+
+@few
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(2, 7), st.integers(2, 7),
+       st.sampled_from([2, 3]), st.integers(1, 2), st.booleans(), DTYPES, SEEDS)
+def test_fused_pool_scatter_equals_the_reference(n, c, h, w, size, seeds, relu, dtype, seed):
+    """The SCATTER epilogue: a product's rows over a pooled map routed to the windows'
+    argmax (kernels/pool.py's maxpool_backward, odd rows and columns left out, S stacked
+    seeds sharing one forward), times the ReLU derivative of the map that was pooled."""
+    assume(size <= min(h, w))
+    from npdistill.cuda import fused
+    rng = np.random.default_rng(seed)
+    act = np.where(rng.random((n, h, w, c)) < 0.3, 0,
+                   rng.standard_normal((n, h, w, c))).astype(dtype)
+    oh, ow = h // size, w // size
+    pooled, argmax = nan_like((n, oh, ow, c), dtype), np.empty((n, oh, ow, c), np.int64)
+    ref_pool.maxpool_forward(act, size, pooled, argmax)
+    a = rng.standard_normal((seeds * n * oh * ow, 3)).astype(dtype)
+    b = rng.standard_normal((3, c)).astype(dtype)
+    expected = np.zeros((seeds * n, h, w, c), dtype)
+    ref_pool.maxpool_backward((a @ b).reshape(seeds * n, oh, ow, c), argmax, size, expected)
+    if relu:
+        expected = expected * np.tile(act > 0, (seeds, 1, 1, 1))
+    got = np.zeros((seeds * n, h, w, c), dtype)      # a scatter never writes the odd rows
+    fused.product(fused.MAT, a, fused.MAT, b, len(a), 3, c, got, epilogue=fused.SCATTER,
+                  extra=(act.ravel(), act.ravel(), argmax), flags=(relu, 0, size))
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(got, expected, **tol)
 
 
 @few
@@ -279,7 +359,9 @@ def test_softmax_cross_entropy_equals_the_reference(n, k, soft, T, scale, dtype,
     else:
         target = rng.integers(0, k, n)
     loss, dz = nan_like(n, dtype), nan_like((n, k), dtype)
-    elementwise.softmax_cross_entropy(z, target, T, scale, loss, dz)
+    labels = rng.integers(0, k, n)
+    totals = np.array([1.5, 2.0])
+    elementwise.softmax_cross_entropy(z, target, T, scale, loss, dz, labels, totals)
     # the reference is the loss the CPU path trains with: nd.cross_entropy, row by row for
     # the per-row losses, whole for the gradient (train() multiplies it by loss_scale)
     rows = [nd.cross_entropy(z[i:i + 1], target[i:i + 1], T)[0] for i in range(n)]
@@ -287,11 +369,15 @@ def test_softmax_cross_entropy_equals_the_reference(n, k, soft, T, scale, dtype,
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(loss, rows, rtol=tol, atol=tol)
     np.testing.assert_allclose(dz, dlogits * dtype(scale), rtol=tol, atol=tol)
+    # the epoch's loss sum and correct count, which the training step adds up on the way
+    expected = np.array([1.5, 2.0])
+    ref_elementwise.batch_stats(z, target if not soft else labels, loss, expected)
+    np.testing.assert_allclose(totals, expected, rtol=1e-6)
 
 
 @few
 @given(st.integers(1, 30), st.floats(0.001, 1.0), st.floats(0.0, 0.95), DTYPES, SEEDS)
-def test_sgd_take_rows_and_batch_stats_equal_the_reference(size, lr, momentum, dtype, seed):
+def test_sgd_and_take_rows_equal_the_reference(size, lr, momentum, dtype, seed):
     rng = np.random.default_rng(seed)
     p, v, g = (rng.standard_normal(size).astype(dtype) for _ in range(3))
     states = [(p.copy(), v.copy()), (p.copy(), v.copy())]
@@ -308,13 +394,18 @@ def test_sgd_take_rows_and_batch_stats_equal_the_reference(size, lr, momentum, d
     elementwise.take_rows(src, idx, rows[1])
     np.testing.assert_array_equal(rows[1], rows[0])
 
-    z = rng.standard_normal((size, 4)).astype(dtype)
-    labels = rng.integers(0, 4, size)
-    loss = rng.random(size).astype(dtype)
-    totals = [np.array([1.5, 2.0]), np.array([1.5, 2.0])]
-    ref_elementwise.batch_stats(z, labels, loss, totals[0])
-    elementwise.batch_stats(z, labels, loss, totals[1])
-    np.testing.assert_allclose(totals[1], totals[0], rtol=1e-6)
+    # one launch for parameters of several learning rates: an int32 group per element
+    group = rng.integers(0, 3, size).astype(np.int32)
+    lrs = np.array([lr, lr / 10, 2 * lr])
+    states = [(p.copy(), v.copy()), (p.copy(), v.copy())]
+    for i in range(3):
+        sub = [s_[group == i] for s_ in states[0]]
+        momentum_step(*sub, g[group == i], float(lrs[i]), momentum)
+        for array, part in zip(states[0], sub):
+            array[group == i] = part
+    elementwise.sgd_update(*states[1], g, lrs, momentum, group=group)
+    for got, want in zip(states[1], states[0]):
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
 
 
 # -- the dispatch ---------------------------------------------------------------

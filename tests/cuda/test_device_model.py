@@ -24,10 +24,25 @@ def small_net(dtype, seed=1):
                           layers.Dropout(0.3), layers.Dense(4, 3, dtype=dtype)], seed=seed)
 
 
+def unfused_net(dtype, seed=1):
+    """Layers the fused stages cannot take in, each run alone: a ReLU and dropout after the
+    pooling, a Flatten alone, a ReLU after the last Dense (so no head), and a Dense with
+    its ReLU whose next layer cannot take its derivative in."""
+    return nd.Sequential([layers.Conv2D(2, 3, 3, padding="same", dtype=dtype),
+                          layers.MaxPool2D(2), layers.ReLU(), layers.Dropout(0.25),
+                          layers.Flatten(), layers.Dense(12, 5, dtype=dtype), layers.ReLU(),
+                          layers.Dense(5, 3, dtype=dtype), layers.ReLU(), layers.ReLU()],
+                         seed=seed)
+
+
+NETS = {"fused": small_net, "unfused": unfused_net}
+
+
+@pytest.mark.parametrize("net", sorted(NETS))
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_forward_and_backward_equal_the_host_model(dtype):
+def test_forward_and_backward_equal_the_host_model(dtype, net):
     rng = np.random.default_rng(0)
-    host = small_net(dtype)
+    host = NETS[net](dtype)
     x = rng.random((2, 2, 5, 5)).astype(dtype)
     device = DeviceModel(host)
     passes = DevicePasses(host, device)
@@ -82,7 +97,8 @@ def test_single_channel_images_reach_the_device_with_c_order_strides():
     np.testing.assert_array_equal(on_device.reshape(3, 16).copy_to_host(), x.reshape(3, 16))
 
 
-def test_training_on_the_device_equals_training_on_the_host():
+@pytest.mark.parametrize("net", sorted(NETS))
+def test_training_on_the_device_equals_training_on_the_host(net):
     rng = np.random.default_rng(0)
     x = rng.random((6, 2, 5, 5)).astype(np.float32)
     y = rng.integers(0, 3, 6)
@@ -92,7 +108,7 @@ def test_training_on_the_device_equals_training_on_the_host():
     # layer's learning rate scaled (per-parameter learning rates)
     for target, T, scale, factor in ((y, 1.0, 1.0, 1.0), (soft, 5.0, 5.0, 1.0),
                                      (soft, 5.0, 1.0, 25.0)):
-        on_host, on_device = small_net(np.float32), small_net(np.float32)
+        on_host, on_device = NETS[net](np.float32), NETS[net](np.float32)
         options = dict(epochs=1, batch_size=4,           # 4 + a partial batch of 2
                        seed=3, progress=False, temperature=T, loss_scale=scale, lr=0.5,
                        momentum=0.5, logits_lr_factor=factor)
@@ -100,7 +116,7 @@ def test_training_on_the_device_equals_training_on_the_host():
         with kernels.using("cuda"):
             _, h_device = nd.train(on_device, (x, target), validation=(x, y), **options)
         for key, value in on_host.params.items():
-            assert not np.array_equal(value, small_net(np.float32).params[key]), key  # it trained
+            assert not np.array_equal(value, NETS[net](np.float32).params[key]), key  # it trained
             np.testing.assert_allclose(on_device.params[key], value, rtol=1e-5, atol=1e-6,
                                        err_msg=key)
         np.testing.assert_allclose(h_device["loss"], h_host["loss"], rtol=1e-5)

@@ -2,107 +2,76 @@
 and the bookkeeping) and a CW L2 round's (the tanh-space variable, Adam's state,
 the best-so-far tracking) stay on the device from the first iteration to the last.
 
-An iteration is the forward pass, ``_jsma_seeds`` (success check, the backward
-seeds), the backward pass, ``_saliency_inputs`` (alpha and beta in NCHW pixel
-order, signs set for the search), the pair search of cuda/saliency.py and
-``_jsma_apply`` (move both pixels, shrink the domain, count). No array crosses
-to the host inside the loop; every CHECK_EVERY iterations one byte per image
-(the running flags) is read to stop once no image runs. An image that stops
-(target reached, or no admissible pair) has its domain emptied, so that the
-remaining iterations cost it no pair search and change nothing.
+A JSMA iteration is three steps: the forward pass, whose head (cuda/head.py) checks
+success and writes the backward seeds; the backward pass; ``_jsma_search_apply``, one
+block per image reading alpha and beta straight from the input gradient (NCHW pixel
+order, signs set for the search), searching the pair (cuda/saliency.py) and moving both
+pixels. The images stay channels-last, as the passes take them. No array crosses to the
+host inside the loop; every CHECK_EVERY iterations one byte per image (the running flags)
+is read to stop once no image runs. An image that stops (target reached, or no admissible
+pair) costs no more pair search and changes nothing.
 
-The semantics are attacks/jsma.py's ``_attack_chunk``, which the tests hold this
-loop to: all rows run every pass (a stopped row's seeds are zero), the
-batch is not compacted, which keeps the passes' shapes fixed.
+A CW L2 step is three too: the forward pass with the margin loss in its head, the
+backward pass, and ``cw.cw_track_update_kernel`` (the best-so-far of the image just seen,
+then the Adam step). Its state is kept channels-last as well.
+
+The semantics are attacks/jsma.py's ``_attack_chunk`` and attacks/cw.py's ``_l2_round``,
+which the tests hold these loops to: all rows run every pass (a stopped row's seeds are
+zero), the batch is not compacted, which keeps the passes' shapes fixed.
 """
-import math
-
 import numpy as np
-from numba import cuda, uint8
+from numba import cuda, float64, int64
 
 from ..attacks.tanh_space import TanhSpace
 from ..kernels.cw import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, L2, adam_step_size, cw_stalled
-from . import cw, elementwise
-from ._launch import THREADS, blocks
+from . import cw, head
+from ._launch import THREADS
 from .device_model import device_empty
-from .saliency import pair_search_kernel
+from .saliency import make_search
 
 CHECK_EVERY = 8
 
 
-@cuda.jit
-def _jsma_seeds(z, target, softmax, T, running, success, domain, seeds):
-    """One block per image: stop it if the target is reached; write its seed rows
-    (softmax: p_t (onehot - p) / T; logits: onehot and 1 - onehot, S = 2)."""
-    n = cuda.blockIdx.x
-    n_img, k = z.shape
-    stop = cuda.shared.array(1, uint8)
-    if cuda.threadIdx.x == 0:
-        t = target[n]
-        best = 0
-        for c in range(1, k):
-            if z[n, c] > z[n, best]:
-                best = c
-        stop[0] = 0
-        if running[n] and best == t:
-            success[n] = 1
-            running[n] = 0
-            stop[0] = 1
-        live = running[n] != 0
-        if softmax:
-            total = 0.0
-            for c in range(k):
-                total += math.exp((z[n, c] - z[n, best]) / T)
-            p_t = math.exp((z[n, t] - z[n, best]) / T) / total
-            for c in range(k):
-                p_c = math.exp((z[n, c] - z[n, best]) / T) / total
-                seeds[n, c] = p_t * ((1.0 if c == t else 0.0) - p_c) / T if live else 0.0
-        else:
-            for c in range(k):
-                hit = 1.0 if c == t else 0.0
-                seeds[n, c] = hit if live else 0.0
-                seeds[n_img + n, c] = 1.0 - hit if live else 0.0
-    cuda.syncthreads()
-    if stop[0]:
-        for p in range(cuda.threadIdx.x, domain.shape[1], cuda.blockDim.x):
-            domain[n, p] = 0
+@cuda.jit(device=True, inline="always")
+def _from_gradient(dx, g, row, p):
+    """(alpha, beta) of NCHW pixel p from the backward's channels-last dx (S*N, H, W, C):
+    g = (images N, sign, softmax); beta = -alpha for the softmax; both times sign."""
+    n_img, sign, softmax = g
+    h, w = dx.shape[1], dx.shape[2]
+    c, rest = p // (h * w), p % (h * w)
+    a = dx[row, rest // w, rest % w, c]
+    b = -a if softmax else dx[n_img + row, rest // w, rest % w, c]
+    return sign * a, sign * b
+
+
+_search_gradient = make_search(_from_gradient)
 
 
 @cuda.jit
-def _saliency_inputs(dx, n_img, sign, softmax, alpha, beta):
-    """alpha, beta (N, M) in NCHW pixel order from the backward's channels-last dx
-    (S*N, H, W, C); beta = -alpha for the softmax; both times ``sign``."""
-    m = alpha.shape[1]
-    h_, w_ = dx.shape[1], dx.shape[2]
-    for i in range(cuda.grid(1), n_img * m, cuda.gridsize(1)):
-        n, p = i // m, i % m
-        c, rest = p // (h_ * w_), p % (h_ * w_)
-        a = dx[n, rest // w_, rest % w_, c]
-        b = -a if softmax else dx[n_img + n, rest // w_, rest % w_, c]
-        alpha[n, p] = sign * a
-        beta[n, p] = sign * b
-
-
-@cuda.jit
-def _jsma_apply(x, domain, pairs, running, iterations, theta, lo, hi):
-    """One thread per image: move the picked pixels by theta (clipped), drop those at
-    the bound from the domain; a running image without an admissible pair stops."""
-    n_img, m = x.shape
-    for n in range(cuda.grid(1), n_img, cuda.gridsize(1)):
-        if not running[n]:
-            continue
-        if pairs[n, 0] < 0:
-            running[n] = 0
-            for p in range(m):
-                domain[n, p] = 0
-            continue
-        for j in range(2):
-            p = pairs[n, j]
-            value = min(max(x[n, p] + theta, lo), hi)
-            x[n, p] = value
-            if (theta > 0 and value >= hi) or (theta < 0 and value <= lo):
-                domain[n, p] = 0
-        iterations[n] += 1
+def _jsma_search_apply(dx, g, domain, running, x, iterations, theta, lo, hi):
+    """One block per running image: its best pair, then (thread 0) both pixels moved by
+    theta (clipped), those at the bound dropped from the domain; no admissible pair stops it."""
+    row = cuda.blockIdx.x
+    if not running[row]:
+        return
+    scores = cuda.shared.array(THREADS, float64)
+    ps = cuda.shared.array(THREADS, int64)
+    qs = cuda.shared.array(THREADS, int64)
+    p, q = _search_gradient(dx, g, domain, row, scores, ps, qs)
+    if cuda.threadIdx.x != 0:
+        return
+    if p < 0:
+        running[row] = 0
+        return
+    h, w = x.shape[1], x.shape[2]
+    for j in range(2):
+        pixel = p if j == 0 else q
+        c, rest = pixel // (h * w), pixel % (h * w)
+        value = min(max(x[row, rest // w, rest % w, c] + theta, lo), hi)
+        x[row, rest // w, rest % w, c] = value
+        if (theta > 0 and value >= hi) or (theta < 0 and value <= lo):
+            domain[row, pixel] = 0
+    iterations[row] += 1
 
 
 def jsma_chunk(net, x, target, domain, *, theta, max_iter, on, T, lo, hi):
@@ -112,46 +81,38 @@ def jsma_chunk(net, x, target, domain, *, theta, max_iter, on, T, lo, hi):
     target : (N,) int64; domain : (N, M) bool initial search domain (NCHW order).
     Returns host (x_adv shaped like x, success (N,) bool, iterations (N,) int64).
     """
-    n, shape = len(x), x.shape
-    flat = np.ascontiguousarray(x.reshape(n, -1))
-    m, dtype = flat.shape[1], flat.dtype
+    n, dtype = len(x), x.dtype
     softmax = on == "softmax"
-    x_d = cuda.to_device(flat)
-    image = device_empty((n,) + shape[2:] + shape[1:2], dtype)           # channels-last
+    image = net.to_device_images(x)                                     # channels-last
     target_d = cuda.to_device(np.ascontiguousarray(target, dtype=np.int64))
     domain_d = cuda.to_device(np.ascontiguousarray(domain, dtype=np.uint8))
     running = cuda.to_device(np.ones(n, np.uint8))
     success = cuda.to_device(np.zeros(n, np.uint8))
     iterations = cuda.to_device(np.zeros(n, np.int64))
-    seeds = alpha = beta = None
-    pairs = device_empty((n, 2), np.int64)
-    grid = blocks(n)
+    seeds = device_empty(((1 if softmax else 2) * n, net.model.num_classes), dtype)
+    row = (head.JSMA_SOFTMAX if softmax else head.JSMA_LOGITS,
+           (target_d, running, success, seeds), (float(T),))
+    g = (n, dtype.type(1 if theta > 0 else -1), softmax)
     for it in range(max_iter + 1):
-        elementwise.flat_to_nhwc(x_d, image)
-        z = net.forward(image)
-        if seeds is None:
-            k = z.shape[1]
-            seeds = device_empty(((1 if softmax else 2) * n, k), z.dtype)
-            alpha, beta = device_empty((n, m), dtype), device_empty((n, m), dtype)
-        _jsma_seeds[n, THREADS](z, target_d, softmax, float(T), running, success, domain_d, seeds)
+        net.forward(image, row=row)
         if it == max_iter or (it % CHECK_EVERY == 0 and not running.copy_to_host().any()):
             break
         dx = net.backward(seeds, param_grads=False)
-        _saliency_inputs[blocks(n * m), THREADS](dx, n, dtype.type(1 if theta > 0 else -1),
-                                                 softmax, alpha, beta)
-        pair_search_kernel[n, THREADS](alpha, beta, domain_d, pairs)
-        _jsma_apply[grid, THREADS](x_d, domain_d, pairs, running, iterations, dtype.type(theta),
-                                   dtype.type(lo), dtype.type(hi))
-    return (x_d.copy_to_host().reshape(shape), success.copy_to_host().astype(bool),
-            iterations.copy_to_host())
+        _jsma_search_apply[n, THREADS](dx, g, domain_d, running, image, iterations,
+                                       dtype.type(theta), dtype.type(lo), dtype.type(hi))
+    return (image.copy_to_host().transpose(0, 3, 1, 2).reshape(x.shape),
+            success.copy_to_host().astype(bool), iterations.copy_to_host())
 
 
-@cuda.jit
-def _cw_restart_window(step_best, live):
-    """A check period starts: forget the successes of the last one (live images)."""
-    for n in range(cuda.grid(1), len(live), cuda.gridsize(1)):
-        if live[n]:
-            step_best[n] = math.inf
+def _channels_last(a, shape):
+    """(N, M) rows in NCHW order, shape (C, H, W) -> the same rows in NHWC order."""
+    return np.ascontiguousarray(a.reshape((len(a),) + shape).transpose(0, 2, 3, 1)).reshape(len(a), -1)
+
+
+def _channels_first(a, shape):
+    """The inverse of _channels_last."""
+    c, h, w = shape
+    return np.ascontiguousarray(a.reshape(len(a), h, w, c).transpose(0, 3, 1, 2)).reshape(len(a), -1)
 
 
 def cw_l2_round(net, x0, w_start, shape, labels, const, targeted, kappa, *, max_iterations, lr,
@@ -168,48 +129,44 @@ def cw_l2_round(net, x0, w_start, shape, labels, const, targeted, kappa, *, max_
     dtype = x0.dtype
     start = TanhSpace.start(x0, w_start, np.ones_like(x0), np.zeros(n, dtype),
                             const.astype(dtype), labels, lo=lo, hi=hi)
-    d = {name: cuda.to_device(a) for name, a in dict(
+    rows = {name: _channels_last(a, shape) for name, a in dict(
         x0=x0, x=start.x, w=start.w, s0=start.s0, m=start.m, v=start.v, mask=start.mask,
-        tau=start.tau, const=start.const, labels=np.ascontiguousarray(labels, dtype=np.int64),
+        best_x=best_x, best_w=best_w).items()}
+    d = {name: cuda.to_device(a) for name, a in dict(
+        rows, tau=start.tau, const=start.const, labels=np.ascontiguousarray(labels, dtype=np.int64),
         dist=start.distances(L2).astype(dtype), step_best=np.full(n, np.inf, dtype),
-        best_dist=best_dist, best_x=best_x, best_w=best_w, live=np.ones(n, np.uint8)).items()}
+        best_dist=best_dist, live=np.ones(n, np.uint8), live_next=np.ones(n, np.uint8)).items()}
     live, previous = np.ones(n, np.uint8), np.full(n, np.inf)
-    image = device_empty((n,) + shape[1:] + shape[:1], dtype)                         # channels-last
+    image = d["x"].reshape((n,) + shape[1:] + shape[:1])                   # channels-last
     loss, success = device_empty((n,), dtype), device_empty((n,), np.uint8)
-    grad = device_empty((n, m), dtype)
-    dz = None
-    grid = blocks(n)
+    dz = device_empty((n, net.model.num_classes), dtype)
+    row = (head.CW, (d["labels"], d["const"], loss, dz, success),
+           cw.cw_row_values(targeted, kappa, dtype))
     for it in range(max_iterations):
-        elementwise.flat_to_nhwc(d["x"], image)
-        z = net.forward(image)
-        if dz is None:
-            dz = device_empty(z.shape, z.dtype)
-        cw.cw_margin_kernel[blocks(n), THREADS](z, d["labels"], bool(targeted), dtype.type(kappa),
-                                          d["const"], loss, dz, success, dtype.type(0))
-        elementwise.nhwc_to_flat(net.backward(dz, param_grads=False), grad)
-        cw.cw_track_kernel[n, THREADS](d["x"], d["w"], d["dist"], success, d["step_best"],
-                                       d["best_dist"], d["best_x"], d["best_w"], d["live"])
+        net.forward(image, row=row)
+        grad = net.backward(dz, param_grads=False).reshape(n, m)
         iterations += live
-        if it % check_every == 0:
-            if abort_early:
-                rows = np.flatnonzero(live)
-                total = loss.copy_to_host()[rows].astype(np.float64) + \
-                    d["dist"].copy_to_host()[rows]
-                stalled = rows[cw_stalled(total, previous[rows], abort_early)]
-                previous[rows] = total
-                if stalled.size:
-                    live[stalled] = 0
-                    d["live"].copy_to_device(live)
-                    if not live.any():
-                        break
-            if window:
-                _cw_restart_window[grid, THREADS](d["step_best"], d["live"])
-        cw.cw_update_kernel[n, THREADS](d["w"], d["m"], d["v"], d["s0"], d["x0"], grad, d["mask"],
-                                        d["tau"], d["x"], d["dist"], L2,
-                                        adam_step_size(lr, it + 1), float(start.boxmul),
-                                        float(lo), float(hi), ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON,
-                                        d["live"])
+        tracked, stop = d["live"], False
+        restart = bool(window) and it % check_every == 0
+        if it % check_every == 0 and abort_early:
+            rows_live = np.flatnonzero(live)
+            total = loss.copy_to_host()[rows_live].astype(np.float64) + \
+                d["dist"].copy_to_host()[rows_live]
+            stalled = rows_live[cw_stalled(total, previous[rows_live], abort_early)]
+            previous[rows_live] = total
+            if stalled.size:            # tracked at this step, then no longer updated
+                live[stalled] = 0
+                d["live_next"].copy_to_device(live)
+                d["live"], d["live_next"] = d["live_next"], d["live"]
+                stop = not live.any()
+        cw.cw_track_update_kernel[n, THREADS](
+            d["x"], d["w"], d["dist"], success, d["step_best"], d["best_dist"], d["best_x"],
+            d["best_w"], d["m"], d["v"], d["s0"], d["x0"], grad, d["mask"], d["tau"], L2,
+            adam_step_size(lr, it + 1), float(start.boxmul), float(lo), float(hi), ADAM_BETA1,
+            ADAM_BETA2, ADAM_EPSILON, tracked, d["live"], restart)
+        if stop:
+            break
     best_dist[...] = d["best_dist"].copy_to_host()
-    best_x[...] = d["best_x"].copy_to_host()
-    best_w[...] = d["best_w"].copy_to_host()
-    return d["step_best"].copy_to_host(), d["w"].copy_to_host()
+    best_x[...] = _channels_first(d["best_x"].copy_to_host(), shape)
+    best_w[...] = _channels_first(d["best_w"].copy_to_host(), shape)
+    return d["step_best"].copy_to_host(), _channels_first(d["w"].copy_to_host(), shape)

@@ -13,45 +13,16 @@ import numpy as np
 from numba import cuda, float64, uint8
 
 from ..kernels.cw import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, adam_step_size
-from ._launch import THREADS, block_sum, blocks, launch
+from . import head
+from ._launch import THREADS, block_sum, launch
 
 
 
-@cuda.jit
-def cw_margin_kernel(z, labels, targeted, kappa, const, loss, dz, success, zero):
-    n_img, k = z.shape
-    for n in range(cuda.grid(1), n_img, cuda.gridsize(1)):
-        t = labels[n]
-        j = -1
-        for c in range(k):                 # the best other logit: the label left out, first on ties
-            if c != t and (j < 0 or z[n, c] > z[n, j]):
-                j = c
-        z_label, z_other = z[n, t], z[n, j]
-        margin = z_other - z_label if targeted else z_label - z_other
-        hinge = margin + kappa
-        active = hinge > 0
-        loss[n] = const[n] * hinge if active else zero
-        step = zero
-        if active:
-            step = const[n] if targeted else -const[n]
-        for c in range(k):
-            dz[n, c] = zero
-        dz[n, j] = step
-        dz[n, t] = -step
-        if targeted:
-            success[n] = 1 if z_label - kappa > z_other else 0
-        else:
-            success[n] = 1 if z_label + kappa < z_other else 0
-
-
-@cuda.jit
-def cw_update_kernel(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, boxmul, lo, hi,
-               beta1, beta2, epsilon, live):
-    row = cuda.blockIdx.x
-    if not live[row]:                      # a stopped image keeps its state (whole block)
-        return
+@cuda.jit(device=True)
+def _update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, boxmul, lo, hi,
+            beta1, beta2, epsilon, row, partial):
+    """Image row's Adam step (the block's threads over its pixels): w, m, v, x and dist."""
     tid = cuda.threadIdx.x
-    partial = cuda.shared.array(THREADS, float64)
     total = 0.0
     for i in range(tid, w.shape[1], cuda.blockDim.x):
         delta = x[row, i] - x0[row, i]
@@ -79,12 +50,9 @@ def cw_update_kernel(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, bo
         dist[row] = total
 
 
-@cuda.jit
-def cw_track_kernel(x, w, dist, success, step_best, best_dist, best_x, best_w, live):
-    row = cuda.blockIdx.x
-    if not live[row]:
-        return
-    better = cuda.shared.array(1, uint8)
+@cuda.jit(device=True)
+def _track(x, w, dist, success, step_best, best_dist, best_x, best_w, row, better):
+    """Image row's best-so-far bookkeeping (thread 0 decides, the block copies)."""
     if cuda.threadIdx.x == 0:
         ok = success[row] != 0
         if ok and dist[row] < step_best[row]:
@@ -97,14 +65,59 @@ def cw_track_kernel(x, w, dist, success, step_best, best_dist, best_x, best_w, l
         for i in range(cuda.threadIdx.x, x.shape[1], cuda.blockDim.x):
             best_x[row, i] = x[row, i]
             best_w[row, i] = w[row, i]
+    cuda.syncthreads()
+
+
+@cuda.jit
+def cw_update_kernel(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, boxmul, lo, hi,
+                     beta1, beta2, epsilon, live):
+    row = cuda.blockIdx.x
+    if not live[row]:                      # a stopped image keeps its state (whole block)
+        return
+    partial = cuda.shared.array(THREADS, float64)
+    _update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, boxmul, lo, hi, beta1,
+            beta2, epsilon, row, partial)
+
+
+@cuda.jit
+def cw_track_kernel(x, w, dist, success, step_best, best_dist, best_x, best_w, live):
+    row = cuda.blockIdx.x
+    if not live[row]:
+        return
+    better = cuda.shared.array(1, uint8)
+    _track(x, w, dist, success, step_best, best_dist, best_x, best_w, row, better)
+
+
+@cuda.jit
+def cw_track_update_kernel(x, w, dist, success, step_best, best_dist, best_x, best_w, m, v, s0,
+                           x0, grad_x, mask, tau, norm, lr_t, boxmul, lo, hi, beta1, beta2,
+                           epsilon, tracked, live, restart):
+    """One step's end for image blockIdx.x (the device loop's track, window restart and
+    update in one launch): the best-so-far of the image the forward saw (if ``tracked``),
+    then, if still ``live``, a new check period (``restart``) and the Adam step."""
+    row = cuda.blockIdx.x
+    better = cuda.shared.array(1, uint8)
+    partial = cuda.shared.array(THREADS, float64)
+    if tracked[row]:
+        _track(x, w, dist, success, step_best, best_dist, best_x, best_w, row, better)
+    if not live[row]:
+        return
+    if restart and cuda.threadIdx.x == 0:
+        step_best[row] = math.inf
+    _update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, norm, lr_t, boxmul, lo, hi, beta1,
+            beta2, epsilon, row, partial)
 
 
 def cw_margin(z, labels, targeted, kappa, const, loss, dz, success):
-    """f(z) = max(margin + kappa, 0) per image, its gradient dz and the success flags."""
-    t = z.dtype.type
-    launch(cw_margin_kernel, blocks(len(z)), THREADS,
-           (z, labels, bool(targeted), t(kappa), const, loss, dz, success, t(0)),
-           outputs=(5, 6, 7))
+    """f(z) = max(margin + kappa, 0) per image, its gradient dz and the success flags (the
+    row function of cuda/head.py, which a net's head runs in its forward pass)."""
+    head.rows(head.CW, z, (labels, const, loss, dz, success), cw_row_values(targeted, kappa, z.dtype),
+              outputs=(2, 3, 4))
+
+
+def cw_row_values(targeted, kappa, dtype):
+    """The CW row function's numbers: (targeted, kappa in the logits' dtype)."""
+    return (bool(targeted), np.dtype(dtype).type(kappa))
 
 
 def cw_update(w, m, v, s0, x0, grad_x, mask, tau, x, dist, *, norm, step, lr, boxmul, lo, hi,

@@ -2,11 +2,12 @@
 tempered softmax cross-entropy and the SGD step. Their specification is what the CPU path
 runs: nn.layers.ReLU, Dropout and Normalize, nn.softmax.cross_entropy, nn.optim.momentum_step; the
 device plumbing (flatten, batch gather, totals) kernels/elementwise.py."""
-import math
-
+import numpy as np
 from numba import cuda
 
+from . import head
 from ._launch import THREADS, blocks, launch
+from .fused import activation_derivative
 
 
 @cuda.jit
@@ -22,6 +23,12 @@ def _relu_forward(x, y, mask, zero):
 def _mask_backward(dy, mask, dx):
     for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
         dx[i] = dy[i] * mask[i % mask.size]
+
+
+@cuda.jit
+def _activation_backward(dy, act, mask, relu, dropout, dx, zero, one):
+    for i in range(cuda.grid(1), dy.size, cuda.gridsize(1)):
+        dx[i] = dy[i] * activation_derivative(act, mask, i % act.size, relu, dropout, zero, one)
 
 
 @cuda.jit
@@ -60,48 +67,10 @@ def _flat_to_nhwc(dy, out):
         out[n, y, xx, ch] = dy[n, (ch * h + y) * w + xx]
 
 
-@cuda.jit(device=True)
-def _log_normaliser(z, n, T):
-    """(max of z[n] / T, log sum exp(z[n] / T - max))."""
-    top = z[n, 0] / T
-    for c in range(1, z.shape[1]):
-        top = max(top, z[n, c] / T)
-    total = top * 0
-    for c in range(z.shape[1]):
-        total += math.exp(z[n, c] / T - top)
-    return top, math.log(total)
-
-
 @cuda.jit
-def _softmax_ce_hard(z, labels, T, denom, scale, loss, dz):
-    for n in range(cuda.grid(1), z.shape[0], cuda.gridsize(1)):
-        top, lse = _log_normaliser(z, n, T)
-        t = labels[n]
-        for c in range(z.shape[1]):
-            logp = (z[n, c] / T - top) - lse
-            p = math.exp(logp)
-            if c == t:
-                loss[n] = -logp
-                p -= 1
-            dz[n, c] = p / denom * scale
-
-
-@cuda.jit
-def _softmax_ce_soft(z, q, T, denom, scale, loss, dz):
-    for n in range(cuda.grid(1), z.shape[0], cuda.gridsize(1)):
-        top, lse = _log_normaliser(z, n, T)
-        total = top * 0
-        for c in range(z.shape[1]):
-            logp = (z[n, c] / T - top) - lse
-            total -= q[n, c] * logp
-            dz[n, c] = (math.exp(logp) - q[n, c]) / denom * scale
-        loss[n] = total
-
-
-@cuda.jit
-def _sgd_update(p, v, g, lr, momentum):
+def _sgd_update(p, v, g, group, lrs, momentum):
     for i in range(cuda.grid(1), p.size, cuda.gridsize(1)):
-        v[i] = momentum * v[i] - lr * g[i]
+        v[i] = momentum * v[i] - lrs[group[i % group.size]] * g[i]
         p[i] += v[i]
 
 
@@ -123,6 +92,15 @@ def relu_forward(x, y, mask):
 def mask_backward(dy, mask, dx):
     """dx = dy * mask, the mask repeated over stacked seeds."""
     launch(_mask_backward, blocks(dy.size), THREADS, _flat(dy, mask, dx), outputs=(2,))
+
+
+def activation_backward(dy, act, mask, relu, dropout, dx):
+    """dx = dy times the derivative of a ReLU (read from its output act) and of a dropout
+    (its mask), either optional; act and mask repeated over stacked seeds."""
+    t = dy.dtype.type
+    launch(_activation_backward, blocks(dy.size), THREADS,
+           (*_flat(dy, act, mask), bool(relu), bool(dropout), _flat(dx)[0], t(0), t(1)),
+           outputs=(5,))
 
 
 def channel_affine(x, shift, scale, y):
@@ -150,19 +128,31 @@ def flat_to_nhwc(dy, out):
     launch(_flat_to_nhwc, blocks(out.size), THREADS, (dy, out), outputs=(1,))
 
 
-def softmax_cross_entropy(z, target, T, scale, loss, dz):
-    """Per-row cross-entropy of softmax(z / T) (loss, (N,)) and scale * its mean's gradient dz."""
+def softmax_cross_entropy(z, target, T, scale, loss, dz, labels=None, totals=None):
+    """Per-row cross-entropy of softmax(z / T) (loss, (N,)) and scale * its mean's gradient
+    dz; with ``labels`` and ``totals`` ((2,) float64), totals += (the loss's sum, the rows
+    whose argmax of z is their label). The kernel is cuda/head.py's row function, which a
+    net's head runs in its forward pass."""
     t = z.dtype.type
-    kernel = _softmax_ce_hard if target.ndim == 1 else _softmax_ce_soft
-    launch(kernel, blocks(len(z)), THREADS, (z, target, t(T), t(T * len(z)), t(scale), loss, dz),
-           outputs=(5, 6))
+    if labels is None:
+        labels = target if target.ndim == 1 else np.zeros(len(z), np.int64)
+    if totals is None:
+        totals = np.zeros(2)
+    vals = (t(T), t(T * len(z)), t(scale))
+    if target.ndim == 1:
+        head.rows(head.CE_HARD, z, (target, loss, dz, totals), vals, outputs=(1, 2, 3))
+    else:
+        head.rows(head.CE_SOFT, z, (target, loss, dz, totals, labels), vals, outputs=(1, 2, 3))
 
 
-def sgd_update(p, v, g, lr, momentum):
-    """Momentum SGD as nn.optim.SGD: v = momentum * v - lr * g; p += v (in place)."""
+def sgd_update(p, v, g, lr, momentum, group=None):
+    """Momentum SGD as nn.optim.SGD: v = momentum * v - lr * g; p += v (in place). lr: a
+    number, or with ``group`` (an int32 per element) the learning rate of each group."""
     t = p.dtype.type
-    launch(_sgd_update, blocks(p.size), THREADS, (*_flat(p, v, g), t(lr), t(momentum)),
-           outputs=(0, 1))
+    if group is None:
+        group, lr = np.zeros(1, np.int32), [lr]
+    launch(_sgd_update, blocks(p.size), THREADS,
+           (*_flat(p, v, g), group, np.asarray(lr, dtype=p.dtype), t(momentum)), outputs=(0, 1))
 
 
 @cuda.jit
@@ -173,25 +163,8 @@ def _take_rows(src, idx, out):
         out[r, i - r * width] = src[idx[r], i - r * width]
 
 
-@cuda.jit
-def _batch_stats(z, labels, loss, totals):
-    for n in range(cuda.grid(1), z.shape[0], cuda.gridsize(1)):
-        best = 0
-        for c in range(1, z.shape[1]):
-            if z[n, c] > z[n, best]:
-                best = c
-        cuda.atomic.add(totals, 0, loss[n])
-        if best == labels[n]:
-            cuda.atomic.add(totals, 1, 1.0)
-
-
 def take_rows(src, idx, out):
     """out = src[idx] along the first axis (a training batch gathered on the device)."""
     flat_src = src.reshape(src.shape[0], src.size // max(1, src.shape[0]))
     flat_out = out.reshape(out.shape[0], out.size // max(1, out.shape[0]))
     launch(_take_rows, blocks(out.size), THREADS, (flat_src, idx, flat_out), outputs=(2,))
-
-
-def batch_stats(z, labels, loss, totals):
-    """totals (2,) float64 += (sum of loss, number of rows whose argmax of z is its label)."""
-    launch(_batch_stats, blocks(len(z)), THREADS, (z, labels, loss, totals), outputs=(3,))

@@ -24,39 +24,61 @@ def _better(score, p, q, best, bp, bq):
     return p < bp or (p == bp and q < bq)
 
 
+def make_search(load):
+    """The block-wide pair search as a device function search(src, g, domain, row, shared...)
+    -> (p, q) seen by every thread, ``load(src, g, row, p)`` giving (alpha, beta) of pixel p."""
+
+    @cuda.jit(device=True)
+    def search(src, g, domain, row, scores, ps, qs):
+        tid = cuda.threadIdx.x
+        m = domain.shape[1]
+        best, bp, bq = -math.inf, -1, -1
+        for p in range(tid, m, cuda.blockDim.x):
+            if domain[row, p]:
+                ap, bp_ = load(src, g, row, p)
+                for q in range(p + 1, m):
+                    if domain[row, q]:
+                        aq, bq_ = load(src, g, row, q)
+                        A = ap + aq
+                        B = bp_ + bq_
+                        if A > 0 and B < 0:
+                            score = -(A * B)           # in the arrays' dtype, as the reference
+                            if bp < 0 or score > best:   # p and q grow: strict > keeps the first
+                                best, bp, bq = score, p, q
+        scores[tid], ps[tid], qs[tid] = best, bp, bq
+        cuda.syncthreads()
+        stride = cuda.blockDim.x // 2
+        while stride > 0:
+            if tid < stride:
+                other = tid + stride
+                if _better(scores[other], ps[other], qs[other], scores[tid], ps[tid], qs[tid]):
+                    scores[tid], ps[tid], qs[tid] = scores[other], ps[other], qs[other]
+            cuda.syncthreads()
+            stride //= 2
+        p, q = ps[0], qs[0]
+        cuda.syncthreads()
+        return p, q
+    return search
+
+
+@cuda.jit(device=True, inline="always")
+def _from_arrays(src, g, row, p):
+    return src[0][row, p], src[1][row, p]
+
+
+_search_arrays = make_search(_from_arrays)
+
+
 @cuda.jit
 def pair_search_kernel(alpha, beta, domain, pairs):
     row = cuda.blockIdx.x
-    tid = cuda.threadIdx.x
-    m = alpha.shape[1]
     scores = cuda.shared.array(THREADS, float64)
     ps = cuda.shared.array(THREADS, int64)
     qs = cuda.shared.array(THREADS, int64)
-    best, bp, bq = -math.inf, -1, -1
-    for p in range(tid, m, cuda.blockDim.x):
-        if domain[row, p]:
-            ap, bp_ = alpha[row, p], beta[row, p]
-            for q in range(p + 1, m):
-                if domain[row, q]:
-                    A = ap + alpha[row, q]
-                    B = bp_ + beta[row, q]
-                    if A > 0 and B < 0:
-                        score = -(A * B)           # in the arrays' dtype, as the reference
-                        if bp < 0 or score > best:   # p and q grow: strict > keeps the first
-                            best, bp, bq = score, p, q
-    scores[tid], ps[tid], qs[tid] = best, bp, bq
-    cuda.syncthreads()
-    stride = cuda.blockDim.x // 2
-    while stride > 0:
-        if tid < stride:
-            other = tid + stride
-            if _better(scores[other], ps[other], qs[other], scores[tid], ps[tid], qs[tid]):
-                scores[tid], ps[tid], qs[tid] = scores[other], ps[other], qs[other]
-        cuda.syncthreads()
-        stride //= 2
-    if tid == 0:
-        pairs[row, 0] = ps[0]
-        pairs[row, 1] = qs[0]
+    p, q = _search_arrays((alpha, beta), 0, domain, row, scores, ps, qs)
+    if cuda.threadIdx.x == 0:
+        pairs[row, 0] = p
+        pairs[row, 1] = q
 
 
 def pair_search(alpha, beta, domain, pairs):

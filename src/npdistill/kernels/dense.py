@@ -1,7 +1,7 @@
-"""NumPy reference of the dense pieces the GPU backend computes itself (npdistill/cuda/dense.py).
+"""NumPy reference of the GEMM the GPU backend computes itself (npdistill/cuda/dense.py).
 
-On the CPU these are one BLAS call or one NumPy reduction inside the layers;
-they are written out here as the specification the CUDA kernels are tested against.
+On the CPU it is one BLAS call inside the layers; it is written out here as the
+specification the CUDA kernel is tested against.
 """
 
 
@@ -12,13 +12,3 @@ def gemm(a, b, out, trans_a=False, trans_b=False, accumulate=False):
         out += product
     else:
         out[...] = product
-
-
-def bias_add(y, b):
-    """y (R, F) += b (F,), in place."""
-    y += b
-
-
-def column_sum(dy, out):
-    """out (F,) = the sum of dy (R, F) over its rows (a bias gradient)."""
-    out[...] = dy.sum(axis=0)
