@@ -55,23 +55,26 @@ def cuda_workloads(x, y):
     """The same workloads with every array on the GPU (each call synchronised)."""
     from numba import cuda
 
-    from npdistill.cuda import elementwise
+    from npdistill.cuda import elementwise, head
     from npdistill.cuda.device_model import DeviceModel
     model = nd.architectures.papernot_mnist(seed=0)
     model.set_rng(np.random.default_rng(0))
     net = DeviceModel(model)
-    velocity = {key: cuda.to_device(np.zeros(p.shape, p.dtype)) for key, p in net.params.items()}
+    velocity = cuda.to_device(np.zeros(net.size, np.float32))
+    groups = cuda.to_device(net.groups())
+    lrs = [0.1] * len(net.keys)
     xb, yb = net.to_device_images(x[:128]), cuda.to_device(y[:128])
     inputs = {batch: net.to_device_images(x[:batch]) for batch in (128, 1024)}
     loss = cuda.device_array(128, np.float32)
     dz = cuda.device_array((128, 10), np.float32)
+    totals = cuda.to_device(np.zeros(2))
+    t = np.float32
+    loss_row = (head.CE_HARD, (yb, loss, dz, totals), (t(1), t(128), t(1)))
 
-    def step():
-        z = net.forward(xb, training=True)
-        elementwise.softmax_cross_entropy(z, yb, 1.0, 1.0, loss, dz)
+    def step():             # what DeviceTrainer.epoch runs per batch (the gather aside)
+        net.forward(xb, training=True, row=loss_row)
         net.backward(dz, input_grad=False)
-        for key, p in net.params.items():
-            elementwise.sgd_update(p, velocity[key], net.grads[key], 0.1, 0.5)
+        elementwise.sgd_update(net.flat_params, velocity, net.flat_grads, lrs, 0.5, group=groups)
         cuda.synchronize()
 
     def inference(batch):

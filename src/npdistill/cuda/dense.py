@@ -3,7 +3,9 @@ cuda/fused.py's product of two plain (or transposed) matrices."""
 import numpy as np
 
 from . import fused
-from .fused import MIN_SPLIT_DEPTH, SPLIT_TARGET, WORK, split_count  # noqa: F401 (its tests)
+from .fused import MIN_SPLIT_DEPTH, SPLIT_TARGET, WORK, split_count
+
+__all__ = ["gemm", "split_count", "SPLIT_TARGET", "MIN_SPLIT_DEPTH", "WORK"]
 
 
 def gemm(a, b, out, trans_a=False, trans_b=False, accumulate=False, splits=None, work=WORK):

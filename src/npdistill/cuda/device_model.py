@@ -160,8 +160,7 @@ class _Affine(_Buffers):
             k, _, top, left, _, _ = self.geometry
             n, h, w, c = self.x.shape
             if epilogue == fused.SCATTER:
-                pooled = before[0]
-                dx = pooled.input_gradient_buffer(n_rows * n // len(self.x))
+                dx = before[0].stage.input_gradient_buffer(n_rows * n // len(self.x))
                 rows = dx.shape[0] * h * w
             else:
                 dx = self._buffer("_dx", (n_rows // len(self.x) * n, h, w, c), dy.dtype)
@@ -194,7 +193,9 @@ def _input_gradient_epilogue(before):
     if isinstance(prev, _Affine) and prev.activation:
         act, mask = prev.derivative_arrays()
         return fused.MASK, (act, mask), (*prev.derivative_flags(), 0), 0, True
-    if isinstance(prev, _MaxPool) and prev.fits_scatter():
+    pool_stage = getattr(prev, "stage", None)
+    if isinstance(pool_stage, _MaxPool) and pool_stage.fits_scatter():
+        prev = pool_stage
         pooled = before[1] if len(before) > 1 else None
         if isinstance(pooled, _Affine) and pooled.activation:
             act, mask = pooled.derivative_arrays()
