@@ -2,12 +2,16 @@
 
 The modules ``conv``, ``pool``, ``saliency`` and ``cw`` have the signatures of
 their NumPy references in ``npdistill.kernels`` (the specification, tested
-equal); ``dense`` (tiled GEMM, bias, column sums) and ``elementwise`` (ReLU,
-dropout, tempered softmax cross-entropy, SGD) those of
-``npdistill.kernels.dense`` and of the CPU path's layers, loss and SGD step (see
-``elementwise``).
+equal); ``dense`` (the GEMM) and ``elementwise`` (ReLU, dropout, tempered softmax
+cross-entropy, SGD) those of ``npdistill.kernels.dense`` and of the CPU path's
+layers, loss and SGD step (see ``elementwise``). ``fused`` is the one GEMM kernel
+of the network's products, with its operands read through views (implicit im2col,
+the transposed convolution) and its epilogues (bias, ReLU, dropout, masks, the
+pooling's scatter); ``head`` runs a net's last Dense layers in one launch each way,
+with the loss or an attack's seeds computed there.
 ``device_model.DeviceModel`` chains them into a Sequential whose activations,
-gradients and parameters stay on the device; ``passes.DevicePasses`` gives it the
+gradients and parameters stay on the device, in as few launches as its layers
+allow (bench/cuda_launches.py counts them); ``passes.DevicePasses`` gives it the
 ``Passes`` interface (npdistill.nn.passes), ``trainer.DeviceTrainer`` runs train()'s
 epochs with it (optimizer state on the device too), ``attacks`` the JSMA and CW L2
 loops. ``npdistill.placement`` is the only module above ``kernels`` that imports them.

@@ -1,11 +1,12 @@
 """The Carlini-Wagner step on the GPU (see kernels/cw.py, the specification).
 
-cw_margin: one thread per image (K logits). cw_update: one block per image,
+cw_margin: one thread per image (K logits; cuda/head.py's row function, which
+the device loop runs inside the net's head). cw_update: one block per image,
 its threads stride over the pixels and reduce the distance in shared memory.
 cw_track: one block per image, thread 0 decides and the block copies.
-The update and track kernels skip the images whose ``live`` flag is 0: the
-device-resident L2 loop (cuda/attacks.py) stops images in place instead of
-compacting the batch; the wrappers below pass every image as live.
+``cw_track_update_kernel`` runs both in one launch for the device-resident L2
+loop (cuda/attacks.py), which stops images in place (their ``live`` flag 0)
+instead of compacting the batch; the wrappers below pass every image as live.
 """
 import math
 
