@@ -158,13 +158,12 @@ class _Affine(_Buffers):
         epilogue, extra, flags, taken, pre = _input_gradient_epilogue(before)
         if self.conv:
             k, _, top, left, _, _ = self.geometry
-            n, h, w, c = self.x.shape
+            _, h, w, c = self.x.shape                  # dy may stack S seeds: n_rows = S * N
+            rows = n_rows * h * w
             if epilogue == fused.SCATTER:
-                dx = before[0].stage.input_gradient_buffer(n_rows * n // len(self.x))
-                rows = dx.shape[0] * h * w
+                dx = before[0].stage.input_gradient_buffer(n_rows)
             else:
-                dx = self._buffer("_dx", (n_rows // len(self.x) * n, h, w, c), dy.dtype)
-                rows = len(dx) * h * w
+                dx = self._buffer("_dx", (n_rows, h, w, c), dy.dtype)
             fused.product(fused.DCOLS, dy, fused.WFLIP, self.W, rows, k * k * self.layer.out_channels,
                           c, _scatter_target(epilogue, dx, rows, c), epilogue=epilogue,
                           extra=extra, flags=flags, ga=(k, k, top, left, h, w), gb=(k, k, 0, 0, 0, 0))
