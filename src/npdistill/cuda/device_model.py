@@ -57,6 +57,15 @@ class _Buffers:
         return buf
 
 
+def _aug_shape(layer):
+    """The shape of a layer's parameters in the flat buffer: a convolution's [W | b]
+    (F, k*k*C + 1), a Dense layer's [W; b] (in + 1, out)."""
+    if isinstance(layer, Conv2D):
+        k = layer.kernel_size
+        return (layer.out_channels, k * k * layer.in_channels + 1)
+    return (layer.in_features + 1, layer.out_features)
+
+
 def _draw_uniforms(layer, shape):
     """Dropout ``layer``'s uniforms for an output of device shape ``shape``: the host
     layer's draw, in its logical (NCHW) shape, moved to the device's channels-last order."""
@@ -74,13 +83,6 @@ class _Affine(_Buffers):
         self.activation = relu is not None or dropout is not None
         self.conv = isinstance(layer, Conv2D)
         self.mask = None
-
-    def aug_shape(self):
-        layer = self.layer
-        if self.conv:
-            k = layer.kernel_size
-            return (layer.out_channels, k * k * layer.in_channels + 1)
-        return (layer.in_features + 1, layer.out_features)
 
     def bind(self, aug, grad_aug):
         """Take the layer's views of the flat parameter and gradient buffers."""
@@ -386,15 +388,16 @@ class _Head(_Buffers):
         total = int(self.offsets[-1] + self.chunks[-1][0].out_features)
         self.acts = self._buffer("_acts", (n * total,), dtype)
         self.masks = self._buffer("_masks", (n * total,), dtype)
-        table = self._table(n, training)
         key = (n, bool(training))
-        if key not in self._tables:
-            self._tables[key] = cuda.to_device(table)
-        self.table = self._tables[key]
+        if key not in self._tables:                 # on the device once per shape
+            table = self._table(n, training)
+            self._tables[key] = table, cuda.to_device(table)
+        table, self.table = self._tables[key]
         u = self.masks
-        if training and table[:, 5].any():
+        if training and table[:, head.DROPOUT].any():
             draws = np.zeros(n * total)
-            for (dense, _, drop), offset, dropping in zip(self.chunks, self.offsets, table[:, 5]):
+            for (dense, _, drop), offset, dropping in zip(self.chunks, self.offsets,
+                                                          table[:, head.DROPOUT]):
                 if dropping:
                     width = dense.out_features
                     draws[offset * n:(offset + width) * n] = _draw_uniforms(drop, (n, width)).ravel()
@@ -513,8 +516,7 @@ class DeviceModel:
         index = {id(layer): i for i, layer in enumerate(model.layers)}
         for stage in self.stages:
             for layer in stage.param_layers:
-                shape = (_Affine(layer, None, None).aug_shape() if isinstance(layer, Conv2D)
-                         else (layer.in_features + 1, layer.out_features))
+                shape = _aug_shape(layer)
                 for name in ("W", "b"):
                     self._layout[f"{index[id(layer)]}.{name}"] = (offset, shape, layer)
                 offset += shape[0] * shape[1]

@@ -159,13 +159,12 @@ def _e_mask(out, act, mask, e3, flags, vals, r, c, v, zero, one):
 
 
 @cuda.jit(device=True, inline="always")
-def _e_scatter(out, act, mask, argmax, flags, vals, r, c, v, zero, one):
-    # r runs over the pooled map (n, i, j) of argmax (N, oh, ow, C); out (S * N, H, W, C) is
-    # the pool's input gradient, act and mask (flat, N * H * W * C) the stage before the pool
-    oh, ow = argmax.shape[1], argmax.shape[2]
+def scatter_to_window(out, n, i, j, c, v, argmax, act, mask, flags, zero, one):
+    """The gradient v of pooled element (i, j, c) of row n of out (S * N, H, W, C), the
+    pool's input gradient, to its window's argmax (zeros to the rest), times the
+    derivative (flags: relu, dropout, pool size) of the stage whose output act and mask
+    (flat, N * H * W * C) were pooled; S stacked seeds share one forward's argmax."""
     size = flags[2]
-    n = r // (oh * ow)
-    i, j = (r // ow) % oh, r % ow
     nf = n % argmax.shape[0]
     where = argmax[nf, i, j, c]
     h, w, ch = out.shape[1], out.shape[2], out.shape[3]
@@ -179,15 +178,44 @@ def _e_scatter(out, act, mask, argmax, flags, vals, r, c, v, zero, one):
             out[n, y, xx, c] = value
 
 
+@cuda.jit(device=True, inline="always")
+def _e_scatter(out, act, mask, argmax, flags, vals, r, c, v, zero, one):
+    # r runs over the pooled map (n, i, j) of argmax (N, oh, ow, C)
+    oh, ow = argmax.shape[1], argmax.shape[2]
+    scatter_to_window(out, r // (oh * ow), (r // ow) % oh, r % ow, c, v, argmax, act, mask,
+                      flags, zero, one)
+
+
 _EPILOGUES = {STORE: _e_store, ACCUM: _e_accum, ACT: _e_act, MASK: _e_mask, SCATTER: _e_scatter}
+
+
+def _make_stage(get, inner_fast, block, is_a):
+    """Thread ``idx``'s element of an operand's DEPTH x block slice: tile[k, m] = op_a's
+    (start + m, k0 + k) entry (``is_a``) or op_b's (k0 + k, start + m), zero outside it.
+    Neighbouring threads walk the array's last axis (``inner_fast``: the inner index)."""
+    @cuda.jit(device=True, inline="always")
+    def stage(tile, src, g, idx, k0, k_end, start, extent, zero, one):
+        if inner_fast:
+            k, m = idx % DEPTH, idx // DEPTH
+        else:
+            m, k = idx % block, idx // block
+        value = zero
+        if k0 + k < k_end and start + m < extent:
+            if is_a:
+                value = get(src, g, start + m, k0 + k, zero, one)
+            else:
+                value = get(src, g, k0 + k, start + m, zero, one)
+        tile[k, m] = value
+    return stage
 
 
 def _make_gemm(view_a, view_b, epilogue, element, work):
     block = TILE * work
     padded = block + 1
     loads = DEPTH * block // (TILE * TILE)
-    get_a, get_b, write = _VIEWS[view_a], _VIEWS[view_b], _EPILOGUES[epilogue]
-    a_fast, b_fast = view_a in _INNER_FAST_AS_A, view_b in _INNER_FAST_AS_B
+    stage_a = _make_stage(_VIEWS[view_a], view_a in _INNER_FAST_AS_A, block, True)
+    stage_b = _make_stage(_VIEWS[view_b], view_b in _INNER_FAST_AS_B, block, False)
+    write = _EPILOGUES[epilogue]
 
     def gemm(a, ga, b, gb, rows, inner, cols, k_chunk, partial, tickets, out, e1, e2, e3,
              flags, vals, zero, one):
@@ -213,18 +241,8 @@ def _make_gemm(view_a, view_b, epilogue, element, work):
             for k0 in range(k_begin, k_end, DEPTH):
                 for e in range(loads):
                     idx = tid + e * TILE * TILE
-                    if a_fast:
-                        k, m = idx % DEPTH, idx // DEPTH
-                    else:
-                        m, k = idx % block, idx // block
-                    ok = k0 + k < k_end and row0 + m < rows
-                    tile_a[k, m] = get_a(a, ga, row0 + m, k0 + k, zero, one) if ok else zero
-                    if b_fast:
-                        k, m = idx % DEPTH, idx // DEPTH
-                    else:
-                        m, k = idx % block, idx // block
-                    ok = k0 + k < k_end and col0 + m < cols
-                    tile_b[k, m] = get_b(b, gb, k0 + k, col0 + m, zero, one) if ok else zero
+                    stage_a(tile_a, a, ga, idx, k0, k_end, row0, rows, zero, one)
+                    stage_b(tile_b, b, gb, idx, k0, k_end, col0, cols, zero, one)
                 cuda.syncthreads()
                 for kk in range(DEPTH):
                     for i in range(work):

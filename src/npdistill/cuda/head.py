@@ -21,7 +21,8 @@ import numpy as np
 from numba import cuda
 
 from ._launch import SIMULATED, THREADS, blocks, is_host, launch
-from .fused import activation_derivative
+from .fused import activation_derivative, scatter_to_window
+from .pool import window_max
 
 HEAD_ROWS = 2 if SIMULATED else 4
 NONE, CE_HARD, CE_SOFT, JSMA_SOFTMAX, JSMA_LOGITS, CW = range(6)
@@ -179,7 +180,7 @@ def _make_rows(kind):
 def _pool_flatten(src, size, x0, argmax, row0, rows, tid, step):
     """Max-pool the block's images of the channels-last map src into x0's rows, flattened
     in NCHW order as Flatten does (size 1: Flatten alone); argmax keeps each window's
-    place (ties: the first in row-major order, as kernels/pool.py)."""
+    place (as kernels/pool.py)."""
     n_img, width = x0.shape
     h, w = src.shape[1] // size, src.shape[2] // size
     for idx in range(tid, rows * width, step):
@@ -187,14 +188,7 @@ def _pool_flatten(src, size, x0, argmax, row0, rows, tid, step):
         if n < n_img:
             k = idx % width
             ch, i, j = k // (h * w), (k // w) % h, k % w
-            best = src[n, i * size, j * size, ch]
-            where = 0
-            for a in range(size):
-                for b in range(size):
-                    v = src[n, i * size + a, j * size + b, ch]
-                    if v > best:
-                        best = v
-                        where = a * size + b
+            best, where = window_max(src, n, i, j, ch, size)
             x0[n, k] = best
             argmax[n, i, j, ch] = where
     cuda.syncthreads()
@@ -212,22 +206,20 @@ def _write_rows(dx, argmax, act_in, mask_in, flags, n, k, g, n_fwd, zero, one):
 
 @cuda.jit(device=True)
 def _write_windows(dx, argmax, act_in, mask_in, flags, n, k, g, n_fwd, zero, one):
-    """g, the gradient of pooled-and-flattened element k of image n, to its window's argmax
-    in dx (S * N, H, W, C), times the derivative of the layer whose output was pooled."""
-    size = flags[2]
-    h, w, c = argmax.shape[1], argmax.shape[2], argmax.shape[3]
-    ch, i, j = k // (h * w), (k // w) % h, k % w
-    nf = n % n_fwd
-    where = argmax[nf, i, j, ch]
-    for a in range(size):
-        for b in range(size):
-            y, xx = i * size + a, j * size + b
-            value = zero
-            if a * size + b == where:
-                at = ((nf * dx.shape[1] + y) * dx.shape[2] + xx) * c + ch
-                value = g * activation_derivative(act_in, mask_in, at, flags[0], flags[1],
-                                                  zero, one)
-            dx[n, y, xx, ch] = value
+    """g, the gradient of pooled-and-flattened element k (NCHW order) of image n, to its
+    window in dx (S * N, H, W, C), times the derivative of the layer that was pooled."""
+    h, w = argmax.shape[1], argmax.shape[2]
+    scatter_to_window(dx, n, (k // w) % h, k % w, k // (h * w), g, argmax, act_in, mask_in,
+                      flags, zero, one)
+
+
+@cuda.jit(device=True, inline="always")
+def _block_rows():
+    """(images per block, the block's first image, thread index, threads): a block of
+    (x, HEAD_ROWS) threads owns HEAD_ROWS images."""
+    rows = cuda.blockDim.y
+    return (rows, cuda.blockIdx.x * rows, cuda.threadIdx.x + cuda.blockDim.x * cuda.threadIdx.y,
+            cuda.blockDim.x * rows)
 
 
 def _make_forward(source, kind):
@@ -238,10 +230,7 @@ def _make_forward(source, kind):
     def head_forward(src, size, x0, argmax, params, table, rates, acts, masks, u, logits,
                      args, vals, zero, one):
         n_img = x0.shape[0]
-        rows = cuda.blockDim.y
-        row0 = cuda.blockIdx.x * rows
-        tid = cuda.threadIdx.x + cuda.blockDim.x * cuda.threadIdx.y
-        step = cuda.blockDim.x * rows
+        rows, row0, tid, step = _block_rows()
         gather(src, size, x0, argmax, row0, rows, tid, step)
         for layer in range(table.shape[0]):
             w_off, d_in, d_out = table[layer, W_OFF], table[layer, IN], table[layer, OUT]
@@ -281,10 +270,7 @@ def _make_backward(target):
         # pre-activation gradient (flat, at S times the acts' offsets); dx: the gradient of
         # the head's input, written when flags[3] (flags: relu, dropout, pool size, write)
         n_rows = dz.shape[0]
-        rows = cuda.blockDim.y
-        row0 = cuda.blockIdx.x * rows
-        tid = cuda.threadIdx.x + cuda.blockDim.x * cuda.threadIdx.y
-        step = cuda.blockDim.x * rows
+        rows, row0, tid, step = _block_rows()
         seeds = n_rows // n_fwd
         last = table.shape[0] - 1
         for layer in range(last, -1, -1):

@@ -4,6 +4,21 @@ from numba import cuda
 from ._launch import THREADS, blocks, launch
 
 
+@cuda.jit(device=True, inline="always")
+def window_max(x, n, i, j, ch, size):
+    """(maximum, its place a * size + b) of window (i, j) of channel ch of image n of the
+    channels-last x; ties: the first in row-major order."""
+    best = x[n, i * size, j * size, ch]
+    where = 0
+    for a in range(size):
+        for b in range(size):
+            v = x[n, i * size + a, j * size + b, ch]
+            if v > best:
+                best = v
+                where = a * size + b
+    return best, where
+
+
 @cuda.jit
 def _maxpool_forward(x, size, out, argmax):
     n_img, oh, ow, c = out.shape
@@ -12,14 +27,7 @@ def _maxpool_forward(x, size, out, argmax):
         j = (idx // c) % ow
         i = (idx // (c * ow)) % oh
         n = idx // (c * ow * oh)
-        best = x[n, i * size, j * size, ch]
-        where = 0
-        for a in range(size):
-            for b in range(size):
-                v = x[n, i * size + a, j * size + b, ch]
-                if v > best:                       # ties: the first in row-major order
-                    best = v
-                    where = a * size + b
+        best, where = window_max(x, n, i, j, ch, size)
         out[n, i, j, ch] = best
         argmax[n, i, j, ch] = where
 
