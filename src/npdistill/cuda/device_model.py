@@ -48,6 +48,13 @@ class _Buffers:
     param_layers = ()
     activation = False
 
+    def _uniforms(self, host):
+        """Dropout's uniforms (float64, drawn on the host) in the stage's device buffer for
+        them: copied in, not allocated, at every training step."""
+        buf = self._buffer("_u", host.shape, np.float64)
+        buf.copy_to_device(host)
+        return buf
+
     def _buffer(self, attr, shape, dtype, zeros=False):
         shape = tuple(int(n) for n in shape)
         buf = self.__dict__.get(attr)
@@ -109,7 +116,7 @@ class _Affine(_Buffers):
         extra, vals = (), (0.0, 0.0)
         if dropping:
             rate = self.dropout.rate
-            u = cuda.to_device(_draw_uniforms(self.dropout, shape).reshape(rows, cols))
+            u = self._uniforms(_draw_uniforms(self.dropout, shape).reshape(rows, cols))
             self.mask = self._buffer("_mask", shape, x.dtype)
             extra = (u, self.mask.reshape(rows, cols))
             t = x.dtype.type
@@ -401,7 +408,7 @@ class _Head(_Buffers):
                 if dropping:
                     width = dense.out_features
                     draws[offset * n:(offset + width) * n] = _draw_uniforms(drop, (n, width)).ravel()
-            u = cuda.to_device(draws)
+            u = self._uniforms(draws)
         k = self.chunks[-1][0].out_features
         last = int(self.offsets[-1]) * n
         logits = self.acts[last:last + n * k].reshape(n, k)
