@@ -19,6 +19,7 @@ EXTENSIONS = {
     "npdistill._ext.pool": ["ext/pool.pyx"],
     "npdistill._ext.cw": ["ext/cw.pyx"],
     "npdistill._ext.winograd": ["ext/winograd.pyx"],
+    "npdistill._ext.direct": ["ext/direct.pyx"],
     "npdistill._ext.threads": ["ext/threads.pyx"],
 }
 

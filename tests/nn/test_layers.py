@@ -249,7 +249,7 @@ def test_conv2d_by_winograd_equals_im2col(n, c, f, h, w, padding, algorithm, bac
     for name in ("im2col", algorithm):
         with nd.kernels.using(backend), nd.kernels.using_conv(name):
             y = layer.forward(x).copy()
-            assert layer.algorithm == nd.kernels.conv_algorithm(c, f, 3, *y.shape[2:])
+            assert layer.algorithm == nd.kernels.conv_algorithm(c, f, 3, *y.shape[2:], y.dtype)
             dx = layer.backward(dy).copy()
             grads = {k: v.copy() for k, v in layer.grads.items()}
             layer.forward(x)

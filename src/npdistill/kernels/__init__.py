@@ -2,7 +2,8 @@
 
 Each kernel has one signature in ``npdistill.kernels.<module>`` (NumPy, the
 specification) and in the compiled ``npdistill._ext.<module>`` (Cython), for
-the modules ``conv`` (im2col / col2im), ``pool`` (max pooling),
+the modules ``conv`` (im2col / col2im), ``direct`` (the direct convolution, float32,
+AVX-512), ``winograd`` (Winograd's 3x3 convolution), ``pool`` (max pooling),
 ``saliency`` (JSMA's pair search) and ``cw`` (the Carlini-Wagner step). The
 functions here check and allocate, then call the active backend, which only
 computes into the buffers it is given.
@@ -24,7 +25,9 @@ import os
 import numpy as np
 
 from . import cw as _numpy_cw
+from . import direct as _numpy_direct
 from . import winograd as _numpy_winograd
+from .conv import flipped, gradient_padding
 from .backends import (BACKENDS, WAIT_POLICY_SET_HERE, available, backend, has, implementation,
                        use, using)
 from .layout import channels_last, conv_output_size, empty_nchw, reusable_buffer
@@ -39,6 +42,8 @@ __all__ = ["BACKENDS", "WAIT_POLICY_SET_HERE", "available", "backend", "implemen
            "im2col", "col2im", "saliency_pairs", "maxpool_forward", "maxpool_gather",
            "maxpool_backward", "CW_L2", "CW_LINF", "cw_margin", "cw_update", "cw_track",
            "CONV_ALGORITHMS", "use_conv", "using_conv", "conv_algorithm", "WINOGRAD_TILE",
+           "DIRECT_MIN_CHANNELS", "direct_correlate", "direct_input_gradient",
+           "direct_weight_gradient",
            "winograd_correlate", "winograd_input_gradient", "winograd_weight_gradient",
            "BLAS_THREADS", "blas_threads"]
 
@@ -195,16 +200,17 @@ def cw_track(x, w, dist, success, step_best, best_dist, best_x, best_w):
     implementation("cw").cw_track(x, w, dist, success, step_best, best_dist, best_x, best_w)
 
 
-# -- the convolution's algorithm: im2col + GEMM, or Winograd F(2x2, 3x3) / F(4x4, 3x3) ------
-CONV_ALGORITHMS = ("auto", "im2col", "winograd2", "winograd4")
+# -- the convolution's algorithm: im2col + GEMM, direct, or Winograd F(2x2, 3x3) / F(4x4, 3x3)
+CONV_ALGORITHMS = ("auto", "im2col", "direct", "winograd2", "winograd4")
 _conv_algorithm = None              # set by use_conv; None: NPDISTILL_CONV, else "auto"
 
 
 def use_conv(name):
-    """Make every 3x3 convolution run as ``name``: "im2col" (the default), "winograd2"
-    (F(2x2, 3x3)), "winograd4" (F(4x4, 3x3)) or "auto" (per layer shape,
-    ``conv_algorithm``'s rule). Overrides ``NPDISTILL_CONV``. Other kernel sizes, and
-    backends without Winograd kernels (cuda), always run im2col."""
+    """Make every convolution run as ``name``: "auto" (the default: ``conv_algorithm``'s
+    rule), "im2col", "direct" (ext/direct_conv.h), or for 3x3 kernels "winograd2"
+    (F(2x2, 3x3)) or "winograd4" (F(4x4, 3x3)). Overrides ``NPDISTILL_CONV``. Where the
+    active backend lacks an algorithm's kernels (float64 and CPUs without AVX-512F have no
+    direct kernels, cuda has neither), the convolution runs im2col."""
     global _conv_algorithm
     if name not in CONV_ALGORITHMS:
         raise ValueError(f"unknown convolution algorithm {name!r}: expected one of "
@@ -223,27 +229,62 @@ def using_conv(name):
         globals()["_conv_algorithm"] = previous
 
 
-def conv_algorithm(in_channels, out_channels, kernel_size, out_h, out_w):
-    """The algorithm a convolution of this shape runs now: "im2col", "winograd2" or
-    "winograd4". The default is im2col: on the machine of bench/RESULTS.md the
-    Winograd kernels win on some layers and lose on others by margins within that
-    shared machine's noise. "auto" takes Winograd for 3x3 kernels with at least
-    WINOGRAD_MIN_CHANNELS input channels (below that the transforms cost more than
-    the multiplies they save: the first layer of an image net), F(4x4) where the
-    output is at least 8 x 8, else F(2x2) (bench/conv_speed.py's per-layer table)."""
-    chosen = _conv_algorithm or os.environ.get("NPDISTILL_CONV", "im2col")
+def conv_algorithm(in_channels, out_channels, kernel_size, out_h, out_w, dtype=np.float32):
+    """The algorithm a convolution of this shape and dtype runs now: "im2col", "direct",
+    "winograd2" or "winograd4". "auto" (the default) takes the direct kernels wherever
+    they run (float32, the "cython" backend on a CPU with AVX-512F), else im2col: on
+    the machine of bench/RESULTS.md the direct kernels beat im2col and Winograd on every
+    layer of the paper's net, and Winograd does not beat im2col."""
+    chosen = _conv_algorithm or os.environ.get("NPDISTILL_CONV", "auto")
     if chosen not in CONV_ALGORITHMS:
         raise ValueError(f"NPDISTILL_CONV={chosen!r}: expected one of {CONV_ALGORITHMS}")
+    if chosen in ("auto", "direct"):
+        return "direct" if has("direct") and np.dtype(dtype) == np.float32 else "im2col"
     if kernel_size != 3 or chosen == "im2col" or not has("winograd"):
         return "im2col"
-    if chosen != "auto":
-        return chosen
-    if in_channels < WINOGRAD_MIN_CHANNELS:
-        return "im2col"
-    return "winograd4" if min(out_h, out_w) >= 8 else "winograd2"
+    return chosen
 
 
-WINOGRAD_MIN_CHANNELS = 8
+# The direct input gradient writes C channels in vectors of 16: with fewer (an image
+# net's first layer) im2col's col2im is faster (bench/conv_speed.py: conv 1->32's input
+# gradient 3.0 ms direct, 0.85 ms im2col).
+DIRECT_MIN_CHANNELS = 16
+
+
+def direct_correlate(x, W, pads, bias=None):
+    """x (N, H, W, C) channels-last, float32, correlated with W (F, C, kh, kw) by the
+    direct kernels, padding (top, bottom, left, right) -> (N, oh, ow, F) channels-last,
+    plus ``bias`` (F,)."""
+    _contiguous("x", x, np.float32, 4)
+    F, C, kh, kw = W.shape
+    if x.shape[3] != C:
+        raise ValueError(f"x has {x.shape[3]} channels, the weights {C}")
+    oh = conv_output_size(x.shape[1], kh, pads[0], pads[1])
+    ow = conv_output_size(x.shape[2], kw, pads[2], pads[3])
+    y = np.empty((len(x), oh, ow, F), np.float32)
+    bias = np.zeros(F, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
+    implementation("direct").correlate(x, _numpy_direct.packed(W.astype(np.float32, copy=False)),
+                                       bias, kh, kw, pads[0], pads[2], y)
+    return y
+
+
+def direct_input_gradient(dy, W, pads):
+    """dL/dx (N, H, W, C) channels-last of ``direct_correlate`` given dy (N, oh, ow, F)."""
+    return direct_correlate(dy, flipped(W), gradient_padding(pads, W.shape[-1]))
+
+
+def direct_weight_gradient(x, dy, pads, kernel_size):
+    """dL/dW (F, C, k, k) of ``direct_correlate`` at x (N, H, W, C) given dy (N, oh, ow, F),
+    both channels-last float32; each thread sums its images, the sums are added in order."""
+    _contiguous("x", x, np.float32, 4)
+    _contiguous("dy", dy, np.float32, 4)
+    k, C, F = kernel_size, x.shape[3], dy.shape[3]
+    threads = _omp_threads() if backend() == "cython" else 1
+    acc = np.zeros((threads, k * k * C, F), np.float32)
+    implementation("direct").weight_gradient(x, dy, k, k, pads[0], pads[2], acc)
+    return np.ascontiguousarray(acc.sum(axis=0).reshape(k, k, C, F).transpose(3, 2, 0, 1))
+
+
 WINOGRAD_TILE = {"winograd2": 2, "winograd4": 4}
 _WINOGRAD_BLOCK_BYTES = 1 << 21     # a thread's transformed tiles and products, in cache
 
@@ -286,8 +327,7 @@ def winograd_correlate(x, W, m, pads, bias=None):
 
 def winograd_input_gradient(dy, W, m, pads):
     """dL/dx (N, H, W, C) channels-last of ``winograd_correlate`` given dy (N, oh, ow, F)."""
-    return winograd_correlate(dy, _numpy_winograd.flipped(W), m,
-                              _numpy_winograd.gradient_padding(pads, W.shape[-1]))
+    return winograd_correlate(dy, flipped(W), m, gradient_padding(pads, W.shape[-1]))
 
 
 def winograd_weight_gradient(x, dy, m, pads, r=3):

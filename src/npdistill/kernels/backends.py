@@ -51,6 +51,15 @@ else:
         _missing["winograd"] = str(exc)
     else:
         _impl["cython"]["winograd"] = _cython_winograd
+    try:        # the direct convolution: AVX-512 only (ext/direct_conv.h); elsewhere im2col
+        from .._ext import direct as _cython_direct
+    except ImportError as exc:
+        _missing["direct"] = str(exc)
+    else:
+        if _cython_direct.supported():
+            _impl["cython"]["direct"] = _cython_direct
+        else:
+            _missing["direct"] = "this CPU has no AVX-512F: the convolutions run im2col"
     try:        # one OpenMP team for the kernels and NumPy's BLAS (threads.py)
         from .._ext import threads as _cython_threads
     except ImportError as exc:
@@ -153,10 +162,11 @@ _active = None
 
 def implementation(module):
     """The active backend's module of kernels ``module`` ("conv", "pool", "saliency", "cw",
-    "winograd")."""
+    "winograd", "direct")."""
     return _impl[backend()][module]
 
 
 def has(module):
-    """Whether the active backend implements the kernels ``module`` (cuda: no "winograd")."""
+    """Whether the active backend implements the kernels ``module`` (cuda: no "winograd";
+    only "cython" on a CPU with AVX-512F has "direct")."""
     return module in _impl[backend()]

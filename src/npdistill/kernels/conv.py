@@ -43,3 +43,14 @@ def col2im(cols, kh, kw, pad_top, pad_left, out_h, out_w, dx):
         for b in range(kw):
             padded[:, a:a + out_h, b:b + out_w, :] += patches[:, :, :, a, b, :]
     dx[...] = padded[:, pad_top:pad_top + h, pad_left:pad_left + w, :]
+
+
+def flipped(W):
+    """The kernels of the input gradient: rotated by 180 degrees, channels swapped (the
+    input gradient is the correlation of dy with them, under ``gradient_padding``)."""
+    return np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+
+
+def gradient_padding(pads, r=3):
+    """The padding under which correlating dy with ``flipped(W)`` gives dL/dx exactly."""
+    return tuple(r - 1 - p for p in pads)

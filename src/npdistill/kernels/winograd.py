@@ -58,6 +58,8 @@ from math import lcm
 
 import numpy as np
 
+from .conv import flipped, gradient_padding
+
 # the finite interpolation points of F(m x m, 3 x 3): n - 1 = m + 1 of them
 POINTS = {2: (0, 1, -1), 4: (0, 1, -1, Fraction(1, 2), -2)}
 
@@ -172,16 +174,6 @@ def transform_weights(W, m):
     n = len(G)
     return np.ascontiguousarray(
         np.einsum("ij,fcjk,lk->ilcf", G, W, G, optimize=True).reshape(n * n, W.shape[1], -1))
-
-
-def flipped(W):
-    """The kernels of the input gradient: rotated by 180 degrees, channels swapped."""
-    return np.ascontiguousarray(W[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
-
-
-def gradient_padding(pads, r=3):
-    """The padding under which correlating dy with ``flipped(W)`` gives dL/dx exactly."""
-    return tuple(r - 1 - p for p in pads)
 
 
 def weight_gradient_from(acc, m, r=3):

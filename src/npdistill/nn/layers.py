@@ -137,9 +137,10 @@ def _he_uniform(rng, shape, fan_in, dtype):
 
 
 class Conv2D(Layer):
-    """2-D convolution, stride 1, weights (out, in, k, k), as im2col + GEMM per block of
-    images, or for 3x3 kernels as Winograd F(2x2, 3x3) / F(4x4, 3x3) (all three passes);
-    ``kernels.conv_algorithm`` picks per layer shape at every forward pass.
+    """2-D convolution, stride 1, weights (out, in, k, k), by the direct kernels (float32,
+    AVX-512: no im2col matrix), as im2col + GEMM per block of images, or for 3x3 kernels
+    as Winograd F(2x2, 3x3) / F(4x4, 3x3) (all three passes); ``kernels.conv_algorithm``
+    picks at every forward pass.
 
     padding='valid' gives H - k + 1 rows; 'same' keeps H (for an even k the
     extra row and column of zeros go at the bottom and right, as in Keras).
@@ -199,32 +200,57 @@ class Conv2D(Layer):
         self.oh = kernels.conv_output_size(x.shape[2], k, *self.pads[:2])
         self.ow = kernels.conv_output_size(x.shape[3], k, *self.pads[2:])
         self.x, self.rows = x, self.oh * self.ow
-        self.algorithm = kernels.conv_algorithm(self.in_channels, F, k, self.oh, self.ow)
+        self.algorithm = kernels.conv_algorithm(self.in_channels, F, k, self.oh, self.ow,
+                                                x.dtype)
         self._W2 = self.gemm_weights(self.params["W"])
-        y = self._convolve(x)
-        y += self.params["b"]
+        y = self._convolve(x, self.params["b"])
         return y.reshape(len(x), self.oh, self.ow, F).transpose(0, 3, 1, 2)   # NCHW view, channels last
 
-    def _convolve(self, x):
-        """x * W without bias, (N * oh * ow, F), block by block."""
-        k = self.kernel_size
+    def _convolve(self, x, bias=None):
+        """x * W (+ bias), (N * oh * ow, F): by the direct or Winograd kernels, or im2col
+        block by block."""
+        k, F = self.kernel_size, self.out_channels
+        if self.algorithm == "direct":
+            return kernels.direct_correlate(kernels.channels_last(x), self.params["W"], self.pads,
+                                            bias).reshape(-1, F)
         if self.algorithm in kernels.WINOGRAD_TILE:
             return kernels.winograd_correlate(kernels.channels_last(x), self.params["W"],
                                               kernels.WINOGRAD_TILE[self.algorithm],
-                                              self.pads).reshape(-1, self.out_channels)
-        y = np.empty((len(x) * self.rows, self.out_channels), dtype=x.dtype)
+                                              self.pads, bias).reshape(-1, F)
+        y = np.empty((len(x) * self.rows, F), dtype=x.dtype)
         for s, e in self._blocks(len(x), self.rows):
             self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)
             np.matmul(self._cols, self._W2.T, out=y[s * self.rows:e * self.rows])
+        if bias is not None:
+            y += bias
         return y
 
     def _gradients(self, x, dy2, param_grads, input_grad):
-        """(dW2 (F, k*k*C) or None, dx or None) of dy2 (N * oh * ow, F) at input x, one
-        block at a time: the block's im2col is multiplied while it is in cache."""
+        """(dW2 (F, k*k*C) or None, dx or None) of dy2 (N * oh * ow, F) at input x."""
+        if self.algorithm == "im2col":
+            return self._im2col_gradients(x, dy2, param_grads, input_grad)
+        dy = np.ascontiguousarray(dy2.reshape(-1, self.oh, self.ow, self.out_channels))
+        xl, W = kernels.channels_last(x), self.params["W"]
+        dx = dW = None
+        if self.algorithm == "direct":
+            if param_grads:
+                dW = kernels.direct_weight_gradient(xl, dy, self.pads, self.kernel_size)
+            if input_grad and self.in_channels >= kernels.DIRECT_MIN_CHANNELS:
+                dx = kernels.direct_input_gradient(dy, W, self.pads).transpose(0, 3, 1, 2)
+            elif input_grad:
+                dx = self._im2col_gradients(x, dy2, False, True)[1]
+        else:
+            m = kernels.WINOGRAD_TILE[self.algorithm]
+            if param_grads:
+                dW = kernels.winograd_weight_gradient(xl, dy, m, self.pads)
+            if input_grad:
+                dx = kernels.winograd_input_gradient(dy, W, m, self.pads).transpose(0, 3, 1, 2)
+        return (None if dW is None else self.gemm_weights(dW)), dx
+
+    def _im2col_gradients(self, x, dy2, param_grads, input_grad):
+        """_gradients by im2col, one block at a time: the block's im2col is multiplied while
+        it is in cache."""
         k, n = self.kernel_size, len(dy2) // self.rows
-        if self.algorithm in kernels.WINOGRAD_TILE:
-            return self._winograd_gradients(x, dy2.reshape(n, self.oh, self.ow, -1), param_grads,
-                                            input_grad)
         dW2 = np.zeros_like(self._W2) if param_grads else None
         dx = kernels.empty_nchw((n,) + self.x.shape[1:], dy2.dtype) if input_grad else None
         for s, e in self._blocks(n, self.rows):
@@ -238,16 +264,6 @@ class Conv2D(Layer):
                 np.matmul(block, self._W2, out=self._dcols)
                 kernels.col2im(self._dcols, (e - s,) + self.x.shape[1:], k, k, self.pads,
                                out=dx[s:e])
-        return dW2, dx
-
-    def _winograd_gradients(self, x, dy, param_grads, input_grad):
-        """_gradients by Winograd: dy (N, oh, ow, F) channels-last."""
-        m = kernels.WINOGRAD_TILE[self.algorithm]
-        dy = np.ascontiguousarray(dy)
-        dW2 = self.gemm_weights(kernels.winograd_weight_gradient(
-            kernels.channels_last(x), dy, m, self.pads)) if param_grads else None
-        dx = kernels.winograd_input_gradient(dy, self.params["W"], m, self.pads).transpose(
-            0, 3, 1, 2) if input_grad else None
         return dW2, dx
 
     @staticmethod

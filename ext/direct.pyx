@@ -1,0 +1,60 @@
+# cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""Direct convolution, float32, AVX-512: the compiled twin of
+npdistill/kernels/direct.py (the specification), its register tiles in direct_conv.h.
+
+Images run in parallel, one per iteration of a static ``prange``; each thread pads
+its image into a buffer of its own. The weight gradient sums each thread's images
+into that thread's slice of ``acc``; the caller adds the slices in order, so that a
+result does not depend on timing.
+"""
+from cython.parallel cimport parallel, prange, threadid
+from libc.stdlib cimport free, malloc
+
+cdef extern from "direct_conv.h" nogil:
+    int npd_direct_supported()
+    void npd_correlate_image(const float *x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                             const float *wt, const float *bias, Py_ssize_t F,
+                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top,
+                             Py_ssize_t pad_left, float *y, Py_ssize_t oh, Py_ssize_t ow,
+                             float *buf)
+    void npd_weight_gradient_image(const float *x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
+                                   const float *dy, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t F,
+                                   Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top,
+                                   Py_ssize_t pad_left, float *acc, float *buf)
+
+
+def supported():
+    """Whether this build has the kernels and this CPU runs them (AVX-512F)."""
+    return npd_direct_supported() != 0
+
+
+def correlate(const float[:, :, :, ::1] x,        # IN  (N, H, W, C) channels last
+              const float[:, ::1] wt,             # IN  (kh*kw*C, F), rows in (a, b, c) order
+              const float[::1] bias,              # IN  (F,)
+              Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top, Py_ssize_t pad_left,
+              float[:, :, :, ::1] y):             # OUT (N, oh, ow, F)
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t oh = y.shape[1], ow = y.shape[2], F = y.shape[3], n
+    cdef float *buf = NULL
+    with nogil, parallel():
+        buf = <float *> malloc((oh + kh - 1) * (ow + kw - 1) * C * sizeof(float))
+        for n in prange(N, schedule="static"):
+            npd_correlate_image(&x[n, 0, 0, 0], H, W, C, &wt[0, 0], &bias[0], F, kh, kw,
+                                pad_top, pad_left, &y[n, 0, 0, 0], oh, ow, buf)
+        free(buf)
+
+
+def weight_gradient(const float[:, :, :, ::1] x,   # IN  (N, H, W, C)
+                    const float[:, :, :, ::1] dy,  # IN  (N, oh, ow, F)
+                    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top, Py_ssize_t pad_left,
+                    float[:, :, ::1] acc):         # OUT (threads, kh*kw*C, F), zeroed
+    cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
+    cdef Py_ssize_t oh = dy.shape[1], ow = dy.shape[2], F = dy.shape[3], n
+    cdef int threads = acc.shape[0]
+    cdef float *buf = NULL
+    with nogil, parallel(num_threads=threads):
+        buf = <float *> malloc((oh + kh - 1) * (ow + kw - 1) * C * sizeof(float))
+        for n in prange(N, schedule="static"):
+            npd_weight_gradient_image(&x[n, 0, 0, 0], H, W, C, &dy[n, 0, 0, 0], oh, ow, F,
+                                      kh, kw, pad_top, pad_left, &acc[threadid(), 0, 0], buf)
+        free(buf)

@@ -1,0 +1,37 @@
+"""NumPy reference of the direct convolution kernels (ext/direct.pyx): the same sums as
+im2col + GEMM, which is what they are tested against.
+
+The compiled kernels compute them without the im2col matrix: each thread copies one
+image, zero-padded, into a buffer of its own and sums its products in AVX-512 registers
+(ext/direct_conv.h says how). Images are channels-last, x (N, H, W, C); weights come as
+``wt`` (kh*kw*C, F), rows in im2col's (a, b, c) order (``packed``). The padding is
+(pad_top, pad_left); the bottom and right padding follow from the output's size.
+"""
+import numpy as np
+
+from .conv import im2col
+
+
+def packed(W):
+    """Weights (F, C, kh, kw) as the (kh*kw*C, F) matrix the kernels read, C-contiguous."""
+    return np.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(-1, len(W)))
+
+
+def _cols(x, kh, kw, pad_top, pad_left, out_h, out_w):
+    cols = np.empty((len(x) * out_h * out_w, kh * kw * x.shape[3]), dtype=x.dtype)
+    im2col(x, kh, kw, pad_top, pad_left, out_h, out_w, cols)
+    return cols
+
+
+def correlate(x, wt, bias, kh, kw, pad_top, pad_left, y):
+    """y (N, oh, ow, F) = bias + x (N, H, W, C) correlated with the packed weights ``wt``."""
+    n, oh, ow, F = y.shape
+    y.reshape(-1, F)[...] = _cols(x, kh, kw, pad_top, pad_left, oh, ow) @ wt + bias
+
+
+def weight_gradient(x, dy, kh, kw, pad_top, pad_left, acc):
+    """acc[0] (kh*kw*C, F) += the weight gradient (packed) of x (N, H, W, C) given dy
+    (N, oh, ow, F); acc (threads, kh*kw*C, F) holds one sum per thread of the compiled
+    kernel, the caller adds them."""
+    n, oh, ow, F = dy.shape
+    acc[0] += _cols(x, kh, kw, pad_top, pad_left, oh, ow).T @ dy.reshape(-1, F)
