@@ -1,8 +1,9 @@
 """Per-layer speed of the paper's MNIST net at batch 128: forward and backward
 (input and parameter gradients) of each convolution and pooling layer, for
 npdistill's numpy backend, its cython backend with each convolution algorithm
-(im2col, Winograd F(2x2, 3x3), F(4x4, 3x3), and "auto", the per-shape rule of
-``kernels.conv_algorithm``), and PyTorch CPU (2 threads) when installed.
+(im2col, the direct kernels of ext/direct_conv.h -- the default, "auto", where the CPU
+has AVX-512F --, Winograd F(2x2, 3x3) and F(4x4, 3x3)), and PyTorch CPU (2 threads) when
+installed.
 
     python bench/conv_speed.py [--quick] [--json] [--repeats N]
 
@@ -84,7 +85,7 @@ def main():
         if backend == "cuda":
             continue
         nd.kernels.use(backend)
-        algorithms = ("im2col", "winograd2", "winograd4", "auto") if backend == "cython" \
+        algorithms = ("im2col", "direct", "winograd2", "winograd4") if backend == "cython" \
             else ("im2col",)
         for algorithm in algorithms:
             nd.kernels.use_conv(algorithm)

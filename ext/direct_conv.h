@@ -131,6 +131,17 @@ static inline int npd_vectors(ptrdiff_t F, ptrdiff_t f0, __mmask16 *last)
     return (int)V;
 }
 
+/* the size of chunk t when `count` values are cut into `chunks` near-equal chunks, and
+ * where it starts: 8 positions as 4 + 4 rather than 6 + 2, whose second tile would have
+ * too few accumulators to keep the FMA units busy */
+static inline ptrdiff_t npd_chunk(ptrdiff_t count, ptrdiff_t chunks, ptrdiff_t t,
+                                  ptrdiff_t *start)
+{
+    ptrdiff_t base = count / chunks, extra = count % chunks;
+    *start = t * base + (t < extra ? t : extra);
+    return base + (t < extra);
+}
+
 /* y (oh, ow, F) = bias + x (H, W, C) correlated with wt (kh * kw * C, F), zero padding
  * pad_top / pad_left >= 0 (bottom and right, >= 0, follow from oh, ow); buf: (oh + kh - 1) * C *
  * (ow + kw - 1) floats. */
@@ -152,12 +163,14 @@ static NPD_TARGET void npd_correlate_image(const float *x, ptrdiff_t H, ptrdiff_
     npd_level lv[3] = {{kh, C * Wp, kw * C * F}, {kw, 1, C * F}, {C, Wp, F}};
     __mmask16 last;
     for (ptrdiff_t f0 = 0; f0 < F; f0 += 16 * NPD_VMAX) {
-        int V = npd_vectors(F, f0, &last), PM = npd_pmax[V];
+        int V = npd_vectors(F, f0, &last);
+        ptrdiff_t chunks = (ow + npd_pmax[V] - 1) / npd_pmax[V], j0;
         for (ptrdiff_t i = 0; i < oh; i++)
-            for (ptrdiff_t j0 = 0; j0 < ow; j0 += PM)
-                npd_tile_any(ow - j0 < PM ? (int)(ow - j0) : PM, V, last,
-                             buf + i * C * Wp + j0, wt + f0, lv, bias + f0,
+            for (ptrdiff_t t = 0; t < chunks; t++) {
+                int P = (int)npd_chunk(ow, chunks, t, &j0);
+                npd_tile_any(P, V, last, buf + i * C * Wp + j0, wt + f0, lv, bias + f0,
                              y + (i * ow + j0) * F + f0, F, 0);
+            }
     }
 }
 
@@ -181,12 +194,14 @@ static NPD_TARGET void npd_weight_gradient_image(const float *x, ptrdiff_t H, pt
     npd_level lv[3] = {{1, 0, 0}, {oh, Wp * C, ow * F}, {ow, C, F}};
     __mmask16 last;
     for (ptrdiff_t f0 = 0; f0 < F; f0 += 16 * NPD_VMAX) {
-        int V = npd_vectors(F, f0, &last), PM = npd_pmax[V];
+        int V = npd_vectors(F, f0, &last);
+        ptrdiff_t chunks = (Q + npd_pmax[V] - 1) / npd_pmax[V], q0;
         for (ptrdiff_t a = 0; a < kh; a++)
-            for (ptrdiff_t q0 = 0; q0 < Q; q0 += PM)
-                npd_tile_any(Q - q0 < PM ? (int)(Q - q0) : PM, V, last,
-                             xp + a * Wp * C + q0, dy + f0, lv, NULL,
+            for (ptrdiff_t t = 0; t < chunks; t++) {
+                int P = (int)npd_chunk(Q, chunks, t, &q0);
+                npd_tile_any(P, V, last, xp + a * Wp * C + q0, dy + f0, lv, NULL,
                              acc + (a * Q + q0) * F + f0, F, 1);
+            }
     }
 }
 
