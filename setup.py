@@ -20,6 +20,7 @@ EXTENSIONS = {
     "npdistill._ext.cw": ["ext/cw.pyx"],
     "npdistill._ext.winograd": ["ext/winograd.pyx"],
     "npdistill._ext.direct": ["ext/direct.pyx"],
+    "npdistill._ext.relu": ["ext/relu.pyx"],
     "npdistill._ext.threads": ["ext/threads.pyx"],
 }
 

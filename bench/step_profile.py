@@ -3,10 +3,12 @@
     python bench/step_profile.py [--backend cython] [--repeats 30] [--json]
 
 Every layer's forward and backward is timed, and inside the convolution and
-pooling layers the compiled kernels (im2col, col2im, max-pool forward and
-backward) separately; a convolution's or a dense layer's time less its
-kernels' is its GEMMs (np.matmul into OpenBLAS) and a little Python. What no
-layer accounts for (the loss, the SGD update, the step's Python) is "other".
+pooling layers the compiled kernels (the direct convolution's correlations -- forward
+and input gradient -- and weight gradient, im2col,
+col2im, max-pool forward and backward) separately, their time included in their
+layer's; a convolution's or a dense layer's time less its kernels' is its GEMMs
+(np.matmul into OpenBLAS), its bias gradient and a little Python. What no layer
+accounts for (the loss, the SGD update, the step's Python) is "other".
 Medians over the repeats after warm-up, in ms per step and in % of the step.
 """
 import collections
@@ -24,7 +26,9 @@ import common  # noqa: E402
 import npdistill as nd  # noqa: E402
 from npdistill import kernels  # noqa: E402
 
-KERNELS = ("im2col", "col2im", "maxpool_forward", "maxpool_backward")
+# the direct input gradient is a direct_correlate (of dy with the flipped kernels): timed there
+DIRECT = ("direct_correlate", "direct_weight_gradient")
+KERNELS = DIRECT + ("im2col", "col2im", "maxpool_forward", "maxpool_backward")
 
 
 def instrument(model, clock):
@@ -92,17 +96,19 @@ def main():
     # the GEMM share: the conv and dense layers' time less their kernels'
     conv_dense = sum(v for k, v in median.items() if ("Conv2D" in k or "Dense" in k))
     conv_kernels = sum(median.get(f"kernel {k}", 0) for k in ("im2col", "col2im"))
-    gemm = conv_dense - conv_kernels
+    direct = sum(median.get(f"kernel {k}", 0) for k in DIRECT)
+    gemm = conv_dense - conv_kernels - direct
     pooling = sum(v for k, v in median.items() if "MaxPool2D" in k)
     summary = {"backend": kernels.backend(), "step_ms": step, "img_s": 128e3 / step,
-               "gemm_and_layer_python_ms": gemm, "im2col_col2im_ms": conv_kernels,
-               "pooling_ms": pooling,
+               "direct_conv_ms": direct, "gemm_and_layer_python_ms": gemm,
+               "im2col_col2im_ms": conv_kernels, "pooling_ms": pooling,
                "relu_dropout_flatten_ms": sum(v for k, v in median.items()
                                               if any(t in k for t in ("ReLU", "Dropout", "Flatten"))),
                "other_ms": median["other (loss, SGD update, step overhead)"], "per_key_ms": median}
-    print(f"GEMM (+ the layers' Python) {gemm:.1f} ms ({100 * gemm / step:.0f}%), im2col + col2im "
-          f"{conv_kernels:.1f} ms ({100 * conv_kernels / step:.0f}%), pooling {pooling:.1f} ms "
-          f"({100 * pooling / step:.0f}%), ReLU/Dropout/Flatten "
+    print(f"direct convolution kernels {direct:.1f} ms ({100 * direct / step:.0f}%), GEMM + bias "
+          f"gradients + the layers' Python {gemm:.1f} ms ({100 * gemm / step:.0f}%), im2col + "
+          f"col2im {conv_kernels:.1f} ms ({100 * conv_kernels / step:.0f}%), pooling "
+          f"{pooling:.1f} ms ({100 * pooling / step:.0f}%), ReLU/Dropout/Flatten "
           f"{summary['relu_dropout_flatten_ms']:.1f} ms, other {summary['other_ms']:.1f} ms")
     if args.json:
         print(json.dumps(summary))

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import cw as _numpy_cw
 from . import direct as _numpy_direct
+from . import relu as _numpy_relu
 from . import winograd as _numpy_winograd
 from .conv import flipped, gradient_padding
 from .backends import (BACKENDS, WAIT_POLICY_SET_HERE, available, backend, has, implementation,
@@ -39,7 +40,7 @@ from .threads import BLAS_THREADS, blas_threads
 # active backend's kernel.
 __all__ = ["BACKENDS", "WAIT_POLICY_SET_HERE", "available", "backend", "implementation", "use",
            "using", "channels_last", "conv_output_size", "empty_nchw", "reusable_buffer",
-           "im2col", "col2im", "saliency_pairs", "maxpool_forward", "maxpool_gather",
+           "im2col", "col2im", "relu_forward", "relu_backward", "saliency_pairs", "maxpool_forward", "maxpool_gather",
            "maxpool_backward", "CW_L2", "CW_LINF", "cw_margin", "cw_update", "cw_track",
            "CONV_ALGORITHMS", "use_conv", "using_conv", "conv_algorithm", "WINOGRAD_TILE",
            "DIRECT_MIN_CHANNELS", "direct_correlate", "direct_input_gradient",
@@ -83,6 +84,44 @@ def col2im(cols, x_shape, kh, kw, pads, out=None):
     if dx.shape != tuple(x_shape) or not target.flags.c_contiguous:
         raise ValueError(f"col2im out must be a channels-last {tuple(x_shape)} array")
     implementation("conv").col2im(np.ascontiguousarray(cols), kh, kw, top, left, oh, ow, target)
+    return dx
+
+
+def _in_memory_order(a):
+    """a's values as a 1-D view in the order they lie in memory, or None where they are not
+    one dense block (a slice with gaps)."""
+    flat = a.ravel(order="K")
+    return flat if np.may_share_memory(flat, a) else None
+
+
+def _relu_kernels():
+    return implementation("relu") if has("relu") else _numpy_relu   # cuda: arrays on the host
+
+
+def relu_forward(x):
+    """(max(x, 0), x > 0) of a float array, both in x's memory layout (an NCHW view of
+    channels-last memory gives NCHW views of channels-last memory)."""
+    if _in_memory_order(x) is None:
+        x = np.copy(x, order="K")
+    out = np.empty_like(x)
+    mask = np.empty_like(x, dtype=bool)
+    _relu_kernels().forward(_in_memory_order(x), _in_memory_order(out),
+                            _in_memory_order(mask).view(np.uint8))
+    return out, mask
+
+
+def relu_backward(dy, mask):
+    """dy * mask for dy (S * N, ...) holding S stacked copies of mask's shape (N, ...),
+    in mask's memory layout."""
+    if len(dy) % len(mask) or dy.shape[1:] != mask.shape[1:]:
+        raise ValueError(f"dy of shape {dy.shape} does not stack copies of the mask's shape "
+                         f"{mask.shape}")
+    dx = np.empty_like(mask, dtype=dy.dtype, shape=dy.shape)
+    if dx.strides != dy.strides or _in_memory_order(dy) is None:
+        dx[...] = dy                            # dy in the mask's layout, then in place
+        dy = dx
+    _relu_kernels().backward(_in_memory_order(dy), _in_memory_order(mask).view(np.uint8),
+                             _in_memory_order(dx))
     return dx
 
 
