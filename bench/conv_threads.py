@@ -1,6 +1,7 @@
 """A training step and inference (batch 128) of the paper's MNIST net, convolutions by
-im2col and by ``kernels.use_conv("auto")`` (Winograd on the 3x3 layers with 8 or more
-input channels), in turns, in this one process: run it under different thread settings
+im2col, by Winograd F(4x4, 3x3) and by ``kernels.use_conv("auto")`` (the direct kernels
+where the CPU has AVX-512F), in turns, in this one process: run it under different
+thread settings
 of NumPy's OpenBLAS, which must be set before NumPy loads, e.g.
 
     python bench/conv_threads.py
@@ -32,7 +33,7 @@ def main():
         optimizer.step(model.params, model.grads, 0)
 
     print(f"machine: {common.machine()}")
-    for algorithm in ("im2col", "auto") * 2:
+    for algorithm in ("im2col", "winograd4", "auto") * 2:
         nd.kernels.use_conv(algorithm)
         for name, fn in (("inference", lambda: model.forward(xb)), ("training step", step)):
             fn()
@@ -41,7 +42,7 @@ def main():
                 began = time.perf_counter()
                 fn()
                 times.append(time.perf_counter() - began)
-            print(f"{algorithm:<7} {name:<14} {statistics.median(times) * 1e3:7.1f} ms", flush=True)
+            print(f"{algorithm:<9} {name:<14} {statistics.median(times) * 1e3:7.1f} ms", flush=True)
 
 
 if __name__ == "__main__":
