@@ -34,8 +34,10 @@ def test_the_sdist_carries_the_cython_sources_and_nothing_built(sdist):
         root = archive.getnames()[0].split("/")[0]
         members = {name.removeprefix(root + "/") for name in archive.getnames()}
     wanted = ["LICENSE", "README.md", "pyproject.toml", "setup.py", "MANIFEST.in",
-              *tracked("ext/*.pyx"), *tracked("ext/*.pxd"), *tracked("src/npdistill/**/*.py")]
+              *tracked("ext/*.pyx"), *tracked("ext/*.pxd"), *tracked("ext/*.h"),
+              *tracked("src/npdistill/**/*.py")]
     assert "ext/conv.pyx" in wanted and "ext/_types.pxd" in wanted
+    assert "ext/direct_conv.h" in wanted and "ext/pool_kernels.h" in wanted
     assert sorted(set(wanted) - members) == []
     built = [m for m in members if m.endswith((".c", ".cpp", ".so", ".pyd", ".o", ".html"))]
     assert built == []                 # Cython's C is generated at build time, from the .pyx
