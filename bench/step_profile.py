@@ -44,7 +44,9 @@ def instrument(model, clock):
         setattr(kernels, name, timed)
     for i, layer in enumerate(model.layers):
         tag = f"{i} {type(layer).__name__}"
-        for method in ("forward", "backward"):
+        for method in ("forward", "backward", "forward_rectified"):
+            if not hasattr(layer, method):
+                continue
             real = getattr(layer, method)
 
             def timed(*args, _real=real, _key=f"{tag} {method}", **kwargs):

@@ -16,7 +16,7 @@ cdef extern from "direct_conv.h" nogil:
                              const float *wt, const float *bias, Py_ssize_t F,
                              Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top,
                              Py_ssize_t pad_left, float *y, Py_ssize_t oh, Py_ssize_t ow,
-                             float *buf)
+                             float *buf, int rectify)
     void npd_weight_gradient_image(const float *x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
                                    const float *dy, Py_ssize_t oh, Py_ssize_t ow, Py_ssize_t F,
                                    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top,
@@ -32,7 +32,8 @@ def correlate(const float[:, :, :, ::1] x,        # IN  (N, H, W, C) channels la
               const float[:, ::1] wt,             # IN  (kh*kw*C, F), rows in (a, b, c) order
               const float[::1] bias,              # IN  (F,)
               Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top, Py_ssize_t pad_left,
-              float[:, :, :, ::1] y):             # OUT (N, oh, ow, F)
+              float[:, :, :, ::1] y,              # OUT (N, oh, ow, F)
+              bint rectify=False):                # y = max(y, 0): the ReLU after the layer
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t oh = y.shape[1], ow = y.shape[2], F = y.shape[3], n
     cdef float *buf = NULL
@@ -40,7 +41,7 @@ def correlate(const float[:, :, :, ::1] x,        # IN  (N, H, W, C) channels la
         buf = <float *> malloc((oh + kh - 1) * (ow + kw - 1) * C * sizeof(float))
         for n in prange(N, schedule="static"):
             npd_correlate_image(&x[n, 0, 0, 0], H, W, C, &wt[0, 0], &bias[0], F, kh, kw,
-                                pad_top, pad_left, &y[n, 0, 0, 0], oh, ow, buf)
+                                pad_top, pad_left, &y[n, 0, 0, 0], oh, ow, buf, rectify)
         free(buf)
 
 

@@ -54,10 +54,10 @@ static int npd_direct_supported(void)
     }
 #define NPD_STORE(p) if ((p) < P) {                                                \
         float *o = out + (p) * ostride;                                          \
-        npd_put(o, V == 1 ? last : 0xFFFF, c##p##_0, accumulate);                \
-        if (V > 1) npd_put(o + 16, V == 2 ? last : 0xFFFF, c##p##_1, accumulate); \
-        if (V > 2) npd_put(o + 32, V == 3 ? last : 0xFFFF, c##p##_2, accumulate); \
-        if (V > 3) npd_put(o + 48, last, c##p##_3, accumulate);                  \
+        npd_put(o, V == 1 ? last : 0xFFFF, c##p##_0, accumulate, rectify);       \
+        if (V > 1) npd_put(o + 16, V == 2 ? last : 0xFFFF, c##p##_1, accumulate, rectify); \
+        if (V > 2) npd_put(o + 32, V == 3 ? last : 0xFFFF, c##p##_2, accumulate, rectify); \
+        if (V > 3) npd_put(o + 48, last, c##p##_3, accumulate, rectify);         \
     }
 
 /* the V-th vector's lanes: all, or the mask of the chunk's last vector */
@@ -67,17 +67,22 @@ NPD_INLINE __m512 npd_get(const float *src, int v, int V, __mmask16 last)
                   : v == V - 1 ? _mm512_maskz_loadu_ps(last, src) : _mm512_loadu_ps(src);
 }
 
-NPD_INLINE void npd_put(float *dst, __mmask16 m, __m512 r, int accumulate)
+/* dst (=|+=) r, or max(r, 0) where rectify: a ReLU after the layer (NaN stays NaN: max_ps
+ * returns its second operand where either is NaN) */
+NPD_INLINE void npd_put(float *dst, __mmask16 m, __m512 r, int accumulate, int rectify)
 {
     if (accumulate)
         r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, dst));
+    if (rectify)
+        r = _mm512_max_ps(_mm512_setzero_ps(), r);
     _mm512_mask_storeu_ps(dst, m, r);
 }
 
-/* out[p * ostride + 16 v + l] (=|+=) bias + sum over the three levels of s[p] * w[16 v + l] */
+/* out[p * ostride + 16 v + l] (=|+=) bias + sum over the three levels of s[p] * w[16 v + l]
+ * (then max(., 0) where rectify) */
 NPD_INLINE void npd_tile(const int P, const int V, const __mmask16 last, const float *s,
                          const float *w, const npd_level *lv, const float *bias, float *out,
-                         const ptrdiff_t ostride, const int accumulate)
+                         const ptrdiff_t ostride, const int accumulate, const int rectify)
 {
     __m512 zero = _mm512_setzero_ps();
     __m512 b0 = bias ? npd_get(bias, 0, V, last) : zero;
@@ -103,7 +108,7 @@ NPD_INLINE void npd_tile(const int P, const int V, const __mmask16 last, const f
 
 /* npd_tile with P and V known at compile time in every case (the accumulators in registers) */
 #define NPD_CASE(P, V) case (P) * 8 + (V): \
-    npd_tile(P, V, last, s, w, lv, bias, out, ostride, accumulate); break;
+    npd_tile(P, V, last, s, w, lv, bias, out, ostride, accumulate, rectify); break;
 #define NPD_CASES_6(V) NPD_CASE(1, V) NPD_CASE(2, V) NPD_CASE(3, V) NPD_CASE(4, V) \
     NPD_CASE(5, V) NPD_CASE(6, V)
 #define NPD_CASES_8(V) NPD_CASES_6(V) NPD_CASE(7, V) NPD_CASE(8, V)
@@ -112,7 +117,7 @@ NPD_INLINE void npd_tile(const int P, const int V, const __mmask16 last, const f
 
 static NPD_TARGET void npd_tile_any(int P, int V, __mmask16 last, const float *s,
                                     const float *w, const npd_level *lv, const float *bias,
-                                    float *out, ptrdiff_t ostride, int accumulate)
+                                    float *out, ptrdiff_t ostride, int accumulate, int rectify)
 {
     switch (P * 8 + V) {
         NPD_CASES_12(1)
@@ -142,14 +147,15 @@ static inline ptrdiff_t npd_chunk(ptrdiff_t count, ptrdiff_t chunks, ptrdiff_t t
     return base + (t < extra);
 }
 
-/* y (oh, ow, F) = bias + x (H, W, C) correlated with wt (kh * kw * C, F), zero padding
+/* y (oh, ow, F) = bias + x (H, W, C) correlated with wt (kh * kw * C, F) (then max(., 0)
+ * where rectify: the ReLU after the layer, in the same pass), zero padding
  * pad_top / pad_left >= 0 (bottom and right, >= 0, follow from oh, ow); buf: (oh + kh - 1) * C *
  * (ow + kw - 1) floats. */
 static NPD_TARGET void npd_correlate_image(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
                                            const float *wt, const float *bias, ptrdiff_t F,
                                            ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t pad_top,
                                            ptrdiff_t pad_left, float *y, ptrdiff_t oh,
-                                           ptrdiff_t ow, float *buf)
+                                           ptrdiff_t ow, float *buf, int rectify)
 {
     ptrdiff_t Hp = oh + kh - 1, Wp = ow + kw - 1;
     memset(buf, 0, (size_t)(Hp * C * Wp) * sizeof(float));
@@ -169,7 +175,7 @@ static NPD_TARGET void npd_correlate_image(const float *x, ptrdiff_t H, ptrdiff_
             for (ptrdiff_t t = 0; t < chunks; t++) {
                 int P = (int)npd_chunk(ow, chunks, t, &j0);
                 npd_tile_any(P, V, last, buf + i * C * Wp + j0, wt + f0, lv, bias + f0,
-                             y + (i * ow + j0) * F + f0, F, 0);
+                             y + (i * ow + j0) * F + f0, F, 0, rectify);
             }
     }
 }
@@ -200,7 +206,7 @@ static NPD_TARGET void npd_weight_gradient_image(const float *x, ptrdiff_t H, pt
             for (ptrdiff_t t = 0; t < chunks; t++) {
                 int P = (int)npd_chunk(Q, chunks, t, &q0);
                 npd_tile_any(P, V, last, xp + a * Wp * C + q0, dy + f0, lv, NULL,
-                             acc + (a * Q + q0) * F + f0, F, 1);
+                             acc + (a * Q + q0) * F + f0, F, 1, 0);
             }
     }
 }
@@ -212,7 +218,7 @@ static void npd_correlate_image(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdif
                                 const float *wt, const float *bias, ptrdiff_t F,
                                 ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t pad_top,
                                 ptrdiff_t pad_left, float *y, ptrdiff_t oh, ptrdiff_t ow,
-                                float *buf) {}
+                                float *buf, int rectify) {}
 static void npd_weight_gradient_image(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
                                       const float *dy, ptrdiff_t oh, ptrdiff_t ow,
                                       ptrdiff_t F, ptrdiff_t kh, ptrdiff_t kw,

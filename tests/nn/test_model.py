@@ -42,6 +42,41 @@ def test_sequential_gradients_wrt_input_and_every_parameter(n, padding, soft, se
         gradcheck(loss, value, grads[key], rtol=1e-4, atol=1e-8)
 
 
+@pytest.mark.parametrize("algorithm", ["im2col", "direct", "winograd4"])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_the_fused_conv_and_relu_equal_the_layers_run_one_by_one(algorithm, padding):
+    """Sequential.forward applies each ReLU after a Conv2D inside the convolution
+    (rectify): the logits, the ReLUs' masks and every gradient are those of the layers
+    run one by one, to the bit."""
+    model = small_net(3, np.float32, padding)
+    rng = np.random.default_rng(3)
+    for key, value in model.params.items():
+        value[...] = rng.standard_normal(value.shape)
+    x = rng.random((5, 2, 8, 8)).astype(np.float32)
+    x[0, :, :4] = np.nan                              # NaN stays NaN through the fused ReLU
+    runs = []
+    for fused in (True, False):
+        with nd.kernels.using_conv(algorithm):
+            model.set_rng(np.random.default_rng(0))
+            if fused:
+                z = model.forward(x, training=True)
+            else:
+                z = x
+                for layer in model.layers:
+                    z = layer.forward(z, True)
+            dx = model.backward(np.nan_to_num(z), input_grad=True)
+        masks = [layer.mask.copy() for layer in model.layers if isinstance(layer, layers.ReLU)]
+        runs.append((z.copy(), dx.copy(), masks, {k: v.copy() for k, v in model.grads.items()}))
+    (z1, dx1, m1, g1), (z0, dx0, m0, g0) = runs
+    np.testing.assert_array_equal(z1, z0)
+    assert np.isnan(z1[0]).all() and np.isfinite(z1[1:]).all()
+    np.testing.assert_array_equal(dx1, dx0)
+    for a, b in zip(m1, m0):
+        np.testing.assert_array_equal(a, b)
+    for key in g0:
+        np.testing.assert_array_equal(g1[key], g0[key])
+
+
 @settings(max_examples=10, deadline=None)
 @given(st.integers(2, 7), st.sampled_from(["valid", "same"]), st.integers(0, 2**31))
 def test_backward_of_some_rows_equals_those_rows_of_the_whole_backward(n, padding, seed):

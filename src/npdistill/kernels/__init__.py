@@ -290,10 +290,10 @@ def conv_algorithm(in_channels, out_channels, kernel_size, out_h, out_w, dtype=n
 DIRECT_MIN_CHANNELS = 16
 
 
-def direct_correlate(x, W, pads, bias=None):
+def direct_correlate(x, W, pads, bias=None, rectify=False):
     """x (N, H, W, C) channels-last, float32, correlated with W (F, C, kh, kw) by the
     direct kernels, padding (top, bottom, left, right) -> (N, oh, ow, F) channels-last,
-    plus ``bias`` (F,)."""
+    plus ``bias`` (F,); rectify: max(., 0) in the same pass (the ReLU after the layer)."""
     _contiguous("x", x, np.float32, 4)
     F, C, kh, kw = W.shape
     if x.shape[3] != C:
@@ -303,7 +303,7 @@ def direct_correlate(x, W, pads, bias=None):
     y = np.empty((len(x), oh, ow, F), np.float32)
     bias = np.zeros(F, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     implementation("direct").correlate(x, _numpy_direct.packed(W.astype(np.float32, copy=False)),
-                                       bias, kh, kw, pads[0], pads[2], y)
+                                       bias, kh, kw, pads[0], pads[2], y, rectify)
     return y
 
 

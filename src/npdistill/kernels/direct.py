@@ -23,10 +23,13 @@ def _cols(x, kh, kw, pad_top, pad_left, out_h, out_w):
     return cols
 
 
-def correlate(x, wt, bias, kh, kw, pad_top, pad_left, y):
-    """y (N, oh, ow, F) = bias + x (N, H, W, C) correlated with the packed weights ``wt``."""
+def correlate(x, wt, bias, kh, kw, pad_top, pad_left, y, rectify=False):
+    """y (N, oh, ow, F) = bias + x (N, H, W, C) correlated with the packed weights ``wt``;
+    rectify: then max(y, 0) (the ReLU after the layer, NaN kept)."""
     n, oh, ow, F = y.shape
     y.reshape(-1, F)[...] = _cols(x, kh, kw, pad_top, pad_left, oh, ow) @ wt + bias
+    if rectify:
+        np.maximum(y, y.dtype.type(0), out=y)
 
 
 def weight_gradient(x, dy, kh, kw, pad_top, pad_left, acc):

@@ -199,7 +199,10 @@ class Conv2D(Layer):
         step = max(1, BLOCK_BYTES // (rows_per_image * row_bytes))
         return [(s, min(n, s + step)) for s in range(0, n, step)]
 
-    def forward(self, x, training=False):
+    def forward(self, x, training=False, rectify=False):
+        """y = x * W + b; rectify: max(y, 0), the ReLU that follows applied here
+        (Sequential.forward asks, then hands y to ``ReLU.forward_rectified``): in the direct
+        kernels' store, else in place -- one pass over y fewer, no second array."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"Conv2D expects input (N, {self.in_channels}, H, W), got {x.shape}")
         k, F = self.kernel_size, self.out_channels
@@ -209,26 +212,29 @@ class Conv2D(Layer):
         self.algorithm = kernels.conv_algorithm(self.in_channels, F, k, self.oh, self.ow,
                                                 x.dtype)
         self._W2 = self.gemm_weights(self.params["W"])
-        y = self._convolve(x, self.params["b"])
+        y = self._convolve(x, self.params["b"], rectify)
         return y.reshape(len(x), self.oh, self.ow, F).transpose(0, 3, 1, 2)   # NCHW view, channels last
 
-    def _convolve(self, x, bias=None):
-        """x * W (+ bias), (N * oh * ow, F): by the direct or Winograd kernels, or im2col
-        block by block."""
+    def _convolve(self, x, bias=None, rectify=False):
+        """x * W (+ bias) (then max(., 0)), (N * oh * ow, F): by the direct or Winograd
+        kernels, or im2col block by block."""
         k, F = self.kernel_size, self.out_channels
         if self.algorithm == "direct":
             return kernels.direct_correlate(kernels.channels_last(x), self.params["W"], self.pads,
-                                            bias).reshape(-1, F)
+                                            bias, rectify).reshape(-1, F)
         if self.algorithm in kernels.WINOGRAD_TILE:
-            return kernels.winograd_correlate(kernels.channels_last(x), self.params["W"],
-                                              kernels.WINOGRAD_TILE[self.algorithm],
-                                              self.pads, bias).reshape(-1, F)
-        y = np.empty((len(x) * self.rows, F), dtype=x.dtype)
-        for s, e in self._blocks(len(x), self.rows):
-            self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)
-            np.matmul(self._cols, self._W2.T, out=y[s * self.rows:e * self.rows])
-        if bias is not None:
-            y += bias
+            y = kernels.winograd_correlate(kernels.channels_last(x), self.params["W"],
+                                           kernels.WINOGRAD_TILE[self.algorithm], self.pads,
+                                           bias).reshape(-1, F)
+        else:
+            y = np.empty((len(x) * self.rows, F), dtype=x.dtype)
+            for s, e in self._blocks(len(x), self.rows):
+                self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)
+                np.matmul(self._cols, self._W2.T, out=y[s * self.rows:e * self.rows])
+            if bias is not None:
+                y += bias
+        if rectify:
+            np.maximum(y, y.dtype.type(0), out=y)
         return y
 
     def _gradients(self, x, dy2, param_grads, input_grad):
@@ -407,6 +413,13 @@ class ReLU(Layer):
 
     def forward(self, x, training=False):
         y, self.mask = kernels.relu_forward(x)         # both keep x's memory layout
+        return y
+
+    def forward_rectified(self, y):
+        """forward, where the layer before already applied max(., 0) to its output y
+        (``Conv2D.forward(rectify=True)``): y itself, its mask kept (y > 0 there iff
+        the unrectified output was > 0)."""
+        self.mask = y > 0
         return y
 
     def backward(self, dy, param_grads=True, input_grad=True):
