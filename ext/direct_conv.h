@@ -166,17 +166,23 @@ static NPD_TARGET void npd_correlate_image(const float *x, ptrdiff_t H, ptrdiff_
             for (ptrdiff_t c = 0; c < C; c++)
                 dst[c * Wp] = src[c];
         }
-    npd_level lv[3] = {{kh, C * Wp, kw * C * F}, {kw, 1, C * F}, {C, Wp, F}};
     __mmask16 last;
     for (ptrdiff_t f0 = 0; f0 < F; f0 += 16 * NPD_VMAX) {
         int V = npd_vectors(F, f0, &last);
         ptrdiff_t chunks = (ow + npd_pmax[V] - 1) / npd_pmax[V], j0;
-        for (ptrdiff_t i = 0; i < oh; i++)
+        for (ptrdiff_t i = 0; i < oh; i++) {
+            /* only the kernel rows a that meet image rows: the padding's rows are zeros
+             * (the input gradient's dy is padded by kh - 1 on each side) */
+            ptrdiff_t a0 = pad_top - i > 0 ? pad_top - i : 0;
+            ptrdiff_t a1 = pad_top + H - i < kh ? pad_top + H - i : kh;
+            npd_level lv[3] = {{a1 > a0 ? a1 - a0 : 0, C * Wp, kw * C * F}, {kw, 1, C * F},
+                               {C, Wp, F}};
             for (ptrdiff_t t = 0; t < chunks; t++) {
                 int P = (int)npd_chunk(ow, chunks, t, &j0);
-                npd_tile_any(P, V, last, buf + i * C * Wp + j0, wt + f0, lv, bias + f0,
-                             y + (i * ow + j0) * F + f0, F, 0, rectify);
+                npd_tile_any(P, V, last, buf + (i + a0) * C * Wp + j0, wt + a0 * kw * C * F + f0,
+                             lv, bias + f0, y + (i * ow + j0) * F + f0, F, 0, rectify);
             }
+        }
     }
 }
 
