@@ -1,16 +1,16 @@
 /* Direct convolution of one channels-last float32 image, in AVX-512 registers (the
  * compiled kernels of ext/direct.pyx; npdistill/kernels/direct.py is the specification).
  *
- * Every pass is one register tile repeated: P values broadcast from consecutive floats
- * times V vectors of 16 output channels (the last one masked), summed in P x V
+ * Every pass is one register tile repeated: P values broadcast (ps floats apart) times
+ * V vectors of 16 output channels (the last one masked), summed in P x V
  * accumulators that stay in registers over a three-level loop, then stored (or added) once.
  *
- *   forward / input gradient: y[i, j0 + p, f] = bias[f] + sum_{a, b, c} xp[i + a][c][j0 + p + b] wt[(a, b, c), f]
- *     the image is first copied, zero-padded, into (Hp, C, Wp) order, so that the P
- *     positions of a row are P consecutive floats for every (a, b, c);
+ *   forward / input gradient: y[i, j0 + p, f] = bias[f] + sum_{a, b, c} xp[i + a][j0 + p + b][c] wt[(a, b, c), f]
+ *     the P positions of a row are P neighbours, C floats apart, for every (a, b, c);
  *   weight gradient: acc[(a, q0 + p), f] += sum_{i, j} xp[i + a][j][q0 + p] dy[i, j, f]
  *     with q = b C + c: for a fixed a, (b, c) runs over consecutive floats of the
  *     (Hp, Wp, C) padded image.
+ * A padded image is copied into a thread's buffer only where there is padding.
  *
  * No im2col matrix is written and no BLAS is called. Built only by GNU-compatible
  * compilers on x86-64; npd_direct_supported() says whether this CPU runs it.
@@ -46,7 +46,7 @@ static int npd_direct_supported(void)
 #define NPD_FOR_P(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define NPD_DECLARE(p) __m512 c##p##_0 = b0, c##p##_1 = b1, c##p##_2 = b2, c##p##_3 = b3;
 #define NPD_FMA(p) if ((p) < P) {                                                  \
-        __m512 x = _mm512_set1_ps(sp[p]);                                        \
+        __m512 x = _mm512_set1_ps(sp[(p) * ps]);                                        \
         c##p##_0 = _mm512_fmadd_ps(x, w0, c##p##_0);                             \
         if (V > 1) c##p##_1 = _mm512_fmadd_ps(x, w1, c##p##_1);                  \
         if (V > 2) c##p##_2 = _mm512_fmadd_ps(x, w2, c##p##_2);                  \
@@ -78,11 +78,12 @@ NPD_INLINE void npd_put(float *dst, __mmask16 m, __m512 r, int accumulate, int r
     _mm512_mask_storeu_ps(dst, m, r);
 }
 
-/* out[p * ostride + 16 v + l] (=|+=) bias + sum over the three levels of s[p] * w[16 v + l]
- * (then max(., 0) where rectify) */
+/* out[p * ostride + 16 v + l] (=|+=) bias + sum over the three levels of s[p * ps] *
+ * w[16 v + l] (then max(., 0) where rectify) */
 NPD_INLINE void npd_tile(const int P, const int V, const __mmask16 last, const float *s,
-                         const float *w, const npd_level *lv, const float *bias, float *out,
-                         const ptrdiff_t ostride, const int accumulate, const int rectify)
+                         const ptrdiff_t ps, const float *w, const npd_level *lv,
+                         const float *bias, float *out, const ptrdiff_t ostride,
+                         const int accumulate, const int rectify)
 {
     __m512 zero = _mm512_setzero_ps();
     __m512 b0 = bias ? npd_get(bias, 0, V, last) : zero;
@@ -108,7 +109,7 @@ NPD_INLINE void npd_tile(const int P, const int V, const __mmask16 last, const f
 
 /* npd_tile with P and V known at compile time in every case (the accumulators in registers) */
 #define NPD_CASE(P, V) case (P) * 8 + (V): \
-    npd_tile(P, V, last, s, w, lv, bias, out, ostride, accumulate, rectify); break;
+    npd_tile(P, V, last, s, ps, w, lv, bias, out, ostride, accumulate, rectify); break;
 #define NPD_CASES_6(V) NPD_CASE(1, V) NPD_CASE(2, V) NPD_CASE(3, V) NPD_CASE(4, V) \
     NPD_CASE(5, V) NPD_CASE(6, V)
 #define NPD_CASES_8(V) NPD_CASES_6(V) NPD_CASE(7, V) NPD_CASE(8, V)
@@ -116,8 +117,9 @@ NPD_INLINE void npd_tile(const int P, const int V, const __mmask16 last, const f
     NPD_CASE(12, V)
 
 static NPD_TARGET void npd_tile_any(int P, int V, __mmask16 last, const float *s,
-                                    const float *w, const npd_level *lv, const float *bias,
-                                    float *out, ptrdiff_t ostride, int accumulate, int rectify)
+                                    ptrdiff_t ps, const float *w, const npd_level *lv,
+                                    const float *bias, float *out, ptrdiff_t ostride,
+                                    int accumulate, int rectify)
 {
     switch (P * 8 + V) {
         NPD_CASES_12(1)
@@ -147,10 +149,26 @@ static inline ptrdiff_t npd_chunk(ptrdiff_t count, ptrdiff_t chunks, ptrdiff_t t
     return base + (t < extra);
 }
 
+/* x (H, W, C) zero-padded to (Hp, Wp, C), pad_top rows above and pad_left columns to the
+ * left, into buf; x itself where there is no padding */
+static const float *npd_padded(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
+                               ptrdiff_t Hp, ptrdiff_t Wp, ptrdiff_t pad_top,
+                               ptrdiff_t pad_left, float *buf)
+{
+    if (pad_top == 0 && pad_left == 0 && Hp == H && Wp == W)
+        return x;
+    memset(buf, 0, (size_t)(Hp * Wp * C) * sizeof(float));
+    for (ptrdiff_t r = 0; r < H; r++)
+        memcpy(buf + ((r + pad_top) * Wp + pad_left) * C, x + r * W * C,
+               (size_t)(W * C) * sizeof(float));
+    return buf;
+}
+
 /* y (oh, ow, F) = bias + x (H, W, C) correlated with wt (kh * kw * C, F) (then max(., 0)
  * where rectify: the ReLU after the layer, in the same pass), zero padding
- * pad_top / pad_left >= 0 (bottom and right, >= 0, follow from oh, ow); buf: (oh + kh - 1) * C *
- * (ow + kw - 1) floats. */
+ * pad_top / pad_left >= 0 (bottom and right, >= 0, follow from oh, ow); buf: (oh + kh - 1) *
+ * (ow + kw - 1) * C floats, used where there is padding. A tile's P positions are P
+ * neighbours in a row, C floats apart. */
 static NPD_TARGET void npd_correlate_image(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
                                            const float *wt, const float *bias, ptrdiff_t F,
                                            ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t pad_top,
@@ -158,14 +176,7 @@ static NPD_TARGET void npd_correlate_image(const float *x, ptrdiff_t H, ptrdiff_
                                            ptrdiff_t ow, float *buf, int rectify)
 {
     ptrdiff_t Hp = oh + kh - 1, Wp = ow + kw - 1;
-    memset(buf, 0, (size_t)(Hp * C * Wp) * sizeof(float));
-    for (ptrdiff_t r = 0; r < H; r++)
-        for (ptrdiff_t q = 0; q < W; q++) {
-            const float *src = x + (r * W + q) * C;
-            float *dst = buf + (r + pad_top) * C * Wp + q + pad_left;
-            for (ptrdiff_t c = 0; c < C; c++)
-                dst[c * Wp] = src[c];
-        }
+    const float *xp = npd_padded(x, H, W, C, Hp, Wp, pad_top, pad_left, buf);
     __mmask16 last;
     for (ptrdiff_t f0 = 0; f0 < F; f0 += 16 * NPD_VMAX) {
         int V = npd_vectors(F, f0, &last);
@@ -175,19 +186,21 @@ static NPD_TARGET void npd_correlate_image(const float *x, ptrdiff_t H, ptrdiff_
              * (the input gradient's dy is padded by kh - 1 on each side) */
             ptrdiff_t a0 = pad_top - i > 0 ? pad_top - i : 0;
             ptrdiff_t a1 = pad_top + H - i < kh ? pad_top + H - i : kh;
-            npd_level lv[3] = {{a1 > a0 ? a1 - a0 : 0, C * Wp, kw * C * F}, {kw, 1, C * F},
-                               {C, Wp, F}};
+            npd_level lv[3] = {{a1 > a0 ? a1 - a0 : 0, Wp * C, kw * C * F}, {kw, C, C * F},
+                               {C, 1, F}};
             for (ptrdiff_t t = 0; t < chunks; t++) {
                 int P = (int)npd_chunk(ow, chunks, t, &j0);
-                npd_tile_any(P, V, last, buf + (i + a0) * C * Wp + j0, wt + a0 * kw * C * F + f0,
-                             lv, bias + f0, y + (i * ow + j0) * F + f0, F, 0, rectify);
+                npd_tile_any(P, V, last, xp + ((i + a0) * Wp + j0) * C, C,
+                             wt + a0 * kw * C * F + f0, lv, bias + f0,
+                             y + (i * ow + j0) * F + f0, F, 0, rectify);
             }
         }
     }
 }
 
 /* acc ((kh * kw * C), F) += the weight gradient of one image: x (H, W, C), dy (oh, ow, F);
- * buf: (oh + kh - 1) * (ow + kw - 1) * C floats, used where there is padding. */
+ * buf: (oh + kh - 1) * (ow + kw - 1) * C floats, used where there is padding. A tile's
+ * P rows (b, c) are P consecutive floats of the padded image. */
 static NPD_TARGET void npd_weight_gradient_image(const float *x, ptrdiff_t H, ptrdiff_t W,
                                                  ptrdiff_t C, const float *dy, ptrdiff_t oh,
                                                  ptrdiff_t ow, ptrdiff_t F, ptrdiff_t kh,
@@ -195,14 +208,7 @@ static NPD_TARGET void npd_weight_gradient_image(const float *x, ptrdiff_t H, pt
                                                  ptrdiff_t pad_left, float *acc, float *buf)
 {
     ptrdiff_t Hp = oh + kh - 1, Wp = ow + kw - 1, Q = kw * C;
-    const float *xp = x;
-    if (pad_top != 0 || pad_left != 0 || Hp != H || Wp != W) {
-        memset(buf, 0, (size_t)(Hp * Wp * C) * sizeof(float));
-        for (ptrdiff_t r = 0; r < H; r++)
-            memcpy(buf + ((r + pad_top) * Wp + pad_left) * C, x + r * W * C,
-                   (size_t)(W * C) * sizeof(float));
-        xp = buf;
-    }
+    const float *xp = npd_padded(x, H, W, C, Hp, Wp, pad_top, pad_left, buf);
     npd_level lv[3] = {{1, 0, 0}, {oh, Wp * C, ow * F}, {ow, C, F}};
     __mmask16 last;
     for (ptrdiff_t f0 = 0; f0 < F; f0 += 16 * NPD_VMAX) {
@@ -211,7 +217,7 @@ static NPD_TARGET void npd_weight_gradient_image(const float *x, ptrdiff_t H, pt
         for (ptrdiff_t a = 0; a < kh; a++)
             for (ptrdiff_t t = 0; t < chunks; t++) {
                 int P = (int)npd_chunk(Q, chunks, t, &q0);
-                npd_tile_any(P, V, last, xp + a * Wp * C + q0, dy + f0, lv, NULL,
+                npd_tile_any(P, V, last, xp + a * Wp * C + q0, 1, dy + f0, lv, NULL,
                              acc + (a * Q + q0) * F + f0, F, 1, 0);
             }
     }
