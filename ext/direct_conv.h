@@ -5,7 +5,8 @@
  * V vectors of 16 output channels (the last one masked), summed in P x V
  * accumulators that stay in registers over a three-level loop, then stored (or added) once.
  *
- *   forward / input gradient: y[i, j0 + p, f] = bias[f] + sum_{a, b, c} xp[i + a][j0 + p + b][c] wt[(a, b, c), f]
+ *   forward / input gradient:
+ *     y[i, j0 + p, f] = bias[f] + sum_{a, b, c} xp[i + a][j0 + p + b][c] wt[(a, b, c), f]
  *     the P positions of a row are P neighbours, C floats apart, for every (a, b, c);
  *   weight gradient: acc[(a, q0 + p), f] += sum_{i, j} xp[i + a][j][q0 + p] dy[i, j, f]
  *     with q = b C + c: for a fixed a, (b, c) runs over consecutive floats of the

@@ -41,7 +41,8 @@ NPD_CLONES static void npd_maxpool_forward_##SUFFIX(                            
                     place[c] = 0;                                                          \
                 }                                                                          \
                 for (long long k = 1; k < size * size; k++) {                              \
-                    const T *restrict s = x + ((i * size + k / size) * W + j * size + k % size) * C + c0; \
+                    const T *restrict s =                                                  \
+                        x + ((i * size + k / size) * W + j * size + k % size) * C + c0;    \
                     for (ptrdiff_t c = 0; c < lanes; c++) {                                \
                         T v = s[c];                                                        \
                         place[c] = v > m[c] ? k : place[c];                                \
