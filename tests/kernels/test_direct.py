@@ -163,3 +163,21 @@ def test_a_model_trained_by_the_direct_kernels_learns():
         losses[name] = history["loss"]
     assert losses["direct"][-1] < 0.5 * losses["direct"][0]
     np.testing.assert_allclose(losses["direct"], losses["im2col"], rtol=1e-3)
+
+
+@needs_avx512
+def test_an_images_results_do_not_depend_on_the_rest_of_its_batch():
+    """Every output is summed in one order whatever else is in the batch: a subset of the
+    images gives the same bits (what the attacks' restricted backward passes rely on;
+    a GEMM's rounding can depend on a row's place in its blocks)."""
+    rng = np.random.default_rng(5)
+    layer = layers.Conv2D(32, 32, 3, padding="same", seed=5)
+    x = rng.random((9, 32, 12, 12)).astype(np.float32)
+    dy = rng.standard_normal((9, 32, 12, 12)).astype(np.float32)
+    with kernels.using("cython"), kernels.using_conv("direct"):
+        y_all = layer.forward(x).copy()
+        dx_all = layer.backward(dy, param_grads=False).copy()
+        y_part = layer.forward(x[2:5]).copy()
+        dx_part = layer.backward(dy[2:5], param_grads=False).copy()
+    np.testing.assert_array_equal(y_part, y_all[2:5])
+    np.testing.assert_array_equal(dx_part, dx_all[2:5])
