@@ -28,7 +28,7 @@ from . import cw as _numpy_cw
 from . import direct as _numpy_direct
 from . import relu as _numpy_relu
 from . import winograd as _numpy_winograd
-from .conv import flipped, gradient_padding
+from .conv import flipped, gemm_weights, gradient_padding
 from .backends import (BACKENDS, WAIT_POLICY_SET_HERE, available, backend, has, implementation,
                        use, using)
 from .layout import channels_last, conv_output_size, empty_nchw, reusable_buffer
@@ -40,7 +40,7 @@ from .threads import BLAS_THREADS, blas_threads
 # active backend's kernel.
 __all__ = ["BACKENDS", "WAIT_POLICY_SET_HERE", "available", "backend", "implementation", "use",
            "using", "channels_last", "conv_output_size", "empty_nchw", "reusable_buffer",
-           "im2col", "col2im", "relu_forward", "relu_backward", "saliency_pairs",
+           "im2col", "col2im", "gemm_weights", "relu_forward", "relu_backward", "saliency_pairs",
            "maxpool_forward", "maxpool_gather", "maxpool_backward", "CW_L2", "CW_LINF",
            "cw_margin", "cw_update", "cw_track", "CONV_ALGORITHMS", "use_conv", "using_conv",
            "conv_algorithm", "DIRECT_MIN_CHANNELS", "direct_correlate", "direct_input_gradient",
@@ -100,12 +100,13 @@ def _relu_kernels():
 def relu_forward(x):
     """(max(x, 0), x > 0) of a float array, both in x's memory layout (an NCHW view of
     channels-last memory gives NCHW views of channels-last memory)."""
-    if _in_memory_order(x) is None:
+    flat = _in_memory_order(x)
+    if flat is None:
         x = np.copy(x, order="K")
+        flat = _in_memory_order(x)
     out = np.empty_like(x)
     mask = np.empty_like(x, dtype=bool)
-    _relu_kernels().forward(_in_memory_order(x), _in_memory_order(out),
-                            _in_memory_order(mask).view(np.uint8))
+    _relu_kernels().forward(flat, _in_memory_order(out), _in_memory_order(mask).view(np.uint8))
     return out, mask
 
 
@@ -284,8 +285,8 @@ def conv_algorithm(in_channels, out_channels, kernel_size, out_h, out_w, dtype=n
 
 
 # The direct input gradient writes C channels in vectors of 16: with fewer (an image
-# net's first layer) im2col's col2im is faster (bench/conv_speed.py: conv 1->32's input
-# gradient 2.5 ms direct, 0.8 ms im2col).
+# net's first layer) im2col's col2im is faster (bench/direct_checks.py: conv 1->32's input
+# gradient 2.6 ms direct, 0.8 ms im2col).
 DIRECT_MIN_CHANNELS = 16
 
 

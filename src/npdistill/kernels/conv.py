@@ -7,8 +7,8 @@ padding follows from the output size.
 Layout: images are channels-last, x (N, H, W, C) C-contiguous (the layers keep
 NCHW as their logical shape over this memory, see nn/layers.py). A row of
 ``cols`` is one output position (n, i, j); its columns run over the receptive
-field (a, b, c), C-order, so that ``cols @ W.transpose(0, 2, 3, 1).reshape(F, -1).T``
-is the convolution with weights W (F, C, kh, kw). With channels last, every
+field (a, b, c), C-order, so that ``cols @ gemm_weights(W).T`` is the convolution with
+weights W (F, C, kh, kw). With channels last, every
 window row x[n, y, j:j+kw, :] is one contiguous run of kw * C values.
 """
 import numpy as np
@@ -43,6 +43,12 @@ def col2im(cols, kh, kw, pad_top, pad_left, out_h, out_w, dx):
         for b in range(kw):
             padded[:, a:a + out_h, b:b + out_w, :] += patches[:, :, :, a, b, :]
     dx[...] = padded[:, pad_top:pad_top + h, pad_left:pad_left + w, :]
+
+
+def gemm_weights(W):
+    """Weights (F, C, kh, kw) as the (F, kh*kw*C) matrix whose columns follow im2col's
+    (a, b, c) order (a view where W is contiguous)."""
+    return W.transpose(0, 2, 3, 1).reshape(len(W), -1)
 
 
 def flipped(W):

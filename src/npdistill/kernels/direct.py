@@ -9,12 +9,13 @@ image, zero-padded, into a buffer of its own and sums its products in AVX-512 re
 """
 import numpy as np
 
-from .conv import im2col
+from .conv import gemm_weights, im2col
 
 
 def packed(W):
-    """Weights (F, C, kh, kw) as the (kh*kw*C, F) matrix the kernels read, C-contiguous."""
-    return np.ascontiguousarray(W.transpose(2, 3, 1, 0).reshape(-1, len(W)))
+    """Weights (F, C, kh, kw) as the (kh*kw*C, F) matrix the kernels read, C-contiguous:
+    im2col's GEMM weights transposed."""
+    return np.ascontiguousarray(gemm_weights(W).T)
 
 
 def _cols(x, kh, kw, pad_top, pad_left, out_h, out_w):
