@@ -18,6 +18,7 @@ EXTENSIONS = {
     "npdistill._ext.saliency": ["ext/saliency.pyx"],
     "npdistill._ext.pool": ["ext/pool.pyx"],
     "npdistill._ext.cw": ["ext/cw.pyx"],
+    "npdistill._ext.gemm": ["ext/gemm.pyx"],
     "npdistill._ext.winograd": ["ext/winograd.pyx"],
     "npdistill._ext.direct": ["ext/direct.pyx"],
     "npdistill._ext.relu": ["ext/relu.pyx"],

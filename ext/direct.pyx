@@ -3,11 +3,11 @@
 npdistill/kernels/direct.py (the specification), its register tiles in direct_conv.h.
 
 Images run in parallel, one per iteration of a static ``prange``; each thread pads
-its image into a buffer of its own. The weight gradient sums each thread's images
-into that thread's slice of ``acc``; the caller adds the slices in order, so that a
-result does not depend on timing.
+its image into a buffer of its own. The weight gradient sums chunks of consecutive
+images, fixed by the shapes, each into its slice of ``acc``; the caller adds the slices
+in order, so that a result depends neither on timing nor on the thread count.
 """
-from cython.parallel cimport parallel, prange, threadid
+from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 
 cdef extern from "direct_conv.h" nogil:
@@ -48,14 +48,19 @@ def correlate(const float[:, :, :, ::1] x,        # IN  (N, H, W, C) channels la
 def weight_gradient(const float[:, :, :, ::1] x,   # IN  (N, H, W, C)
                     const float[:, :, :, ::1] dy,  # IN  (N, oh, ow, F)
                     Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top, Py_ssize_t pad_left,
-                    float[:, :, ::1] acc):         # OUT (threads, kh*kw*C, F), zeroed
+                    float[:, :, ::1] acc):         # OUT (chunks, kh*kw*C, F), zeroed
+    """acc[c] = the weight gradient summed over chunk c of the images (acc.shape[0]
+    chunks of consecutive images, fixed by the shapes: the same bits whichever thread
+    sums a chunk); the caller adds the chunks in order."""
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t oh = dy.shape[1], ow = dy.shape[2], F = dy.shape[3], n
-    cdef int threads = acc.shape[0]
+    cdef Py_ssize_t chunks = acc.shape[0], chunk
     cdef float *buf = NULL
-    with nogil, parallel(num_threads=threads):
+    with nogil, parallel():
         buf = <float *> malloc((oh + kh - 1) * (ow + kw - 1) * C * sizeof(float))
-        for n in prange(N, schedule="static"):
-            npd_weight_gradient_image(&x[n, 0, 0, 0], H, W, C, &dy[n, 0, 0, 0], oh, ow, F,
-                                      kh, kw, pad_top, pad_left, &acc[threadid(), 0, 0], buf)
+        for chunk in prange(chunks, schedule="static"):
+            for n in range(chunk * N // chunks, (chunk + 1) * N // chunks):
+                npd_weight_gradient_image(&x[n, 0, 0, 0], H, W, C, &dy[n, 0, 0, 0], oh, ow,
+                                          F, kh, kw, pad_top, pad_left, &acc[chunk, 0, 0],
+                                          buf)
         free(buf)

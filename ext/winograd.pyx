@@ -16,7 +16,7 @@ The transforms loop over channels innermost (contiguous with channels last, so
 the compiler vectorises them) and skip the matrices' zero coefficients.
 U = G W G^T (n * n, C, F) comes transformed from the caller, once per call.
 """
-from cython.parallel cimport parallel, prange, threadid
+from cython.parallel cimport parallel, prange
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
 from scipy.linalg.cython_blas cimport dgemm, sgemm
@@ -111,19 +111,21 @@ def filter_products(const floating[:, :, :, ::1] x,   # IN  (N, H, W, C) channel
                     const floating[:, ::1] g,         # IN  (n, m) G of F(3, m)
                     const floating[:, ::1] bt,        # IN  (n, n) B^T of F(3, m)
                     Py_ssize_t pad_top, Py_ssize_t pad_left,
-                    floating[:, :, :, ::1] acc,       # INOUT (threads, n*n, F, C)
+                    floating[:, :, :, ::1] acc,       # INOUT (chunks, n*n, F, C)
                     Py_ssize_t block):
     """The weight gradient's products in the transformed domain (the compiled twin of
     the sum over tiles in kernels/winograd.py's ``weight_gradient``): for every n x n
-    input tile d and the m x m tile of dy it produced, acc[thread, xi] += (G dy G^T)[xi]
+    input tile d and the m x m tile of dy it produced, acc[chunk, xi] += (G dy G^T)[xi]
     (F) outer (B^T d B)[xi] (C), as one GEMM (F x tiles) @ (tiles x C) per block and xi.
-    The caller sums acc over threads and applies A^T . A."""
+    The blocks are cut into acc.shape[0] chunks of consecutive blocks, fixed by the
+    shapes: a chunk's sum is the same whichever thread makes it, and the caller adds the
+    chunks in order (the same bits on any thread count) and applies A^T . A."""
     cdef Py_ssize_t N = x.shape[0], H = x.shape[1], W = x.shape[2], C = x.shape[3]
     cdef Py_ssize_t oh = dy.shape[1], ow = dy.shape[2], F = dy.shape[3]
     cdef Py_ssize_t n = g.shape[0], m = g.shape[1], nn = n * n
     cdef Py_ssize_t th = (oh + m - 1) // m, tw = (ow + m - 1) // m
     cdef Py_ssize_t tiles = N * th * tw, blocks = (tiles + block - 1) // block
-    cdef Py_ssize_t b, p, p0, count, t, img, ty, tx, i, j, k, l, c, f, xi, yy, xx, thread
+    cdef Py_ssize_t b, p, p0, count, t, img, ty, tx, i, j, k, l, c, f, xi, yy, xx
     cdef floating *d
     cdef floating *e
     cdef floating *tmp
@@ -134,45 +136,45 @@ def filter_products(const floating[:, :, :, ::1] x,   # IN  (N, H, W, C) channel
     cdef floating coef
     cdef floating one = 1
     cdef int gm, gn, gk, lda, ldb, ldc
-    cdef int threads = acc.shape[0]
-    with nogil, parallel(num_threads=threads):
+    cdef Py_ssize_t chunks = acc.shape[0], chunk
+    with nogil, parallel():
         d = <floating *> malloc(nn * C * sizeof(floating))
         e = <floating *> malloc(m * m * F * sizeof(floating))
         tmp = <floating *> malloc(nn * (C if C > F else F) * sizeof(floating))
         V = <floating *> malloc(nn * block * C * sizeof(floating))
         Ug = <floating *> malloc(nn * block * F * sizeof(floating))
-        for b in prange(blocks, schedule="dynamic"):
-            thread = threadid()
-            p0 = b * block
-            count = block if p0 + block <= tiles else tiles - p0
-            for p in range(count):
-                t = p0 + p
-                _input_tile(x, bt, t, th, tw, m, pad_top, pad_left, d, tmp, V + p * C,
-                            block * C)
-                img, ty, tx = t // (th * tw), (t // tw) % th, t % tw
-                for k in range(m):                       # the dy tile (zeros past oh, ow)
-                    yy = ty * m + k
-                    for j in range(m):
-                        xx = tx * m + j
-                        dst = e + (k * m + j) * F
-                        if yy >= oh or xx >= ow:
-                            memset(dst, 0, F * sizeof(floating))
-                        else:
-                            src = <floating *> &dy[img, yy, xx, 0]
-                            for f in range(F):
-                                dst[f] = src[f]
-                _transform(g, e, tmp, Ug + p * F, n, m, F, block * F)
-            gm, gn, gk = <int> C, <int> F, <int> count
-            lda, ldb, ldc = <int> C, <int> F, <int> C
-            for xi in range(nn):
-                if floating is float:
-                    sgemm("N", "T", &gm, &gn, &gk, &one, <float *> (V + xi * block * C), &lda,
-                          <float *> (Ug + xi * block * F), &ldb, &one,
-                          <float *> &acc[thread, xi, 0, 0], &ldc)
-                else:
-                    dgemm("N", "T", &gm, &gn, &gk, &one, <double *> (V + xi * block * C), &lda,
-                          <double *> (Ug + xi * block * F), &ldb, &one,
-                          <double *> &acc[thread, xi, 0, 0], &ldc)
+        for chunk in prange(chunks, schedule="static"):   # chunk: blocks fixed by N
+            for b in range(chunk * blocks // chunks, (chunk + 1) * blocks // chunks):
+                p0 = b * block
+                count = block if p0 + block <= tiles else tiles - p0
+                for p in range(count):
+                    t = p0 + p
+                    _input_tile(x, bt, t, th, tw, m, pad_top, pad_left, d, tmp, V + p * C,
+                                block * C)
+                    img, ty, tx = t // (th * tw), (t // tw) % th, t % tw
+                    for k in range(m):                       # the dy tile (zeros past oh, ow)
+                        yy = ty * m + k
+                        for j in range(m):
+                            xx = tx * m + j
+                            dst = e + (k * m + j) * F
+                            if yy >= oh or xx >= ow:
+                                memset(dst, 0, F * sizeof(floating))
+                            else:
+                                src = <floating *> &dy[img, yy, xx, 0]
+                                for f in range(F):
+                                    dst[f] = src[f]
+                    _transform(g, e, tmp, Ug + p * F, n, m, F, block * F)
+                gm, gn, gk = <int> C, <int> F, <int> count
+                lda, ldb, ldc = <int> C, <int> F, <int> C
+                for xi in range(nn):
+                    if floating is float:
+                        sgemm("N", "T", &gm, &gn, &gk, &one, <float *> (V + xi * block * C), &lda,
+                              <float *> (Ug + xi * block * F), &ldb, &one,
+                              <float *> &acc[chunk, xi, 0, 0], &ldc)
+                    else:
+                        dgemm("N", "T", &gm, &gn, &gk, &one, <double *> (V + xi * block * C), &lda,
+                              <double *> (Ug + xi * block * F), &ldb, &one,
+                              <double *> &acc[chunk, xi, 0, 0], &ldc)
         free(d)
         free(e)
         free(tmp)

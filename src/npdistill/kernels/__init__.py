@@ -26,6 +26,7 @@ import numpy as np
 
 from . import cw as _numpy_cw
 from . import direct as _numpy_direct
+from . import gemm as _numpy_gemm
 from . import relu as _numpy_relu
 from . import winograd as _numpy_winograd
 from .conv import flipped, gemm_weights, gradient_padding
@@ -42,7 +43,7 @@ __all__ = ["BACKENDS", "WAIT_POLICY_SET_HERE", "available", "backend", "implemen
            "using", "channels_last", "conv_output_size", "empty_nchw", "reusable_buffer",
            "im2col", "col2im", "gemm_weights", "relu_forward", "relu_backward", "saliency_pairs",
            "maxpool_forward", "maxpool_gather", "maxpool_backward", "CW_L2", "CW_LINF",
-           "cw_margin", "cw_update", "cw_track", "CONV_ALGORITHMS", "use_conv", "using_conv",
+           "cw_margin", "cw_update", "cw_track", "matmul", "column_sums", "CONV_ALGORITHMS", "use_conv", "using_conv",
            "conv_algorithm", "DIRECT_MIN_CHANNELS", "direct_correlate", "direct_input_gradient",
            "direct_weight_gradient", "WINOGRAD_TILE", "winograd_correlate",
            "winograd_input_gradient", "winograd_weight_gradient", "BLAS_THREADS", "blas_threads"]
@@ -84,6 +85,46 @@ def col2im(cols, x_shape, kh, kw, pads, out=None):
         raise ValueError(f"col2im out must be a channels-last {tuple(x_shape)} array")
     implementation("conv").col2im(np.ascontiguousarray(cols), kh, kw, top, left, oh, ow, target)
     return dx
+
+
+# -- the layers' products: pieces fixed by the shapes, the same bits on any thread count
+def _gemm_kernels():
+    return implementation("gemm") if has("gemm") else _numpy_gemm   # cuda: on the host
+
+
+def _operand(name, a, dtype):
+    """(array with contiguous rows, transposed?): ``a`` as it lies where it or its
+    transpose has contiguous rows (``W.T`` is taken as W, transposed), else a copy."""
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be 2-D, got shape {a.shape}")
+    if a.dtype == dtype:
+        for stored, transposed in ((a, False), (a.T, True)):
+            if stored.strides[1] == a.itemsize and stored.strides[0] >= stored.shape[1] * a.itemsize:
+                return stored, transposed
+    return np.ascontiguousarray(a, dtype), False
+
+
+def matmul(a, b, out=None):
+    """a (M, K) @ b (K, N) -> (M, N), cut into pieces fixed by M and N (kernels/gemm.py):
+    the same bits on any number of threads. ``a`` and ``b`` are taken as they lie where
+    their rows or their columns are contiguous (``x.T``, ``W.T``); ``out``: where to write
+    (rows contiguous)."""
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"matmul needs (M, K) @ (K, N), got {a.shape} @ {b.shape}")
+    dtype = np.result_type(a.dtype, b.dtype)
+    shape = (a.shape[0], b.shape[1])
+    (a, a_transposed), (b, b_transposed) = _operand("a", a, dtype), _operand("b", b, dtype)
+    if out is None:
+        out = np.empty(shape, dtype)
+    elif out.shape != shape or out.dtype != dtype or out.strides[1] != out.itemsize:
+        raise ValueError(f"matmul out must be a {shape} {dtype} array with contiguous rows")
+    _gemm_kernels().product(a, b, a_transposed, b_transposed, *_numpy_gemm.plan(*shape), out)
+    return out
+
+
+def column_sums(a):
+    """a (R, F) summed over its rows, (F,): ``matmul`` of a row of ones (a bias gradient)."""
+    return matmul(np.ones((1, len(a)), a.dtype), a)[0]
 
 
 def _in_memory_order(a):
@@ -314,12 +355,12 @@ def direct_input_gradient(dy, W, pads):
 
 def direct_weight_gradient(x, dy, pads, kernel_size):
     """dL/dW (F, C, k, k) of ``direct_correlate`` at x (N, H, W, C) given dy (N, oh, ow, F),
-    both channels-last float32; each thread sums its images, the sums are added in order."""
+    both channels-last float32; chunks of images fixed by N are summed apart and added in
+    order (the same bits on any thread count)."""
     _contiguous("x", x, np.float32, 4)
     _contiguous("dy", dy, np.float32, 4)
     k, C, F = kernel_size, x.shape[3], dy.shape[3]
-    threads = _omp_threads() if backend() == "cython" else 1
-    acc = np.zeros((threads, k * k * C, F), np.float32)
+    acc = np.zeros((_chunks(len(x)), k * k * C, F), np.float32)
     implementation("direct").weight_gradient(x, dy, k, k, pads[0], pads[2], acc)
     return np.ascontiguousarray(acc.sum(axis=0).reshape(k, k, C, F).transpose(3, 2, 0, 1))
 
@@ -334,16 +375,11 @@ def _winograd_block(n, c, f, itemsize):
     return max(4, _WINOGRAD_BLOCK_BYTES // (n * n * (c + f) * itemsize))
 
 
-def _omp_threads():
-    """The threads a compiled parallel region runs with here: OMP_NUM_THREADS's first
-    level where it is set (e.g. "4" or "4,2"), else the cores this process may use.
-    (The weight gradient's kernel runs exactly this many, one sum each.)"""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:                      # not on Linux
-        cores = os.cpu_count() or 1
-    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
-    return int(first) if first.isdigit() and int(first) > 0 else cores
+def _chunks(items):
+    """How many chunks a sum over ``items`` (images, blocks) is cut into: fixed by the
+    count, never by the thread count, so that the chunks' sums added in order give the
+    same bits on any number of threads."""
+    return max(1, min(items, _numpy_gemm.PIECES))
 
 
 def winograd_correlate(x, W, m, pads, bias=None):
@@ -376,8 +412,9 @@ def winograd_weight_gradient(x, dy, m, pads, r=3):
     _contiguous("dy", dy, x.dtype, 4)
     _, G, BT = _numpy_winograd.transforms(r, m, x.dtype)
     n, C, F = len(G), x.shape[3], dy.shape[3]
-    threads = _omp_threads() if backend() == "cython" else 1
-    acc = np.zeros((threads, n * n, F, C), x.dtype)
+    tiles = len(x) * -(-dy.shape[1] // m) * -(-dy.shape[2] // m)
+    blocks = -(-tiles // _winograd_block(n, C, F, x.dtype.itemsize))
+    acc = np.zeros((_chunks(blocks), n * n, F, C), x.dtype)
     implementation("winograd").filter_products(x, dy, G, BT, pads[0], pads[2], acc,
                                                _winograd_block(n, C, F, x.dtype.itemsize))
     return _numpy_winograd.weight_gradient_from(acc, m, r)

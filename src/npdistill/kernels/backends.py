@@ -26,6 +26,7 @@ if WAIT_POLICY_SET_HERE:
 
 from . import conv as _numpy_conv  # noqa: E402
 from . import cw as _numpy_cw  # noqa: E402
+from . import gemm as _numpy_gemm  # noqa: E402
 from . import pool as _numpy_pool  # noqa: E402
 from . import relu as _numpy_relu  # noqa: E402
 from . import saliency as _numpy_saliency  # noqa: E402
@@ -34,11 +35,13 @@ from . import winograd as _numpy_winograd  # noqa: E402
 BACKENDS = ("numpy", "cython", "cuda")
 
 _impl = {"numpy": {"conv": _numpy_conv, "pool": _numpy_pool, "saliency": _numpy_saliency,
-                   "cw": _numpy_cw, "winograd": _numpy_winograd, "relu": _numpy_relu}}
+                   "cw": _numpy_cw, "winograd": _numpy_winograd, "relu": _numpy_relu,
+                   "gemm": _numpy_gemm}}
 _missing = {}
 try:
     from .._ext import conv as _cython_conv
     from .._ext import cw as _cython_cw
+    from .._ext import gemm as _cython_gemm
     from .._ext import pool as _cython_pool
     from .._ext import relu as _cython_relu
     from .._ext import saliency as _cython_saliency
@@ -46,7 +49,7 @@ except ImportError as exc:  # a source checkout that was never built
     _missing["cython"] = f"{exc} (build it with `pip install .` or `pip install -e .`)"
 else:
     _impl["cython"] = {"conv": _cython_conv, "pool": _cython_pool, "saliency": _cython_saliency,
-                       "cw": _cython_cw, "relu": _cython_relu}
+                       "cw": _cython_cw, "relu": _cython_relu, "gemm": _cython_gemm}
     try:        # Winograd's products go through SciPy's BLAS; without it, im2col only
         from .._ext import winograd as _cython_winograd
     except ImportError as exc:
@@ -142,6 +145,8 @@ def _started(name):
     "cython" (kernels/threads.py)."""
     if name == "cython" and "threads" in _impl["cython"]:
         _threads.share_blas_threads(_impl["cython"]["threads"])
+    if name == "cython" and not _threads.serial_libraries():
+        _threads.serial_kernel_blas()
     return name
 
 

@@ -35,7 +35,7 @@ def correlate(x, wt, bias, kh, kw, pad_top, pad_left, y, rectify=False):
 
 def weight_gradient(x, dy, kh, kw, pad_top, pad_left, acc):
     """acc[0] (kh*kw*C, F) += the weight gradient (packed) of x (N, H, W, C) given dy
-    (N, oh, ow, F); acc (threads, kh*kw*C, F) holds one sum per thread of the compiled
+    (N, oh, ow, F); acc (chunks, kh*kw*C, F): one sum per chunk of images in the compiled
     kernel, the caller adds them."""
     n, oh, ow, F = dy.shape
     acc[0] += _cols(x, kh, kw, pad_top, pad_left, oh, ow).T @ dy.reshape(-1, F)

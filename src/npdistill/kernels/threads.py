@@ -10,6 +10,12 @@ ext/threads.pyx's ``run_jobs`` with the pthreads OpenBLAS loaded when npdistill.
 is imported (NumPy's), which puts NumPy's GEMMs on the OpenMP team the kernels use.
 OpenBLAS still splits each call into the same jobs, so every result is the same to the bit.
 
+The layers' own products do not go through NumPy's BLAS: ext/gemm.pyx cuts them into
+pieces fixed by the shapes and runs each piece as a single-threaded call of SciPy's BLAS
+on the OpenMP team (``serial_kernel_blas`` sets that BLAS to one thread), so that their
+bits do not depend on the thread count: OpenBLAS's threaded and single-threaded drivers
+round differently.
+
 ``NPDISTILL_BLAS_THREADS=openblas`` keeps OpenBLAS's own threads; the default is
 "openmp", taken when the "cython" backend is first used. A process forked from one that
 loaded the kernels runs OpenBLAS's own threads again and the kernels on one thread: GNU
@@ -29,6 +35,8 @@ _SETTERS = ("scipy_openblas_set_threads_callback_function64_",
             "openblas_set_threads_callback_function")
 _PARALLEL = ("scipy_openblas_get_parallel64_", "scipy_openblas_get_parallel",
              "openblas_get_parallel64_", "openblas_get_parallel")
+# SciPy's wheels' OpenBLAS (32-bit integers: no suffix), or a BLAS the two share
+_SET_THREADS = ("scipy_openblas_set_num_threads", "openblas_set_num_threads")
 _PTHREADS = 1       # openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP
 
 _planned = []       # (library path, its setter): the OpenBLAS to share, found by plan()
@@ -116,7 +124,7 @@ def share_blas_threads(extension):
 
 def run_forked_children_serially(extension):
     """Make a process forked from this one run OpenBLAS's own threads (they restart after
-    a fork) and the compiled kernels on one OpenMP thread (also what _omp_threads reads)."""
+    a fork) and the compiled kernels on one OpenMP thread."""
     def after_fork():
         for _, setter in _shared:
             setter(None)
@@ -125,6 +133,38 @@ def run_forked_children_serially(extension):
         os.environ["OMP_NUM_THREADS"] = "1"
 
     os.register_at_fork(after_in_child=after_fork)
+
+
+def serial_kernel_blas():
+    """Set every loaded OpenBLAS with a 32-bit-integer interface (SciPy's, whose
+    ``cython_blas`` the compiled products call from their OpenMP threads) to one thread:
+    each call is then one piece computed by the single-threaded driver, whatever thread
+    runs it. Returns the libraries set (empty where SciPy's BLAS is not an OpenBLAS, whose
+    threading is then its own: ``environment()`` records the BLAS)."""
+    done = []
+    for path in _loaded_libraries():
+        name = os.path.basename(path).lower()
+        if not (name.startswith("lib") and "blas" in name):
+            continue
+        try:
+            library = ctypes.CDLL(path, mode=os.RTLD_NOLOAD)
+        except OSError:
+            continue
+        setter = _function(library, _SET_THREADS)
+        if setter is not None:
+            setter.argtypes = [ctypes.c_int]
+            setter(1)
+            done.append(path)
+    _serial[:] = done
+    return done
+
+
+_serial = []        # the libraries serial_kernel_blas set to one thread
+
+
+def serial_libraries():
+    """The BLAS libraries the compiled products call, each set to one thread."""
+    return list(_serial)
 
 
 def blas_threads():

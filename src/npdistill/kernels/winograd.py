@@ -147,7 +147,7 @@ def filter_products(x, dy, g, bt, pad_top, pad_left, acc, block):
 
     summed over tiles as n * n products (F, tiles) @ (tiles, C). x : (N, H, W, C) IN;
     dy : (N, oh, ow, F) IN; g : (n, m) G and bt : (n, n) B^T of F(r, m) IN;
-    acc : (threads, n*n, F, C) INOUT (the compiled kernel adds into its thread's row;
+    acc : (chunks, n*n, F, C) INOUT (the compiled kernel adds chunk c of the blocks into row c;
     the caller sums them: ``weight_gradient_from``); block as ``correlate``'s.
     """
     n, m = g.shape
