@@ -180,7 +180,8 @@ def _distillation_run(args):
                              train_limit=args.train_limit, seed=args.seed,
                              jsma_samples=args.jsma_samples, cw_images=args.cw_images,
                              cw_iterations=args.cw_iterations, cw_batch=args.cw_batch,
-                             attacks=args.attacks and tuple(dict.fromkeys(args.attacks)))
+                             attacks=args.attacks and tuple(dict.fromkeys(args.attacks)),
+                             seeds=args.seeds)
     return reproduce, settings, "reproduce"
 
 
@@ -191,6 +192,7 @@ def _defenses_run(args):
     ignored = [flag for flag, value in (("--temperatures", args.temperatures),
                                         ("--jsma-samples", args.jsma_samples),
                                         ("--cw-batch", args.cw_batch),
+                                        ("--seeds", args.seeds),
                                         ("--dataset", args.dataset not in (None, "mnist")),
                                         ("--attacks", args.attacks)) if value]
     if ignored:
@@ -309,6 +311,9 @@ def build_parser():
     r.add_argument("--train-limit", type=positive_int, default=None, metavar="N",
                    help="first N training images (default: all; --quick 3,000)")
     r.add_argument("--seed", type=count, default=None, help="default 0")
+    r.add_argument("--seeds", type=count, default=None, metavar="K",
+                   help="train every net with K seeds (SEED .. SEED+K-1, each in OUT/seed<S>) "
+                        "and report each cell as the mean and range over them (default 1)")
     r.add_argument("--jsma-samples", type=positive_int, default=None, metavar="N",
                    help="N images x 9 targets (default 100; --quick 4)")
     r.add_argument("--cw-images", type=positive_int, default=None, metavar="N",

@@ -172,6 +172,43 @@ def reproduction_figures(results, examples, out_dir):
 
 
 # -- the defenses compared (reproduce_defenses) ---------------------------------
+def seed_spread(results, path):
+    """Accuracy, JSMA and FGSM success against T over several seeds: each seed's value as
+    a dot, the mean as a line, the no-distillation range as a band."""
+    rows = results["spread"]
+    temps = sorted((k for k in rows if k != "baseline"), key=float)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    series = [(axes[0], "accuracy", lambda r: r.get("accuracy"), "C2"),
+              (axes[1], "JSMA", lambda r: (r.get("jsma") or {}).get("success"), "C0"),
+              (axes[1], f"FGSM eps={results['settings']['eps']:.3g}",
+               lambda r: (r.get("fgsm") or {}).get("success"), "C1")]
+    for ax, label, cell, color in series:
+        if not cell(rows["baseline"]):
+            continue
+        at = [t for t in temps if cell(rows[t])]
+        xs = [float(t) for t in at]
+        ax.plot(xs, [100 * cell(rows[t])["mean"] for t in at], "-", color=color,
+                label=f"{label}, mean of {len(results['seeds'])} seeds")
+        for x, t in zip(xs, at):
+            ax.plot([x] * len(cell(rows[t])["values"]),
+                    [100 * v for v in cell(rows[t])["values"]], "o", color=color, alpha=0.5,
+                    ms=4)
+        base = cell(rows["baseline"])
+        ax.axhspan(100 * base["min"], 100 * base["max"], color=color, alpha=0.15,
+                   label=f"{label}, no distillation (range)")
+    for ax, ylabel, title in ((axes[0], "test accuracy (%)", "Accuracy of the deployed nets"),
+                              (axes[1], "attack success (%)", "JSMA and FGSM success")):
+        _log_t_axis(ax, temps)
+        ax.set_xlabel("distillation temperature T (deployed at T = 1)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(f"{title}, per seed")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[1].set_ylim(-3, 103)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def defense_accuracy_vs_eps(results, path):
     eps = results["settings"]["epsilons"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)

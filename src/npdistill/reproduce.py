@@ -20,16 +20,17 @@ from pathlib import Path
 
 import numpy as np
 
-from . import attacks, datasets, metrics
+from . import attacks, datasets, kernels, metrics
 from ._checks import check_output_dir, check_positive
 from ._files import write_text
-from .defenses.distillation import distill
+from .defenses.distillation import distill, tempered_steps
 from .distributed import concatenate
 from .nn import architectures
 from .runs import Runner, RunProgress, load_data, percent, say
 from .train import data_checksum, train
 
 TEMPERATURES = (1, 2, 5, 10, 20, 30, 40, 50, 100)
+RECIPE = 2          # the run cache's recipe key: 2 = distill's default at every T (was 1)
 EXAMPLES = 12        # attacks per measure kept for the grid of clean vs adversarial digits
 
 # The papers' numbers (MNIST). Papernot et al. 2016, table/figure 5 and section V;
@@ -86,6 +87,7 @@ class Settings:
     #   after another here or side by side on Dask workers: the same batches either way
     #   (a product's last bits depend on its row count), so the same answer
     attacks: tuple = field(default=("jsma", "fgsm", "cw"))
+    seeds: int = 1                   # nets trained with seed .. seed + seeds - 1 (spread)
 
     def training_key(self):
         """What decides whether a saved model can be reused."""
@@ -115,18 +117,19 @@ def submit_models(settings, data, out_dir, progress, runner):
     a later run with the same training settings. The teacher at T = 1 is the baseline (the
     same recipe and seed): trained once."""
     (x_train, y_train), (x_test, y_test) = data
-    key = {**settings.training_key(), "data": data_checksum(x_train, y_train), "recipe": 1}
+    key = {**settings.training_key(), "data": data_checksum(x_train, y_train),
+           "recipe": RECIPE}
     options = dict(epochs=settings.epochs, validation=(x_test, y_test),
                    progress=runner.worker_progress)
     folder = Path(out_dir) / "models"
 
     def recipe(temperature):
-        # The loss gradient at T is scaled by T (see distill); with that scaling the
-        # paper's lr 0.1 diverges at T >= 20 (NaN logits, measured on 3,000 images),
-        # 0.01 trains at every T tried (2 to 100).
+        # distill's default at every T, teachers included: the logits layer's learning
+        # rate x T ** 2, nothing else scaled, at the net's own learning rate (MNIST's 0.1,
+        # CIFAR-10's 0.01). The former recipe (every gradient x T and a tenth of the
+        # rate above T = 1) was fragile: the paper's rate diverged at T >= 20.
         T = float(temperature)
-        # (MNIST's; CIFAR-10 takes its net's lr 0.01 the same way: a tenth above T = 1)
-        return dict(temperature=T, loss_scale=T, lr=lr if T == 1 else lr / 10, **options)
+        return dict(temperature=T, lr=lr, **tempered_steps(T), **options)
 
     net = DATASETS[settings.dataset][2]
     lr = net(seed=0).metadata["training_defaults"]["lr"]
@@ -249,7 +252,7 @@ def evaluate_cw(model, norm, settings, test, rng_seed, progress=True):
 def measure_keys(settings, model, test):
     """What decides whether a saved measure of ``model`` can be reused: (attacks, cw)."""
     common = {"model": model.checksum(), "test": data_checksum(*test), "seed": settings.seed,
-              "recipe": 1}
+              "recipe": RECIPE}
     attack_key = {**common, "jsma_samples": settings.jsma_samples,
                   "fgsm_images": settings.fgsm_images, "eps": settings.eps,
                   "gradient_images": settings.gradient_images,
@@ -277,6 +280,9 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     """
     from . import plots                              # matplotlib only when plotting
 
+    check_positive(settings.seeds, "settings.seeds", integer=True)
+    if settings.seeds > 1:
+        return _over_seeds(out_dir, settings, data_path, progress, download, client)
     began = time.perf_counter()
     if settings.dataset not in DATASETS:
         raise ValueError(f"settings.dataset must be one of {tuple(DATASETS)}, "
@@ -349,13 +355,84 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
                          "fgsm_success": {str(k): v for k, v in paper["fgsm_success"].items()}},
                "models": rows, "cw": cw, "seconds": time.perf_counter() - began,
                "measure_seconds": seconds, "train_seconds": sum(trained),
-               "nets_timed": len(trained)}
+               "nets_timed": len(trained), "environment": kernels.environment()}
     write_text(out_dir / "results.json", json.dumps(results, indent=1))
     write_text(out_dir / "results.md", markdown_table(results))
     figures = plots.reproduction_figures(results, examples, out_dir)
     say(progress, f"wrote {out_dir / 'results.json'}, results.md and {len(figures)} figures "
                    f"in {results['seconds']:.0f} s")
     return results
+
+
+def _over_seeds(out_dir, settings, data_path, progress, download, client):
+    """``reproduce`` once per seed (settings.seed ..), each into OUT/seed<S>, then every
+    cell as its mean and range over the seeds: results.json ("spread", and "per_seed":
+    each seed's results), results.md and the spread figure."""
+    from . import plots
+
+    out_dir = check_output_dir(out_dir, "out_dir")
+    seeds = list(range(settings.seed, settings.seed + settings.seeds))
+    per_seed = {}
+    for seed in seeds:
+        say(progress, f"seed {seed} ({seeds.index(seed) + 1} of {len(seeds)}) into "
+                      f"{out_dir / f'seed{seed}'}")
+        per_seed[str(seed)] = reproduce(out_dir / f"seed{seed}", replace(settings, seed=seed,
+                                                                         seeds=1),
+                                        data_path, progress, download, client)
+    first = per_seed[str(seeds[0])]
+    results = {"settings": {**first["settings"], "seed": seeds[0], "seeds": len(seeds)},
+               "paper": first["paper"], "seeds": seeds,
+               "spread": spread([r["models"] for r in per_seed.values()]),
+               "cw_spread": spread([r["cw"] for r in per_seed.values()]),
+               "per_seed": per_seed, "environment": kernels.environment()}
+    write_text(out_dir / "results.json", json.dumps(results, indent=1))
+    write_text(out_dir / "results.md", spread_table(results))
+    plots.seed_spread(results, out_dir / "spread_vs_temperature.png")
+    say(progress, f"wrote {out_dir / 'results.json'}, results.md and spread_vs_temperature.png "
+                  f"over seeds {seeds}")
+    return results
+
+
+def spread(values):
+    """The numbers of several seeds' results (dicts of the same shape) as {"mean", "min",
+    "max", "values"} at every numeric leaf; lists (histograms) are left to per_seed."""
+    first = values[0]
+    if isinstance(first, dict):
+        return {key: spread([v.get(key) for v in values]) for key in first
+                if all(isinstance(v, dict) and key in v for v in values)}
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if not numbers or len(numbers) != len(values):
+        return None
+    return {"mean": float(np.mean(numbers)), "min": float(min(numbers)),
+            "max": float(max(numbers)), "values": numbers}
+
+
+def _ranged(cell, show):
+    """"mean [min, max]" of a spread cell, each number through ``show``; "-" for none."""
+    if not cell:
+        return "-"
+    return f"{show(cell['mean'])} [{show(cell['min'])}, {show(cell['max'])}]"
+
+
+def spread_table(results):
+    """results.md of a run over several seeds: mean [min, max] per cell."""
+    s, rows, cw = results["settings"], results["spread"], results["cw_spread"]
+    pct, sci = (lambda v: percent(v, 1)), (lambda v: f"{v:.1e}")   # noqa: E731
+    lines = [f"# Defensive distillation on {DATASETS[s['dataset']][0]}: mean [min, max] over "
+             f"{len(results['seeds'])} seeds {results['seeds']}", "",
+             f"Training split {s['train_images']:,} images, {s['epochs']} epochs per net; each "
+             f"seed's own table is in seed<S>/results.md.", "",
+             "| model | accuracy | JSMA success | FGSM success | median adv. gradient | "
+             "CW L2 success |", "|---|---|---|---|---|---|"]
+    for name, row in rows.items():
+        label = "no distillation" if name == "baseline" else f"distilled, T = {name}"
+        lines.append(f"| {label} | {_ranged(row.get('accuracy'), pct)} | "
+                     f"{_ranged((row.get('jsma') or {}).get('success'), pct)} | "
+                     f"{_ranged((row.get('fgsm') or {}).get('success'), pct)} | "
+                     f"{_ranged(row.get('gradient_amplitude_median'), sci)} | "
+                     f"{_ranged(((cw.get(name) or {}).get('l2') or {}).get('success'), pct)} |")
+    lines += ["", f"Environment: {kernels.environment_summary(results['environment'])}.", ""]
+    return "\n".join(lines)
 
 
 def _num(value, digits=2):
@@ -424,6 +501,11 @@ def markdown_table(results):
               f"measures): measuring {results['measure_seconds'] / 60:.1f} min, training "
               f"{results['train_seconds'] / 60:.1f} min ({results['nets_timed']} nets timed; "
               f"nets saved before the training time was recorded are not).", ""]
+    if "environment" in results:
+        lines += [f"Environment: {kernels.environment_summary(results['environment'])}. The "
+                  f"same seed gives the same bits on any thread count and number of Dask "
+                  f"workers; another CPU kind, BLAS or convolution algorithm may differ in "
+                  f"the last bits (README: when two runs give the same bits).", ""]
     return "\n".join(lines)
 
 
@@ -432,4 +514,6 @@ def settings_from(quick=False, dataset="mnist", **overrides):
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {dataset!r}")
     base = replace(QUICK if quick else Settings(), dataset=dataset, eps=DATASETS[dataset][4])
+    if overrides.get("seeds") is not None:
+        check_positive(overrides["seeds"], "seeds", integer=True)
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import attacks, metrics
+from . import attacks, kernels, metrics
 from ._checks import check_output_dir
 from ._files import write_text
 from .defenses.adversarial_training import adversarial_training
@@ -79,7 +79,7 @@ def train_defended_models(settings, data, out_dir, progress=True, runner=None):
     ``runner`` (runs.Runner) trains them here or on Dask workers, side by side."""
     runner = Runner(progress) if runner is None else runner
     (x_train, y_train), (x_test, y_test) = data
-    key = {**settings.training_key(), "data": data_checksum(x_train, y_train), "recipe": 1}
+    key = {**settings.training_key(), "data": data_checksum(x_train, y_train), "recipe": 2}
     folder = Path(out_dir) / "models"
     options = dict(epochs=settings.epochs, seed=settings.seed, validation=(x_test, y_test),
                    progress=runner.worker_progress)
@@ -87,10 +87,10 @@ def train_defended_models(settings, data, out_dir, progress=True, runner=None):
     T = float(settings.temperature)
     builders = {
         "undefended": lambda: train(net(), (x_train, y_train), **options)[0],
-        # the distillation reproduction's recipe: loss gradient x T, lr 0.01 (see reproduce.py)
+        # the distillation reproduction's recipe: distill's default (the logits layer's
+        # learning rate x T ** 2) at the net's own learning rate (see reproduce.py)
         "distilled": lambda: defensive_distillation(
-            architectures.papernot_mnist, (x_train, y_train), T, lr=0.01, loss_scale=T,
-            **options)[1],
+            architectures.papernot_mnist, (x_train, y_train), T, **options)[1],
         "adversarial": lambda: adversarial_training(
             net(), (x_train, y_train), attack="fgsm", eps=settings.adversarial_eps,
             ratio=settings.adversarial_ratio, **options)[0],
@@ -218,6 +218,7 @@ def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, prog
         **measured,
         "paper_detection_auc": PAPER_DETECTION_AUC,
         "labels": LABELS,
+        "environment": kernels.environment(),
     }
     results["seconds"] = time.perf_counter() - began
     write_text(out_dir / "results.json", json.dumps(results, indent=1))

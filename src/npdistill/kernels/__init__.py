@@ -35,6 +35,7 @@ from .backends import (BACKENDS, WAIT_POLICY_SET_HERE, available, backend, has, 
 from .layout import channels_last, conv_output_size, empty_nchw, reusable_buffer
 from .pool import pool_windows
 from .threads import BLAS_THREADS, blas_threads
+from .provenance import environment, summary as environment_summary
 
 # backends.py: the registry (use, using, backend, available); layout.py: NCHW <->
 # channels-last; below: the validating wrappers, which check and allocate, then call the
@@ -46,7 +47,8 @@ __all__ = ["BACKENDS", "WAIT_POLICY_SET_HERE", "available", "backend", "implemen
            "cw_margin", "cw_update", "cw_track", "matmul", "column_sums", "CONV_ALGORITHMS", "use_conv", "using_conv",
            "conv_algorithm", "DIRECT_MIN_CHANNELS", "direct_correlate", "direct_input_gradient",
            "direct_weight_gradient", "WINOGRAD_TILE", "winograd_correlate",
-           "winograd_input_gradient", "winograd_weight_gradient", "BLAS_THREADS", "blas_threads"]
+           "winograd_input_gradient", "winograd_weight_gradient", "BLAS_THREADS", "blas_threads",
+           "environment", "environment_summary"]
 
 
 def im2col(x, kh, kw, pads, out=None):

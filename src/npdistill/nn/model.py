@@ -13,6 +13,7 @@ import zipfile
 
 import numpy as np
 
+from .. import kernels
 from .._checks import FLOAT_DTYPES, check_float_array, check_seed
 from .._files import replacing
 from .._version import __version__
@@ -209,7 +210,8 @@ class Sequential(Passes):
     # -- files ---------------------------------------------------------------
     def save(self, path):
         """Write the model to ``path`` (.npz with JSON metadata)."""
-        header = {"architecture": self.architecture(), "metadata": self.metadata}
+        header = {"architecture": self.architecture(), "metadata": self.metadata,
+                  "environment": kernels.environment()}
         write_archive(path, self.params, header)
 
     @classmethod
