@@ -243,3 +243,33 @@ def test_workers_without_dask_say_what_to_install(tmp_path, monkeypatch, capsys)
     assert 'pip install "npdistill[distributed]"' in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["reproduce", "--out", str(tmp_path / "r"), "--workers", "2", "--scheduler", "x"])
+
+
+def test_spread_gives_mean_and_range_at_every_numeric_leaf():
+    from npdistill.reproduce import spread
+    got = spread([{"a": 0.2, "b": {"c": 1}, "h": [1, 2]}, {"a": 0.4, "b": {"c": 3}, "h": [3]}])
+    assert got["a"] == {"mean": pytest.approx(0.3), "min": 0.2, "max": 0.4, "values": [0.2, 0.4]}
+    assert got["b"]["c"]["mean"] == 2 and got["h"] is None
+
+
+def test_seeds_train_each_seed_and_report_the_spread(mnist_dir, tmp_path):
+    out = tmp_path / "seeds"
+    argv = ["reproduce", "--quick", "--out", str(out), "--data", str(mnist_dir), "--quiet",
+            "--temperatures", "100", "--train-limit", "600", "--epochs", "1",
+            "--attacks", "fgsm", "--seed", "3", "--seeds", "2"]
+    assert main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["seeds"] == [3, 4]
+    for seed in (3, 4):
+        own = json.loads((out / f"seed{seed}" / "results.json").read_text())
+        assert own["settings"]["seed"] == seed
+        assert results["per_seed"][str(seed)]["models"] == own["models"]
+    accuracy = results["spread"]["100"]["accuracy"]
+    assert accuracy["values"] == [results["per_seed"][s]["models"]["100"]["accuracy"]
+                                  for s in ("3", "4")]
+    assert accuracy["min"] <= accuracy["mean"] <= accuracy["max"]
+    assert accuracy["values"][0] != accuracy["values"][1]          # two seeds, two nets
+    table = (out / "results.md").read_text()
+    assert "over 2 seeds [3, 4]" in table and "Environment: npdistill" in table
+    assert (out / "spread_vs_temperature.png").stat().st_size > 10_000
+    assert "environment" in results and results["environment"]["backend"]

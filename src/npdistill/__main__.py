@@ -96,9 +96,9 @@ def _train_command(args):
 
 def worker_environ(threads):
     """Environment of a worker process: this process's backend, and ``threads`` BLAS and
-    OpenMP threads. The thread count is part of the arithmetic (OpenBLAS splits some
-    GEMMs' sums across threads): a task gives bit for bit what a serial run with the same
-    count gives (OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=threads)."""
+    OpenMP threads (OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=threads): the cores shared out.
+    The thread count is not part of the arithmetic (kernels/gemm.py): a task gives bit for
+    bit what a serial run on any number of threads gives."""
     return {"NPDISTILL_BACKEND": kernels.backend(), "OMP_NUM_THREADS": str(threads),
             "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
@@ -311,7 +311,7 @@ def build_parser():
     r.add_argument("--train-limit", type=positive_int, default=None, metavar="N",
                    help="first N training images (default: all; --quick 3,000)")
     r.add_argument("--seed", type=count, default=None, help="default 0")
-    r.add_argument("--seeds", type=count, default=None, metavar="K",
+    r.add_argument("--seeds", type=positive_int, default=None, metavar="K",
                    help="train every net with K seeds (SEED .. SEED+K-1, each in OUT/seed<S>) "
                         "and report each cell as the mean and range over them (default 1)")
     r.add_argument("--jsma-samples", type=positive_int, default=None, metavar="N",

@@ -75,11 +75,11 @@ def cpu():
     return model, sorted(f for f in SIMD if f in flags)
 
 
-def environment():
-    """The environment block (a JSON-ready dict): see the module's docstring."""
+def environment(convolution):
+    """The environment block (a JSON-ready dict, see the module's docstring);
+    ``convolution``: {dtype: the algorithm the paper's layers run}, from the dispatch."""
     import scipy
 
-    from . import conv_algorithm
     model, simd = cpu()
     try:
         cores = len(os.sched_getaffinity(0))
@@ -92,9 +92,7 @@ def environment():
         "numba": _package_version("numba"),
         "blas": {"numpy": _blas(np.show_config), "scipy": _blas(scipy.show_config)},
         "backend": backend(),
-        # the paper's nets: a 3x3 convolution of 32 or 64 channels, float32
-        "convolution": {"float32": conv_algorithm(32, 64, 3, 10, 10, np.float32),
-                        "float64": conv_algorithm(32, 64, 3, 10, 10, np.float64)},
+        "convolution": convolution,
         "threads": {"cores": cores, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
                     "blas_threads": threads.blas_threads(),
                     "serial_blas": [os.path.basename(p) for p in threads.serial_libraries()]},
@@ -106,7 +104,8 @@ def environment():
 def summary(env):
     """The environment block in one line (results.md)."""
     blas = (env["blas"].get("scipy") or {}).get("version", "?")
-    return (f"npdistill {env['npdistill']}" + (f" ({env['git'][:12]})" if env["git"] else "")
+    git = env["git"] and env["git"][:12] + ("+dirty" if env["git"].endswith("+dirty") else "")
+    return (f"npdistill {env['npdistill']}" + (f" ({git})" if git else "")
             + f", Python {env['python']}, NumPy {env['numpy']}, SciPy {env['scipy']} "
             f"(OpenBLAS {blas}), backend {env['backend']}, convolution "
             f"{env['convolution']['float32']}, {env['threads']['cores']} cores, "
