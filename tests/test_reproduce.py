@@ -13,22 +13,18 @@ import pytest
 from npdistill.__main__ import build_parser, main
 from npdistill.nn.model import read_archive
 from npdistill.plots import _shown
-from npdistill.reproduce import (ATTACK_CHOICES, EXAMPLES, PAPER, QUICK, cw_norms,
-                                 markdown_table, settings_from)
+from npdistill.reproduce import (ATTACK_CHOICES, CLAIMS, EXAMPLES, PAPER, QUICK, claims,
+                                 cw_norms, markdown_table, settings_from)
 from npdistill.runs import percent, stacked_example
 
 
 @pytest.fixture(scope="module")
 def run(mnist_dir, tmp_path_factory):
-    # 3,000 images: with 1,500 the T = 100 net (lr 0.01, 2 epochs) stays near 25% accuracy
-    # and how far its gradients vanish is chance (amplitude / the baseline's from 2e-9 to
-    # 0.11 between two builds); with 3,000, 2e-56 and 6e-146 on 2 threads and on 1 (this
-    # argv from the command line, OMP_NUM_THREADS=1 for the second; results.json's
-    # gradient_amplitude_median of "100" over "baseline")
+    # --quick cut down: 3,000 images, T in {1, 100}, few attacks, all three CW norms
     out = tmp_path_factory.mktemp("reproduce")
     argv = ["reproduce", "--quick", "--out", str(out), "--data", str(mnist_dir), "--quiet",
             "--temperatures", "1", "100", "--train-limit", "3000", "--jsma-samples", "3",
-            "--cw-images", "2", "--cw-iterations", "150"]
+            "--cw-images", "2", "--cw-iterations", "150", "--attacks", "jsma", "fgsm", "cw"]
     assert main(argv) == 0
     return out, argv
 
@@ -96,6 +92,52 @@ def test_a_second_run_reuses_the_trained_models_and_measures(run, capsys):
     taken = [read_archive(p)[1]["seconds"] for p in (out / "measures").iterdir()]
     assert min(taken) > 0 and second["measure_seconds"] == pytest.approx(sum(taken))
     assert second["nets_timed"] == 4 and second["train_seconds"] > 0
+
+
+def test_claims_are_checked_on_the_runs_own_numbers(run):
+    out, _ = run
+    results = json.loads((out / "results.json").read_text())
+    assert results["claims"] == claims(results)
+    assert "The papers' claims on this run:" in (out / "results.md").read_text()
+    held = {c["claim"]: c["held"] for c in results["claims"]}
+    assert len(held) == 6                                      # every measure is there
+    # what a run this small shows already (3,000 images, 2 epochs): T = 100 masks the
+    # gradients and FGSM
+    masked = [c for c in held if c.startswith(("the median adversarial", "FGSM's"))]
+    assert len(masked) == 2 and all(held[c] for c in masked)
+
+
+def _row(accuracy, jsma, fgsm, gradient):
+    return {"accuracy": accuracy, "jsma": {"success": jsma}, "fgsm": {"success": fgsm},
+            "gradient_amplitude_median": gradient}
+
+
+def test_a_claim_the_numbers_break_is_reported_as_not_held():
+    results = {"models": {"baseline": _row(0.98, 0.9, 0.6, 1e-6),
+                          "20": _row(0.955, 0.17, 0.3, 1e-20),        # costs 2.5 points
+                          "100": _row(0.975, 0.01, 0.1, 0.0)},
+               "cw": {"baseline": {"l2": {"success": 1.0}}, "100": {"l2": {"success": 0.85}}}}
+    checked = claims(results)
+    assert [c["held"] for c in checked] == [True, False, True, True, True, False]
+    assert checked[1]["measured"] == "at most 2.50 points (T = 20)"
+    assert checked[2]["measured"] == "at most 17.00% (T = 20) vs 90.00%"
+    assert checked[4]["measured"] == "1.0e-06 to 0.0e+00"          # fell to exactly 0: held
+    stricter = {**CLAIMS, "baseline_accuracy": 0.99}
+    assert not claims(results, stricter)[0]["held"]
+    # a claim whose measure the run lacks is left out: no T >= 20, no JSMA, no CW
+    results["models"] = {"baseline": _row(0.98, None, 0.6, 1e-6), "5": _row(0.97, None, 0.5, 1)}
+    results["cw"] = {}
+    assert [c["claim"].split()[0] for c in claims(results)] == ["the", "distillation"]
+
+
+@pytest.mark.slow
+def test_the_quick_run_shows_every_claim_of_the_papers(mnist_dir, tmp_path):
+    """The redesigned --quick (issue 39): all six claims on seed 0 (docs/RESULTS.md: 0-4)."""
+    assert main(["reproduce", "--quick", "--out", str(tmp_path), "--data", str(mnist_dir),
+                 "--quiet"]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert len(results["claims"]) == 6
+    assert all(c["held"] for c in results["claims"]), results["claims"]
 
 
 def test_the_attacks_flag_picks_the_measures(monkeypatch):
@@ -172,7 +214,7 @@ def test_a_run_reports_its_tasks_to_a_progress_callable(run, mnist_dir, capsys):
 
     out, _ = run
     settings = settings_from(True, temperatures=(1, 100), train_limit=3000, jsma_samples=1,
-                             cw_images=2, cw_iterations=150)
+                             cw_images=2, cw_iterations=150, attacks=("jsma", "fgsm", "cw"))
     events = []
     reproduce(out, settings, data_path=mnist_dir, progress=events.append)
     tasks = [e for e in events if e.stage == "reproduce"]
@@ -271,5 +313,10 @@ def test_seeds_train_each_seed_and_report_the_spread(mnist_dir, tmp_path):
     assert accuracy["values"][0] != accuracy["values"][1]          # two seeds, two nets
     table = (out / "results.md").read_text()
     assert "over 2 seeds [3, 4]" in table and "Environment: npdistill" in table
+    fgsm = next(c for c in results["claims"] if c["claim"].startswith("FGSM's"))
+    assert fgsm["seeds"] == 2 and set(fgsm["measured"]) == {"3", "4"}
+    assert fgsm["held_on"] == sum(next(c["held"] for c in results["per_seed"][s]["claims"]
+                                       if c["claim"] == fgsm["claim"]) for s in ("3", "4"))
+    assert f"{fgsm['held_on']} of 2 seeds" in table
     assert (out / "spread_vs_temperature.png").stat().st_size > 10_000
     assert "environment" in results and results["environment"]["backend"]

@@ -177,7 +177,8 @@ def _distillation_run(args):
                                                for t in args.temperatures)
     settings = settings_from(args.quick, dataset=args.dataset or "mnist",
                              temperatures=temperatures, epochs=args.epochs,
-                             train_limit=args.train_limit, seed=args.seed,
+                             batch_size=args.batch_size, train_limit=args.train_limit,
+                             seed=args.seed,
                              jsma_samples=args.jsma_samples, cw_images=args.cw_images,
                              cw_iterations=args.cw_iterations, cw_batch=args.cw_batch,
                              attacks=args.attacks and tuple(dict.fromkeys(args.attacks)),
@@ -192,6 +193,7 @@ def _defenses_run(args):
     ignored = [flag for flag, value in (("--temperatures", args.temperatures),
                                         ("--jsma-samples", args.jsma_samples),
                                         ("--cw-batch", args.cw_batch),
+                                        ("--batch-size", args.batch_size),
                                         ("--seeds", args.seeds),
                                         ("--dataset", args.dataset not in (None, "mnist")),
                                         ("--attacks", args.attacks)) if value]
@@ -295,7 +297,9 @@ def build_parser():
     r.add_argument("--out", required=True, type=Path, metavar="FOLDER",
                    help="folder for results.json, results.md, the figures and the models")
     r.add_argument("--quick", action="store_true",
-                   help="a few minutes: 3,000 training images, T in {1, 20, 100}, few attacks")
+                   help="under 5 minutes on 2 cores: 5 nets on the whole split, 2 epochs each, "
+                        "T in {20, 100}, JSMA, FGSM and CW L2 on a few images, the "
+                        "papers' claims checked (CIFAR-10: 3,000 images)")
     r.add_argument("--defenses", action="store_true",
                    help="instead: undefended, distilled (T=50), adversarially trained and "
                         "gradient-regularized nets under FGSM / TGSM, their transfer matrix, "
@@ -305,28 +309,30 @@ def build_parser():
                    help="mnist (default) or cifar10 (the CIFAR-10 net; FGSM eps 8/255; "
                         "--data: the folder holding cifar-10-batches-bin's files)")
     r.add_argument("--temperatures", type=positive_float, nargs="+", default=None, metavar="T",
-                   help="default: 1 2 5 10 20 30 40 50 100 (--quick: 1 20 100)")
+                   help="default: 1 2 5 10 20 30 40 50 100 (--quick: 20 100)")
     r.add_argument("--epochs", type=positive_int, default=None,
                    help="per net (default 3; --quick 2)")
+    r.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
+                   help="SGD batch per net (default: the net's, the papers' 128; --quick 64)")
     r.add_argument("--train-limit", type=positive_int, default=None, metavar="N",
-                   help="first N training images (default: all; --quick 3,000)")
+                   help="first N training images (default: all)")
     r.add_argument("--seed", type=count, default=None, help="default 0")
     r.add_argument("--seeds", type=positive_int, default=None, metavar="K",
                    help="train every net with K seeds (SEED .. SEED+K-1, each in OUT/seed<S>) "
                         "and report each cell as the mean and range over them (default 1)")
     r.add_argument("--jsma-samples", type=positive_int, default=None, metavar="N",
-                   help="N images x 9 targets (default 100; --quick 4)")
+                   help="N images x 9 targets (default 100; --quick 10)")
     r.add_argument("--cw-images", type=positive_int, default=None, metavar="N",
-                   help="default 20 (--quick 3; --defenses 100, with --quick 8)")
+                   help="default 20 (--quick 20, CIFAR-10 3; --defenses 100, with --quick 8)")
     r.add_argument("--cw-iterations", type=positive_int, default=None, metavar="N",
-                   help="Adam steps per binary-search step (default 1000; --quick 200, "
-                        "--defenses --quick 100)")
+                   help="Adam steps per binary-search step (default 1000; CIFAR-10 --quick "
+                        "200, --defenses --quick 100)")
     r.add_argument("--cw-batch", type=positive_int, default=None, metavar="N",
                    help="CW attacks its images N at a time (default 10): the batches one "
                         "after another, or side by side on Dask workers, the same answer")
     r.add_argument("--attacks", nargs="+", default=None, choices=ATTACK_CHOICES,
-                   help="default: jsma fgsm cw; cw_l2, cw_linf, cw_l0: one CW norm (measures "
-                        "already in OUT/measures are reused)")
+                   help="default: jsma fgsm cw (--quick: jsma fgsm cw_l2); cw_l2, cw_linf, "
+                        "cw_l0: one CW norm (measures already in OUT/measures are reused)")
     where = r.add_mutually_exclusive_group()
     where.add_argument("--workers", type=positive_int, default=None, metavar="N",
                        help="run the nets and measures as a Dask task graph on N local worker "
