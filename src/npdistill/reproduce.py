@@ -518,10 +518,13 @@ def spread_table(results):
     """results.md of a run over several seeds: mean [min, max] per cell."""
     s, rows, cw = results["settings"], results["spread"], results["cw_spread"]
     pct, sci = (lambda v: percent(v, 1)), (lambda v: f"{v:.1e}")   # noqa: E731
+    minutes = lambda v: f"{v:.1f}"                                  # noqa: E731
+    wall = spread([r["seconds"] / 60 for r in results["per_seed"].values()])
     lines = [f"# Defensive distillation on {DATASETS[s['dataset']][0]}: mean [min, max] over "
              f"{len(results['seeds'])} seeds {results['seeds']}", "",
              f"Training split {s['train_images']:,} images, {s['epochs']} epochs per net; each "
-             f"seed's own table is in seed<S>/results.md.", "",
+             f"seed's own table is in seed<S>/results.md. Wall time per seed: "
+             f"{_ranged(wall, minutes)} min.", "",
              "| model | accuracy | JSMA success | FGSM success | median adv. gradient | "
              "CW L2 success |", "|---|---|---|---|---|---|"]
     for name, row in rows.items():
