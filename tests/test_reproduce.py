@@ -101,10 +101,10 @@ def test_claims_are_checked_on_the_runs_own_numbers(run):
     assert "The papers' claims on this run:" in (out / "results.md").read_text()
     held = {c["claim"]: c["held"] for c in results["claims"]}
     assert len(held) == 6                                      # every measure is there
-    # what a run this small shows already (3,000 images, 2 epochs): T = 100 masks the
-    # gradients and FGSM
-    masked = [c for c in held if c.startswith(("the median adversarial", "FGSM's"))]
-    assert len(masked) == 2 and all(held[c] for c in masked)
+    # what a run this small shows already (3,000 images, 2 epochs: the baseline near 86%,
+    # FGSM at T = 100 near the bar): T = 100 masks the gradients and JSMA, CW L2 still wins
+    shown = [c for c in held if c.startswith(("the median adversarial", "JSMA's", "Carlini"))]
+    assert len(shown) == 3 and all(held[c] for c in shown), results["claims"]
 
 
 def _row(accuracy, jsma, fgsm, gradient):

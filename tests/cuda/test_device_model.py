@@ -226,7 +226,11 @@ def test_jsma_runs_every_iteration_on_the_device(case, monkeypatch):
     assert len(moves) <= parameters + constants + 6 + 3 + max_iter // CHECK_EVERY + 1, moves
 
 
-@pytest.mark.parametrize("warm_start, abort_early", [(True, True), (False, "batch")])
+@pytest.mark.parametrize("warm_start, abort_early", [
+    (True, True),
+    # the reference's algorithm: every image to the last step of every round, 100 s on the
+    # simulator (the fast suite's budget), run with -m slow
+    pytest.param(False, "batch", marks=pytest.mark.slow)])
 def test_cw_l2_rounds_run_every_adam_step_on_the_device(toy, monkeypatch, warm_start, abort_early):
     """The device round (cuda/attacks.py) gives the host rounds' examples, successes and
     step counts (abort_early stopping images at different steps, or the whole batch at
