@@ -1,0 +1,97 @@
+"""This checkout's training step and inference against another checkout's, on this machine.
+
+    git worktree add /tmp/before <commit>
+    (cd /tmp/before && python setup.py build_ext --inplace)
+    python bench/versus_checkout.py --other /tmp/before [--pairs 10] [--json]
+
+The paper's MNIST net (seed 0), a training step at batch 128 (forward, backward, SGD) and
+inference at batch 1,024, timed in a fresh process per checkout (``--other``'s src/ first
+on PYTHONPATH), the two taking turns ``--pairs`` times: images/s as the median of each
+process's 40 steps (8 inferences) after 5 warm-up steps, then the median over the
+processes, their ratio this / other and the median of each pair's ratio. A before/after check of a change that must not cost
+speed (issue 39: within 5%).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+HERE = Path(__file__).resolve().parents[1]
+
+
+def measure():
+    """In a child: this process's npdistill, timed; one JSON line."""
+    import npdistill as nd
+    (x, y), _ = common.load_mnist()
+    model = nd.architectures.papernot_mnist(seed=0)
+    optimizer = nd.nn.SGD(0.1, 0.5)
+    model.set_rng(np.random.default_rng(0))
+    xb, yb = x[:128], y[:128]
+
+    def step():
+        logits = model.forward(xb, training=True)
+        _, dlogits = nd.cross_entropy(logits, yb)
+        model.backward(dlogits, input_grad=False)
+        optimizer.step(model.params, model.grads, 0)
+
+    def seconds(fn, repeats):
+        times = []
+        for _ in range(repeats):
+            began = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - began)
+        return float(np.median(times))
+
+    for _ in range(5):
+        step()
+    print(json.dumps({"package": nd.__file__, "train_step_b128": 128 / seconds(step, 40),
+                      "inference_b1024": 1024 / seconds(lambda: model.forward(x[:1024]), 8)}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--other", type=Path, help="the other checkout (extensions built)")
+    parser.add_argument("--pairs", type=int, default=10)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        return measure()
+    if args.other is None or not (args.other / "src" / "npdistill").is_dir():
+        parser.error(f"--other must be a checkout holding src/npdistill, got {args.other}")
+    if args.pairs < 1:
+        parser.error(f"--pairs must be a positive integer, got {args.pairs}")
+    runs = {"this": [], "other": []}
+    for pair in range(args.pairs):
+        for name, path in (("other", args.other / "src"), ("this", HERE / "src")):
+            env = {**os.environ, "PYTHONPATH": str(path)}
+            out = subprocess.run([sys.executable, __file__, "--child"], env=env, check=True,
+                                 capture_output=True, text=True).stdout
+            row = json.loads(out.strip().splitlines()[-1])
+            assert Path(row["package"]).is_relative_to(path), row["package"]
+            runs[name].append(row)
+        print(f"pair {pair + 1}/{args.pairs}", file=sys.stderr, flush=True)
+    summary = {}
+    print(f"machine: {common.machine()}; {args.pairs} processes each, in turns")
+    for key in ("train_step_b128", "inference_b1024"):
+        this, other = (float(np.median([r[key] for r in runs[n]])) for n in ("this", "other"))
+        # each pair's ratio too: two processes in a row see the same load on a shared machine
+        paired = float(np.median([t[key] / o[key] for t, o in zip(runs["this"], runs["other"])]))
+        summary[key] = {"this": this, "other": other, "ratio": this / other,
+                        "median_pair_ratio": paired}
+        print(f"{key}: this {this:,.0f} img/s, other {other:,.0f} img/s, ratio {this / other:.3f}"
+              f" (median of the pairs' ratios {paired:.3f})")
+    if args.json:
+        print(json.dumps({"summary": summary, "runs": runs}))
+
+
+if __name__ == "__main__":
+    main()
