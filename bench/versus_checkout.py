@@ -8,8 +8,8 @@ The paper's MNIST net (seed 0), a training step at batch 128 (forward, backward,
 inference at batch 1,024, timed in a fresh process per checkout (``--other``'s src/ first
 on PYTHONPATH), the two taking turns ``--pairs`` times: images/s as the median of each
 process's 40 steps (8 inferences) after 5 warm-up steps, then the median over the
-processes, their ratio this / other and the median of each pair's ratio. A before/after check of a change that must not cost
-speed (issue 39: within 5%).
+processes, their ratio this / other and the median of each pair's ratio. A before/after
+check of a change that must not cost speed (issue 39: within 5%).
 """
 import argparse
 import json
