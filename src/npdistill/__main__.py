@@ -315,7 +315,7 @@ def build_parser():
     r.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="SGD batch per net (default: the net's, the papers' 128; --quick 64)")
     r.add_argument("--train-limit", type=positive_int, default=None, metavar="N",
-                   help="first N training images (default: all)")
+                   help="first N training images (default: all; CIFAR-10 --quick 3,000)")
     r.add_argument("--seed", type=count, default=None, help="default 0")
     r.add_argument("--seeds", type=positive_int, default=None, metavar="K",
                    help="train every net with K seeds (SEED .. SEED+K-1, each in OUT/seed<S>) "
