@@ -77,10 +77,18 @@ def test_a_second_run_reuses_the_trained_models_and_measures(run, capsys):
         [f"{m}_cw_{n}.npz" for m in ("baseline", "T100") for n in ("l0", "l2", "linf")])
     first = json.loads((out / "results.json").read_text())
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*/*.npz")}
+    # what a kill at a save leaves (a gone writer's pid in the name): removed, and said
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    for folder in ("models", "measures"):
+        (out / folder / f".teacher_T100.{gone}-0123456789ab.tmp.npz").write_bytes(b"half")
     # the JSMA sample count changes: the attack measures are taken again, the CW ones reused
     assert main([a for a in argv if a != "--quiet"] + ["--jsma-samples", "1"]) == 0
     err = capsys.readouterr().err
     assert "reusing" in err and "measured with other settings" in err
+    for folder in ("models", "measures"):
+        assert f"removed 1 temporary file(s) that a killed run left in {out / folder}" in err
+        assert not [p for p in (out / folder).iterdir() if ".tmp" in p.name]
     again = {p.name: p.stat().st_mtime_ns for p in out.glob("*/*.npz")}
     assert {k for k in stamps if stamps[k] != again[k]} == {
         "baseline_attacks.npz", "T1_attacks.npz", "T100_attacks.npz"}

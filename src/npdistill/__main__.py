@@ -14,6 +14,7 @@ from pathlib import Path
 
 from . import datasets, kernels
 from ._checks import check_output_dir, check_output_file
+from ._files import remove_stale_temporaries, removed_note
 from ._version import __version__
 from .nn import architectures
 from .train import train
@@ -76,6 +77,10 @@ def _train_command(args):
     print(f"{args.dataset}: {len(x_train):,} training and {len(x_test):,} test images",
           file=sys.stderr)
     model = architecture(seed=args.seed)
+    if args.out:
+        removed = remove_stale_temporaries(Path(args.out).parent)     # a killed save's
+        if removed and not args.quiet:
+            print(removed_note(removed, Path(args.out).parent), file=sys.stderr)
     began = time.perf_counter()
     model, history = train(model, (x_train, y_train), temperature=args.temperature,
                            epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,

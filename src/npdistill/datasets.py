@@ -241,7 +241,7 @@ def fetch(name, folder, files, mirrors=None, checksums=None, timeout=60):
             if filename.endswith(".tar.gz"):
                 _extract_cifar(data, folder, url)
             else:
-                write_bytes(folder / filename, data)
+                write_bytes(folder / filename, data, "downloaded file")
             break
         else:
             raise ValueError(f"could not download {filename} of {name}:\n  " + "\n  ".join(errors))
@@ -254,4 +254,5 @@ def _extract_cifar(data, folder, url):
         for filename in CIFAR10_FILES:
             if filename not in members:
                 raise ValueError(f"{url}: archive has no {filename}")
-            write_bytes(folder / filename, archive.extractfile(members[filename]).read())
+            write_bytes(folder / filename, archive.extractfile(members[filename]).read(),
+                        "downloaded file")

@@ -13,7 +13,7 @@ from .metrics import AMPLITUDE_BINS  # noqa: E402
 
 def _save(fig, path):
     """Write the figure to ``path`` (PNG) atomically and close it."""
-    with replacing(path) as tmp:
+    with replacing(path, "figure") as tmp:
         fig.savefig(tmp, dpi=120)
     plt.close(fig)
 

@@ -26,7 +26,7 @@ from ._files import write_text
 from .defenses.distillation import distill, tempered_steps
 from .distributed import concatenate
 from .nn import architectures
-from .runs import Runner, RunProgress, load_data, percent, say
+from .runs import Runner, RunProgress, load_data, percent, remove_stale, say
 from .train import data_checksum, train
 
 TEMPERATURES = (1, 2, 5, 10, 20, 30, 40, 50, 100)
@@ -322,6 +322,7 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit, download,
                                                      DATASETS[settings.dataset][3])
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale(progress, out_dir, out_dir / "models", out_dir / "measures")
     say(progress, f"{len(x_train):,} training images, {len(x_test):,} test images, "
                    f"temperatures {list(settings.temperatures)}")
     handles, teachers = submit_models(settings, ((x_train, y_train), (x_test, y_test)),
@@ -382,8 +383,8 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
                "measure_seconds": seconds, "train_seconds": sum(trained),
                "nets_timed": len(trained), "environment": kernels.environment()}
     results["claims"] = claims(results)
-    write_text(out_dir / "results.json", json.dumps(results, indent=1))
-    write_text(out_dir / "results.md", markdown_table(results))
+    write_text(out_dir / "results.json", json.dumps(results, indent=1), "results")
+    write_text(out_dir / "results.md", markdown_table(results), "results table")
     figures = plots.reproduction_figures(results, examples, out_dir)
     say(progress, f"wrote {out_dir / 'results.json'}, results.md and {len(figures)} figures "
                    f"in {results['seconds']:.0f} s")
@@ -412,8 +413,8 @@ def _over_seeds(out_dir, settings, data_path, progress, download, client):
                "cw_spread": spread([r["cw"] for r in per_seed.values()]),
                "claims": claims_over_seeds(per_seed),
                "per_seed": per_seed, "environment": kernels.environment()}
-    write_text(out_dir / "results.json", json.dumps(results, indent=1))
-    write_text(out_dir / "results.md", spread_table(results))
+    write_text(out_dir / "results.json", json.dumps(results, indent=1), "results")
+    write_text(out_dir / "results.md", spread_table(results), "results table")
     plots.seed_spread(results, out_dir / "spread_vs_temperature.png")
     say(progress, f"wrote {out_dir / 'results.json'}, results.md and spread_vs_temperature.png "
                   f"over seeds {seeds}")

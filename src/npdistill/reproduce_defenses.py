@@ -28,7 +28,7 @@ from .defenses.distillation import defensive_distillation
 from .defenses.gradient_regularization import gradient_regularization
 from .defenses.mutation_detection import MutationDetector
 from .nn import architectures
-from .runs import Runner, RunProgress, inner, load_data, percent, say
+from .runs import Runner, RunProgress, inner, load_data, percent, remove_stale, say
 from .train import data_checksum, train
 
 MODELS = ("undefended", "distilled", "adversarial", "gradient_regularized")
@@ -197,6 +197,7 @@ def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, prog
     progress = RunProgress(progress, len(MODELS) + 3)      # the nets; curves, transfer, detection
     (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit, download)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale(progress, out_dir, out_dir / "models")
     say(progress, f"defenses: {len(x_train):,} training images, {len(x_test):,} test images")
     models = train_defended_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir,
                                    progress, Runner(progress, client))
@@ -221,8 +222,8 @@ def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, prog
         "environment": kernels.environment(),
     }
     results["seconds"] = time.perf_counter() - began
-    write_text(out_dir / "results.json", json.dumps(results, indent=1))
-    write_text(out_dir / "results.md", markdown_table(results))
+    write_text(out_dir / "results.json", json.dumps(results, indent=1), "results")
+    write_text(out_dir / "results.md", markdown_table(results), "results table")
     figures = plots.defense_figures(results, out_dir)
     say(progress, f"wrote {out_dir / 'results.json'}, results.md and {len(figures)} figures in "
                   f"{results['seconds']:.0f} s")

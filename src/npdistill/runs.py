@@ -9,6 +9,7 @@ import time
 import numpy as np
 
 from . import datasets
+from ._files import remove_stale_temporaries, removed_note
 from .nn.model import load_model, read_archive, write_archive
 from .progress import Progress, check_progress
 
@@ -39,6 +40,15 @@ def inner(progress):
 def say(progress, message):
     if progress is True or (isinstance(progress, RunProgress) and progress):
         print(f"reproduce: {message}", file=sys.stderr, flush=True)
+
+
+def remove_stale(progress, *folders):
+    """Remove the temporary files that killed runs left in ``folders`` (_files), saying how
+    many where there were any."""
+    for folder in folders:
+        removed = remove_stale_temporaries(folder)
+        if removed:
+            say(progress, removed_note(removed, folder))
 
 
 def _task_done(progress, what):
@@ -130,7 +140,7 @@ def _save_measure(path, key, row, examples, seconds):
               "examples": {name: {"target": target, "success": success}
                            for name, (_, _, target, success) in examples.items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_archive(path, arrays, header)
+    write_archive(path, arrays, header, what="measure")
     return row, examples, seconds
 
 

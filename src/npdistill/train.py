@@ -14,6 +14,7 @@ import numpy as np
 
 from ._checks import (check_output_dir, check_pair, check_positive, check_seed,
                       check_targets)
+from ._files import remove_stale_temporaries, removed_note
 from .nn.model import model_from_archive, read_archive, write_archive
 from .nn.optim import SGD
 from .nn.softmax import cross_entropy
@@ -141,6 +142,10 @@ def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, m
     if checkpoint_dir is not None:
         checkpoint = check_output_dir(checkpoint_dir, "checkpoint_dir") / CHECKPOINT_NAME
     check_progress(progress)
+    if checkpoint is not None:
+        removed = remove_stale_temporaries(checkpoint.parent)     # a killed run's, if any
+        if removed and progress is True:
+            print(removed_note(removed, checkpoint.parent), file=sys.stderr)
     start_epoch, history = _start(model, optimizer, checkpoint, run.config, progress is True)
     if start_epoch > epochs:
         raise ValueError(f"checkpoint_dir holds a checkpoint after epoch {start_epoch}, more "
@@ -401,7 +406,7 @@ def _save_checkpoint(model, optimizer, path, config, epochs_done, history):
     arrays.update({f"velocity/{k}": v for k, v in optimizer.velocity.items()})
     write_archive(path, arrays, {"architecture": model.architecture(), "metadata": model.metadata,
                                  "checkpoint": {"config": config, "epochs_done": epochs_done,
-                                                "history": history}})
+                                                "history": history}}, what="checkpoint")
 
 
 def _resume(model, optimizer, path, config):

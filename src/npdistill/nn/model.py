@@ -232,11 +232,12 @@ def archive_checksum(arrays, header=None):
     return digest.hexdigest()
 
 
-def write_archive(path, arrays, header):
+def write_archive(path, arrays, header, what="model"):
     """Atomically write ``arrays`` and a JSON ``header`` (plus format, version, checksum).
 
     The checksum covers the arrays and the whole header. The file appears at ``path``
-    complete or not at all, whoever else writes or reads it meanwhile.
+    complete or not at all, whoever else writes or reads it meanwhile. ``what``: the
+    file's kind, named by an OS error (_files.WriteError).
     """
     path = os.fspath(path)
     if not path.endswith(".npz"):
@@ -254,7 +255,7 @@ def write_archive(path, arrays, header):
                            for k, v in arrays.items()}}
     meta = json.loads(json.dumps(meta))          # what a reader will see (tuples become lists)
     meta["checksum"] = archive_checksum(arrays, meta)
-    with replacing(path) as tmp:
+    with replacing(path, what) as tmp:
         np.savez(tmp, **{_META_KEY: np.array(json.dumps(meta))}, **arrays)
 
 
