@@ -102,6 +102,37 @@ def test_a_second_run_reuses_the_trained_models_and_measures(run, capsys):
     assert second["nets_timed"] == 4 and second["train_seconds"] > 0
 
 
+def _damage(path):
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_damaged_saved_net_or_measure_is_moved_aside_and_computed_again(run, capsys):
+    out, argv = run
+    before = json.loads((out / "results.json").read_text())
+    model, measure = out / "models" / "baseline.npz", out / "measures" / "T100_cw_l2.npz"
+    from npdistill import load_model
+    trained = load_model(model).checksum()
+    _damage(model)
+    _damage(measure)
+    assert main(argv + ["--no-recompute"]) == 1                    # stop, as asked
+    err = capsys.readouterr().err
+    assert f"npdistill: error: {model}: not a readable .npz model file" in err
+    assert "a run without --no-recompute (heal=True) moves it aside" in err
+    assert main([a for a in argv if a != "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert f"{model} is damaged (" in err and "moved to baseline.npz.damaged, retraining" in err
+    assert f"{measure} is damaged (" in err and "T100_cw_l2.npz.damaged, measuring again" in err
+    after = json.loads((out / "results.json").read_text())
+    assert load_model(model).checksum() == trained                      # the same bits
+    assert after["models"]["baseline"]["accuracy"] == before["models"]["baseline"]["accuracy"]
+    assert after["cw"] == before["cw"]
+    for path in (model, measure):
+        assert path.with_name(path.name + ".damaged").exists()
+        path.with_name(path.name + ".damaged").unlink()
+
+
 def test_claims_are_checked_on_the_runs_own_numbers(run):
     out, _ = run
     results = json.loads((out / "results.json").read_text())

@@ -167,7 +167,7 @@ def _reproduce_command(args):
     began = time.perf_counter()
     with _dask_client(args) as client:
         run(args.out, settings, data_path=args.data, progress=not args.quiet,
-            download=args.download, client=client)
+            download=args.download, client=client, heal=not args.no_recompute)
     print((args.out / "results.md").read_text())
     print(f"{what} finished in {(time.perf_counter() - began) / 60:.1f} min; "
           f"results in {args.out}")
@@ -338,6 +338,9 @@ def build_parser():
     r.add_argument("--attacks", nargs="+", default=None, choices=ATTACK_CHOICES,
                    help="default: jsma fgsm cw (--quick: jsma fgsm cw_l2); cw_l2, cw_linf, "
                         "cw_l0: one CW norm (measures already in OUT/measures are reused)")
+    r.add_argument("--no-recompute", action="store_true",
+                   help="stop at a saved net or measure in OUT that fails its checks "
+                        "(default: move it aside to NAME.damaged, say so, compute it again)")
     where = r.add_mutually_exclusive_group()
     where.add_argument("--workers", type=positive_int, default=None, metavar="N",
                        help="run the nets and measures as a Dask task graph on N local worker "

@@ -289,7 +289,7 @@ def measure_keys(settings, model, test):
 
 
 def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, download=False,
-              client=None):
+              client=None, heal=True):
     """Run everything; write results.json, results.md and the figures into ``out_dir``.
 
     ``data_path``: the dataset's folder (default: $NPDISTILL_DATA/mnist or
@@ -301,13 +301,15 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     ``distributed.Client``: the nets and measures run as a Dask task graph on its workers
     (the nets side by side, students after their teachers; a net's measures as soon as it
     is back, the CW attacks' batches side by side); the files and results are those of
-    the serial run. Returns the results dict (also in results.json).
+    the serial run. ``heal``: a saved net or measure that fails its checks (damaged,
+    truncated) is moved aside to <name>.damaged, said, and computed again; False: the run
+    stops with the error. Returns the results dict (also in results.json).
     """
     from . import plots                              # matplotlib only when plotting
 
     check_positive(settings.seeds, "settings.seeds", integer=True)
     if settings.seeds > 1:
-        return _over_seeds(out_dir, settings, data_path, progress, download, client)
+        return _over_seeds(out_dir, settings, data_path, progress, download, client, heal)
     began = time.perf_counter()
     if settings.dataset not in DATASETS:
         raise ValueError(f"settings.dataset must be one of {tuple(DATASETS)}, "
@@ -318,7 +320,7 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     temperatures = len(settings.temperatures)
     nets = 1 + 2 * temperatures - (1 in settings.temperatures)     # teacher_T1 is the baseline
     progress = RunProgress(progress, nets + 1 + temperatures + 2 * len(cw_norms(settings.attacks)))
-    runner = Runner(progress, client)
+    runner = Runner(progress, client, heal)
     (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit, download,
                                                      DATASETS[settings.dataset][3])
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -391,7 +393,7 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     return results
 
 
-def _over_seeds(out_dir, settings, data_path, progress, download, client):
+def _over_seeds(out_dir, settings, data_path, progress, download, client, heal):
     """``reproduce`` once per seed (settings.seed ..), each into OUT/seed<S>, then every
     cell as its mean and range over the seeds: results.json ("spread", and "per_seed":
     each seed's results), results.md and the spread figure."""
@@ -405,7 +407,7 @@ def _over_seeds(out_dir, settings, data_path, progress, download, client):
                       f"{out_dir / f'seed{seed}'}")
         per_seed[str(seed)] = reproduce(out_dir / f"seed{seed}", replace(settings, seed=seed,
                                                                          seeds=1),
-                                        data_path, progress, download, client)
+                                        data_path, progress, download, client, heal)
     first = per_seed[str(seeds[0])]
     results = {"settings": {**first["settings"], "seed": seeds[0], "seeds": len(seeds)},
                "paper": first["paper"], "seeds": seeds,

@@ -184,11 +184,11 @@ def detection(model, settings, test, rng_seed, progress=True):
 
 
 def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, progress=True,
-                       download=False, client=None):
+                       download=False, client=None, heal=True):
     """Train or reload the four nets, measure, write results.json, results.md and figures.
 
-    ``data_path``, ``download``, ``progress`` and ``client`` as in ``reproduce`` (on Dask
-    the four nets train side by side; the measures run here).
+    ``data_path``, ``download``, ``progress``, ``client`` and ``heal`` as in ``reproduce``
+    (on Dask the four nets train side by side; the measures run here).
     """
     from . import plots
 
@@ -200,7 +200,7 @@ def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, prog
     remove_stale(progress, out_dir, out_dir / "models")
     say(progress, f"defenses: {len(x_train):,} training images, {len(x_test):,} test images")
     models = train_defended_models(settings, ((x_train, y_train), (x_test, y_test)), out_dir,
-                                   progress, Runner(progress, client))
+                                   progress, Runner(progress, client, heal))
     rng = np.random.default_rng(settings.seed + 3000)
     pick = rng.choice(len(x_test), min(settings.attack_images, len(x_test)), replace=False)
     x, y = x_test[pick], y_test[pick]

@@ -97,11 +97,30 @@ def _reused(path, progress):
     _task_done(progress, path.name)
 
 
-def _saved_model(path, key, progress):
-    """The model saved at ``path`` with training settings ``key``, or None."""
+def _read_cached(path, read, progress, heal, redo):
+    """read(path), or None where there is no file; a file that fails its checks (a
+    ValueError: damaged, truncated) is moved aside to <name>.damaged and None returned
+    (``heal``; else the error is raised). ``redo``: what the run does instead, said."""
     if not path.exists():
         return None
-    model = load_model(path)
+    try:
+        return read(path)
+    except ValueError as exc:
+        if not heal:
+            raise ValueError(f"{exc}; a run without --no-recompute (heal=True) moves it "
+                             f"aside and computes it again") from exc
+        aside = path.with_name(path.name + ".damaged")
+        path.replace(aside)
+        say(progress, f"{path} is damaged ({exc}): moved to {aside.name}, {redo}")
+        return None
+
+
+def _saved_model(path, key, progress, heal=True):
+    """The model saved at ``path`` with training settings ``key``, or None (a damaged
+    file: see _read_cached)."""
+    model = _read_cached(path, load_model, progress, heal, "retraining")
+    if model is None:
+        return None
     if model.metadata.get("reproduce") == key:
         _reused(path, progress)
         return model
@@ -117,11 +136,13 @@ def _save_model(path, key, model, progress):
     return model
 
 
-def _saved_measure(path, key, progress):
-    """(row, examples, seconds) saved at ``path`` with ``key``, or None."""
-    if not path.exists():
+def _saved_measure(path, key, progress, heal=True):
+    """(row, examples, seconds) saved at ``path`` with ``key``, or None (a damaged file:
+    see _read_cached)."""
+    saved = _read_cached(path, read_archive, progress, heal, "measuring again")
+    if saved is None:
         return None
-    arrays, meta = read_archive(path)
+    arrays, meta = saved
     if meta.get("key") != key:
         say(progress, f"{path} was measured with other settings: measuring again")
         return None
@@ -154,10 +175,12 @@ class Runner:
     the client, with the same atomic writes as a serial run: workers need no shared
     filesystem, and a run cut off resumes from what was saved. ``worker_progress`` is the
     progress= for the library calls inside a task (nothing is printed on workers).
+    ``heal``: a saved net or measure that fails its checks is moved aside to
+    <name>.damaged and computed again (False: the run stops with the error).
     """
 
-    def __init__(self, progress, client=None):
-        self.progress, self.client = progress, client
+    def __init__(self, progress, client=None, heal=True):
+        self.progress, self.client, self.heal = progress, client, heal
         self.worker_progress = inner(progress) if client is None else False
         self._pending, self._values, self._shipped = {}, {}, {}
 
@@ -169,7 +192,7 @@ class Runner:
         a function of the deps' values giving them (a student's names its teacher)."""
         if not any(self._is_future(d) for d in deps):
             ready = key(*deps) if callable(key) else key
-            saved = _saved_model(path, ready, self.progress)
+            saved = _saved_model(path, ready, self.progress, self.heal)
             if saved is not None:
                 return saved
         return self._run(("model", path, key, deps), _trained, build, deps)
@@ -187,7 +210,7 @@ class Runner:
     def _saved_measure(self, path, key):
         """(key as JSON gives it back, the measure saved at ``path`` with it or None)."""
         key = json.loads(json.dumps(key))
-        return key, _saved_measure(path, key, self.progress)
+        return key, _saved_measure(path, key, self.progress, self.heal)
 
     def split_measure(self, path, key, piece, combine, count, args, piece_progress=False):
         """A measure made of ``count`` independent pieces (a CW attack's batches of images):
