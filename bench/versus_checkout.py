@@ -4,8 +4,9 @@
     (cd /tmp/before && python setup.py build_ext --inplace)
     python bench/versus_checkout.py --other /tmp/before [--pairs 10] [--json]
 
-The paper's MNIST net (seed 0), a training step at batch 128 (forward, backward, SGD) and
-inference at batch 1,024, timed in a fresh process per checkout (``--other``'s src/ first
+bench/train_speed.py's workloads (the paper's MNIST net, a training step at batch 128 and
+inference at batch 1,024; the cython backend, the convolution NPDISTILL_CONV names, else
+"auto"), timed in a fresh process per checkout (``--other``'s src/ first
 on PYTHONPATH), the two taking turns ``--pairs`` times: images/s as the median of each
 process's 40 steps (8 inferences) after 5 warm-up steps, then the median over the
 processes, their ratio this / other and the median of each pair's ratio. A before/after
@@ -16,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,32 +28,17 @@ HERE = Path(__file__).resolve().parents[1]
 
 
 def measure():
-    """In a child: this process's npdistill, timed; one JSON line."""
+    """In a child: this process's npdistill timed on train_speed.py's workloads (the cython
+    backend, the convolution NPDISTILL_CONV names, else "auto"); one JSON line."""
     import npdistill as nd
+    from train_speed import npdistill_workloads
     (x, y), _ = common.load_mnist()
-    model = nd.architectures.papernot_mnist(seed=0)
-    optimizer = nd.nn.SGD(0.1, 0.5)
-    model.set_rng(np.random.default_rng(0))
-    xb, yb = x[:128], y[:128]
-
-    def step():
-        logits = model.forward(xb, training=True)
-        _, dlogits = nd.cross_entropy(logits, yb)
-        model.backward(dlogits, input_grad=False)
-        optimizer.step(model.params, model.grads, 0)
-
-    def seconds(fn, repeats):
-        times = []
-        for _ in range(repeats):
-            began = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - began)
-        return float(np.median(times))
-
+    work = npdistill_workloads(x, y, "cython", os.environ.get("NPDISTILL_CONV", "auto"))
     for _ in range(5):
-        step()
-    print(json.dumps({"package": nd.__file__, "train_step_b128": 128 / seconds(step, 40),
-                      "inference_b1024": 1024 / seconds(lambda: model.forward(x[:1024]), 8)}))
+        work["train_step_b128"]()
+    print(json.dumps({"package": nd.__file__,
+                      "train_step_b128": 128 / common.timed(work["train_step_b128"], 40)[0],
+                      "inference_b1024": 1024 / common.timed(work["inference_b1024"], 8)[0]}))
 
 
 def main():

@@ -19,7 +19,8 @@ def _temporaries(folder):
     return sorted(p.name for p in folder.iterdir() if ".tmp" in p.name)
 
 
-def _dead_pid():
+def dead_pid():
+    """The pid of a process that has exited."""
     child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                            capture_output=True, text=True, check=True)
     return int(child.stdout)
@@ -67,7 +68,7 @@ def test_a_file_size_limit_ends_train_with_one_line_naming_the_model(mnist_dir, 
 
 
 def test_only_the_temporaries_of_gone_processes_are_removed(tmp_path):
-    dead, token = _dead_pid(), "0123456789ab"
+    dead, token = dead_pid(), "0123456789ab"
     names = {"dead": f".checkpoint.{dead}-{token}.tmp.npz",
              "dead_json": f".results.{dead}-{token}.tmp.json",
              "mine": f".m.{os.getpid()}-{token}.tmp.npz",

@@ -16,6 +16,7 @@ from npdistill.plots import _shown
 from npdistill.reproduce import (ATTACK_CHOICES, CLAIMS, EXAMPLES, PAPER, QUICK, claims,
                                  cw_norms, markdown_table, settings_from)
 from npdistill.runs import percent, stacked_example
+from tests.test_faults import dead_pid
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +79,7 @@ def test_a_second_run_reuses_the_trained_models_and_measures(run, capsys):
     first = json.loads((out / "results.json").read_text())
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*/*.npz")}
     # what a kill at a save leaves (a gone writer's pid in the name): removed, and said
-    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True).stdout.strip()
+    gone = dead_pid()
     for folder in ("models", "measures"):
         (out / folder / f".teacher_T100.{gone}-0123456789ab.tmp.npz").write_bytes(b"half")
     # the JSMA sample count changes: the attack measures are taken again, the CW ones reused

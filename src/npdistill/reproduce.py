@@ -109,8 +109,8 @@ class Settings:
 
 # The quick run: every claim of CLAIMS holds on seeds 0-4 in under 5 minutes on 2 cores
 # (docs/RESULTS.md). Five nets on the whole split, 2 epochs at batch 64 with the rate cut
-# to 0.3x after the first (1 epoch left seed 2's baseline at 94.9%; 2 at the papers' batch
-# of 128, seed 0's at 96.2%); no per-epoch test pass; CW L2 alone of the CW norms, on 20 images.
+# to 0.3x after the first (one epoch is not enough: `reproduce --quick --epochs 1 --seed 2`
+# leaves the baseline below 97%); no per-epoch test pass; CW L2 alone, on 20 images.
 QUICK = Settings(temperatures=(20, 100), epochs=2, batch_size=64, decay_every=1,
                  decay_factor=0.3, validate=False, jsma_samples=10, fgsm_images=500,
                  gradient_images=100, cw_images=20, cw_iterations=1000, cw_binary_steps=5,
