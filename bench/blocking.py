@@ -1,8 +1,10 @@
 """How large a block of images Conv2D should im2col and multiply at once
-(npdistill.nn.layers.BLOCK_BYTES): a training step at batch 128 and a
-JSMA-like pass (forward 100 images, backward 2 seeds each) per block size.
+(npdistill.nn.layers.BLOCK_BYTES), and how large a thread's block in the weight
+gradient (--weight: layers.WEIGHT_BLOCK_BYTES): a training step at batch 128 and a
+JSMA-like pass (forward 100 images, backward 2 seeds each) per block size, the
+convolutions run as im2col (the only algorithm that blocks this way).
 
-    python bench/blocking.py [--quick] [--json] [--rounds N]
+    python bench/blocking.py [--weight] [--quick] [--json] [--rounds N]
 
 Each block size runs in its own process (switching sizes in one process
 reallocates the layers' buffers and bills the page faults to whichever size
@@ -22,14 +24,18 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
-SIZES = {"one block": 1 << 40, "1 MB": 1 << 20, "2 MB": 1 << 21, "4 MB": 1 << 22}
+SIZES = {"BLOCK_BYTES": {"one block": 1 << 40, "1 MB": 1 << 20, "2 MB": 1 << 21,
+                          "4 MB": 1 << 22},
+         "WEIGHT_BLOCK_BYTES": {"256 kB": 1 << 18, "512 kB": 1 << 19, "1 MB": 1 << 20,
+                                "2 MB": 1 << 21}}
 
 
-def measure(block_bytes, calls=15):
+def measure(constant, block_bytes, calls=15):
     """Median ms of a training step and of a JSMA-like pass with this block size."""
     import npdistill as nd
     from npdistill.nn import layers
-    layers.BLOCK_BYTES = block_bytes
+    setattr(layers, constant, block_bytes)
+    nd.kernels.use_conv("im2col")
     (x, y), _ = common.load_mnist()
     model = nd.architectures.papernot_mnist(seed=0)
     optimizer = nd.nn.SGD(0.1, 0.5)
@@ -63,17 +69,22 @@ def main():
     parser.add_argument("--quick", action="store_true", help="2 rounds")
     parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--weight", action="store_true",
+                        help="sweep the weight gradient's blocks (WEIGHT_BLOCK_BYTES)")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    constant = "WEIGHT_BLOCK_BYTES" if args.weight else "BLOCK_BYTES"
     if args.worker is not None:
-        print(json.dumps(measure(args.worker)))
+        print(json.dumps(measure(constant, args.worker)))
         return
     rounds = 2 if args.quick else args.rounds
-    print(f"machine: {common.machine()}; {rounds} rounds, one process per size and round")
-    runs = {label: [] for label in SIZES}
+    print(f"machine: {common.machine()}; {constant}; {rounds} rounds, one process per size "
+          "and round")
+    runs = {label: [] for label in SIZES[constant]}
     for _ in range(rounds):
-        for label, size in SIZES.items():
-            out = subprocess.run([sys.executable, __file__, "--worker", str(size)],
+        for label, size in SIZES[constant].items():
+            out = subprocess.run([sys.executable, __file__, "--worker", str(size)]
+                                 + ["--weight"] * args.weight,
                                  capture_output=True, text=True, check=True)
             runs[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
     results = {}
@@ -82,7 +93,8 @@ def main():
         print(f"{label:>10}: training step {results[label]['train_step_b128']:7.1f} ms   "
               f"JSMA-like pass {results[label]['jsma_like_pass']:7.1f} ms   (medians of rounds)")
     if args.json:
-        print(json.dumps({"machine": common.machine(), "rounds": rounds, "results": results}))
+        print(json.dumps({"machine": common.machine(), "constant": constant, "rounds": rounds,
+                          "results": results}))
 
 
 if __name__ == "__main__":

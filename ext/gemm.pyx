@@ -12,18 +12,8 @@ BLAS is column-major: a row-major (m, n) array is the column-major (n, m) matrix
 out = op(a) @ op(b) is computed as out^T = op(b)^T op(a)^T.
 """
 from cython.parallel cimport prange
-from scipy.linalg.cython_blas cimport dgemm, sgemm
+from _blas cimport gemm
 from _types cimport floating
-
-
-cdef inline void _gemm(char *ta, char *tb, int m, int n, int k, const floating *a, int lda,
-                       const floating *b, int ldb, floating *c, int ldc) noexcept nogil:
-    cdef floating one = 1, zero = 0
-    if floating is float:
-        sgemm(ta, tb, &m, &n, &k, &one, <float *> a, &lda, <float *> b, &ldb, &zero, c, &ldc)
-    else:
-        dgemm(ta, tb, &m, &n, &k, &one, <double *> a, &lda, <double *> b, &ldb, &zero, c,
-              &ldc)
 
 
 def product(const floating[:, :] a,   # IN  op(a) (M, K): a itself, or a.T when a_transposed
@@ -57,6 +47,6 @@ def product(const floating[:, :] a,   # IN  op(a) (M, K): a itself, or a.T when 
         else:                    # columns s.. of op(b) and of out
             pb = pb + (s * ldb if b_transposed else s)
             pc = pc + s
-        _gemm("T" if b_transposed else "N", "T" if a_transposed else "N",
-              <int> (N if split_rows else size), <int> (size if split_rows else M), <int> K,
-              pb, ldb, pa, lda, pc, ldc)
+        gemm("T" if b_transposed else "N", "T" if a_transposed else "N",
+             <int> (N if split_rows else size), <int> (size if split_rows else M), <int> K,
+             pb, ldb, pa, lda, 0, pc, ldc)

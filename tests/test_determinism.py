@@ -37,14 +37,16 @@ print(json.dumps(out))
 """
 
 
-def run(threads, mnist_dir):
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+def run(threads, mnist_dir, conv):
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "NPDISTILL_CONV": conv}
     done = subprocess.run([sys.executable, "-c", RUN, str(mnist_dir)], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.splitlines()[-1])
 
 
-def test_training_and_attacks_give_the_same_bits_on_1_2_and_3_threads(mnist_dir):
-    one, two, three = (run(t, mnist_dir) for t in (1, 2, 3))
+@pytest.mark.parametrize("conv", kernels.CONV_ALGORITHMS)
+def test_training_and_attacks_give_the_same_bits_on_1_2_and_3_threads(mnist_dir, conv):
+    """With every convolution algorithm ("direct" runs im2col where there is no AVX-512)."""
+    one, two, three = (run(t, mnist_dir, conv) for t in (1, 2, 3))
     assert one == two == three

@@ -58,6 +58,46 @@ def test_col2im_is_the_adjoint_of_im2col(case):
     assert np.vdot(cols, r) == pytest.approx(np.vdot(x, back), rel=1e-10, abs=1e-10)
 
 
+@given(cases, st.integers(1, 3), st.integers(1, 4), st.integers(1, 8))
+def test_cython_weight_gradient_equals_the_reference(case, chunks, block, f):
+    """Every chunk of images (1..3 of them, some empty when N < chunks) and block size
+    (the last block of a chunk short): the chunks' sums add up to the reference's, to
+    rounding; in float64, to 1e-12 of the terms' magnitudes."""
+    n, c, h, w, k, padding, dtype, seed = case
+    assume(padding == "same" or k <= min(h, w))
+    pads, oh, ow = geometry(h, w, k, padding)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    dy = rng.standard_normal((n * oh * ow, f)).astype(dtype)
+    got = np.zeros((chunks, f, k * k * c), dtype)
+    cython_conv.weight_gradient(x, dy, k, k, pads[0], pads[2], oh, ow, block, got)
+    want = np.zeros((1, f, k * k * c))
+    reference.weight_gradient(x.astype(np.float64), dy.astype(np.float64), k, k, pads[0],
+                              pads[2], oh, ow, block, want)
+    bound = np.zeros_like(want)
+    reference.weight_gradient(np.abs(x).astype(np.float64), np.abs(dy).astype(np.float64), k,
+                              k, pads[0], pads[2], oh, ow, n, bound)
+    rtol = 1e-5 if dtype == np.float32 else 1e-12
+    assert np.all(np.abs(got.sum(axis=0) - want[0]) <= rtol * bound[0] + 1e-30)
+
+
+def test_the_weight_gradient_is_the_convolutions_by_im2col():
+    """kernels.im2col_weight_gradient (NCHW in, gemm_weights' layout out) is dy.T @ im2col(x)
+    on either backend, and refuses a dy of the wrong rows or dtype by name."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 3, 7, 6))
+    dy = rng.standard_normal((5 * 7 * 6, 4))
+    want = dy.T @ kernels.im2col(x, 3, 3, (1, 1, 1, 1))
+    for backend in ("numpy", "cython"):
+        with kernels.using(backend):
+            got = kernels.im2col_weight_gradient(x, dy, 3, 3, (1, 1, 1, 1), 2)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"dy of shape \(210, F\) float64, got \(209, 4\)"):
+        kernels.im2col_weight_gradient(x, dy[1:], 3, 3, (1, 1, 1, 1), 2)
+    with pytest.raises(ValueError, match="float64, got .* float32"):
+        kernels.im2col_weight_gradient(x, dy.astype(np.float32), 3, 3, (1, 1, 1, 1), 2)
+
+
 @pytest.mark.parametrize("backend", ["numpy", "cython"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dispatch_accepts_non_contiguous_inputs(backend, dtype):

@@ -166,7 +166,8 @@ def test_stacked_seeds_equal_separate_backward_passes(n, repeats, seed):
 @given(st.integers(1, 7), st.integers(1, 3), st.integers(1, 3), st.sampled_from(["valid", "same"]),
        st.integers(1, 3), st.integers(0, 2**31))
 def test_blocked_convolution_equals_one_block(n, c, repeats, padding, block_images, seed):
-    """Conv2D works through image blocks (BLOCK_BYTES); any block size gives the same results."""
+    """Conv2D works through image blocks (BLOCK_BYTES, and the weight gradient's
+    WEIGHT_BLOCK_BYTES); any block size gives the same results."""
     rng = np.random.default_rng(seed)
     layer = layers.Conv2D(c, 3, 3, padding=padding, dtype=np.float64, seed=seed)
     x = rng.random((n, c, 7, 6))
@@ -176,7 +177,8 @@ def test_blocked_convolution_equals_one_block(n, c, repeats, padding, block_imag
     results = []
     image_bytes = dy_shape[2] * dy_shape[3] * 9 * c * 8       # one image's im2col, float64
     for block_bytes in (1 << 40, block_images * image_bytes):
-        old, layers.BLOCK_BYTES = layers.BLOCK_BYTES, block_bytes
+        old = layers.BLOCK_BYTES, layers.WEIGHT_BLOCK_BYTES
+        layers.BLOCK_BYTES = layers.WEIGHT_BLOCK_BYTES = block_bytes
         try:
             y = layer.forward(x).copy()
             dx = layer.backward(dy)
@@ -184,7 +186,7 @@ def test_blocked_convolution_equals_one_block(n, c, repeats, padding, block_imag
             layer.forward(x)
             stacked = layer.backward(seeds, param_grads=False)
         finally:
-            layers.BLOCK_BYTES = old
+            layers.BLOCK_BYTES, layers.WEIGHT_BLOCK_BYTES = old
         results.append((y, dx, grads, stacked))
     (y0, dx0, g0, s0), (y1, dx1, g1, s1) = results
     # blocks change the summation order only: equal up to rounding of the largest terms

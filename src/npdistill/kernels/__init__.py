@@ -24,6 +24,7 @@ import os
 
 import numpy as np
 
+from . import conv as _numpy_conv
 from . import cw as _numpy_cw
 from . import direct as _numpy_direct
 from . import gemm as _numpy_gemm
@@ -43,7 +44,7 @@ from .provenance import summary as environment_summary
 # active backend's kernel.
 __all__ = ["BACKENDS", "WAIT_POLICY_SET_HERE", "available", "backend", "implementation", "use",
            "using", "channels_last", "conv_output_size", "empty_nchw", "reusable_buffer",
-           "im2col", "col2im", "gemm_weights", "relu_forward", "relu_backward", "saliency_pairs",
+           "im2col", "col2im", "im2col_weight_gradient", "gemm_weights", "relu_forward", "relu_backward", "saliency_pairs",
            "maxpool_forward", "maxpool_gather", "maxpool_backward", "CW_L2", "CW_LINF",
            "cw_margin", "cw_update", "cw_track", "matmul", "column_sums",
            "CONV_ALGORITHMS", "use_conv", "using_conv",
@@ -89,6 +90,27 @@ def col2im(cols, x_shape, kh, kw, pads, out=None):
         raise ValueError(f"col2im out must be a channels-last {tuple(x_shape)} array")
     implementation("conv").col2im(np.ascontiguousarray(cols), kh, kw, top, left, oh, ow, target)
     return dx
+
+
+def im2col_weight_gradient(x, dy, kh, kw, pads, block):
+    """dL/dW as (F, kh*kw*C) (``gemm_weights``'s layout) of the convolution at x (N, C, H, W)
+    given dy (N*oh*ow, F), by im2col + GEMM ``block`` images at a time: chunks of images
+    fixed by N are summed apart and added in order (the same bits on any thread count)."""
+    if x.ndim != 4:
+        raise ValueError(f"im2col_weight_gradient expects x of shape (N, C, H, W), got {x.shape}")
+    n, c, h, w = x.shape
+    top, bottom, left, right = pads
+    oh, ow = conv_output_size(h, kh, top, bottom), conv_output_size(w, kw, left, right)
+    if dy.shape[0] != n * oh * ow or dy.ndim != 2 or dy.dtype != x.dtype:
+        raise ValueError(f"im2col_weight_gradient expects dy of shape ({n * oh * ow}, F) "
+                         f"{x.dtype}, got {dy.shape} {dy.dtype}")
+    conv = implementation("conv")
+    if not hasattr(conv, "weight_gradient"):
+        conv = _numpy_conv                                      # cuda: on the host
+    acc = np.zeros((_chunks(n), dy.shape[1], kh * kw * c), x.dtype)
+    conv.weight_gradient(channels_last(x), np.ascontiguousarray(dy), kh, kw, top, left, oh, ow,
+                         block, acc)
+    return acc.sum(axis=0)
 
 
 def environment():

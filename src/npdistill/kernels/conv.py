@@ -1,4 +1,5 @@
-"""NumPy reference of the convolution hot loop: im2col and its adjoint col2im.
+"""NumPy reference of the convolution hot loop: im2col, its adjoint col2im, and the
+weight gradient by im2col + GEMM.
 
 This is the specification the compiled kernels (ext/conv.pyx) are tested
 against. Stride 1; zero padding given as (pad_top, pad_left), the bottom/right
@@ -43,6 +44,18 @@ def col2im(cols, kh, kw, pad_top, pad_left, out_h, out_w, dx):
         for b in range(kw):
             padded[:, a:a + out_h, b:b + out_w, :] += patches[:, :, :, a, b, :]
     dx[...] = padded[:, pad_top:pad_top + h, pad_left:pad_left + w, :]
+
+
+def weight_gradient(x, dy, kh, kw, pad_top, pad_left, out_h, out_w, block, acc):
+    """acc[0] (F, kh*kw*C) += dy.T @ im2col(x), ``block`` images of x (N, H, W, C) at a
+    time; dy (N*out_h*out_w, F). acc (chunks, F, kh*kw*C): one sum per chunk of images in
+    the compiled kernel, the caller adds them."""
+    rows = out_h * out_w
+    for s in range(0, len(x), block):
+        part = x[s:s + block]
+        cols = np.empty((len(part) * rows, acc.shape[2]), x.dtype)
+        im2col(part, kh, kw, pad_top, pad_left, out_h, out_w, cols)
+        acc[0] += dy[s * rows:(s + len(part)) * rows].T @ cols
 
 
 def gemm_weights(W):

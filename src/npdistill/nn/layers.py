@@ -122,6 +122,10 @@ class Layer:
 # (2 cores): 2 MB was the best of 1, 2, 4 MB and one block for the whole batch,
 # e.g. training step 131 vs 146 ms, JSMA-like pass 107 vs 114 ms.
 BLOCK_BYTES = 1 << 21
+# The weight gradient's blocks are a thread's own (each sums a chunk of the images, the
+# same bits on any thread count): `python bench/blocking.py --weight` (2 cores,
+# AVX-512 Xeon): 512 kB was the best of 256 kB - 2 MB on the paper's four layers.
+WEIGHT_BLOCK_BYTES = 1 << 19
 
 
 # The bias gradient: a product with a row of ones in fixed pieces (kernels.matmul)
@@ -191,10 +195,14 @@ class Conv2D(Layer):
         self.params["W"] = _he_uniform(rng, W.shape, fan_in, W.dtype)
         self.params["b"] = np.zeros_like(self.params["b"])
 
-    def _blocks(self, n, rows_per_image):
-        """Image ranges whose im2col fits BLOCK_BYTES: copied, then multiplied while in cache."""
+    def _block_images(self, nbytes):
+        """How many images' im2col fits ``nbytes``: copied, then multiplied while in cache."""
         row_bytes = self.kernel_size ** 2 * self.in_channels * self.params["W"].itemsize
-        step = max(1, BLOCK_BYTES // (rows_per_image * row_bytes))
+        return max(1, nbytes // (self.rows * row_bytes))
+
+    def _blocks(self, n):
+        """Image ranges whose im2col fits BLOCK_BYTES."""
+        step = self._block_images(BLOCK_BYTES)
         return [(s, min(n, s + step)) for s in range(0, n, step)]
 
     def forward(self, x, training=False, rectify=False):
@@ -226,7 +234,7 @@ class Conv2D(Layer):
                                            bias).reshape(-1, F)
         else:
             y = np.empty((len(x) * self.rows, F), dtype=x.dtype)
-            for s, e in self._blocks(len(x), self.rows):
+            for s, e in self._blocks(len(x)):
                 self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)
                 kernels.matmul(self._cols, self._W2.T, out=y[s * self.rows:e * self.rows])
             if bias is not None:
@@ -258,19 +266,20 @@ class Conv2D(Layer):
         return (None if dW is None else self.gemm_weights(dW)), dx
 
     def _im2col_gradients(self, x, dy2, param_grads, input_grad):
-        """_gradients by im2col, one block at a time: the block's im2col is multiplied while
-        it is in cache."""
+        """_gradients by im2col, one block of images at a time: the block's im2col is
+        multiplied while it is in cache (the weight gradient copies it again, block by
+        block, in kernels.im2col_weight_gradient: cheaper than keeping it all)."""
         k, n = self.kernel_size, len(dy2) // self.rows
-        dW2 = np.zeros_like(self._W2) if param_grads else None
-        dx = kernels.empty_nchw((n,) + self.x.shape[1:], dy2.dtype) if input_grad else None
-        for s, e in self._blocks(n, self.rows):
-            block = dy2[s * self.rows:e * self.rows]
-            if param_grads:       # im2col again, block by block: cheaper than keeping it all
-                self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)
-                dW2 += kernels.matmul(block.T, self._cols)
-            if input_grad:
-                self._dcols = kernels.reusable_buffer((len(block), self._W2.shape[1]), dy2.dtype,
-                                              self._dcols)
+        dW2 = dx = None
+        if param_grads:
+            dW2 = kernels.im2col_weight_gradient(x, dy2, k, k, self.pads,
+                                                 self._block_images(WEIGHT_BLOCK_BYTES))
+        if input_grad:
+            dx = kernels.empty_nchw((n,) + self.x.shape[1:], dy2.dtype)
+            for s, e in self._blocks(n):
+                block = dy2[s * self.rows:e * self.rows]
+                self._dcols = kernels.reusable_buffer((len(block), self._W2.shape[1]),
+                                                      dy2.dtype, self._dcols)
                 kernels.matmul(block, self._W2, out=self._dcols)
                 kernels.col2im(self._dcols, (e - s,) + self.x.shape[1:], k, k, self.pads,
                                out=dx[s:e])
