@@ -12,6 +12,7 @@ BLAS is column-major: a row-major (m, n) array is the column-major (n, m) matrix
 out = op(a) @ op(b) is computed as out^T = op(b)^T op(a)^T.
 """
 from cython.parallel cimport prange
+from libc.string cimport memset
 from _blas cimport gemm
 from _types cimport floating
 
@@ -50,3 +51,31 @@ def product(const floating[:, :] a,   # IN  op(a) (M, K): a itself, or a.T when 
         gemm("T" if b_transposed else "N", "T" if a_transposed else "N",
              <int> (N if split_rows else size), <int> (size if split_rows else M), <int> K,
              pb, ldb, pa, lda, 0, pc, ldc)
+
+
+def inner_pieces(const floating[:, :] a,   # IN  op(a) (M, K): a, or a.T when a_transposed
+                 const floating[:, :] b,   # IN  op(b) (K, N): b, or b.T when b_transposed
+                 bint a_transposed, bint b_transposed,
+                 floating[:, :, ::1] out):  # OUT (pieces, M, N)
+    """out[p] = op(a)[:, K_p] @ op(b)[K_p, :] over piece p of the inner dimension
+    (K_p = p*K//pieces .. (p+1)*K//pieces, fixed by the shapes), one BLAS call a piece,
+    the pieces side by side on the OpenMP team; the caller adds them in order. For a
+    product whose out is small and whose inner dimension is long (a bias gradient: a row
+    of ones times dy), where ``product``'s pieces of out would leave threads idle."""
+    cdef Py_ssize_t pieces = out.shape[0], M = out.shape[1], N = out.shape[2]
+    cdef Py_ssize_t K = a.shape[0] if a_transposed else a.shape[1], p, s, e
+    cdef int lda = <int> (a.strides[0] // sizeof(floating))
+    cdef int ldb = <int> (b.strides[0] // sizeof(floating))
+    cdef const floating *pa
+    cdef const floating *pb
+    if M == 0 or N == 0:
+        return
+    for p in prange(pieces, nogil=True, schedule="static"):
+        s, e = p * K // pieces, (p + 1) * K // pieces
+        if e == s:
+            memset(&out[p, 0, 0], 0, M * N * sizeof(floating))
+            continue
+        pa = &a[0, 0] + (s * lda if a_transposed else s)    # columns s.. of op(a)
+        pb = &b[0, 0] + (s if b_transposed else s * ldb)    # rows s.. of op(b)
+        gemm("T" if b_transposed else "N", "T" if a_transposed else "N", <int> N, <int> M,
+             <int> (e - s), pb, ldb, pa, lda, 0, &out[p, 0, 0], <int> N)

@@ -56,3 +56,31 @@ def test_matmul_writes_into_out_and_refuses_mismatched_shapes():
         kernels.matmul(a, a)
     with pytest.raises(ValueError, match="out must be"):
         kernels.matmul(a, b, out=np.empty((3, 50)))
+
+
+@given(cases, st.integers(1, 9))
+def test_the_compiled_inner_pieces_equal_the_reference(case, pieces):
+    """Pieces of the inner dimension (some empty when K < pieces) add up to the product."""
+    m, k, n, a_t, b_t, dtype, seed = case
+    rng = np.random.default_rng(seed)
+    a, b = stored(rng, (m, k), a_t, dtype), stored(rng, (k, n), b_t, dtype)
+    expected = np.full((pieces, m, n), np.nan, dtype)
+    got = np.full((pieces, m, n), np.nan, dtype)
+    reference.inner_pieces(a.T if a_t else a, b.T if b_t else b, a_t, b_t, expected)
+    cython_gemm.inner_pieces(a.T if a_t else a, b.T if b_t else b, a_t, b_t, got)
+    tol = 1e-4 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * max(1, k))
+    np.testing.assert_allclose(got.sum(axis=0), a.astype(np.float64) @ b, rtol=tol,
+                               atol=tol * max(1, k))
+
+
+@pytest.mark.parametrize("backend", ["numpy", "cython"])
+def test_column_sums_add_every_row_whichever_way_the_array_lies(backend):
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((1000, 7))
+    with kernels.using(backend):
+        for stored_as in (a, np.asfortranarray(a), a[:3], a[:0]):
+            np.testing.assert_allclose(kernels.column_sums(stored_as), stored_as.sum(axis=0),
+                                       rtol=1e-12, atol=1e-12)
+        with pytest.raises(ValueError, match=r"2-D array, got shape \(1000,\)"):
+            kernels.column_sums(a[:, 0])

@@ -156,8 +156,16 @@ def matmul(a, b, out=None):
 
 
 def column_sums(a):
-    """a (R, F) summed over its rows, (F,): ``matmul`` of a row of ones (a bias gradient)."""
-    return matmul(np.ones((1, len(a)), a.dtype), a)[0]
+    """a (R, F) summed over its rows, (F,) (a bias gradient): a row of ones times ``a``,
+    the rows cut into pieces fixed by R, each piece summed by one thread, the pieces
+    added in order (the same bits on any thread count)."""
+    if a.ndim != 2:
+        raise ValueError(f"column_sums needs a 2-D array, got shape {a.shape}")
+    rows, columns = a.shape
+    a, transposed = _operand("a", a, a.dtype)
+    partial = np.empty((_chunks(rows), 1, columns), a.dtype)
+    _gemm_kernels().inner_pieces(np.ones((1, rows), a.dtype), a, False, transposed, partial)
+    return partial.sum(axis=0)[0]
 
 
 def _in_memory_order(a):

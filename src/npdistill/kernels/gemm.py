@@ -41,3 +41,15 @@ def product(a, b, a_transposed, b_transposed, split_rows, piece, out):
             np.matmul(op_a[s:e], op_b, out=out[s:e])
         else:
             np.matmul(op_a, op_b[:, s:e], out=out[:, s:e])
+
+
+def inner_pieces(a, b, a_transposed, b_transposed, out):
+    """out[p] (M, N) = op(a)[:, K_p] @ op(b)[K_p, :] over piece p of the inner dimension
+    K, K_p = p*K//pieces .. (p+1)*K//pieces with pieces = len(out); the caller adds them
+    in order."""
+    op_a = a.T if a_transposed else a
+    op_b = b.T if b_transposed else b
+    k, pieces = op_a.shape[1], len(out)
+    for p in range(pieces):
+        s, e = p * k // pieces, (p + 1) * k // pieces
+        np.matmul(op_a[:, s:e], op_b[s:e], out=out[p])
