@@ -1,6 +1,6 @@
 """How large a block of images Conv2D should im2col and multiply at once
-(npdistill.nn.layers.BLOCK_BYTES), and how large a thread's block in the weight
-gradient (--weight: layers.WEIGHT_BLOCK_BYTES): a training step at batch 128 and a
+(npdistill.kernels.convolution.BLOCK_BYTES), and how large a thread's block in the weight
+gradient (--weight: WEIGHT_BLOCK_BYTES): a training step at batch 128 and a
 JSMA-like pass (forward 100 images, backward 2 seeds each) per block size, the
 convolutions run as im2col (the only algorithm that blocks this way).
 
@@ -33,8 +33,7 @@ SIZES = {"BLOCK_BYTES": {"one block": 1 << 40, "1 MB": 1 << 20, "2 MB": 1 << 21,
 def measure(constant, block_bytes, calls=15):
     """Median ms of a training step and of a JSMA-like pass with this block size."""
     import npdistill as nd
-    from npdistill.nn import layers
-    setattr(layers, constant, block_bytes)
+    setattr(nd.kernels.convolution, constant, block_bytes)
     nd.kernels.use_conv("im2col")
     (x, y), _ = common.load_mnist()
     model = nd.architectures.papernot_mnist(seed=0)

@@ -31,7 +31,7 @@ import common  # noqa: E402
 
 import npdistill as nd  # noqa: E402
 from npdistill import kernels  # noqa: E402
-from npdistill.kernels import direct as reference  # noqa: E402
+from npdistill.kernels.reference import direct as reference  # noqa: E402
 
 
 def ms(fn, repeats):

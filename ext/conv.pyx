@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """im2col / col2im for stride-1 convolution on channels-last images, and the weight
-gradient by im2col + GEMM (the compiled twin of npdistill/kernels/conv.py, which is the
+gradient by im2col + GEMM (the compiled twin of npdistill/kernels/reference/conv.py, which is the
 specification).
 
 A row of ``cols`` is one output position (n, i, j); its columns run over

@@ -1,5 +1,5 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""The Carlini-Wagner inner step, the compiled twin of npdistill/kernels/cw.py.
+"""The Carlini-Wagner inner step, the compiled twin of npdistill/kernels/reference/cw.py.
 
 Two passes over each image's pixels do what the reference does in a dozen
 array expressions: the penalty's gradient, the chain rule through tanh and the
@@ -68,7 +68,7 @@ def cw_update(floating[:, ::1] w,                  # INOUT (N, M) tanh-space var
               floating[:, ::1] x,                  # INOUT current image in, next image out
               floating[::1] dist,                  # OUT   (N,) next image's penalty
               int norm, long step, double lr, double boxmul, double lo, double hi,
-              double beta1, double beta2, double epsilon):   # Adam's: kernels/cw.py
+              double beta1, double beta2, double epsilon):   # Adam's: kernels/reference/cw.py
     cdef Py_ssize_t N = w.shape[0], M = w.shape[1], n, i
     cdef floating b1 = <floating>beta1, b2 = <floating>beta2, eps = <floating>epsilon
     cdef floating bm = <floating>boxmul, low = <floating>lo, high = <floating>hi

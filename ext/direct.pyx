@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Direct convolution, float32, AVX-512: the compiled twin of
-npdistill/kernels/direct.py (the specification), its register tiles in direct_conv.h.
+npdistill/kernels/reference/direct.py (the specification), its register tiles in direct_conv.h.
 
 Images run in parallel, one per iteration of a static ``prange``; each thread pads
 its image into a buffer of its own. The weight gradient sums chunks of consecutive

@@ -1,5 +1,5 @@
 /* Direct convolution of one channels-last float32 image, in AVX-512 registers (the
- * compiled kernels of ext/direct.pyx; npdistill/kernels/direct.py is the specification).
+ * compiled kernels of ext/direct.pyx; npdistill/kernels/reference/direct.py is the specification).
  *
  * Every pass is one register tile repeated: P values broadcast (ps floats apart) times
  * V vectors of 16 output channels (the last one masked), summed in P x V

@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Matrix products whose bits do not depend on the thread count (the compiled twin of
-npdistill/kernels/gemm.py, which is the specification).
+npdistill/kernels/reference/gemm.py, which is the specification).
 
 out = op(a) @ op(b) is cut into pieces along the larger of its two dimensions, with
 boundaries fixed by the shapes alone; each piece is one single-threaded BLAS call over

@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Non-overlapping max pooling on channels-last images, the compiled twin of
-npdistill/kernels/pool.py: images in parallel, each by the vectorised loops of
+npdistill/kernels/reference/pool.py: images in parallel, each by the vectorised loops of
 pool_kernels.h.
 
 Ties go to the first maximum in row-major window order (strict >), as in the

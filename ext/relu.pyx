@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """ReLU on 1-D arrays in one pass each way, split over the cores (the compiled twin of
-npdistill/kernels/relu.py). NumPy's ufuncs take two passes forward (the maximum, the
+npdistill/kernels/reference/relu.py). NumPy's ufuncs take two passes forward (the maximum, the
 mask) and one core each."""
 from cython.parallel cimport prange
 from _types cimport floating

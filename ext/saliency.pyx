@@ -1,5 +1,5 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""JSMA pair search, the compiled twin of npdistill/kernels/saliency.py.
+"""JSMA pair search, the compiled twin of npdistill/kernels/reference/saliency.py.
 
 O(M^2) time and O(M) extra memory per image (compacted alpha, beta, their
 suffix bounds and the pixel indices), parallel over images. Exact: a row p is skipped only when an upper bound of every score in

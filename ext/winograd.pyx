@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """Winograd F(m x m, 3 x 3) correlation on channels-last images, fused per block of
-tiles (the compiled twin of npdistill/kernels/winograd.py's ``correlate``).
+tiles (the compiled twin of npdistill/kernels/reference/winograd.py's ``correlate``).
 
 The tiles are cut in blocks of ``block`` tiles; each thread of the ``prange``
 takes a block and, with buffers of its own that stay in cache:
@@ -114,7 +114,7 @@ def filter_products(const floating[:, :, :, ::1] x,   # IN  (N, H, W, C) channel
                     floating[:, :, :, ::1] acc,       # INOUT (chunks, n*n, F, C)
                     Py_ssize_t block):
     """The weight gradient's products in the transformed domain (the compiled twin of
-    the sum over tiles in kernels/winograd.py's ``weight_gradient``): for every n x n
+    the sum over tiles in kernels/reference/winograd.py's ``weight_gradient``): for every n x n
     input tile d and the m x m tile of dy it produced, acc[chunk, xi] += (G dy G^T)[xi]
     (F) outer (B^T d B)[xi] (C), as one GEMM (F x tiles) @ (tiles x C) per block and xi.
     The blocks are cut into acc.shape[0] chunks of consecutive blocks, fixed by the

@@ -1,5 +1,5 @@
 """The same seed gives the same bits on 1, 2 or 3 threads: a training epoch's parameters
-and every attack's adversarial images (kernels/gemm.py says why the products are cut into
+and every attack's adversarial images (kernels/reference/gemm.py says why the products are cut into
 pieces fixed by the shapes; 3 threads catches a split into even halves)."""
 import json
 import os

@@ -275,7 +275,7 @@ def _cli(argv, threads, **kwargs):
 def test_a_run_on_two_dask_workers_killed_midway_resumes_to_the_serial_answer(run, tmp_path):
     # Two worker processes with the cores shared out (the CLI's rule) do the arithmetic of
     # a serial run on all the cores: the products are cut in pieces fixed by the shapes
-    # (kernels/gemm.py), so the nets, and the CW attacks cut in one piece per worker, must
+    # (kernels/reference/gemm.py), so the nets, and the CW attacks cut in one piece per worker, must
     # be bit for bit that run's, even when the run is killed and resumed.
     pytest.importorskip("distributed")
     _, argv = run

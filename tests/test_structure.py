@@ -1,5 +1,6 @@
-"""The package's shape: no import circle, one module above kernels/ that reads the backend,
-nn/ never importing cuda/, and the Passes interface enough for a model from elsewhere."""
+"""The package's shape: no import circle and none from a lower floor up, one module above
+kernels/ that reads the backend, nn/ never importing cuda/, the convolution chosen and run
+only in kernels/, and the Passes interface enough for a model from elsewhere."""
 import ast
 from pathlib import Path
 
@@ -131,3 +132,41 @@ def test_a_model_from_elsewhere_reaches_the_attacks_through_passes(toy):
     assert amplitude.shape == (4,) and (amplitude > 0).all()
     assert nd.metrics.zero_gradient_fraction(model, x[:4]).shape == (4,)
     assert set(nd.metrics.gradient_masking(model, x[:4], y[:4])) == {"fgsm", "jsma", "cw"}
+
+
+CONVOLUTION_PASSES = {"conv_algorithm", "im2col", "col2im", "im2col_weight_gradient",
+                      "direct_correlate", "direct_input_gradient", "direct_weight_gradient",
+                      "winograd_correlate", "winograd_input_gradient", "winograd_weight_gradient"}
+
+
+def test_the_convolution_is_chosen_and_run_only_in_kernels():
+    """Above kernels/ a convolution is ``kernels.convolution.choose(...)`` and its object's
+    passes: nothing calls an algorithm's kernels or compares the algorithms' names."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        name = module_name(path)
+        if name.startswith("npdistill.kernels"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            called = (node.func.attr if isinstance(node, ast.Call)
+                      and isinstance(node.func, ast.Attribute) else None)
+            named = node.value if isinstance(node, ast.Constant) else None
+            if called in CONVOLUTION_PASSES or named in ("im2col", "direct", "winograd2",
+                                                         "winograd4"):
+                offenders.append(f"{name}:{node.lineno}")
+    assert offenders == []
+
+
+def test_no_import_runs_from_a_lower_floor_up():
+    """kernels/ imports nothing of the library above it, cuda/ (the GPU kernels and loops
+    placement.py picks) nothing of attacks/, defenses/ or the pipelines."""
+    graph = imports()
+    above_kernels = [m for m, targets in graph.items() if m.startswith("npdistill.kernels")
+                     for t in targets if not t.startswith(("npdistill.kernels",
+                                                           "npdistill._ext", "npdistill.cuda",
+                                                           "npdistill._version"))]
+    above_cuda = [m for m, targets in graph.items() if m.startswith("npdistill.cuda")
+                  for t in targets if t.startswith(("npdistill.attacks", "npdistill.defenses",
+                                                    "npdistill.reproduce", "npdistill.train",
+                                                    "npdistill.runs", "npdistill.placement"))]
+    assert above_kernels == [] and above_cuda == []

@@ -102,7 +102,7 @@ def _train_command(args):
 def worker_environ(threads):
     """Environment of a worker process: this process's backend, and ``threads`` BLAS and
     OpenMP threads (OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=threads): the cores shared out.
-    The thread count is not part of the arithmetic (kernels/gemm.py): a task gives bit for
+    The thread count is not part of the arithmetic (kernels/reference/gemm.py): a task gives bit for
     bit what a serial run on any number of threads gives."""
     return {"NPDISTILL_BACKEND": kernels.backend(), "OMP_NUM_THREADS": str(threads),
             "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 
 import npdistill as nd
 from npdistill import kernels, layers
-from npdistill.kernels import conv as ref_conv
-from npdistill.kernels import cw as ref_cw
-from npdistill.kernels import dense as ref_dense
-from npdistill.kernels import elementwise as ref_elementwise
-from npdistill.kernels import pool as ref_pool
-from npdistill.kernels import saliency as ref_saliency
+from npdistill.kernels.reference import conv as ref_conv
+from npdistill.kernels.reference import cw as ref_cw
+from npdistill.kernels.reference import cuda_dense as ref_dense
+from npdistill.kernels.reference import cuda_elementwise as ref_elementwise
+from npdistill.kernels.reference import pool as ref_pool
+from npdistill.kernels.reference import saliency as ref_saliency
 from npdistill.nn.optim import momentum_step
 from tests.kernels.test_cw_kernels import update_inputs
 from tests.kernels.test_saliency_kernel import cases as saliency_cases
@@ -217,7 +217,7 @@ def test_fused_convolution_products_equal_the_reference(n, c, h, w, k, same, f, 
     """A convolution's three products as fused.py computes them, without im2col's matrix:
     the forward with its bias, ReLU and dropout; the weight gradient with the bias
     gradient; the input gradient with the backward of the layer before it (ReLU and
-    dropout derivatives). The references: kernels/conv.py's im2col and col2im and the
+    dropout derivatives). The references: kernels/reference/conv.py's im2col and col2im and the
     layers' own arithmetic. splits: the inner dimension shared by blocks (the last block
     to finish a tile adds the partials)."""
     assume(k <= min(h, w))
@@ -269,7 +269,7 @@ def test_fused_convolution_products_equal_the_reference(n, c, h, w, k, same, f, 
        st.sampled_from([2, 3]), st.integers(1, 2), st.booleans(), DTYPES, SEEDS)
 def test_fused_pool_scatter_equals_the_reference(n, c, h, w, size, seeds, relu, dtype, seed):
     """The SCATTER epilogue: a product's rows over a pooled map routed to the windows'
-    argmax (kernels/pool.py's maxpool_backward, odd rows and columns left out, S stacked
+    argmax (kernels/reference/pool.py's maxpool_backward, odd rows and columns left out, S stacked
     seeds sharing one forward), times the ReLU derivative of the map that was pooled."""
     assume(size <= min(h, w))
     from npdistill.cuda import fused

@@ -8,7 +8,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from npdistill import kernels
-from npdistill.kernels import conv as reference
+from npdistill.kernels.reference import conv as reference
 
 cython_conv = pytest.importorskip("npdistill._ext.conv", reason="compiled kernels not built")
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from npdistill.kernels import cw as reference
+from npdistill.kernels.reference import cw as reference
 from tests.gradcheck import gradcheck
 
 cython_cw = pytest.importorskip("npdistill._ext.cw", reason="compiled kernels not built")

@@ -1,5 +1,5 @@
 """The direct convolution kernels (ext/direct.pyx) equal their NumPy reference
-(kernels/direct.py: im2col + GEMM), their input gradient is the adjoint of the forward
+(kernels/reference/direct.py: im2col + GEMM), their input gradient is the adjoint of the forward
 pass, and Conv2D runs every pass by them where they run."""
 import numpy as np
 import pytest
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import npdistill as nd
 from npdistill import kernels
-from npdistill.kernels import direct as reference
+from npdistill.kernels.reference import direct as reference
 from npdistill.nn import layers
 
 compiled = pytest.importorskip("npdistill._ext.direct", reason="compiled kernels not built")

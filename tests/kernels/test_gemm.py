@@ -1,12 +1,12 @@
 """The compiled products in fixed pieces (ext/gemm.pyx) equal their NumPy reference
-(kernels/gemm.py) and NumPy's own product, for every way the operands lie in memory."""
+(kernels/reference/gemm.py) and NumPy's own product, for every way the operands lie in memory."""
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from npdistill import kernels
-from npdistill.kernels import gemm as reference
+from npdistill.kernels.reference import gemm as reference
 
 cython_gemm = pytest.importorskip("npdistill._ext.gemm", reason="compiled kernels not built")
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from npdistill.kernels import pool as reference
+from npdistill.kernels.reference import pool as reference
 
 cython_pool = pytest.importorskip("npdistill._ext.pool", reason="compiled kernels not built")
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from npdistill import kernels
-from npdistill.kernels import relu as reference
+from npdistill.kernels.reference import relu as reference
 
 compiled = pytest.importorskip("npdistill._ext.relu", reason="compiled kernels not built")
 

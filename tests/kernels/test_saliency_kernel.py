@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from npdistill import kernels
-from npdistill.kernels import saliency as reference
+from npdistill.kernels.reference import saliency as reference
 
 cython_saliency = pytest.importorskip("npdistill._ext.saliency", reason="compiled kernels not built")
 

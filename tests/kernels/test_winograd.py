@@ -1,4 +1,4 @@
-"""Winograd F(m x m, 3 x 3) (kernels/winograd.py): exact in exact arithmetic, equal to the
+"""Winograd F(m x m, 3 x 3) (kernels/reference/winograd.py): exact in exact arithmetic, equal to the
 direct convolution in float64, within a measured bound in float32, and its two gradients
 checked against central differences."""
 from fractions import Fraction
@@ -8,12 +8,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from npdistill.kernels import winograd
+from npdistill.kernels.reference import winograd
 from tests.gradcheck import gradcheck
 
 
 # the float32 error bound: max |winograd32 - direct64| / (sum over the receptive field of
-# |x| |W|); the largest measured over 60 random layers (kernels/winograd.py's table) was
+# |x| |W|); the largest measured over 60 random layers (kernels/reference/winograd.py's table) was
 # 2.6e-7 for F(2) and 1.2e-6 for F(4), and hypothesis found 8.8e-6 for F(4) on one channel
 FLOAT32_BOUND = {2: 2e-6, 4: 2e-5}
 
@@ -99,7 +99,7 @@ def compiled():
 @given(**SHAPES, dtype=st.sampled_from([np.float32, np.float64]), block=st.integers(1, 40))
 def test_the_compiled_correlation_equals_the_reference(m, pads, seed, n, c, f, h, w, dtype, block):
     """ext/winograd.pyx's correlate, any block size (tiles split across blocks, the last
-    one partial), against kernels/winograd.py's, bias included."""
+    one partial), against kernels/reference/winograd.py's, bias included."""
     x, W = case(seed, n, c, f, h, w, dtype)
     bias = np.random.default_rng(seed).standard_normal(f).astype(dtype)
     AT, _, BT = winograd.transforms(m, 3, dtype)

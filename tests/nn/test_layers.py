@@ -177,8 +177,9 @@ def test_blocked_convolution_equals_one_block(n, c, repeats, padding, block_imag
     results = []
     image_bytes = dy_shape[2] * dy_shape[3] * 9 * c * 8       # one image's im2col, float64
     for block_bytes in (1 << 40, block_images * image_bytes):
-        old = layers.BLOCK_BYTES, layers.WEIGHT_BLOCK_BYTES
-        layers.BLOCK_BYTES = layers.WEIGHT_BLOCK_BYTES = block_bytes
+        blocking = nd.kernels.convolution
+        old = blocking.BLOCK_BYTES, blocking.WEIGHT_BLOCK_BYTES
+        blocking.BLOCK_BYTES = blocking.WEIGHT_BLOCK_BYTES = block_bytes
         try:
             y = layer.forward(x).copy()
             dx = layer.backward(dy)
@@ -186,7 +187,7 @@ def test_blocked_convolution_equals_one_block(n, c, repeats, padding, block_imag
             layer.forward(x)
             stacked = layer.backward(seeds, param_grads=False)
         finally:
-            layers.BLOCK_BYTES, layers.WEIGHT_BLOCK_BYTES = old
+            blocking.BLOCK_BYTES, blocking.WEIGHT_BLOCK_BYTES = old
         results.append((y, dx, grads, stacked))
     (y0, dx0, g0, s0), (y1, dx1, g1, s1) = results
     # blocks change the summation order only: equal up to rounding of the largest terms

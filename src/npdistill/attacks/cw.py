@@ -283,14 +283,12 @@ def _solve(model, shape, x0, w_start, mask, tau, const, labels, targeted, kappa,
                 done = rows[stop]
                 worked[done] = True
                 x_sol[done], w_sol[done] = problem.x[stop], problem.w[stop]
-                delta = problem.x[stop] - problem.x0[stop]
-                grad_sol[done] = grad_x[stop] + 2 * delta if norm == kernels.CW_L2 else \
-                    grad_x[stop] + np.where(np.abs(delta) > problem.tau[stop, None],
-                                            np.sign(delta), 0)
+                grad_sol[done] = kernels.cw.penalty_gradient(
+                    grad_x[stop], problem.x[stop], problem.x0[stop], problem.tau[stop], norm)
             keep = ~stop
             if abort_early and it % check_every == 0:
                 total = loss.astype(np.float64) + problem.dist
-                keep &= ~(total > previous * 0.9999)          # stalled: give up at this c
+                keep &= ~cw_stalled(total, previous, "image")   # stalled: give up at this c
                 previous = total
             if not keep.all():
                 problem = problem.take(keep)

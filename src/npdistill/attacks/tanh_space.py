@@ -1,7 +1,7 @@
 """The Carlini-Wagner tanh-space solver's state: a set of images optimised together.
 
 x(w) = x0 + mask * boxmul * (tanh(w) - s0), s0 = tanh(w0), w0 the preimage of x0
-(kernels/cw.py says why), clipped into [lo, hi]; Adam's moments m and v per pixel.
+(kernels/reference/cw.py says why), clipped into [lo, hi]; Adam's moments m and v per pixel.
 ``take(rows)`` keeps the images still running, so that every pass runs only live ones.
 """
 from dataclasses import dataclass, fields, replace
@@ -44,11 +44,7 @@ class TanhSpace:
     @classmethod
     def start(cls, x0, w, mask, tau, const, labels, *, lo, hi, **tracking):
         """Images x0 (n, M) from ``w`` (None: from x0 itself), Adam's moments at 0."""
-        w0 = preimage(x0, lo, hi)
-        s0 = np.tanh(w0)
-        w = w0 if w is None else w.copy()
-        boxmul = (hi - lo) / 2
-        x = np.clip(x0 + mask * (boxmul * (np.tanh(w) - s0)), lo, hi).astype(x0.dtype)
+        s0, w, x = kernels.cw.start(x0, w, mask, lo, hi)
         return cls(idx=np.arange(len(x0)), x0=x0, s0=s0, w=w, m=np.zeros_like(x0),
                    v=np.zeros_like(x0), mask=mask, tau=tau, const=const, labels=labels, x=x,
                    dist=np.empty(len(x0), x0.dtype), lo=lo, hi=hi, **tracking)
@@ -64,10 +60,7 @@ class TanhSpace:
 
     def distances(self, norm):
         """Each image's penalty: squared L2 of x - x0, or the L-inf surrogate above tau."""
-        delta = self.x - self.x0
-        if norm == kernels.CW_L2:
-            return (delta * delta).sum(axis=1)
-        return np.maximum(np.abs(delta) - self.tau[:, None], 0).sum(axis=1)
+        return kernels.cw.distance(self.x, self.x0, self.tau, norm)
 
     def step(self, model, shape, targeted, kappa, *, grad=True):
         """Forward the current images: (loss = c f, success as uint8, and with ``grad``

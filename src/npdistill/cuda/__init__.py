@@ -3,7 +3,7 @@
 The modules ``conv``, ``pool``, ``saliency`` and ``cw`` have the signatures of
 their NumPy references in ``npdistill.kernels`` (the specification, tested
 equal); ``dense`` (the GEMM) and ``elementwise`` (ReLU, dropout, tempered softmax
-cross-entropy, SGD) those of ``npdistill.kernels.dense`` and of the CPU path's
+cross-entropy, SGD) those of ``npdistill.kernels.reference.cuda_dense`` and of the CPU path's
 layers, loss and SGD step (see ``elementwise``). ``fused`` is the one GEMM kernel
 of the network's products, with its operands read through views (implicit im2col,
 the transposed convolution) and its epilogues (bias, ReLU, dropout, masks, the

@@ -22,11 +22,11 @@ zero), the batch is not compacted, which keeps the passes' shapes fixed.
 import numpy as np
 from numba import cuda, float64, int64
 
-from ..attacks.tanh_space import TanhSpace
-from ..kernels.cw import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, L2, adam_step_size, cw_stalled
+from ..kernels.reference.cw import (ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, L2, adam_step_size,
+                                   cw_stalled, distance, start)
 from . import cw, head
 from ._launch import THREADS
-from .device_model import device_empty
+from .stages import device_empty
 from .saliency import make_search
 
 CHECK_EVERY = 8
@@ -127,14 +127,14 @@ def cw_l2_round(net, x0, w_start, shape, labels, const, targeted, kappa, *, max_
     """
     n, m = x0.shape
     dtype = x0.dtype
-    start = TanhSpace.start(x0, w_start, np.ones_like(x0), np.zeros(n, dtype),
-                            const.astype(dtype), labels, lo=lo, hi=hi)
+    mask, tau = np.ones_like(x0), np.zeros(n, dtype)
+    s0, w, x = start(x0, w_start, mask, lo, hi)
     rows = {name: _channels_last(a, shape) for name, a in dict(
-        x0=x0, x=start.x, w=start.w, s0=start.s0, m=start.m, v=start.v, mask=start.mask,
+        x0=x0, x=x, w=w, s0=s0, m=np.zeros_like(x0), v=np.zeros_like(x0), mask=mask,
         best_x=best_x, best_w=best_w).items()}
     d = {name: cuda.to_device(a) for name, a in dict(
-        rows, tau=start.tau, const=start.const, labels=np.ascontiguousarray(labels, dtype=np.int64),
-        dist=start.distances(L2).astype(dtype), step_best=np.full(n, np.inf, dtype),
+        rows, tau=tau, const=const.astype(dtype), labels=np.ascontiguousarray(labels, dtype=np.int64),
+        dist=distance(x, x0, tau, L2).astype(dtype), step_best=np.full(n, np.inf, dtype),
         best_dist=best_dist, live=np.ones(n, np.uint8), live_next=np.ones(n, np.uint8)).items()}
     live, previous = np.ones(n, np.uint8), np.full(n, np.inf)
     image = d["x"].reshape((n,) + shape[1:] + shape[:1])                   # channels-last
@@ -162,7 +162,7 @@ def cw_l2_round(net, x0, w_start, shape, labels, const, targeted, kappa, *, max_
         cw.cw_track_update_kernel[n, THREADS](
             d["x"], d["w"], d["dist"], success, d["step_best"], d["best_dist"], d["best_x"],
             d["best_w"], d["m"], d["v"], d["s0"], d["x0"], grad, d["mask"], d["tau"], L2,
-            adam_step_size(lr, it + 1), float(start.boxmul), float(lo), float(hi), ADAM_BETA1,
+            adam_step_size(lr, it + 1), float((hi - lo) / 2), float(lo), float(hi), ADAM_BETA1,
             ADAM_BETA2, ADAM_EPSILON, tracked, d["live"], restart)
         if stop:
             break

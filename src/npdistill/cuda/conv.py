@@ -1,4 +1,4 @@
-"""im2col and col2im on the GPU: one thread per output element (see kernels/conv.py)."""
+"""im2col and col2im on the GPU: one thread per output element (see kernels/reference/conv.py)."""
 from numba import cuda
 
 from ._launch import THREADS, blocks, launch
@@ -28,7 +28,7 @@ def _im2col(x, kh, kw, top, left, oh, ow, cols):
 @cuda.jit
 def _col2im(cols, kh, kw, top, left, oh, ow, dx, zero):
     # One thread per pixel gathers its kh * kw contributions, in the reference's
-    # (a, b) order: no atomics, and the same sums as kernels/conv.py.
+    # (a, b) order: no atomics, and the same sums as kernels/reference/conv.py.
     n_img, h, w, c = dx.shape
     for idx in range(cuda.grid(1), n_img * h * w * c, cuda.gridsize(1)):
         ch = idx % c

@@ -1,4 +1,4 @@
-"""The Carlini-Wagner step on the GPU (see kernels/cw.py, the specification).
+"""The Carlini-Wagner step on the GPU (see kernels/reference/cw.py, the specification).
 
 cw_margin: one thread per image (K logits; cuda/head.py's row function, which
 the device loop runs inside the net's head). cw_update: one block per image,
@@ -13,7 +13,7 @@ import math
 import numpy as np
 from numba import cuda, float64, uint8
 
-from ..kernels.cw import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, adam_step_size
+from ..kernels.reference.cw import ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON, adam_step_size
 from . import head
 from ._launch import THREADS, block_sum, launch
 

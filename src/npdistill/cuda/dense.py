@@ -1,4 +1,4 @@
-"""Dense algebra on the GPU: the GEMM of kernels/dense.py (its specification), as
+"""Dense algebra on the GPU: the GEMM of kernels/reference/cuda_dense.py (its specification), as
 cuda/fused.py's product of two plain (or transposed) matrices."""
 import numpy as np
 

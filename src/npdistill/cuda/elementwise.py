@@ -1,7 +1,7 @@
 """Elementwise kernels of the GPU network: ReLU, dropout, Normalize, the NCHW flatten,
 tempered softmax cross-entropy and the SGD step. Their specification is what the CPU path
 runs: nn.layers.ReLU, Dropout and Normalize, nn.softmax.cross_entropy, nn.optim.momentum_step; the
-device plumbing (flatten, batch gather, totals) kernels/elementwise.py."""
+device plumbing (flatten, batch gather, totals) kernels/reference/cuda_elementwise.py."""
 import numpy as np
 from numba import cuda
 

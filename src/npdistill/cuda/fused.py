@@ -11,11 +11,11 @@ so that no im2col matrix, transposed copy or column of ones is ever written:
 - ``AUG`` / ``AUG_T``: a matrix with a column of ones appended (so that a product with
   a weight matrix whose last row, or column, is the bias adds the bias), or its transpose;
 - ``COLS``: the im2col matrix of channels-last images x (N, H, W, C), columns in
-  (a, b, c) order as kernels/conv.py, with the column of ones appended: a convolution's
+  (a, b, c) order as kernels/reference/conv.py, with the column of ones appended: a convolution's
   forward is COLS @ W_aug^T and its weight gradient dy^T @ COLS (bias gradient included);
 - ``DCOLS`` and ``WFLIP``: the convolution's input gradient as one product (the
   transposed convolution): dx[(n, y, x), c] = sum over (a, b, f) of
-  dy[n, y + top - a, x + left - b, f] * W[f, (a, b, c)], where kernels/conv.py's col2im
+  dy[n, y + top - a, x + left - b, f] * W[f, (a, b, c)], where kernels/reference/conv.py's col2im
   sums dy @ W over the (a, b) shifts; the same sum in another order.
 
 Epilogues: ``STORE``, ``ACCUM`` (out +=), ``ACT`` (ReLU and inverted dropout, the mask

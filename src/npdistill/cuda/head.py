@@ -13,7 +13,7 @@ outputs (and dropout masks) one flat buffer at the same offsets.
 Row functions (one thread per image, also run alone by ``rows`` where a net has no head):
 ``CE_HARD`` / ``CE_SOFT`` (nn.softmax.cross_entropy at temperature T: loss, dz, and the
 epoch's loss sum and correct count), ``JSMA_SOFTMAX`` / ``JSMA_LOGITS`` (attacks/jsma.py:
-success check and backward seeds), ``CW`` (kernels/cw.py's cw_margin).
+success check and backward seeds), ``CW`` (kernels/reference/cw.py's cw_margin).
 """
 import math
 
@@ -180,7 +180,7 @@ def _make_rows(kind):
 def _pool_flatten(src, size, x0, argmax, row0, rows, tid, step):
     """Max-pool the block's images of the channels-last map src into x0's rows, flattened
     in NCHW order as Flatten does (size 1: Flatten alone); argmax keeps each window's
-    place (as kernels/pool.py)."""
+    place (as kernels/reference/pool.py)."""
     n_img, width = x0.shape
     h, w = src.shape[1] // size, src.shape[2] // size
     for idx in range(tid, rows * width, step):

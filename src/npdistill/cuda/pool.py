@@ -1,4 +1,4 @@
-"""Max pooling on the GPU, channels-last, one thread per output element (see kernels/pool.py)."""
+"""Max pooling on the GPU, channels-last, one thread per output element (see kernels/reference/pool.py)."""
 from numba import cuda
 
 from ._launch import THREADS, blocks, launch

@@ -3,7 +3,7 @@
 Every thread scans the pairs (p, q > p) of the rows p it owns (p = thread,
 thread + blockDim, ...), keeping its best admissible score; the block then
 reduces (score, p, q) in shared memory, ties going to the first pair in
-lexicographic order: exactly the pair of kernels/saliency.py.
+lexicographic order: exactly the pair of kernels/reference/saliency.py.
 """
 import math
 

@@ -7,7 +7,8 @@ import numpy as np
 from numba import cuda
 
 from . import elementwise, head
-from .device_model import DeviceModel, device_empty
+from .device_model import DeviceModel
+from .stages import device_empty
 from .passes import DevicePasses
 
 

@@ -24,13 +24,13 @@ WAIT_POLICY_SET_HERE = not _threads.plan() and "OMP_WAIT_POLICY" not in os.envir
 if WAIT_POLICY_SET_HERE:
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
 
-from . import conv as _numpy_conv  # noqa: E402
-from . import cw as _numpy_cw  # noqa: E402
-from . import gemm as _numpy_gemm  # noqa: E402
-from . import pool as _numpy_pool  # noqa: E402
-from . import relu as _numpy_relu  # noqa: E402
-from . import saliency as _numpy_saliency  # noqa: E402
-from . import winograd as _numpy_winograd  # noqa: E402
+from .reference import conv as _numpy_conv  # noqa: E402
+from .reference import cw as _numpy_cw  # noqa: E402
+from .reference import gemm as _numpy_gemm  # noqa: E402
+from .reference import pool as _numpy_pool  # noqa: E402
+from .reference import relu as _numpy_relu  # noqa: E402
+from .reference import saliency as _numpy_saliency  # noqa: E402
+from .reference import winograd as _numpy_winograd  # noqa: E402
 
 BACKENDS = ("numpy", "cython", "cuda")
 

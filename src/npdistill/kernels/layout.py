@@ -44,3 +44,11 @@ def reusable_buffer(shape, dtype, out):
     if out is None or out.dtype != dtype or out.size < size or not out.flags.c_contiguous:
         return np.empty(shape, dtype=dtype)
     return out.reshape(-1)[:size].reshape(shape)
+
+
+def contiguous(name, a, dtype, ndim):
+    if not isinstance(a, np.ndarray) or a.dtype != dtype or a.ndim != ndim \
+            or not a.flags.c_contiguous:
+        raise TypeError(f"{name} must be a C-contiguous {ndim}-d {np.dtype(dtype)} array, got "
+                        f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
+    return a

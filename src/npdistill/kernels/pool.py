@@ -1,38 +1,45 @@
-"""NumPy reference of non-overlapping max pooling (window = stride = ``size``),
-on channels-last images x (N, H, W, C) like the convolution kernels.
-
-Rows and columns beyond the last whole window are not pooled (as Keras'
-'valid' pooling); their gradient is 0. Ties go to the first maximum in the
-window's row-major order, in forward and backward alike. ``argmax`` holds,
-for each output, the position (a * size + b) of the maximum in its window.
-"""
+"""Max pooling, non-overlapping windows, on NCHW views of channels-last memory
+(reference/pool.py; ext/pool.pyx)."""
 import numpy as np
 
-
-def pool_windows(x, size, oh, ow):
-    n, c = x.shape[0], x.shape[3]
-    blocks = x[:, :oh * size, :ow * size, :].reshape(n, oh, size, ow, size, c)
-    return blocks.transpose(0, 1, 3, 2, 4, 5).reshape(n, oh, ow, size * size, c)
+from .backends import implementation
+from .layout import channels_last, empty_nchw
+from .reference.pool import pool_windows
 
 
-def maxpool_forward(x, size, out, argmax):
-    """Fill out (N, H//size, W//size, C) with the window maxima of x, argmax (int64) with their place."""
-    oh, ow = out.shape[1:3]
-    windows = pool_windows(x, size, oh, ow)
-    argmax[...] = windows.argmax(axis=3)
-    out[...] = np.take_along_axis(windows, argmax[:, :, :, None, :], axis=3)[:, :, :, 0, :]
+def maxpool_forward(x, size, argmax=None):
+    """x (N, C, H, W) -> (window maxima (N, C, H//size, W//size), their argmax, int64).
 
-
-def maxpool_backward(dy, argmax, size, dx):
-    """Overwrite dx (N, H, W, C) with dy (N, oh, ow, C) routed to the argmax of each window.
-
-    dy may stack S seeds per forward sample (N = S * len(argmax)); they share its argmax.
+    ``argmax``: the array a previous call returned, reused when the shape matches.
     """
-    n, oh, ow, c = dy.shape
-    argmax = np.tile(argmax, (n // len(argmax), 1, 1, 1))
-    dwindows = np.zeros((n, oh, ow, size * size, c), dtype=dy.dtype)
-    np.put_along_axis(dwindows, argmax[:, :, :, None, :], dy[:, :, :, None, :], axis=3)
-    dx[...] = 0
-    dx[:, :oh * size, :ow * size, :] = (
-        dwindows.reshape(n, oh, ow, size, size, c).transpose(0, 1, 3, 2, 4, 5)
-        .reshape(n, oh * size, ow * size, c))
+    n, c, h, w = x.shape
+    out = empty_nchw((n, c, h // size, w // size), x.dtype)
+    if argmax is None or argmax.shape != out.shape:
+        argmax = empty_nchw(out.shape, np.int64)
+    implementation("pool").maxpool_forward(channels_last(x), size, channels_last(out),
+                                           channels_last(argmax))
+    return out, argmax
+
+
+def maxpool_gather(x, argmax, size):
+    """x (N, C, H, W) read at a forward's argmax (N, C, oh, ow): the pooling's derivative along x.
+
+    NumPy only: a gather as cheap as the pooling itself (it serves the
+    forward-mode pass of input-gradient regularization, not the hot loops).
+    """
+    if len(x) != len(argmax) or x.shape[1] != argmax.shape[1]:
+        raise ValueError(f"x of shape {x.shape} does not match argmax of shape {argmax.shape}")
+    oh, ow = argmax.shape[2:]
+    windows = pool_windows(channels_last(x), size, oh, ow)     # (N, oh, ow, s*s, C)
+    picked = np.take_along_axis(windows, channels_last(argmax)[:, :, :, None, :], axis=3)
+    return picked[:, :, :, 0, :].transpose(0, 3, 1, 2)
+
+
+def maxpool_backward(dy, argmax, x_shape, size):
+    """dx of ``x_shape`` from dy (S * N, C, oh, ow) and the forward's argmax (N, C, oh, ow)."""
+    if len(dy) % len(argmax) or dy.shape[1:] != argmax.shape[1:]:
+        raise ValueError(f"dy of shape {dy.shape} does not match argmax of shape {argmax.shape}")
+    dx = empty_nchw(x_shape, dy.dtype)
+    implementation("pool").maxpool_backward(channels_last(dy), channels_last(argmax), size,
+                                            channels_last(dx))
+    return dx

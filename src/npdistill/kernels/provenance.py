@@ -1,7 +1,7 @@
 """What a run's numbers depend on: the ``environment`` block of results.json and model files.
 
 The same seed gives the same bits on any thread count and any number of Dask workers
-(kernels/gemm.py); what can change the bits is recorded here: the library and its git
+(kernels/reference/gemm.py); what can change the bits is recorded here: the library and its git
 revision, Python, NumPy, SciPy, Cython and Numba, the BLAS libraries (NumPy's, and
 SciPy's, which the compiled products call), the backend, the convolution algorithm the
 paper's layers run, the thread settings, and the CPU with its SIMD features (the AVX-512
@@ -19,6 +19,7 @@ import numpy as np
 from .. import _version
 from . import threads
 from .backends import backend
+from .convolution import conv_algorithm
 
 SIMD = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
         "avx512_bf16", "amx_tile", "neon", "asimd", "sve")
@@ -75,10 +76,14 @@ def cpu():
     return model, sorted(f for f in SIMD if f in flags)
 
 
-def environment(convolution):
-    """The environment block (a JSON-ready dict, see the module's docstring);
-    ``convolution``: {dtype: the algorithm the paper's layers run}, from the dispatch."""
+def environment():
+    """What a run's numbers depend on, as a JSON-ready dict (the module's docstring):
+    versions, BLAS, backend, the convolution algorithm of the paper's layers (3x3,
+    32 -> 64 channels) per dtype, threads, CPU."""
     import scipy
+
+    convolution = {dtype.__name__: conv_algorithm(32, 64, 3, 10, 10, dtype)
+                   for dtype in (np.float32, np.float64)}
 
     model, simd = cpu()
     try:

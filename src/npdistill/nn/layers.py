@@ -117,18 +117,7 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
-# Convolutions run block by block: the im2col of a block of images (at most this
-# many bytes) is multiplied while it is still in cache. `python bench/blocking.py`
-# (2 cores): 2 MB was the best of 1, 2, 4 MB and one block for the whole batch,
-# e.g. training step 131 vs 146 ms, JSMA-like pass 107 vs 114 ms.
-BLOCK_BYTES = 1 << 21
-# The weight gradient's blocks are a thread's own (each sums a chunk of the images, the
-# same bits on any thread count): `python bench/blocking.py --weight` (2 cores,
-# AVX-512 Xeon): 512 kB was the best of 256 kB - 2 MB on the paper's four layers.
-WEIGHT_BLOCK_BYTES = 1 << 19
-
-
-# The bias gradient: a product with a row of ones in fixed pieces (kernels.matmul)
+# The bias gradient: a product with a row of ones in fixed pieces (kernels.column_sums)
 column_sums = kernels.column_sums
 
 
@@ -145,10 +134,9 @@ def _he_uniform(rng, shape, fan_in, dtype):
 
 
 class Conv2D(Layer):
-    """2-D convolution, stride 1, weights (out, in, k, k), by the direct kernels (float32,
-    AVX-512: no im2col matrix), as im2col + GEMM per block of images, or for 3x3 kernels
-    as Winograd F(2x2, 3x3) / F(4x4, 3x3) (all three passes); ``kernels.conv_algorithm``
-    picks at every forward pass.
+    """2-D convolution, stride 1, weights (out, in, k, k). ``kernels.convolution.choose``
+    picks the algorithm at every forward pass (the direct kernels, im2col + GEMM, or Winograd for
+    3x3 kernels) and runs it; the layer holds the parameters and their checks.
 
     padding='valid' gives H - k + 1 rows; 'same' keeps H (for an even k the
     extra row and column of zeros go at the bottom and right, as in Keras).
@@ -168,7 +156,7 @@ class Conv2D(Layer):
         self.params = {name: np.zeros(shape, dtype=dtype)
                        for name, shape in self.param_shapes(self.config()).items()}
         self.initialize(np.random.default_rng(check_seed(seed)))
-        self._cols = self._dcols = None       # reusable block buffers
+        self._conv = None          # kernels.convolution's algorithm, kept with its buffers
 
     CONFIG = ("in_channels", "out_channels", "kernel_size", "padding")
 
@@ -195,15 +183,11 @@ class Conv2D(Layer):
         self.params["W"] = _he_uniform(rng, W.shape, fan_in, W.dtype)
         self.params["b"] = np.zeros_like(self.params["b"])
 
-    def _block_images(self, nbytes):
-        """How many images' im2col fits ``nbytes``: copied, then multiplied while in cache."""
-        row_bytes = self.kernel_size ** 2 * self.in_channels * self.params["W"].itemsize
-        return max(1, nbytes // (self.rows * row_bytes))
-
-    def _blocks(self, n):
-        """Image ranges whose im2col fits BLOCK_BYTES."""
-        step = self._block_images(BLOCK_BYTES)
-        return [(s, min(n, s + step)) for s in range(0, n, step)]
+    @property
+    def algorithm(self):
+        """The algorithm the last forward pass ran ("im2col", "direct", "winograd2/4"),
+        None before the first."""
+        return self._conv and self._conv.name
 
     def forward(self, x, training=False, rectify=False):
         """y = x * W + b; rectify: max(y, 0), the ReLU that follows applied here
@@ -211,110 +195,41 @@ class Conv2D(Layer):
         kernels' store, else in place -- one pass over y fewer, no second array."""
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"Conv2D expects input (N, {self.in_channels}, H, W), got {x.shape}")
-        k, F = self.kernel_size, self.out_channels
+        k = self.kernel_size
         self.oh = kernels.conv_output_size(x.shape[2], k, *self.pads[:2])
         self.ow = kernels.conv_output_size(x.shape[3], k, *self.pads[2:])
-        self.x, self.rows = x, self.oh * self.ow
-        self.algorithm = kernels.conv_algorithm(self.in_channels, F, k, self.oh, self.ow,
-                                                x.dtype)
-        self._W2 = self.gemm_weights(self.params["W"])
-        y = self._convolve(x, self.params["b"], rectify)
-        return y.reshape(len(x), self.oh, self.ow, F).transpose(0, 3, 1, 2)   # NCHW view, channels last
+        self.x = x
+        self._conv = kernels.convolution.choose(self.in_channels, self.out_channels,
+                                                self.kernel_size, self.pads, self.oh, self.ow,
+                                                x.dtype, self._conv)
+        return self._nchw(self._conv.forward(x, self.params["W"], self.params["b"], rectify))
 
-    def _convolve(self, x, bias=None, rectify=False):
-        """x * W (+ bias) (then max(., 0)), (N * oh * ow, F): by the direct or Winograd
-        kernels, or im2col block by block."""
-        k, F = self.kernel_size, self.out_channels
-        if self.algorithm == "direct":
-            return kernels.direct_correlate(kernels.channels_last(x), self.params["W"], self.pads,
-                                            bias, rectify).reshape(-1, F)
-        if self.algorithm in kernels.WINOGRAD_TILE:
-            y = kernels.winograd_correlate(kernels.channels_last(x), self.params["W"],
-                                           kernels.WINOGRAD_TILE[self.algorithm], self.pads,
-                                           bias).reshape(-1, F)
-        else:
-            y = np.empty((len(x) * self.rows, F), dtype=x.dtype)
-            for s, e in self._blocks(len(x)):
-                self._cols = kernels.im2col(x[s:e], k, k, self.pads, out=self._cols)
-                kernels.matmul(self._cols, self._W2.T, out=y[s * self.rows:e * self.rows])
-            if bias is not None:
-                y += bias
-        if rectify:
-            np.maximum(y, y.dtype.type(0), out=y)
-        return y
-
-    def _gradients(self, x, dy2, param_grads, input_grad):
-        """(dW2 (F, k*k*C) or None, dx or None) of dy2 (N * oh * ow, F) at input x."""
-        if self.algorithm == "im2col":
-            return self._im2col_gradients(x, dy2, param_grads, input_grad)
-        dy = np.ascontiguousarray(dy2.reshape(-1, self.oh, self.ow, self.out_channels))
-        xl, W = kernels.channels_last(x), self.params["W"]
-        dx = dW = None
-        if self.algorithm == "direct":
-            if param_grads:
-                dW = kernels.direct_weight_gradient(xl, dy, self.pads, self.kernel_size)
-            if input_grad and self.in_channels >= kernels.DIRECT_MIN_CHANNELS:
-                dx = kernels.direct_input_gradient(dy, W, self.pads).transpose(0, 3, 1, 2)
-            elif input_grad:
-                dx = self._im2col_gradients(x, dy2, False, True)[1]
-        else:
-            m = kernels.WINOGRAD_TILE[self.algorithm]
-            if param_grads:
-                dW = kernels.winograd_weight_gradient(xl, dy, m, self.pads)
-            if input_grad:
-                dx = kernels.winograd_input_gradient(dy, W, m, self.pads).transpose(0, 3, 1, 2)
-        return (None if dW is None else self.gemm_weights(dW)), dx
-
-    def _im2col_gradients(self, x, dy2, param_grads, input_grad):
-        """_gradients by im2col, one block of images at a time: the block's im2col is
-        multiplied while it is in cache (the weight gradient copies it again, block by
-        block, in kernels.im2col_weight_gradient: cheaper than keeping it all)."""
-        k, n = self.kernel_size, len(dy2) // self.rows
-        dW2 = dx = None
-        if param_grads:
-            dW2 = kernels.im2col_weight_gradient(x, dy2, k, k, self.pads,
-                                                 self._block_images(WEIGHT_BLOCK_BYTES))
-        if input_grad:
-            dx = kernels.empty_nchw((n,) + self.x.shape[1:], dy2.dtype)
-            for s, e in self._blocks(n):
-                block = dy2[s * self.rows:e * self.rows]
-                self._dcols = kernels.reusable_buffer((len(block), self._W2.shape[1]),
-                                                      dy2.dtype, self._dcols)
-                kernels.matmul(block, self._W2, out=self._dcols)
-                kernels.col2im(self._dcols, (e - s,) + self.x.shape[1:], k, k, self.pads,
-                               out=dx[s:e])
-        return dW2, dx
-
-    gemm_weights = staticmethod(kernels.gemm_weights)   # (F, C, k, k) -> (F, k*k*C)
-
-    def layer_weights(self, W2):
-        """The inverse of gemm_weights: (F, k*k*C) back to (F, C, k, k), C-contiguous."""
-        k, C, F = self.kernel_size, self.in_channels, self.out_channels
-        return np.ascontiguousarray(W2.reshape(F, k, k, C).transpose(0, 3, 1, 2))
+    def _nchw(self, y):
+        """(N * oh * ow, F) rows as the NCHW view of their channels-last memory."""
+        return y.reshape(-1, self.oh, self.ow, self.out_channels).transpose(0, 3, 1, 2)
 
     def backward(self, dy, param_grads=True, input_grad=True):
         dy2 = kernels.channels_last(dy).reshape(-1, self.out_channels)
         if param_grads:
             _check_param_grads(dy, len(self.x))
             self.grads["b"] = column_sums(dy2)
-        dW2, dx = self._gradients(self.x, dy2, param_grads, input_grad)
+        dW, dx = self._conv.gradients(self.x, dy2, self.params["W"], param_grads, input_grad)
         if param_grads:
-            self.grads["W"] = self.layer_weights(dW2)
+            self.grads["W"] = dW
         return dx
 
     def jvp(self, x_dot):
-        y = self._convolve(x_dot)
-        return y.reshape(len(x_dot), self.oh, self.ow, -1).transpose(0, 3, 1, 2)
+        return self._nchw(self._conv.forward(x_dot, self.params["W"]))
 
     def backward_jvp(self, dy, dy_dot, x_dot):
         # dW = sum dy (x) x  ->  dW' = sum dy' (x) x + dy (x) x';  dx = W^T dy  ->  dx' = W^T dy'
-        F = self.out_channels
+        F, W = self.out_channels, self.params["W"]
         dy2 = kernels.channels_last(dy).reshape(-1, F)
         dy2_dot = kernels.channels_last(dy_dot).reshape(-1, F)
-        dW2, dx_dot = self._gradients(self.x, dy2_dot, True, True)
-        dW2 += self._gradients(x_dot, dy2, True, False)[0]
+        dW, dx_dot = self._conv.gradients(self.x, dy2_dot, W, True, True)
+        dW += self._conv.gradients(x_dot, dy2, W, True, False)[0]
         self.grads["b"] = column_sums(dy2_dot)
-        self.grads["W"] = self.layer_weights(dW2)
+        self.grads["W"] = dW
         return dx_dot
 
 
