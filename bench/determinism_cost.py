@@ -19,7 +19,6 @@ import common  # noqa: E402
 
 import npdistill as nd  # noqa: E402
 from npdistill import kernels  # noqa: E402
-from npdistill.nn import layers  # noqa: E402
 
 PRODUCTS = {
     "pieces": (kernels.matmul, kernels.column_sums),
@@ -29,7 +28,10 @@ PRODUCTS = {
 
 
 def use(name):
-    kernels.matmul, layers.column_sums = PRODUCTS[name]
+    """The products of the layers (Dense: kernels.matmul; im2col: kernels.convolution's) and
+    the bias gradients; im2col's weight gradient keeps its chunks of images either way."""
+    kernels.matmul, kernels.column_sums = PRODUCTS[name]
+    kernels.convolution.matmul = PRODUCTS[name][0]
 
 
 def main():

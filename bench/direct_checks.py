@@ -60,7 +60,7 @@ def kernel_times(repeats):
     out["conv1_input_gradient_im2col_ms"] = ms(col2im, repeats)
     dy2 = rng.standard_normal((128 * 24 * 24, 32)).astype(np.float32)    # conv 2's gradient
     out["conv2_bias_gradient_sum_ms"] = ms(lambda: dy2.sum(axis=0), repeats)
-    out["conv2_bias_gradient_ones_ms"] = ms(lambda: nd.nn.layers.column_sums(dy2), repeats)
+    out["conv2_bias_gradient_ones_ms"] = ms(lambda: nd.kernels.column_sums(dy2), repeats)
     x = kernels.empty_nchw((128, 32, 24, 24), np.float32)
     x[...] = rng.standard_normal(x.shape)
     y, argmax = kernels.maxpool_forward(x, 2)

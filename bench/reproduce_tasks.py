@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from npdistill.nn.model import load_model, read_archive  # noqa: E402
+from npdistill.nn.archive import read_archive  # noqa: E402
+from npdistill.nn.model import load_model  # noqa: E402
 
 
 def tasks_of(out):

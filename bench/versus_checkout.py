@@ -6,11 +6,12 @@
 
 bench/train_speed.py's workloads (the paper's MNIST net, a training step at batch 128 and
 inference at batch 1,024; the cython backend, the convolution NPDISTILL_CONV names, else
-"auto"), timed in a fresh process per checkout (``--other``'s src/ first
-on PYTHONPATH), the two taking turns ``--pairs`` times: images/s as the median of each
-process's 40 steps (8 inferences) after 5 warm-up steps, then the median over the
-processes, their ratio this / other and the median of each pair's ratio. A before/after
-check of a change that must not cost speed (issue 39: within 5%).
+"auto") and two attack loops (JSMA on 10 images, CW L2 100 steps on 10), timed in a fresh
+process per checkout (``--other``'s src/ first on PYTHONPATH), the two taking turns
+``--pairs`` times: images/s as the median of each process's 40 steps (8 inferences, 3
+attacks) after 5 warm-up steps, then the median over the processes, their ratio this /
+other and the median of each pair's ratio. A before/after check of a change that must not
+cost speed (issue 39: within 5%; issue 40: the same speed).
 """
 import argparse
 import json
@@ -36,9 +37,17 @@ def measure():
     work = npdistill_workloads(x, y, "cython", os.environ.get("NPDISTILL_CONV", "auto"))
     for _ in range(5):
         work["train_step_b128"]()
+    # the attacks' loops on the net as it starts (the same bits in both checkouts, so the
+    # same iterations): JSMA on 10 images (one target each), CW L2 100 steps on 10
+    net, xa, target = nd.architectures.papernot_mnist(seed=0), x[:10], (y[:10] + 1) % 10
+    jsma = lambda: nd.attacks.jsma(net, xa, target=target, progress=False)    # noqa: E731
+    cw = lambda: nd.attacks.cw_l2(net, xa, target=target, max_iterations=100,  # noqa: E731
+                                  binary_search_steps=1, progress=False)
     print(json.dumps({"package": nd.__file__,
                       "train_step_b128": 128 / common.timed(work["train_step_b128"], 40)[0],
-                      "inference_b1024": 1024 / common.timed(work["inference_b1024"], 8)[0]}))
+                      "inference_b1024": 1024 / common.timed(work["inference_b1024"], 8)[0],
+                      "jsma_10": 10 / common.timed(jsma, 3)[0],
+                      "cw_l2_10x100": 10 / common.timed(cw, 3)[0]}))
 
 
 def main():
@@ -66,7 +75,7 @@ def main():
         print(f"pair {pair + 1}/{args.pairs}", file=sys.stderr, flush=True)
     summary = {}
     print(f"machine: {common.machine()}; {args.pairs} processes each, in turns")
-    for key in ("train_step_b128", "inference_b1024"):
+    for key in ("train_step_b128", "inference_b1024", "jsma_10", "cw_l2_10x100"):
         this, other = (float(np.median([r[key] for r in runs[n]])) for n in ("this", "other"))
         # each pair's ratio too: two processes in a row see the same load on a shared machine
         paired = float(np.median([t[key] / o[key] for t, o in zip(runs["this"], runs["other"])]))

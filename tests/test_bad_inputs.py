@@ -13,7 +13,7 @@ import npdistill as nd
 from npdistill import attacks, layers, metrics
 from npdistill.defenses import MutationDetector, adversarial_training, mutate
 from npdistill.defenses.distillation import defensive_distillation
-from npdistill.nn.model import read_archive
+from npdistill.nn.archive import read_archive
 
 K = 3
 

@@ -12,7 +12,7 @@ import pytest
 
 import npdistill as nd
 from npdistill._files import WriteError, remove_stale_temporaries, replacing, write_text
-from npdistill.nn.model import write_archive
+from npdistill.nn.archive import write_archive
 
 
 def _temporaries(folder):

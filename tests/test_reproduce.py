@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from npdistill.__main__ import build_parser, main
-from npdistill.nn.model import read_archive
+from npdistill.nn.archive import read_archive
 from npdistill.plots import _shown
 from npdistill.reproduce import (ATTACK_CHOICES, CLAIMS, EXAMPLES, PAPER, QUICK, claims,
                                  cw_norms, markdown_table, settings_from)

@@ -5,6 +5,7 @@ import ast
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import npdistill as nd
 
@@ -170,3 +171,11 @@ def test_no_import_runs_from_a_lower_floor_up():
                                                     "npdistill.reproduce", "npdistill.train",
                                                     "npdistill.runs", "npdistill.placement"))]
     assert above_kernels == [] and above_cuda == []
+
+
+def test_an_unknown_device_loop_is_refused_not_run_on_the_host(toy):
+    """placement.device_loop names its loops: a typo is an error, not a silent host run."""
+    model = toy[0]
+    assert nd.placement.device_loop("cw_l2", model) is None      # a host model: the host loop
+    with pytest.raises(ValueError, match=r"no device loop is called 'cw_L2'.*'jsma', 'cw_l2'"):
+        nd.placement.device_loop("cw_L2", model)

@@ -160,7 +160,7 @@ def test_logits_lr_factor_t_squared_is_training_at_t_1_the_net_with_logits_t_tim
 
 
 def test_checkpoints_written_before_logits_lr_factor_existed_still_resume(toy_data, tmp_path):
-    from npdistill.nn.model import read_archive, write_archive
+    from npdistill.nn.archive import read_archive, write_archive
 
     nd.train(tiny_net(), toy_data, epochs=1, batch_size=32, checkpoint_dir=tmp_path,
              progress=False)

@@ -7,7 +7,6 @@ written, no data where it was looked for), 1 a run that failed, 130 interrupted.
 import argparse
 import contextlib
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,12 +15,10 @@ from . import datasets, kernels
 from ._checks import check_output_dir, check_output_file
 from ._files import remove_stale_temporaries, removed_note
 from ._version import __version__
-from .nn import architectures
+from .benchmarks import BENCHMARKS
+from .distributed import cluster
 from .train import train
 
-LOADERS = {"mnist": (datasets.load_mnist, architectures.papernot_mnist),
-           "fashion-mnist": (datasets.load_fashion_mnist, architectures.papernot_mnist),
-           "cifar10": (datasets.load_cifar10, architectures.papernot_cifar10)}
 BACKEND_WORDS = {"numpy": "the NumPy reference, not compiled",
                  "cython": "compiled Cython kernels", "cuda": "Numba CUDA kernels"}
 
@@ -70,13 +67,13 @@ def _train_command(args):
     _check_outputs((check_output_file, args.out, "--out"),
                    (check_output_dir, args.checkpoint_dir, "--checkpoint-dir"))
     _choose_backend(args)
-    load, architecture = LOADERS[args.dataset]
-    (x_train, y_train), (x_test, y_test) = load(args.data, download=args.download)
+    chosen = BENCHMARKS[args.dataset]
+    (x_train, y_train), (x_test, y_test) = chosen.load(args.data, download=args.download)
     if args.limit is not None:
         x_train, y_train = x_train[:args.limit], y_train[:args.limit]
     print(f"{args.dataset}: {len(x_train):,} training and {len(x_test):,} test images",
           file=sys.stderr)
-    model = architecture(seed=args.seed)
+    model = chosen.net(seed=args.seed)
     if args.out:
         removed = remove_stale_temporaries(Path(args.out).parent)     # a killed save's
         if removed and not args.quiet:
@@ -99,65 +96,15 @@ def _train_command(args):
     return 0
 
 
-def worker_environ(threads):
-    """Environment of a worker process: this process's backend, and ``threads`` BLAS and
-    OpenMP threads (OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=threads): the cores shared out.
-    The thread count is not part of the arithmetic (kernels/reference/gemm.py): a task gives bit for
-    bit what a serial run on any number of threads gives."""
-    return {"NPDISTILL_BACKEND": kernels.backend(), "OMP_NUM_THREADS": str(threads),
-            "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-
-
-@contextlib.contextmanager
-def _spawn_environ(values):
-    """``values`` in the environment Dask's nannies give the worker processes they spawn.
-    They must be set before a worker imports numpy (Dask's env= lands later), through its
-    pre-spawn environment — where this process's own variables win, and Dask writes that
-    environment into this process (OMP_NUM_THREADS=1 ...) when it spawns: so both are set
-    while the cluster starts, and this process's restored after."""
-    import dask
-
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    spawn = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **values}
-    try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn}):
-            yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 @contextlib.contextmanager
 def _dask_client(args):
-    """A Dask client for --workers (a LocalCluster of worker processes sharing the cores)
-    or --scheduler (a running cluster); None for a serial run."""
-    if args.workers is None and args.scheduler is None:
-        yield None
-        return
-    from .distributed import require_dask
+    """distributed.cluster for --workers or --scheduler; None for a serial run."""
     try:
-        distributed = require_dask()
+        with cluster(args.workers, args.scheduler,
+                     say=lambda line: print(line, file=sys.stderr)) as client:
+            yield client
     except ImportError as exc:
         raise UsageError(str(exc)) from None
-    if args.scheduler is not None:
-        with distributed.Client(args.scheduler) as client:
-            print(f"Dask scheduler {args.scheduler}: {len(client.nthreads())} workers",
-                  file=sys.stderr)
-            yield client
-        return
-    # the cores shared out (more threads than cores: OpenMP's spinning costs 5-10x)
-    threads = max(1, (os.cpu_count() or 1) // args.workers)
-    with _spawn_environ(worker_environ(threads)), \
-            distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
-                                     processes=True) as cluster, \
-            distributed.Client(cluster) as client:
-        print(f"Dask: {args.workers} worker processes, one task at a time each with {threads} "
-              f"BLAS/OpenMP threads; dashboard {cluster.dashboard_link}", file=sys.stderr)
-        yield client
 
 
 def _reproduce_command(args):
@@ -273,7 +220,7 @@ def build_parser():
                             help="train one of the papers' nets and print its test accuracy",
                             description="Train one of the papers' nets (Papernot et al., 2016) "
                                         "and print its test accuracy.")
-    p.add_argument("--dataset", choices=sorted(LOADERS), default="mnist", help="the data set")
+    p.add_argument("--dataset", choices=sorted(BENCHMARKS), default="mnist", help="the data set")
     _common_flags(p, "data set's")
     p.add_argument("--temperature", type=positive_float, default=1.0,
                    help="softmax temperature of the training loss")

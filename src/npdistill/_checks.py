@@ -136,6 +136,17 @@ def check_number(value, name, *, low=None, high=None, low_open=False, high_open=
     return value
 
 
+def check_numbers(values, name):
+    """A list of finite floats from a number or a sequence of numbers (one per channel)."""
+    if isinstance(values, np.ndarray):
+        values = values.tolist()
+    if isinstance(values, (list, tuple)):
+        if not values:
+            raise ValueError(f"{name} must hold at least one value")
+        return [check_number(v, f"{name}[{i}]") for i, v in enumerate(values)]
+    return [check_number(values, name)]
+
+
 def _interval(low, high, low_open, high_open):
     if high is None:
         if low == 0:

@@ -1,7 +1,10 @@
 """Large evaluations on Dask (``dask.distributed``), from one machine to a cluster.
 
 Dask is optional (``pip install "npdistill[distributed]"``); nothing here imports it until
-asked to run on it.
+asked to run on it. ``cluster(workers=N)`` starts a local cluster whose worker processes
+share the cores (each with its share of BLAS/OpenMP threads, this process's backend), or
+``cluster(scheduler=address)`` joins a running one: what ``--workers`` and ``--scheduler``
+of the command line do.
 
 ``map_attack(attack, model, x, y, ..., client=client)`` splits the images into shards,
 runs ``attack`` on each shard on the cluster's workers (the model is sent once) and
@@ -15,8 +18,12 @@ CW on a real net can end 1e-4 apart (measured: mean L2 4.3224 vs 4.3232 on the M
 Where the answer must not depend on the cluster, cut the images in fixed batches, as the
 reproduction does with its CW images (``Settings.cw_batch``).
 """
+import contextlib
+import os
+
 import numpy as np
 
+from . import kernels
 from .attacks.result import AttackResult
 from .progress import Progress
 
@@ -32,6 +39,64 @@ def require_dask():
         raise ImportError('running on Dask needs dask.distributed: pip install '
                           '"npdistill[distributed]" (or pip install "dask[distributed]")') from exc
     return distributed
+
+
+def worker_environ(threads):
+    """Environment of a worker process: this process's backend, and ``threads`` BLAS and
+    OpenMP threads (OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=threads): the cores shared out.
+    The thread count is not part of the arithmetic (kernels/reference/gemm.py): a task gives bit for
+    bit what a serial run on any number of threads gives."""
+    return {"NPDISTILL_BACKEND": kernels.backend(), "OMP_NUM_THREADS": str(threads),
+            "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+@contextlib.contextmanager
+def _spawn_environ(values):
+    """``values`` in the environment Dask's nannies give the worker processes they spawn.
+    They must be set before a worker imports numpy (Dask's env= lands later), through its
+    pre-spawn environment — where this process's own variables win, and Dask writes that
+    environment into this process (OMP_NUM_THREADS=1 ...) when it spawns: so both are set
+    while the cluster starts, and this process's restored after."""
+    import dask
+
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    spawn = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **values}
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn}):
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def cluster(workers=None, scheduler=None, say=print):
+    """A Dask client: on a LocalCluster of ``workers`` processes sharing this machine's
+    cores, or on the running cluster at ``scheduler`` (an address); None where neither is
+    given (a serial run). ``say`` gets one line on what it started. An ImportError says
+    what to install where dask.distributed is missing."""
+    if workers is None and scheduler is None:
+        yield None
+        return
+    distributed = require_dask()
+    if scheduler is not None:
+        with distributed.Client(scheduler) as client:
+            say(f"Dask scheduler {scheduler}: {len(client.nthreads())} workers")
+            yield client
+        return
+    # the cores shared out (more threads than cores: OpenMP's spinning costs 5-10x)
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with _spawn_environ(worker_environ(threads)), \
+            distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
+                                     processes=True) as local, \
+            distributed.Client(local) as client:
+        say(f"Dask: {workers} worker processes, one task at a time each with {threads} "
+            f"BLAS/OpenMP threads; dashboard {local.dashboard_link}")
+        yield client
 
 
 def concatenate(results):

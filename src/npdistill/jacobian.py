@@ -9,21 +9,9 @@ in Adversarial Settings", the forward derivative of eq. 1).
 import numpy as np
 
 from ._checks import check_choice, check_positive
-from .nn.softmax import softmax
+from .nn.softmax import softmax_jacobian
 from .placement import passes
 from .progress import Progress
-
-
-def softmax_seed(z, classes, T):
-    """Seed rows s (N, K) with s^T dZ/dX = dF_c/dX, F = softmax(Z / T), c = ``classes``.
-
-    dF_c/dz_k = p_c (delta_ck - p_k) / T.
-    """
-    n = len(z)
-    p = softmax(z, T)
-    onehot = np.zeros_like(z)
-    onehot[np.arange(n), classes] = 1
-    return p[np.arange(n), classes][:, None] * (onehot - p) / z.dtype.type(T)
 
 
 def jacobian(model, x, T=1.0, of="softmax", batch_size=32, progress=None):
@@ -65,8 +53,4 @@ def jacobian(model, x, T=1.0, of="softmax", batch_size=32, progress=None):
     J = np.concatenate(parts)
     if of == "logits":
         return J
-    z = np.concatenate(logits)
-    p = softmax(z, T)
-    dsoftmax = (p[:, :, None] * np.eye(k, dtype=x.dtype) - p[:, :, None] * p[:, None, :]) \
-        / x.dtype.type(T)
-    return np.einsum("bij,bj...->bi...", dsoftmax, J)
+    return np.einsum("bij,bj...->bi...", softmax_jacobian(np.concatenate(logits), T), J)

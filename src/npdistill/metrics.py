@@ -5,7 +5,7 @@ Perturbations against Deep Neural Networks", Section V-B and Figure 8.
 import numpy as np
 
 from ._checks import check_images, check_labels, check_positive
-from .jacobian import softmax_seed
+from .nn.softmax import softmax_seed
 from .placement import passes
 from .progress import Progress
 

@@ -33,17 +33,23 @@ def passes(model):
     return DevicePasses(model)
 
 
+DEVICE_LOOPS = ("jsma", "cw_l2")      # the attacks with a loop of npdistill.cuda.attacks
+
+
 def device_loop(attack, passes):
-    """The device loop of ``attack`` bound to ``passes``' device model, or None.
+    """The device loop of ``attack`` (one of DEVICE_LOOPS) bound to ``passes``' device
+    model, or None where ``passes`` runs on the host.
 
     Called as the host loop of the attack is; see npdistill.cuda.attacks.
     """
+    if attack not in DEVICE_LOOPS:       # a typo would otherwise run on the host, silently
+        raise ValueError(f"no device loop is called {attack!r}: expected one of {DEVICE_LOOPS}")
     net = getattr(passes, "device_model", None)
     if net is None:
         return None
     from .cuda import attacks
     loops = {"jsma": attacks.jsma_chunk, "cw_l2": attacks.cw_l2_round}
-    return functools.partial(loops[attack], net) if attack in loops else None
+    return functools.partial(loops[attack], net)
 
 
 def device_trainer(model, optimizer, x, y):

@@ -20,64 +20,29 @@ from pathlib import Path
 
 import numpy as np
 
-from . import attacks, datasets, kernels, metrics
+from . import attacks, kernels, metrics
+from .benchmarks import PAPER_MNIST, REPRODUCIBLE, benchmark
 from ._checks import check_output_dir, check_positive
 from ._files import write_text
 from .defenses.distillation import distill, tempered_steps
 from .distributed import concatenate
-from .nn import architectures
-from .runs import Runner, RunProgress, load_data, percent, remove_stale, say
+from .placement import passes
+from .reproduce_report import (CLAIMS, claims, claims_over_seeds,  # noqa: F401
+                               markdown_table, spread, spread_table)
+from .runs import Runner, RunProgress, load_data, remove_stale, say
 from .train import data_checksum, train
 
 TEMPERATURES = (1, 2, 5, 10, 20, 30, 40, 50, 100)
 RECIPE = 2          # the run cache's recipe key: 2 = distill's default at every T (was 1)
 EXAMPLES = 12        # attacks per measure kept for the grid of clean vs adversarial digits
-# The papers' qualitative claims as ``claims`` checks them on a run (the bars --quick meets on
-# seeds 0-4, docs/RESULTS.md): the undistilled net's accuracy; the most distillation may
-# cost at any T; JSMA at T >= 20 and FGSM at T = 100 succeed at most this share of the
-# baseline's rate; the median adversarial gradient falls this many times by T = 100; CW L2
-# breaks at least this share of its images on the baseline and at T = 100.
-CLAIMS = {"baseline_accuracy": 0.97, "accuracy_cost": 0.02, "attack_share": 0.2,
-          "gradient_fall": 1e10, "cw_success": 0.9}
-
-# The papers' numbers (MNIST). Papernot et al. 2016, table/figure 5 and section V;
-# Papernot & McDaniel 2016; Carlini & Wagner 2017, table IV and section VIII.
-PAPER_MNIST = {
-    "train_images": 60000,
-    "baseline_accuracy": 0.9951,
-    "max_accuracy_cost": 0.0128,
-    "jsma_success": {"baseline": 0.9589, 1: 0.91, 2: 0.8223, 5: 0.2467, 10: 0.0678, 20: 0.0134,
-                     30: 0.0144, 40: 0.0045, 50: 0.0145, 100: 0.0045},
-    "fgsm_success": {"baseline": 0.8803, 100: {"below": 0.015}},   # "< 1.5%" at T = 100
-    "cw": {"baseline": {"success": 1.0, "l0": 16, "l2": 1.76, "linf": 0.13},
-           "distilled": {"success": 1.0, "l0": 19, "l2": 2.2, "linf": 0.18}},
-}
-# CIFAR-10: Papernot et al. 2016, table/figure 5 and section V (no FGSM or CW figure of
-# theirs for it: those cells show "-").
-PAPER_CIFAR10 = {
-    "train_images": 50000,
-    "baseline_accuracy": 0.8095,
-    "max_accuracy_cost": 0.0137,
-    "jsma_success": {"baseline": 0.8789, 1: 0.9278, 2: 0.8767, 5: 0.67, 10: 0.4756, 20: 0.1823,
-                     30: 0.1323, 40: 0.0934, 50: 0.0623, 100: 0.0511},
-    "fgsm_success": {},
-    "cw": {"baseline": {}, "distilled": {}},
-}
 PAPER = PAPER_MNIST
-DATASETS = {
-    # name: (what the tables call it, the paper's numbers, the net, its loader, FGSM's eps)
-    "mnist": ("MNIST", PAPER_MNIST, architectures.papernot_mnist, datasets.load_mnist, 0.3),
-    # eps = 8/255: the L-inf budget usual on CIFAR-10 (Madry et al., 2018); MNIST's 0.3
-    # would wipe out a 32x32 colour image
-    "cifar10": ("CIFAR-10", PAPER_CIFAR10, architectures.papernot_cifar10,
-                datasets.load_cifar10, 8 / 255),
-}
+DATASETS = REPRODUCIBLE        # the data sets with the papers' numbers to reproduce
 
 
 @dataclass(frozen=True)
 class Settings:
     """What a run measures, and on how much."""
-    dataset: str = "mnist"           # a key of DATASETS
+    dataset: str = "mnist"           # one of DATASETS (benchmarks.py)
     temperatures: tuple = TEMPERATURES
     epochs: int = 3
     batch_size: int = None           # None: the net's default (the papers' 128)
@@ -156,7 +121,7 @@ def submit_models(settings, data, out_dir, progress, runner):
         T = float(temperature)
         return dict(temperature=T, lr=lr, **tempered_steps(T), **options)
 
-    net = DATASETS[settings.dataset][2]
+    net = benchmark(settings.dataset).net
     lr = net(seed=0).metadata["training_defaults"]["lr"]
 
     def trained(temperature, seed):
@@ -181,11 +146,15 @@ def submit_models(settings, data, out_dir, progress, runner):
 
 
 def evaluate(model, name, settings, test, rng_seed, progress=True):
-    """Every measure of one deployed net (T = 1). Returns a JSON-ready dict."""
+    """Every measure of one deployed net (T = 1). Returns a JSON-ready dict. The net is
+    placed on the active backend once (under cuda: its weights copied to the device once),
+    and every metric and attack runs on those passes."""
     x_test, y_test = test
     rng = np.random.default_rng(rng_seed)
+    temperature = model.metadata.get("training_temperature", 1.0)
+    model = passes(model)
     row = {"accuracy": metrics.accuracy(model, x_test, y_test),
-           "training_temperature": model.metadata.get("training_temperature", 1.0)}
+           "training_temperature": temperature}
     examples = {}
     g = rng.choice(len(x_test), min(settings.gradient_images, len(x_test)), replace=False)
     amplitudes = metrics.adversarial_gradient_amplitude(model, x_test[g])
@@ -315,14 +284,14 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
         raise ValueError(f"settings.dataset must be one of {tuple(DATASETS)}, "
                          f"got {settings.dataset!r}")
     check_positive(settings.cw_batch, "settings.cw_batch", integer=True)
-    paper = DATASETS[settings.dataset][1]
+    paper = benchmark(settings.dataset).paper
     out_dir = check_output_dir(out_dir, "out_dir")
     temperatures = len(settings.temperatures)
     nets = 1 + 2 * temperatures - (1 in settings.temperatures)     # teacher_T1 is the baseline
     progress = RunProgress(progress, nets + 1 + temperatures + 2 * len(cw_norms(settings.attacks)))
     runner = Runner(progress, client, heal)
     (x_train, y_train), (x_test, y_test) = load_data(data_path, settings.train_limit, download,
-                                                     DATASETS[settings.dataset][3])
+                                                     benchmark(settings.dataset).load)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale(progress, out_dir, out_dir / "models", out_dir / "measures")
     say(progress, f"{len(x_train):,} training images, {len(x_test):,} test images, "
@@ -423,214 +392,11 @@ def _over_seeds(out_dir, settings, data_path, progress, download, client, heal):
     return results
 
 
-def claims(results, bars=CLAIMS):
-    """The papers' qualitative claims checked on one run's results (``bars``: see CLAIMS):
-    a list of {"claim", "held", "measured"}. A claim whose measure the run lacks (an attack
-    not run, no T >= 20 or no T = 100) is left out."""
-    rows, cw, found = results["models"], results.get("cw", {}), []
-    base = rows["baseline"]
-    temperatures = [name for name in rows if name != "baseline"]
-    hot = rows.get("100")
-
-    def check(claim, held, measured):
-        found.append({"claim": claim, "held": bool(held), "measured": measured})
-
-    def rate(row, attack):
-        return (row.get(attack) or {}).get("success")
-
-    check(f"the undistilled net's accuracy is at least {percent(bars['baseline_accuracy'], 0)}",
-          base["accuracy"] >= bars["baseline_accuracy"], percent(base["accuracy"]))
-    if temperatures:
-        cost = {T: base["accuracy"] - rows[T]["accuracy"] for T in temperatures}
-        worst = max(cost, key=cost.get)
-        check(f"distillation costs at most {100 * bars['accuracy_cost']:g} points of accuracy "
-              f"at every T", cost[worst] <= bars["accuracy_cost"],
-              f"at most {100 * cost[worst]:.2f} points (T = {worst})")
-    share = bars["attack_share"]
-    above = [T for T in temperatures if float(T) >= 20 and rate(rows[T], "jsma") is not None]
-    if rate(base, "jsma") is not None and above:
-        worst = max(above, key=lambda T: rate(rows[T], "jsma"))
-        check(f"JSMA's success rate at every T >= 20 is at most {percent(share, 0)} of the "
-              f"undistilled net's", rate(rows[worst], "jsma") <= share * rate(base, "jsma"),
-              f"at most {percent(rate(rows[worst], 'jsma'))} (T = {worst}) vs "
-              f"{percent(rate(base, 'jsma'))}")
-    if hot is not None and rate(base, "fgsm") is not None and rate(hot, "fgsm") is not None:
-        check(f"FGSM's success rate at T = 100 is at most {percent(share, 0)} of the "
-              f"undistilled net's", rate(hot, "fgsm") <= share * rate(base, "fgsm"),
-              f"{percent(rate(hot, 'fgsm'))} vs {percent(rate(base, 'fgsm'))}")
-    if hot is not None:
-        fall = base["gradient_amplitude_median"] / max(hot["gradient_amplitude_median"], 1e-300)
-        check(f"the median adversarial gradient falls at least {bars['gradient_fall']:.0e} "
-              f"times from the undistilled net to T = 100", fall >= bars["gradient_fall"],
-              f"{base['gradient_amplitude_median']:.1e} to "
-              f"{hot['gradient_amplitude_median']:.1e}")
-    l2 = {name: (cw.get(name) or {}).get("l2") for name in ("baseline", "100")}
-    if all(l2.values()):
-        check(f"Carlini-Wagner L2 breaks at least {percent(bars['cw_success'], 0)} of its "
-              f"images on the undistilled net and at T = 100",
-              min(r["success"] for r in l2.values()) >= bars["cw_success"],
-              f"{percent(l2['baseline']['success'], 0)} and {percent(l2['100']['success'], 0)}")
-    return found
-
-
-def claims_over_seeds(per_seed):
-    """Each claim of the seeds' runs ({seed: results}): on how many seeds it held, and what
-    each measured."""
-    merged = {}
-    for seed, results in per_seed.items():
-        for c in results.get("claims", []):
-            entry = merged.setdefault(c["claim"], {"claim": c["claim"], "held_on": 0,
-                                                   "seeds": 0, "measured": {}})
-            entry["held_on"] += c["held"]
-            entry["seeds"] += 1
-            entry["measured"][seed] = c["measured"]
-    return list(merged.values())
-
-
-def claims_table(checked):
-    """results.md's lines for ``claims``' list."""
-    if not checked:
-        return []
-    return ["The papers' claims on this run:", "", "| claim | held | measured |", "|---|---|---|",
-            *(f"| {c['claim']} | {'yes' if c['held'] else '**no**'} | {c['measured']} |"
-              for c in checked), ""]
-
-
-def spread(values):
-    """The numbers of several seeds' results (dicts of the same shape) as {"mean", "min",
-    "max", "values"} at every numeric leaf; lists (histograms) are left to per_seed."""
-    first = values[0]
-    if isinstance(first, dict):
-        return {key: spread([v.get(key) for v in values]) for key in first
-                if all(isinstance(v, dict) and key in v for v in values)}
-    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if not numbers or len(numbers) != len(values):
-        return None
-    return {"mean": float(np.mean(numbers)), "min": float(min(numbers)),
-            "max": float(max(numbers)), "values": numbers}
-
-
-def _ranged(cell, show):
-    """"mean [min, max]" of a spread cell, each number through ``show``; "-" for none."""
-    if not cell:
-        return "-"
-    return f"{show(cell['mean'])} [{show(cell['min'])}, {show(cell['max'])}]"
-
-
-def spread_table(results):
-    """results.md of a run over several seeds: mean [min, max] per cell."""
-    s, rows, cw = results["settings"], results["spread"], results["cw_spread"]
-    pct, sci = (lambda v: percent(v, 1)), (lambda v: f"{v:.1e}")   # noqa: E731
-    minutes = lambda v: f"{v:.1f}"                                  # noqa: E731
-    wall = spread([r["seconds"] / 60 for r in results["per_seed"].values()])
-    lines = [f"# Defensive distillation on {DATASETS[s['dataset']][0]}: mean [min, max] over "
-             f"{len(results['seeds'])} seeds {results['seeds']}", "",
-             f"Training split {s['train_images']:,} images, {s['epochs']} epochs per net; each "
-             f"seed's own table is in seed<S>/results.md. Wall time per seed: "
-             f"{_ranged(wall, minutes)} min.", "",
-             "| model | accuracy | JSMA success | FGSM success | median adv. gradient | "
-             "CW L2 success |", "|---|---|---|---|---|---|"]
-    for name, row in rows.items():
-        label = "no distillation" if name == "baseline" else f"distilled, T = {name}"
-        lines.append(f"| {label} | {_ranged(row.get('accuracy'), pct)} | "
-                     f"{_ranged((row.get('jsma') or {}).get('success'), pct)} | "
-                     f"{_ranged((row.get('fgsm') or {}).get('success'), pct)} | "
-                     f"{_ranged(row.get('gradient_amplitude_median'), sci)} | "
-                     f"{_ranged(((cw.get(name) or {}).get('l2') or {}).get('success'), pct)} |")
-    lines.append("")
-    if results.get("claims"):
-        lines += ["The papers' claims, seed by seed:", "", "| claim | held on | measured |",
-                  "|---|---|---|"]
-        lines += [f"| {c['claim']} | {c['held_on']} of {c['seeds']} seeds | "
-                  f"{'; '.join(f'seed {k}: {m}' for k, m in c['measured'].items())} |"
-                  for c in results["claims"]]
-        lines.append("")
-    lines += [f"Environment: {kernels.environment_summary(results['environment'])}.", ""]
-    return "\n".join(lines)
-
-
-def _num(value, digits=2):
-    return "-" if value is None else f"{value:.{digits}f}"
-
-
-def markdown_table(results):
-    """The measured numbers beside the papers'."""
-    s, paper, rows = results["settings"], results["paper"], results["models"]
-    dataset = DATASETS[s.get("dataset", "mnist")][0]
-    lines = [
-        f"# Defensive distillation on {dataset}: measured vs published",
-        "",
-        f"Training split: **{s['train_images']:,} images** (the papers used "
-        f"{paper['train_images']:,}); {s['epochs']} epochs per net (the paper: 50); "
-        f"test set {s['test_images']:,} images. Every net is deployed at T = 1.",
-        f"JSMA: {s['jsma_samples']} test samples x 9 targets, theta = +1, gamma = 14.5% of "
-        f"the {s.get('input_features', 784):,} input features (search domain: every feature "
-        f"below 1), saliency of the softmax. FGSM: eps = {s['eps']:.4g}, "
-        f"{'all' if s['fgsm_images'] is None else s['fgsm_images']} test images. "
-        f"Gradients: {s['gradient_images']} test images.",
-        "",
-        "| model | accuracy | JSMA success (paper) | JSMA mean L0 | FGSM success (paper) | "
-        "FGSM unperturbed | FGSM with logits / T | median adv. gradient | zero FGSM gradients |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for name, row in rows.items():
-        jsma, fgsm = row.get("jsma", {}), row.get("fgsm", {})
-        label = "no distillation" if name == "baseline" else f"distilled, T = {name}"
-        lines.append(
-            f"| {label} | {percent(row['accuracy'])} | {percent(jsma.get('success'))} "
-            f"({percent(paper['jsma_success'].get(name))}) | {_num(jsma.get('mean_l0'), 1)} | "
-            f"{percent(fgsm.get('success'))} ({percent(paper['fgsm_success'].get(name))}) | "
-            f"{percent(fgsm.get('unperturbed'))} | {percent(fgsm.get('success_logits_divided_by_T'))} | "
-            f"{row['gradient_amplitude_median']:.2e} | "
-            f"{percent(row['gradient_masking']['fgsm']['all_zero_images'])} |")
-    lines += ["", f"Paper: baseline accuracy {percent(paper['baseline_accuracy'])}; distillation "
-              f"costs at most {100 * paper['max_accuracy_cost']:.2f} points.", ""]
-    lines += claims_table(results.get("claims", []))
-    if results["cw"]:
-        lines += [f"Carlini-Wagner, targeted, {s['cw_images']} images, {s['cw_iterations']} "
-                  f"iterations per round (paper: 100% success everywhere):", "",
-                  "| model | L2 success | mean L2 (paper) | L0 success | mean L0 (paper) | "
-                  "Linf success | mean Linf (paper) |", "|---|---|---|---|---|---|---|"]
-        for name, row in results["cw"].items():
-            p = paper["cw"]["baseline" if name == "baseline" else "distilled"]
-            label = "no distillation" if name == "baseline" else f"distilled, T = {name}"
-            cells = []
-            for norm, digits in (("l2", 2), ("l0", 1), ("linf", 3)):
-                got = row.get(norm, {})                    # a norm not asked for: "-"
-                cells += [percent(got.get("success")),
-                          f"{_num(got.get('mean_distortion'), digits)} ({p.get(norm, '-')})"]
-            lines.append(f"| {label} | {' | '.join(cells)} |")
-    lines += ["", "Gradient masking at T = 1 (fraction of input-gradient components exactly 0 "
-              "in float32; non-finite components are counted too):", "",
-              "| model | FGSM loss gradient | JSMA dF/dX | CW logit margin | non-finite |",
-              "|---|---|---|---|---|"]
-    for name, row in rows.items():
-        m = row["gradient_masking"]
-        nonfinite = max(v["nonfinite_fraction"] for v in m.values())
-        label = "no distillation" if name == "baseline" else f"T = {name}"
-        lines.append(f"| {label} | {percent(m['fgsm']['zero_fraction'])} | "
-                     f"{percent(m['jsma']['zero_fraction'])} | {percent(m['cw']['zero_fraction'])} | "
-                     f"{percent(nonfinite)} |")
-    lines += ["", f"Wall time of this invocation: {results['seconds'] / 60:.1f} min. Summed over "
-              f"the invocations that did the work (a run resumes from its saved models and "
-              f"measures): measuring {results['measure_seconds'] / 60:.1f} min, training "
-              f"{results['train_seconds'] / 60:.1f} min ({results['nets_timed']} nets timed; "
-              f"nets saved before the training time was recorded are not).", ""]
-    if "environment" in results:
-        lines += [f"Environment: {kernels.environment_summary(results['environment'])}. The "
-                  f"same seed gives the same bits on any thread count and number of Dask "
-                  f"workers; another CPU kind, BLAS or convolution algorithm may differ in "
-                  f"the last bits (README: when two runs give the same bits).", ""]
-    return "\n".join(lines)
-
-
 def settings_from(quick=False, dataset="mnist", **overrides):
     """The full or quick Settings for ``dataset`` (its FGSM eps), with ``overrides``."""
-    if dataset not in DATASETS:
-        raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {dataset!r}")
+    eps = benchmark(dataset, reproducible=True).eps
     quick_settings = QUICK_CIFAR10 if dataset == "cifar10" else QUICK
-    base = replace(quick_settings if quick else Settings(), dataset=dataset,
-                   eps=DATASETS[dataset][4])
+    base = replace(quick_settings if quick else Settings(), dataset=dataset, eps=eps)
     if overrides.get("seeds") is not None:
         check_positive(overrides["seeds"], "seeds", integer=True)
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -10,7 +10,8 @@ import numpy as np
 
 from . import datasets
 from ._files import remove_stale_temporaries, removed_note
-from .nn.model import load_model, read_archive, write_archive
+from .nn.archive import read_archive, write_archive
+from .nn.model import load_model
 from .progress import Progress, check_progress
 
 

@@ -15,7 +15,8 @@ import numpy as np
 from ._checks import (check_output_dir, check_pair, check_positive, check_seed,
                       check_targets)
 from ._files import remove_stale_temporaries, removed_note
-from .nn.model import model_from_archive, read_archive, write_archive
+from .nn.archive import read_archive, write_archive
+from .nn.model import model_from_archive
 from .nn.optim import SGD
 from .nn.softmax import cross_entropy
 from .placement import device_trainer

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 import npdistill as nd
 from npdistill import layers
-from npdistill.nn.model import archive_checksum
+from npdistill.nn.archive import archive_checksum
 from tests.gradcheck import gradcheck
 
 

@@ -13,7 +13,7 @@ distilled at 20) divides the logits by T again and undoes it.
 import numpy as np
 
 from .._checks import check_clip, check_labels, check_number, check_positive, check_seed
-from ..nn.softmax import softmax
+from ..nn.softmax import loss_seed
 from ..placement import passes
 from ..progress import Progress
 from .result import AttackResult
@@ -70,11 +70,7 @@ def norm_key(norm):
 def loss_gradient(model, x, labels, T=1.0):
     """d CE(softmax(Z(x) / T), labels) / dx per image (the sum of the losses, not their mean):
     (N, C, H, W). dCE/dz = (softmax(z / T) - onehot) / T; a saturated softmax gives exactly 0."""
-    z = model.forward(x)
-    dlogits = softmax(z, T)
-    dlogits[np.arange(len(z)), labels] -= 1
-    dlogits /= z.dtype.type(T)
-    return model.backward(dlogits, param_grads=False)
+    return model.backward(loss_seed(model.forward(x), labels, T), param_grads=False)
 
 
 def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="inf", T=1.0,

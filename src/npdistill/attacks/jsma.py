@@ -22,7 +22,7 @@ import numpy as np
 from .. import kernels
 from .._checks import (check_choice, check_clip, check_labels, check_number,
                        check_positive, check_probability)
-from ..jacobian import softmax_seed
+from ..nn.softmax import softmax_seed
 from ..placement import device_loop, passes
 from ..progress import Progress
 from .result import AttackResult

@@ -15,7 +15,7 @@ A CW L2 step is three too: the forward pass with the margin loss in its head, th
 backward pass, and ``cw.cw_track_update_kernel`` (the best-so-far of the image just seen,
 then the Adam step). Its state is kept channels-last as well.
 
-The semantics are attacks/jsma.py's ``_attack_chunk`` and attacks/cw.py's ``_l2_round``,
+The semantics are attacks/jsma.py's ``_attack_chunk`` and attacks/cw/l2.py's ``_l2_round``,
 which the tests hold these loops to: all rows run every pass (a stopped row's seeds are
 zero), the batch is not compacted, which keeps the passes' shapes fixed.
 """
@@ -117,7 +117,7 @@ def _channels_first(a, shape):
 
 def cw_l2_round(net, x0, w_start, shape, labels, const, targeted, kappa, *, max_iterations, lr,
                 abort_early, check_every, window, lo, hi, best_dist, best_x, best_w, iterations):
-    """One binary-search round of CW L2 (attacks/cw.py's ``_l2_round``, whose arguments and
+    """One binary-search round of CW L2 (attacks/cw/l2.py's ``_l2_round``, whose arguments and
     results it takes and gives) with every Adam step on the device. A stopped image keeps
     its row (its flag is cleared: the passes keep their shapes) and changes no more.
     Every check step (each ``check_every``-th) reads each image's loss and distance to

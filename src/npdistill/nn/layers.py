@@ -25,7 +25,7 @@ import copy
 import numpy as np
 
 from .. import kernels
-from .._checks import (check_choice, check_float_dtype, check_number, check_positive,
+from .._checks import (check_choice, check_float_dtype, check_numbers, check_positive,
                        check_probability, check_seed)
 
 
@@ -115,10 +115,6 @@ class Layer:
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
-
-
-# The bias gradient: a product with a row of ones in fixed pieces (kernels.column_sums)
-column_sums = kernels.column_sums
 
 
 def _take_rows(a, rows):
@@ -212,7 +208,7 @@ class Conv2D(Layer):
         dy2 = kernels.channels_last(dy).reshape(-1, self.out_channels)
         if param_grads:
             _check_param_grads(dy, len(self.x))
-            self.grads["b"] = column_sums(dy2)
+            self.grads["b"] = kernels.column_sums(dy2)
         dW, dx = self._conv.gradients(self.x, dy2, self.params["W"], param_grads, input_grad)
         if param_grads:
             self.grads["W"] = dW
@@ -228,7 +224,7 @@ class Conv2D(Layer):
         dy2_dot = kernels.channels_last(dy_dot).reshape(-1, F)
         dW, dx_dot = self._conv.gradients(self.x, dy2_dot, W, True, True)
         dW += self._conv.gradients(x_dot, dy2, W, True, False)[0]
-        self.grads["b"] = column_sums(dy2_dot)
+        self.grads["b"] = kernels.column_sums(dy2_dot)
         self.grads["W"] = dW
         return dx_dot
 
@@ -312,7 +308,7 @@ class Dense(Layer):
         if param_grads:
             _check_param_grads(dy, len(self.x))
             self.grads["W"] = kernels.matmul(self.x.T, dy)
-            self.grads["b"] = column_sums(dy)
+            self.grads["b"] = kernels.column_sums(dy)
         return kernels.matmul(dy, self.params["W"].T) if input_grad else None
 
     def jvp(self, x_dot):
@@ -320,7 +316,7 @@ class Dense(Layer):
 
     def backward_jvp(self, dy, dy_dot, x_dot):
         self.grads["W"] = kernels.matmul(self.x.T, dy_dot) + kernels.matmul(x_dot.T, dy)
-        self.grads["b"] = column_sums(dy_dot)
+        self.grads["b"] = kernels.column_sums(dy_dot)
         return kernels.matmul(dy_dot, self.params["W"].T)
 
 
@@ -393,8 +389,8 @@ class Normalize(Layer):
 
     def __init__(self, mean, std):
         super().__init__()
-        self.mean = _per_channel(mean, "mean")
-        self.std = _per_channel(std, "std")
+        self.mean = check_numbers(mean, "mean")
+        self.std = check_numbers(std, "std")
         if len(self.mean) != len(self.std) and 1 not in (len(self.mean), len(self.std)):
             raise ValueError(f"mean and std must have one value per channel, got "
                              f"{len(self.mean)} and {len(self.std)}")
@@ -423,17 +419,6 @@ class Normalize(Layer):
 
     def jvp(self, x_dot):
         return self.backward(x_dot)
-
-
-def _per_channel(values, name):
-    """A list of finite floats from a number or a sequence of numbers."""
-    if isinstance(values, np.ndarray):
-        values = values.tolist()
-    if isinstance(values, (list, tuple)):
-        if not values:
-            raise ValueError(f"{name} must hold at least one value")
-        return [check_number(v, f"{name}[{i}]") for i, v in enumerate(values)]
-    return [check_number(values, name)]
 
 
 class Flatten(Layer):

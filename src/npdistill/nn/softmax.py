@@ -1,4 +1,5 @@
-"""Tempered softmax, log-softmax and cross-entropy with hard or soft targets.
+"""Tempered softmax, log-softmax and cross-entropy with hard or soft targets, and their
+derivatives as the seeds of a backward pass (the attacks' and the Jacobian's).
 
 Temperature is a property of the probabilities and of the loss, never of a
 layer: F(X) = softmax(z / T). A model trained at T and deployed at T = 1 sees
@@ -72,3 +73,32 @@ def cross_entropy(z, target, T=1.0):
         dlogits = p - q
     dlogits /= np.float64(T) * n      # in float64: T * n may be below float32's range
     return float(loss), dlogits
+
+
+def softmax_seed(z, classes, T):
+    """Seed rows s (N, K) with s^T dZ/dX = dF_c/dX, F = softmax(Z / T), c = ``classes``.
+
+    dF_c/dz_k = p_c (delta_ck - p_k) / T.
+    """
+    n = len(z)
+    p = softmax(z, T)
+    onehot = np.zeros_like(z)
+    onehot[np.arange(n), classes] = 1
+    return p[np.arange(n), classes][:, None] * (onehot - p) / z.dtype.type(T)
+
+
+def softmax_jacobian(z, T):
+    """dF/dZ (N, K, K) of F = softmax(Z / T): (diag(p) - p p^T) / T."""
+    p = softmax(z, T)
+    k = z.shape[1]
+    return (p[:, :, None] * np.eye(k, dtype=z.dtype) - p[:, :, None] * p[:, None, :]) \
+        / z.dtype.type(T)
+
+
+def loss_seed(z, labels, T):
+    """d CE(softmax(Z / T), labels) / dZ per row (the sum of the losses, not their mean):
+    (softmax(z / T) - onehot) / T; a saturated softmax gives exactly 0."""
+    dlogits = softmax(z, T)
+    dlogits[np.arange(len(z)), labels] -= 1
+    dlogits /= z.dtype.type(T)
+    return dlogits

@@ -8,8 +8,8 @@ from dataclasses import dataclass, fields, replace
 
 import numpy as np
 
-from .. import kernels
-from ..kernels.cw import preimage
+from ... import kernels
+from ...kernels.cw import preimage
 
 __all__ = ["TanhSpace", "preimage"]
 
