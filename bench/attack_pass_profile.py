@@ -4,23 +4,18 @@ PyTorch's forward (no grad), forward + input gradient, and forward + input and
 weight gradients (what torchattacks' CW runs per step) on a twin with the same
 weights.
 
-    python bench/attack_pass_profile.py [--images 100] [--repeats 30] [--json]
+    python -m bench.attack_pass_profile [--images 100] [--repeats 30] [--json]
 
 Medians over the repeats after warm-up, in ms per pass of the whole batch.
 """
-import argparse
-import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
+import npdistill as nd
 
 
 def median_ms(fn, repeats):
@@ -102,12 +97,11 @@ def gflops(flops, ms):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--backward-share", type=float, default=1.0,
                         help="share of the images an attack step backpropagates (for the floor)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
     if not 0 <= args.backward_share <= 1:
         parser.error(f"--backward-share must lie in [0, 1], got {args.backward_share}")
@@ -154,8 +148,7 @@ def main():
         summary["torch_step_over_3_ms"] = third
         print(f"a third of PyTorch's step (what 3x torchattacks' CW needs): {third:.2f} ms; "
               f"the floor is {floor_step / third:.0%} of it")
-    if args.json:
-        print(json.dumps(summary))
+    common.report(args, summary)
 
 
 if __name__ == "__main__":

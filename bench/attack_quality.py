@@ -5,36 +5,30 @@ success with mean distortion L2 about 1.76, L-inf about 0.13 and L0 about 16
 pixels; Papernot & McDaniel (2016) report FGSM (eps = 0.3) success 88.03% on
 their net.
 
-    python bench/attack_quality.py [--images 100] [--attacks fgsm cw_l2 cw_linf cw_l0]
+    python -m bench.attack_quality [--images 100] [--attacks fgsm cw_l2 cw_linf cw_l0]
                                    [--max-iterations 1000] [--json] [--model m.npz]
 
 The first ``--images`` test images, random targets (never the true class, fixed
 seed). FGSM runs untargeted on the whole test set. Prints one line per attack
 (and the attacks' own progress on stderr); ``--json`` prints one JSON object last.
 """
-import argparse
-import json
-import sys
 import time
-from pathlib import Path
 
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
+import npdistill as nd
 
 PAPER = {"cw_l2": "L2 ~1.76", "cw_linf": "Linf ~0.13", "cw_l0": "L0 ~16 pixels",
          "fgsm": "88.03% success"}
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--attacks", nargs="+", default=["fgsm", "cw_l2", "cw_linf", "cw_l0"],
                         choices=sorted(PAPER))
     parser.add_argument("--max-iterations", type=int, default=1000)
-    parser.add_argument("--json", action="store_true")
     parser.add_argument("--model", help="a saved model (default: the cached 3-epoch net)")
     args = parser.parse_args()
 
@@ -61,9 +55,8 @@ def main():
         print(f"{name:<8} success {row['success']:7.2%}  L0 {row['mean_l0'] or 0:6.1f}  "
               f"L2 {row['mean_l2'] or 0:6.3f}  Linf {row['mean_linf'] or 0:6.3f}  "
               f"({row['images']} images, {seconds:.0f} s; paper: {PAPER[name]})", flush=True)
-    if args.json:
-        print(json.dumps({"machine": common.machine(), "max_iterations": args.max_iterations,
-                          "attacks": rows}))
+    common.report(args, {"machine": common.machine(), "max_iterations": args.max_iterations,
+                          "attacks": rows})
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Does the undistilled MNIST baseline close its gap to the paper with training budget?
 (issue 27: 97.2% accuracy and 80% JSMA success at 3 epochs, the paper's 99.51% / 95.89%.)
 
-    python bench/baseline_budget.py --out runs/budget [--budgets 3 10 20 50] [--json]
+    python -m bench.baseline_budget --out runs/budget [--budgets 3 10 20 50] [--json]
 
 One baseline, the reproduction's recipe (the paper's lr 0.1, momentum 0.5, batch 128, lr
 halved every 10 epochs, seed 0), trained on the whole training split to each budget in
@@ -14,20 +14,17 @@ the logits' saliency, FGSM with the net in float64, and the share of the JSMA sa
 top probability is exactly 1.0 in float32. Each budget's row is
 saved in OUT/budget.json as it is measured; a second run reuses them.
 """
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
-from npdistill._files import write_text  # noqa: E402
-from npdistill.reproduce import PAPER, Settings, evaluate  # noqa: E402
+import npdistill as nd
+from npdistill._files import write_text
+from npdistill.reproduce import PAPER, Settings, evaluate
 
 
 def saturation(model, settings, test):
@@ -50,10 +47,9 @@ def saturation(model, settings, test):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--budgets", type=int, nargs="+", default=[3, 10, 20, 50])
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if sorted(args.budgets) != args.budgets or args.budgets[0] < 1:
         parser.error(f"--budgets must be increasing positive epochs, got {args.budgets}")
@@ -96,8 +92,7 @@ def main():
     print(f"{'paper':>6} {PAPER['baseline_accuracy']:>9.2%} "
           f"{PAPER['jsma_success']['baseline']:>7.2%} {'':>8} {'':>8} {'':>8} "
           f"{PAPER['fgsm_success']['baseline']:>7.2%}")
-    if args.json:
-        print(json.dumps(rows))
+    common.report(args, rows)
 
 
 if __name__ == "__main__":

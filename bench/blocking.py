@@ -4,7 +4,7 @@ gradient (--weight: WEIGHT_BLOCK_BYTES): a training step at batch 128 and a
 JSMA-like pass (forward 100 images, backward 2 seeds each) per block size, the
 convolutions run as im2col (the only algorithm that blocks this way).
 
-    python bench/blocking.py [--weight] [--quick] [--json] [--rounds N]
+    python -m bench.blocking [--weight] [--quick] [--json] [--rounds N]
 
 Each block size runs in its own process (switching sizes in one process
 reallocates the layers' buffers and bills the page faults to whichever size
@@ -17,12 +17,10 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
 SIZES = {"BLOCK_BYTES": {"one block": 1 << 40, "1 MB": 1 << 20, "2 MB": 1 << 21,
                           "4 MB": 1 << 22},
@@ -64,9 +62,8 @@ def measure(constant, block_bytes, calls=15):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="2 rounds")
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--weight", action="store_true",
                         help="sweep the weight gradient's blocks (WEIGHT_BLOCK_BYTES)")
@@ -82,7 +79,7 @@ def main():
     runs = {label: [] for label in SIZES[constant]}
     for _ in range(rounds):
         for label, size in SIZES[constant].items():
-            out = subprocess.run([sys.executable, __file__, "--worker", str(size)]
+            out = subprocess.run([sys.executable, "-m", "bench.blocking", "--worker", str(size)]
                                  + ["--weight"] * args.weight,
                                  capture_output=True, text=True, check=True)
             runs[label].append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -91,9 +88,8 @@ def main():
         results[label] = {key: statistics.median(r[key] for r in rows) for key in rows[0]}
         print(f"{label:>10}: training step {results[label]['train_step_b128']:7.1f} ms   "
               f"JSMA-like pass {results[label]['jsma_like_pass']:7.1f} ms   (medians of rounds)")
-    if args.json:
-        print(json.dumps({"machine": common.machine(), "constant": constant, "rounds": rounds,
-                          "results": results}))
+    common.report(args, {"machine": common.machine(), "constant": constant, "rounds": rounds,
+                          "results": results})
 
 
 if __name__ == "__main__":

@@ -21,13 +21,29 @@ warnings.filterwarnings("ignore", message=r".*Grid size \d+ will likely result i
 CACHE = Path(os.environ.get("NPDISTILL_BENCH_CACHE", Path.home() / ".cache" / "npdistill" / "bench"))
 
 
+def parser(doc, *, repeats=None, quick=None):
+    """A bench's argument parser: its description (``doc``'s first paragraph), --json (one
+    JSON object printed last, ``report``) and, for a bench that repeats, --repeats (default
+    ``repeats``) and --quick (``quick``: what it cuts, for --help)."""
+    made = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    made.add_argument("--json", action="store_true", help="print one JSON object last")
+    if repeats is not None:
+        made.add_argument("--repeats", type=int, default=repeats,
+                          help=f"timed runs, medians reported (default {repeats})")
+    if quick is not None:
+        made.add_argument("--quick", action="store_true", help=quick)
+    return made
+
+
+def report(args, payload):
+    """The bench's results as one JSON object, printed last where --json was asked for."""
+    if args.json:
+        print(json.dumps(payload))
+
+
 def repeats_from_arguments(doc):
     """Parse --quick / --json / --repeats for a timing bench: (repeats, args)."""
-    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 repeats")
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
-    parser.add_argument("--repeats", type=int, default=15)
-    args = parser.parse_args()
+    args = parser(doc, repeats=15, quick="3 repeats").parse_args()
     return (3 if args.quick else args.repeats), args
 
 
@@ -93,7 +109,7 @@ class TorchWorker:
         if nd.kernels.WAIT_POLICY_SET_HERE:      # npdistill's setting, not the user's
             env.pop("OMP_WAIT_POLICY")
         self.process = subprocess.Popen(
-            [sys.executable, str(Path(__file__).with_name("torch_worker.py")), "--device", device],
+            [sys.executable, "-m", "bench.torch_worker", "--device", device],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.version = json.loads(self.process.stdout.readline())["ready"]
 

@@ -5,20 +5,16 @@ npdistill's numpy backend, its cython backend with each convolution algorithm
 has AVX-512F --, Winograd F(2x2, 3x3) and F(4x4, 3x3)), and PyTorch CPU (2 threads) when
 installed.
 
-    python bench/conv_speed.py [--quick] [--json] [--repeats N]
+    python -m bench.conv_speed [--quick] [--json] [--repeats N]
 
 Milliseconds per batch, medians over the repeats after a warm-up.
 """
-import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
+import npdistill as nd
 
 BATCH = 128
 
@@ -99,8 +95,7 @@ def main():
     for name, r in results.items():
         print(f"{name:<26}" + "".join(f"{r[layer]['forward_ms']:>10.2f} /{r[layer]['backward_ms']:>7.2f}"
                                       for layer in layers))
-    if args.json:
-        print(json.dumps({"machine": common.machine(), "batch": BATCH, "results": results}))
+    common.report(args, {"machine": common.machine(), "batch": BATCH, "results": results})
 
 
 if __name__ == "__main__":

@@ -4,21 +4,18 @@ where the CPU has AVX-512F), in turns, in this one process: run it under differe
 thread settings
 of NumPy's OpenBLAS, which must be set before NumPy loads, e.g.
 
-    python bench/conv_threads.py
-    OPENBLAS_NUM_THREADS=1 python bench/conv_threads.py
-    OPENBLAS_THREAD_TIMEOUT=4 python bench/conv_threads.py
+    python -m bench.conv_threads
+    OPENBLAS_NUM_THREADS=1 python -m bench.conv_threads
+    OPENBLAS_THREAD_TIMEOUT=4 python -m bench.conv_threads
 
 Milliseconds, medians of 15 calls after a warm-up, two rounds each.
 """
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
+import npdistill as nd
 
 
 def main():

@@ -4,7 +4,7 @@ on the paper's MNIST net (Numba's simulator, 2 images: the counts do not depend 
 batch), and the instruction mix of the compiled GEMM (sm_90 PTX through NVVM, when
 installed: the test extra brings it).
 
-    python bench/cuda_launches.py [--json]
+    python -m bench.cuda_launches [--json]
 
 With the milliseconds a step takes on a GPU (bench/train_speed.py, bench/cw_speed.py),
 the counts give the time per launch (bench/RESULTS.md, GPU).
@@ -15,8 +15,10 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 
+ROOT = Path(__file__).resolve().parents[1]     # the repository: where `-m bench.<name>` runs
 TARGETS = {"train_step": 25, "inference_forward": 10, "jsma_iteration": 15, "cw_l2_step": 12}
 
 
@@ -117,8 +119,8 @@ def main():
         print(json.dumps(count_launches()))
         return
     env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-    child = subprocess.run([sys.executable, __file__, "--count"], env=env, capture_output=True,
-                           text=True, check=True)
+    child = subprocess.run([sys.executable, "-m", "bench.cuda_launches", "--count"], env=env,
+                           capture_output=True, text=True, check=True, cwd=ROOT)
     counts = json.loads(child.stdout.strip().splitlines()[-1])
     ptx = gemm_ptx()
     print("kernel launches (the paper's MNIST net, counted on Numba's simulator; target):")

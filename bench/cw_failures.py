@@ -1,7 +1,7 @@
 """The Carlini-Wagner failures of a reproduction run, attacked again: which budget or rule
 each one needs (docs/RESULTS.md, "what remains against the paper").
 
-    python bench/cw_failures.py RUN [--linf-steps 5000] [--json]
+    python -m bench.cw_failures RUN [--linf-steps 5000] [--json]
 
 RUN is a folder of ``python -m npdistill reproduce`` (its models/ and settings: the CW
 images and targets are the run's, ``reproduce.cw_images`` with seed + 2000). On the
@@ -9,22 +9,20 @@ baseline, CW L2 with the reference's rule (abort early) and without it; on the h
 student, CW L-inf with ``--linf-steps`` Adam steps per round instead of the reference's
 1,000. Prints success, mean distortion and seconds for each.
 """
-import argparse
-import json
 import time
 from pathlib import Path
 
+from bench import common
 import npdistill as nd
 from npdistill import reproduce
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__)
     parser.add_argument("run", type=Path)
     parser.add_argument("--linf-steps", type=int, default=5000)
     parser.add_argument("--images", type=int, default=20, help="the run's --cw-images")
     parser.add_argument("--seed", type=int, default=0, help="the run's --seed")
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     _, test = nd.datasets.load_mnist()
     settings = type("Settings", (), {"cw_images": args.images})
@@ -49,8 +47,7 @@ def main():
         row = rows[-1]
         print(f"{name:<16} {what:<34} success {row['success']:6.1%}  mean {norm} "
               f"{row['mean_distortion']:.4f}  {row['seconds']:.0f} s", flush=True)
-    if args.json:
-        print(json.dumps(rows))
+    common.report(args, rows)
 
 
 if __name__ == "__main__":

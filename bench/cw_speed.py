@@ -4,7 +4,7 @@ twin carrying the same weights), torchattacks' CW and IBM ART's CarliniL2Method.
 The MNIST net of Papernot et al. (2016), trained once and cached; test images the
 net classifies correctly, each with a random target (never its class).
 
-    python bench/cw_speed.py [--quick] [--json] [--images 100] [--steps 1000]
+    python -m bench.cw_speed [--quick] [--json] [--images 100] [--steps 1000]
                              [--binary-steps 9] [--c 1e-3] [--repeats 3]
                              [--contenders npdistill,reference,torchattacks]
                              [--reference-batch 20] [--torchattacks-c 10]
@@ -35,7 +35,6 @@ to equal success: the seconds after which the contender had as many successes as
 the reference ends with (the contenders report their count after every round).
 """
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -45,19 +44,17 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
+import npdistill as nd
 
 CONTENDERS = ("npdistill", "reference", "torchattacks", "art")
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--quick", action="store_true",
                         help="10 images, 3 rounds of 300 steps from c = 1, one run")
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--model", default=None, help="a trained model file (default: cached)")
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--steps", type=int, default=1000, help="Adam steps per round")
@@ -113,7 +110,7 @@ def main():
         for _ in range(args.repeats):                       # in turns: a passing load hits all
             for name in contenders:
                 out = Path(tmp) / f"{name}.npz"
-                subprocess.run([sys.executable, __file__, "--worker", name, "--task", str(task),
+                subprocess.run([sys.executable, "-m", "bench.cw_speed", "--worker", name, "--task", str(task),
                                 "--out", str(out)], check=True)
                 with np.load(out, allow_pickle=False) as got:
                     runs[name] = {key: got[key] for key in got.files}
@@ -143,9 +140,8 @@ def main():
         np.savez(args.save, x=x, y=y, targets=targets,
                  **{f"{name}_{key}": value for name, run in runs.items() for key, value in run.items()
                     if key != "skipped"})
-    if args.json:
-        print(json.dumps({"machine": common.machine(), "images": len(x), "steps": args.steps,
-                          "binary_steps": args.binary_steps, "c": args.c, "results": rows}))
+    common.report(args, {"machine": common.machine(), "images": len(x), "steps": args.steps,
+                          "binary_steps": args.binary_steps, "c": args.c, "results": rows})
 
 
 def correct_sample(model, x_test, y_test, n, seed):
@@ -215,7 +211,7 @@ def work(name, task_path, out):
         twin = common.to_torch(model, torch)
         common.check_same_logits(model, twin, torch, x)
         if name == "reference":
-            import cw_reference
+            from bench import cw_reference
             began = time.perf_counter()
             x_adv, steps = cw_reference.carlini_l2(
                 torch, twin, x, targets, batch_size=int(task["reference_batch"]),

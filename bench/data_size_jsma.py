@@ -1,7 +1,7 @@
 """Is the undistilled baseline's JSMA gap to the paper (80.78% vs 95.89%) the training
 split's size? (issue 39: the paper trained on 60,000 images, this data has 22,699.)
 
-    python bench/data_size_jsma.py --out runs/data_size [--sizes 5000 10000 22699] [--json]
+    python -m bench.data_size_jsma --out runs/data_size [--sizes 5000 10000 22699] [--json]
 
 One baseline per size, the first N training images, the reproduction's recipe (lr 0.1,
 momentum 0.5, batch 128, seed 0) at **the same budget for every size**: the SGD steps of 20
@@ -14,28 +14,24 @@ samples whose top probability is exactly 1.0). If the gap were the data's, JSMA 
 would rise with N. Each size's row is saved in OUT/data_size.json as it is measured; a
 second run reuses them.
 """
-import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
-from baseline_budget import saturation  # noqa: E402
+from bench import common
+from bench.baseline_budget import saturation
 
-import npdistill as nd  # noqa: E402
-from npdistill._files import write_text  # noqa: E402
-from npdistill.reproduce import PAPER, Settings, evaluate  # noqa: E402
+import npdistill as nd
+from npdistill._files import write_text
+from npdistill.reproduce import PAPER, Settings, evaluate
 
 BUDGET_EPOCHS, BATCH = 20, 128           # of the whole split: the 20-epoch run's budget
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--sizes", type=int, nargs="+", default=[5000, 10000, 22699])
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     (x_train, y_train), test = common.load_mnist()
     if min(args.sizes) < BATCH or max(args.sizes) > len(x_train):
@@ -75,8 +71,7 @@ def main():
               f"{row['top_probability_exactly_1']:>10.0%}")
     print(f"{'paper':>7} {'':>6} {'':>6} {PAPER['baseline_accuracy']:>9.2%} "
           f"{PAPER['jsma_success']['baseline']:>7.2%}")
-    if args.json:
-        print(json.dumps(rows))
+    common.report(args, rows)
 
 
 if __name__ == "__main__":

@@ -3,22 +3,18 @@ and inference (batch 1024) with the layers' products in pieces fixed by the shap
 (kernels.matmul, the default) against the same step with NumPy's threaded BLAS (np.matmul,
 whose bits change with the thread count), in turns in one process.
 
-    python bench/determinism_cost.py [--quick] [--json] [--repeats N]
+    python -m bench.determinism_cost [--quick] [--json] [--repeats N]
 
 Medians over blocks of 5 calls, the two contenders alternating block by block.
 """
-import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
-from npdistill import kernels  # noqa: E402
+import npdistill as nd
+from npdistill import kernels
 
 PRODUCTS = {
     "pieces": (kernels.matmul, kernels.column_sums),
@@ -68,9 +64,8 @@ def main():
         print(f"{name:11s} " + "   ".join(f"{w} {v:8,.0f} img/s" for w, v in row.items()))
     ratio = {w: rates["pieces"][w] / rates["numpy_blas"][w] for w in work}
     print("pieces / numpy_blas: " + ", ".join(f"{w} {v:.3f}" for w, v in ratio.items()))
-    if args.json:
-        print(json.dumps({"machine": common.machine(), "repeats": repeats, "img_s": rates,
-                          "ratio": ratio}))
+    common.report(args, {"machine": common.machine(), "repeats": repeats, "img_s": rates,
+                          "ratio": ratio})
 
 
 if __name__ == "__main__":

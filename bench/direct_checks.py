@@ -1,7 +1,7 @@
 """The direct convolution kernels' figures that are not speed ratios against a peer: the
 command behind bench/RESULTS.md's "Direct convolution in AVX-512 registers" section.
 
-    python bench/direct_checks.py [--repeats 30] [--training] [--json]
+    python -m bench.direct_checks [--repeats 30] [--training] [--json]
 
 - kernels: ms of the passes the defaults were chosen by, alternatives side by side (the
   first layer's 1-channel input gradient direct vs col2im, conv 2's bias gradient by
@@ -17,21 +17,17 @@ command behind bench/RESULTS.md's "Direct convolution in AVX-512 registers" sect
   defensive-distillation teachers and students at T = 20, 50, 100 (test accuracy on
   2,000 images): the spread tests/defenses/test_distillation.py's margins come from.
 """
-import argparse
-import json
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
-from npdistill import kernels  # noqa: E402
-from npdistill.kernels.reference import direct as reference  # noqa: E402
+import npdistill as nd
+from npdistill import kernels
+from npdistill.kernels.reference import direct as reference
 
 
 def ms(fn, repeats):
@@ -153,10 +149,9 @@ def training_spread(x, y, x_test, y_test):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--repeats", type=int, default=30)
     parser.add_argument("--training", action="store_true", help="also the 2-epoch spread")
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
     kernels.use("cython")
     if not kernels.has("direct"):
@@ -175,8 +170,7 @@ def main():
     if args.training:
         print("two epochs on 3,000 images (test accuracy on 2,000):")
         result["training"] = training_spread(x[:3000], y[:3000], x_test[:2000], y_test[:2000])
-    if args.json:
-        print(json.dumps(result))
+    common.report(args, result)
 
 
 if __name__ == "__main__":

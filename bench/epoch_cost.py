@@ -2,7 +2,7 @@
 reproduction (the paper's budget: 50 epochs a net, 18 nets: the baseline, 9 students and 8
 teachers, the teacher at T = 1 being the baseline) serially and on K Dask workers.
 
-    python bench/epoch_cost.py [--repeats 20] [--json]
+    python -m bench.epoch_cost [--repeats 20] [--json]
 
 A training step at batch 128 on random data of each net's input shape (the time of a step
 does not depend on the pixels), the MNIST and CIFAR-10 nets in turns (medians,
@@ -13,18 +13,13 @@ time on K workers is the training work over K, bounded below by the chain a stud
 for (its teacher, then itself: 2 nets); measures are not counted (bench/reproduce_tasks.py
 reads them from a finished run).
 """
-import argparse
-import json
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
+import npdistill as nd
 
 NETS = {"mnist": (nd.architectures.papernot_mnist, (1, 28, 28), {"paper": 60000,
                                                                  "here": 22699}),
@@ -51,9 +46,8 @@ def step_of(net, shape):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     runners = {name: common.in_process(step_of(net, shape))
                for name, (net, shape, _) in NETS.items()}
@@ -74,8 +68,7 @@ def main():
                              for k in (1, 2, 4, 9, 18))
             print(f"  an epoch of {images:,} images: {epoch:.1f} s; {NETS_TRAINED} nets x "
                   f"{EPOCHS} epochs: {line}")
-    if args.json:
-        print(json.dumps({"machine": common.machine(), **report}))
+    common.report(args, {"machine": common.machine(), **report})
 
 
 if __name__ == "__main__":

@@ -52,10 +52,10 @@ import importlib.metadata as m; print(\"numba-cuda\", m.version(\"numba-cuda\"))
 print(\"cuda available:\", cuda.is_available()); cuda.detect()"' ;;
         tests) stage tests python3 -m pytest tests/cuda -m "cuda or gpu" -q -p no:cacheprovider \
                    --durations=8 --timeout "${TEST_TIMEOUT:-120}" ;;
-        train) stage train python3 bench/train_speed.py --json --repeats "${REPEATS:-30}" ;;
-        jsma) stage jsma python3 bench/jsma_speed.py --json --torch-threads "$(nproc)" \
+        train) stage train python3 -m bench.train_speed --json --repeats "${REPEATS:-30}" ;;
+        jsma) stage jsma python3 -m bench.jsma_speed --json --torch-threads "$(nproc)" \
                   --backends "${JSMA_BACKENDS:-numpy,cython,cuda}" ;;
-        cw) stage cw python3 bench/cw_speed.py --json --art-images 0 --torch-device cuda \
+        cw) stage cw python3 -m bench.cw_speed --json --art-images 0 --torch-device cuda \
                 --repeats "${CW_REPEATS:-3}" ;;
         *) echo "unknown stage $what (env, tests, train, jsma, cw)"; exit 2 ;;
     esac

@@ -1,6 +1,6 @@
 """A PyTorch model brought in with npdistill.interop, attacked here and by torchattacks.
 
-    python bench/interop_torchattacks.py [--images 100] [--jsma-images 20] [--cw-images 20]
+    python -m bench.interop_torchattacks [--images 100] [--jsma-images 20] [--cw-images 20]
                                          [--cw-steps 100] [--model m.npz] [--json]
 
 The cached 3-epoch MNIST net is exported with ``interop.to_torch`` (the PyTorch model a
@@ -17,17 +17,12 @@ both see the same first test images. Same attack settings on both sides:
 This compares answers, not speed (torch is in this process; see jsma_speed.py and
 cw_speed.py for timings, each contender in its own process).
 """
-import argparse
-import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
+import npdistill as nd
 
 
 def summary(x, x_adv, success, norm):
@@ -39,13 +34,12 @@ def summary(x, x_adv, success, norm):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--jsma-images", type=int, default=20)
     parser.add_argument("--cw-images", type=int, default=20)
     parser.add_argument("--cw-steps", type=int, default=100)
     parser.add_argument("--model", help="a saved model (default: the cached 3-epoch net)")
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch = common.import_torch()
     try:
@@ -100,8 +94,7 @@ def main():
         extra = f"; identical pixels {row['identical_pixels']:.4%}" if "identical_pixels" in row \
             else ""
         print(f"{attack:6s} {cells[0]}  |  {cells[1]}{extra}")
-    if args.json:
-        print(json.dumps(rows))
+    common.report(args, rows)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ SaliencyMapMethod and torchattacks' JSMA on a PyTorch twin carrying the same wei
 The MNIST net of Papernot et al. (2016), trained once and cached; 100 test
 images with random targets (never the true class), theta = 1, gamma = 0.145.
 
-    python bench/jsma_speed.py [--quick] [--json] [--model m.npz]
+    python -m bench.jsma_speed [--quick] [--json] [--model m.npz]
 
 ART approximates the saliency map (it ranks pixels by the target's gradient
 alone, no beta term), so its success rate and L0 differ for that reason, not
@@ -16,17 +16,12 @@ whose strokes hold many pixels at 0.992 and 0.996, npdistill may spend an
 iteration on such a pixel, which then barely moves. The bench also runs
 npdistill with torchattacks' domain (``search_domain=x < 0.99``) on the same images.
 """
-import argparse
-import json
-import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
+import npdistill as nd
 
 
 def summarize(name, seconds, n, x, x_adv, model, targets):
@@ -41,9 +36,8 @@ def summarize(name, seconds, n, x, x_adv, model, targets):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--quick", action="store_true", help="20 images, peers on 10")
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     parser.add_argument("--model", default=None, help="a trained model file (default: cached)")
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--peer-images", type=int, default=None,
@@ -141,8 +135,7 @@ def main():
     if summary["ratio_vs_torchattacks"]:
         print(f"npdistill (cython, logits) / torchattacks (logits): "
               f"{summary['ratio_vs_torchattacks']:.2f}x")
-    if args.json:
-        print(json.dumps(summary))
+    common.report(args, summary)
 
 
 def run_art(model, torch, x, targets, args, n):

@@ -1,7 +1,7 @@
 """The task graph of a finished reproduction, from what it saved: how many tasks, the work
 they hold, its critical path, and the wall time that follows on K workers.
 
-    python bench/reproduce_tasks.py runs/quick [--json]
+    python -m bench.reproduce_tasks runs/quick [--json]
 
 Reads OUT/models/*.npz (each net's training seconds, recorded where it trained) and
 OUT/measures/*.npz (each measure's seconds; a CW measure's are its batches' summed, and
@@ -10,16 +10,13 @@ Dask: a student after its teacher (the teacher at T = 1 is the baseline), a net'
 after it, a CW attack's batches side by side. On K workers a greedy scheduler needs at
 least max(work / K, critical path) and at most work / K + critical path (Graham's bound).
 """
-import argparse
-import json
 import math
 import re
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from npdistill.nn.archive import read_archive  # noqa: E402
-from npdistill.nn.model import load_model  # noqa: E402
+from bench import common
+from npdistill.nn.archive import read_archive
+from npdistill.nn.model import load_model
 
 
 def tasks_of(out):
@@ -64,9 +61,8 @@ def critical_path(tasks):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("out", type=Path, help="a reproduction's OUT folder")
-    parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     tasks = tasks_of(args.out)
     work = sum(seconds for seconds, _ in tasks.values())
@@ -80,10 +76,9 @@ def main():
         bounds[k] = (low, high)
         print(f"  {k:>2} workers: {low / 60:6.1f} to {high / 60:6.1f} min "
               f"(speed-up {work / high:4.1f} to {work / low:4.1f}x)")
-    if args.json:
-        print(json.dumps({"tasks": len(tasks), "nets": nets, "work_s": work,
+    common.report(args, {"tasks": len(tasks), "nets": nets, "work_s": work,
                           "critical_path_s": length, "critical_path": chain,
-                          "bounds_s": bounds}))
+                          "bounds_s": bounds})
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Where a training step of the paper's MNIST net spends its time (batch 128).
 
-    python bench/step_profile.py [--backend cython] [--repeats 30] [--json]
+    python -m bench.step_profile [--backend cython] [--repeats 30] [--json]
 
 Every layer's forward and backward is timed, and inside the convolution and
 pooling layers the compiled kernels (the direct convolution's correlations -- forward
@@ -12,19 +12,15 @@ accounts for (the loss, the SGD update, the step's Python) is "other".
 Medians over the repeats after warm-up, in ms per step and in % of the step.
 """
 import collections
-import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
-from npdistill import kernels  # noqa: E402
+import npdistill as nd
+from npdistill import kernels
 
 # the direct input gradient is a direct_correlate (of dy with the flipped kernels): timed there
 DIRECT = ("direct_correlate", "direct_weight_gradient")
@@ -58,10 +54,9 @@ def instrument(model, clock):
 
 
 def main():
-    parser = common.argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--backend", default=None, help="default: the library's default")
     parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--json", action="store_true", help="print one JSON object last")
     args = parser.parse_args()
     if args.backend:
         kernels.use(args.backend)
@@ -112,8 +107,7 @@ def main():
           f"col2im {conv_kernels:.1f} ms ({100 * conv_kernels / step:.0f}%), pooling "
           f"{pooling:.1f} ms ({100 * pooling / step:.0f}%), ReLU/Dropout/Flatten "
           f"{summary['relu_dropout_flatten_ms']:.1f} ms, other {summary['other_ms']:.1f} ms")
-    if args.json:
-        print(json.dumps(summary))
+    common.report(args, summary)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,10 @@ there, every call synchronised before its clock stops).
 import json
 import sys
 import time
-from pathlib import Path
 
 import torch  # first: PyTorch's OpenMP runtime starts with its own defaults
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common  # noqa: E402
 
 import npdistill as nd  # noqa: E402
 

@@ -6,23 +6,20 @@ architecture and weights) when it is installed; where a GPU is present, also
 npdistill's cuda backend (DeviceModel: data, weights and activations on the
 device) against PyTorch CUDA on the same device.
 
-    python bench/train_speed.py [--quick] [--json] [--repeats N]
+    python -m bench.train_speed [--quick] [--json] [--repeats N]
 
 Images/s are medians over the repeats, after a warm-up; the contenders take
 turns in blocks of 5 calls (bench/common.py: timed_interleaved). PyTorch runs
 in a child process (bench/torch_worker.py): two OpenMP runtimes in one
 process interfere, and each library should run as its users run it.
 """
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
-import npdistill as nd  # noqa: E402
+import npdistill as nd
 
 
 def npdistill_workloads(x, y, backend, conv="auto"):
@@ -146,8 +143,7 @@ def main():
                                                / results["torch_cuda"]["train_step_b128"])
         print(f"training step on the GPU: npdistill cuda / PyTorch CUDA = "
               f"{summary['cuda_ratio_vs_torch_cuda']:.2f}x")
-    if args.json:
-        print(json.dumps(summary))
+    common.report(args, summary)
 
 
 if __name__ == "__main__":

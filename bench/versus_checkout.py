@@ -2,7 +2,7 @@
 
     git worktree add /tmp/before <commit>
     (cd /tmp/before && python setup.py build_ext --inplace)
-    python bench/versus_checkout.py --other /tmp/before [--pairs 10] [--json]
+    python -m bench.versus_checkout --other /tmp/before [--pairs 10] [--json]
 
 bench/train_speed.py's workloads (the paper's MNIST net, a training step at batch 128 and
 inference at batch 1,024; the cython backend, the convolution NPDISTILL_CONV names, else
@@ -22,8 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import common  # noqa: E402
+from bench import common
 
 HERE = Path(__file__).resolve().parents[1]
 
@@ -32,7 +31,7 @@ def measure():
     """In a child: this process's npdistill timed on train_speed.py's workloads (the cython
     backend, the convolution NPDISTILL_CONV names, else "auto"); one JSON line."""
     import npdistill as nd
-    from train_speed import npdistill_workloads
+    from bench.train_speed import npdistill_workloads
     (x, y), _ = common.load_mnist()
     work = npdistill_workloads(x, y, "cython", os.environ.get("NPDISTILL_CONV", "auto"))
     for _ in range(5):
@@ -51,10 +50,9 @@ def measure():
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--other", type=Path, help="the other checkout (extensions built)")
     parser.add_argument("--pairs", type=int, default=10)
-    parser.add_argument("--json", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -67,7 +65,7 @@ def main():
     for pair in range(args.pairs):
         for name, path in (("other", args.other / "src"), ("this", HERE / "src")):
             env = {**os.environ, "PYTHONPATH": str(path)}
-            out = subprocess.run([sys.executable, __file__, "--child"], env=env, check=True,
+            out = subprocess.run([sys.executable, "-m", "bench.versus_checkout", "--child"], env=env, check=True,
                                  capture_output=True, text=True).stdout
             row = json.loads(out.strip().splitlines()[-1])
             assert Path(row["package"]).is_relative_to(path), row["package"]
@@ -83,8 +81,7 @@ def main():
                         "median_pair_ratio": paired}
         print(f"{key}: this {this:,.0f} img/s, other {other:,.0f} img/s, ratio {this / other:.3f}"
               f" (median of the pairs' ratios {paired:.3f})")
-    if args.json:
-        print(json.dumps({"summary": summary, "runs": runs}))
+    common.report(args, {"summary": summary, "runs": runs})
 
 
 if __name__ == "__main__":

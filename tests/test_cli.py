@@ -1,6 +1,7 @@
 """The command line as a user meets it: help, version, exit codes, output paths checked before
 any work, data asked for in the command line's words, the backend named and overridable."""
 import argparse
+import dataclasses
 import os
 import re
 import subprocess
@@ -27,7 +28,8 @@ def no_work(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the command started work before checking its arguments")
     monkeypatch.setattr(cli, "train", refuse)
-    monkeypatch.setattr(cli, "LOADERS", {k: (refuse, a) for k, (_, a) in cli.LOADERS.items()})
+    monkeypatch.setattr(cli, "BENCHMARKS", {name: dataclasses.replace(b, load=refuse)
+                                            for name, b in cli.BENCHMARKS.items()})
     monkeypatch.setattr("npdistill.reproduce.reproduce", refuse)
     monkeypatch.setattr("npdistill.reproduce_defenses.reproduce_defenses", refuse)
 

@@ -179,3 +179,20 @@ def test_an_unknown_device_loop_is_refused_not_run_on_the_host(toy):
     assert nd.placement.device_loop("cw_l2", model) is None      # a host model: the host loop
     with pytest.raises(ValueError, match=r"no device loop is called 'cw_L2'.*'jsma', 'cw_l2'"):
         nd.placement.device_loop("cw_L2", model)
+
+
+def test_no_module_of_the_package_grows_past_450_lines():
+    """A module that long has stopped being one idea (issue 40's review): split it."""
+    long = {module_name(p): n for p in PACKAGE.rglob("*.py")
+            if (n := len(p.read_text().splitlines())) > 450}
+    assert long == {}
+
+
+def test_the_benchmarks_are_a_package_run_with_python_m():
+    """bench/ reaches bench/common.py as a package (python -m bench.<name>), not by editing
+    sys.path."""
+    bench = PACKAGE.parents[1] / "bench"
+    if not bench.is_dir():
+        pytest.skip("an installed copy: bench/ is the repository's")
+    assert (bench / "__init__.py").is_file()
+    assert [p.name for p in bench.glob("*.py") if "sys.path.insert" in p.read_text()] == []

@@ -100,7 +100,7 @@ def _train_command(args):
 def _dask_client(args):
     """distributed.cluster for --workers or --scheduler; None for a serial run."""
     try:
-        with cluster(args.workers, args.scheduler,
+        with cluster(args.workers, args.scheduler, backend=kernels.backend(),
                      say=lambda line: print(line, file=sys.stderr)) as client:
             yield client
     except ImportError as exc:

@@ -23,7 +23,6 @@ import os
 
 import numpy as np
 
-from . import kernels
 from .attacks.result import AttackResult
 from .progress import Progress
 
@@ -41,13 +40,14 @@ def require_dask():
     return distributed
 
 
-def worker_environ(threads):
-    """Environment of a worker process: this process's backend, and ``threads`` BLAS and
+def worker_environ(threads, backend=None):
+    """Environment of a worker process: ``backend`` (where given), and ``threads`` BLAS and
     OpenMP threads (OMP_NUM_THREADS=OPENBLAS_NUM_THREADS=threads): the cores shared out.
-    The thread count is not part of the arithmetic (kernels/reference/gemm.py): a task gives bit for
-    bit what a serial run on any number of threads gives."""
-    return {"NPDISTILL_BACKEND": kernels.backend(), "OMP_NUM_THREADS": str(threads),
-            "OPENBLAS_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    The thread count is not part of the arithmetic (kernels/reference/gemm.py): a task gives
+    bit for bit what a serial run on any number of threads gives."""
+    environ = {"OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads),
+               "MKL_NUM_THREADS": str(threads)}
+    return {**environ, "NPDISTILL_BACKEND": backend} if backend else environ
 
 
 @contextlib.contextmanager
@@ -74,10 +74,11 @@ def _spawn_environ(values):
 
 
 @contextlib.contextmanager
-def cluster(workers=None, scheduler=None, say=print):
+def cluster(workers=None, scheduler=None, *, backend=None, say=print):
     """A Dask client: on a LocalCluster of ``workers`` processes sharing this machine's
-    cores, or on the running cluster at ``scheduler`` (an address); None where neither is
-    given (a serial run). ``say`` gets one line on what it started. An ImportError says
+    cores, running ``backend`` (None: each worker's default, NPDISTILL_BACKEND or the
+    fastest), or on the running cluster at ``scheduler`` (an address); None where neither
+    is given (a serial run). ``say`` gets one line on what it started. An ImportError says
     what to install where dask.distributed is missing."""
     if workers is None and scheduler is None:
         yield None
@@ -90,7 +91,7 @@ def cluster(workers=None, scheduler=None, say=print):
         return
     # the cores shared out (more threads than cores: OpenMP's spinning costs 5-10x)
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with _spawn_environ(worker_environ(threads)), \
+    with _spawn_environ(worker_environ(threads, backend)), \
             distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
                                      processes=True) as local, \
             distributed.Client(local) as client:

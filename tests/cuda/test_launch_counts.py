@@ -11,17 +11,13 @@ import pytest
 pytest.importorskip("numba.cuda", reason="numba-cuda not installed (pip install -e '.[test]')")
 
 pytestmark = pytest.mark.cuda
-BENCH = pathlib.Path(__file__).resolve().parents[2] / "bench" / "cuda_launches.py"
+ROOT = pathlib.Path(__file__).resolve().parents[2]          # bench/ is a package there
 
 
 def test_the_mnist_net_runs_its_passes_in_few_launches():
-    sys.path.insert(0, str(BENCH.parent))
-    try:
-        from cuda_launches import TARGETS
-    finally:
-        sys.path.remove(str(BENCH.parent))
-    child = subprocess.run([sys.executable, str(BENCH), "--json"], capture_output=True,
-                           text=True, timeout=600)
+    from bench.cuda_launches import TARGETS
+    child = subprocess.run([sys.executable, "-m", "bench.cuda_launches", "--json"],
+                           capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert child.returncode == 0, child.stderr[-3000:]
     counts = json.loads(child.stdout.strip().splitlines()[-1])["launches"]
     assert counts["train_step"] == (counts["train_forward_and_loss"] + counts["train_backward"]

@@ -15,7 +15,7 @@ from . import threads as _threads
 # GNU OpenMP reads its wait policy once, when the compiled kernels load it below; a value
 # the user set is kept. Where NumPy's BLAS runs on the kernels' OpenMP team (threads.py),
 # libgomp's default is right: a thread spins a moment after a region, then sleeps (a
-# training step 58 ms, 79-80 under `OMP_WAIT_POLICY=PASSIVE python bench/conv_threads.py`,
+# training step 58 ms, 79-80 under `OMP_WAIT_POLICY=PASSIVE python -m bench.conv_threads`,
 # which keeps the user's value). Where OpenBLAS keeps
 # its own threads, OpenMP threads that spin after a parallel region steal the cores from
 # OpenBLAS's threads in the GEMM that follows: PASSIVE (JSMA 3.9 -> 14 images/s,

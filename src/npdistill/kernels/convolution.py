@@ -74,12 +74,12 @@ def conv_algorithm(in_channels, out_channels, kernel_size, out_h, out_w, dtype=n
 
 
 # im2col runs block by block: the im2col of a block of images (at most this many bytes) is
-# multiplied while it is still in cache. `python bench/blocking.py` (2 cores): 2 MB was the
+# multiplied while it is still in cache. `python -m bench.blocking` (2 cores): 2 MB was the
 # best of 1, 2, 4 MB and one block for the whole batch, e.g. training step 131 vs 146 ms,
 # JSMA-like pass 107 vs 114 ms.
 BLOCK_BYTES = 1 << 21
 # The weight gradient's blocks are a thread's own (each sums a chunk of the images, the
-# same bits on any thread count): `python bench/blocking.py --weight` (2 cores, AVX-512
+# same bits on any thread count): `python -m bench.blocking --weight` (2 cores, AVX-512
 # Xeon): 512 kB was the best of 256 kB - 2 MB on the paper's four layers.
 WEIGHT_BLOCK_BYTES = 1 << 19
 
