@@ -86,7 +86,7 @@ def test_cw_round_with_a_window_does_not_count_the_warm_starts_first_steps():
     of the round (the reference's rule, right for a cold start) would call that c
     enough; counting the last check period only (``window``) does not. Both keep the
     early successes as examples."""
-    from npdistill.attacks.cw.l2 import _NEVER, _l2_round
+    from npdistill.attacks.cw.l2 import _NEVER, Best, Round, _l2_round
     from npdistill.attacks.cw.tanh_space import preimage
     model, x, target = _cw_case()
     found = cw_l2(model, x, target=target, c=10.0, kappa=0.5, binary_search_steps=1,
@@ -96,15 +96,14 @@ def test_cw_round_with_a_window_does_not_count_the_warm_starts_first_steps():
     x0, start = x.reshape(n, -1), preimage(found.x_adv.reshape(n, -1), 0.0, 1.0)
     hits = {}
     for window in (False, True):
-        best_dist, best_x, best_w = np.full(n, _NEVER), x0.copy(), start.copy()
-        step_best, w_end = _l2_round(
-            model, x0, start, x.shape[1:], target, np.full(n, 1e-6), True, 0.0,
-            max_iterations=200, lr=1e-2, abort_early=None, check_every=20, window=window,
-            lo=0.0, hi=1.0,
-            best_dist=best_dist, best_x=best_x, best_w=best_w, iterations=np.zeros(n, np.int64))
+        best = Best(np.full(n, _NEVER), x0.copy(), start.copy())
+        settings = Round(max_iterations=200, lr=1e-2, abort_early=None, check_every=20,
+                         window=window, lo=0.0, hi=1.0)
+        step_best, w_end = _l2_round(model, x0, start, x.shape[1:], target, np.full(n, 1e-6),
+                                     True, 0.0, settings, best, np.zeros(n, np.int64))
         hits[window] = step_best < _NEVER
-        assert np.all(best_dist < _NEVER)                         # the start was an example
-        np.testing.assert_array_equal(model.predict(best_x.reshape(x.shape)), target)
+        assert np.all(best.dist < _NEVER)                         # the start was an example
+        np.testing.assert_array_equal(model.predict(best.x.reshape(x.shape)), target)
         assert not np.array_equal(w_end, start)
     assert hits[False].all() and not hits[True].any()
 

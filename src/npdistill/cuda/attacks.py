@@ -19,6 +19,8 @@ The semantics are attacks/jsma.py's ``_attack_chunk`` and attacks/cw/l2.py's ``_
 which the tests hold these loops to: all rows run every pass (a stopped row's seeds are
 zero), the batch is not compacted, which keeps the passes' shapes fixed.
 """
+from dataclasses import dataclass
+
 import numpy as np
 from numba import cuda, float64, int64
 
@@ -115,58 +117,91 @@ def _channels_first(a, shape):
     return np.ascontiguousarray(a.reshape(len(a), h, w, c).transpose(0, 3, 1, 2)).reshape(len(a), -1)
 
 
-def cw_l2_round(net, x0, w_start, shape, labels, const, targeted, kappa, *, max_iterations, lr,
-                abort_early, check_every, window, lo, hi, best_dist, best_x, best_w, iterations):
+@dataclass
+class _DeviceRound:
+    """A CW L2 round's state on the device: per image, its rows of the clean image, the
+    current image, w, tanh(w0), Adam's m and v, the mask, the best example and its w (each
+    (n, M), channels-last); tau, c, the label, the distance, the round's and the overall
+    best distance; the live flags (this step's and the next's)."""
+    x0: object
+    x: object
+    w: object
+    s0: object
+    m: object
+    v: object
+    mask: object
+    best_x: object
+    best_w: object
+    tau: object
+    const: object
+    labels: object
+    dist: object
+    step_best: object
+    best_dist: object
+    live: object
+    live_next: object
+
+    @classmethod
+    def start(cls, x0, w_start, shape, labels, const, settings, best):
+        n, dtype = len(x0), x0.dtype
+        mask, tau = np.ones_like(x0), np.zeros(n, dtype)
+        s0, w, x = start(x0, w_start, mask, settings.lo, settings.hi)
+        rows = {name: _channels_last(a, shape) for name, a in dict(
+            x0=x0, x=x, w=w, s0=s0, m=np.zeros_like(x0), v=np.zeros_like(x0), mask=mask,
+            best_x=best.x, best_w=best.w).items()}
+        return cls(**{name: cuda.to_device(a) for name, a in dict(
+            rows, tau=tau, const=const.astype(dtype),
+            labels=np.ascontiguousarray(labels, dtype=np.int64),
+            dist=distance(x, x0, tau, L2).astype(dtype), step_best=np.full(n, np.inf, dtype),
+            best_dist=best.dist, live=np.ones(n, np.uint8),
+            live_next=np.ones(n, np.uint8)).items()})
+
+
+def cw_l2_round(net, x0, w_start, shape, labels, const, targeted, kappa, settings, best,
+                iterations):
     """One binary-search round of CW L2 (attacks/cw/l2.py's ``_l2_round``, whose arguments and
     results it takes and gives) with every Adam step on the device. A stopped image keeps
     its row (its flag is cleared: the passes keep their shapes) and changes no more.
-    Every check step (each ``check_every``-th) reads each image's loss and distance to
-    apply the host's abort rule (kernels.cw_stalled) and writes the flags back.
+    Every check step (each ``settings.check_every``-th) reads each image's loss and
+    distance to apply the host's abort rule (kernels.cw_stalled) and writes the flags back.
 
     x0, w_start (N, M) host arrays flattened in NCHW order, shape their (C, H, W).
     """
     n, m = x0.shape
     dtype = x0.dtype
-    mask, tau = np.ones_like(x0), np.zeros(n, dtype)
-    s0, w, x = start(x0, w_start, mask, lo, hi)
-    rows = {name: _channels_last(a, shape) for name, a in dict(
-        x0=x0, x=x, w=w, s0=s0, m=np.zeros_like(x0), v=np.zeros_like(x0), mask=mask,
-        best_x=best_x, best_w=best_w).items()}
-    d = {name: cuda.to_device(a) for name, a in dict(
-        rows, tau=tau, const=const.astype(dtype), labels=np.ascontiguousarray(labels, dtype=np.int64),
-        dist=distance(x, x0, tau, L2).astype(dtype), step_best=np.full(n, np.inf, dtype),
-        best_dist=best_dist, live=np.ones(n, np.uint8), live_next=np.ones(n, np.uint8)).items()}
+    lo, hi, check_every = settings.lo, settings.hi, settings.check_every
+    d = _DeviceRound.start(x0, w_start, shape, labels, const, settings, best)
     live, previous = np.ones(n, np.uint8), np.full(n, np.inf)
-    image = d["x"].reshape((n,) + shape[1:] + shape[:1])                   # channels-last
+    image = d.x.reshape((n,) + shape[1:] + shape[:1])                      # channels-last
     loss, success = device_empty((n,), dtype), device_empty((n,), np.uint8)
     dz = device_empty((n, net.model.num_classes), dtype)
-    row = (head.CW, (d["labels"], d["const"], loss, dz, success),
+    row = (head.CW, (d.labels, d.const, loss, dz, success),
            cw.cw_row_values(targeted, kappa, dtype))
-    for it in range(max_iterations):
+    for it in range(settings.max_iterations):
         net.forward(image, row=row)
         grad = net.backward(dz, param_grads=False).reshape(n, m)
         iterations += live
-        tracked, stop = d["live"], False
-        restart = bool(window) and it % check_every == 0
-        if it % check_every == 0 and abort_early:
+        tracked, stop = d.live, False
+        restart = bool(settings.window) and it % check_every == 0
+        if it % check_every == 0 and settings.abort_early:
             rows_live = np.flatnonzero(live)
             total = loss.copy_to_host()[rows_live].astype(np.float64) + \
-                d["dist"].copy_to_host()[rows_live]
-            stalled = rows_live[cw_stalled(total, previous[rows_live], abort_early)]
+                d.dist.copy_to_host()[rows_live]
+            stalled = rows_live[cw_stalled(total, previous[rows_live], settings.abort_early)]
             previous[rows_live] = total
             if stalled.size:            # tracked at this step, then no longer updated
                 live[stalled] = 0
-                d["live_next"].copy_to_device(live)
-                d["live"], d["live_next"] = d["live_next"], d["live"]
+                d.live_next.copy_to_device(live)
+                d.live, d.live_next = d.live_next, d.live
                 stop = not live.any()
         cw.cw_track_update_kernel[n, THREADS](
-            d["x"], d["w"], d["dist"], success, d["step_best"], d["best_dist"], d["best_x"],
-            d["best_w"], d["m"], d["v"], d["s0"], d["x0"], grad, d["mask"], d["tau"], L2,
-            adam_step_size(lr, it + 1), float((hi - lo) / 2), float(lo), float(hi), ADAM_BETA1,
-            ADAM_BETA2, ADAM_EPSILON, tracked, d["live"], restart)
+            d.x, d.w, d.dist, success, d.step_best, d.best_dist, d.best_x, d.best_w, d.m, d.v,
+            d.s0, d.x0, grad, d.mask, d.tau, L2, adam_step_size(settings.lr, it + 1),
+            float((hi - lo) / 2), float(lo), float(hi), ADAM_BETA1, ADAM_BETA2, ADAM_EPSILON,
+            tracked, d.live, restart)
         if stop:
             break
-    best_dist[...] = d["best_dist"].copy_to_host()
-    best_x[...] = _channels_first(d["best_x"].copy_to_host(), shape)
-    best_w[...] = _channels_first(d["best_w"].copy_to_host(), shape)
-    return d["step_best"].copy_to_host(), _channels_first(d["w"].copy_to_host(), shape)
+    best.dist[...] = d.best_dist.copy_to_host()
+    best.x[...] = _channels_first(d.best_x.copy_to_host(), shape)
+    best.w[...] = _channels_first(d.best_w.copy_to_host(), shape)
+    return d.step_best.copy_to_host(), _channels_first(d.w.copy_to_host(), shape)

@@ -1,6 +1,7 @@
 """Carlini-Wagner L2 (section VI-A): a binary search over c per image, each round Adam in
 tanh space from a warm start (see the package's docstring)."""
 import functools
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -15,6 +16,30 @@ from .tanh_space import TanhSpace, preimage
 
 _NEVER = np.inf
 WARM_CHECK_EVERY = 30          # cw_l2's default check period with warm starts (at most)
+
+
+@dataclass(frozen=True)
+class Round:
+    """How a round of the binary search runs: at most ``max_iterations`` Adam steps at
+    ``lr``; ``abort_early`` the rule of kernels.cw_stalled ("image", "batch") or None,
+    checked every ``check_every`` steps; ``window``: a success counts for the round's c
+    only in its last check period (warm starts); [lo, hi] the clip box."""
+    max_iterations: int
+    lr: float
+    abort_early: str
+    check_every: int
+    window: bool
+    lo: float
+    hi: float
+
+
+@dataclass
+class Best:
+    """Each image's best example so far (its squared L2 ``dist``, _NEVER where none, the
+    image ``x`` and its ``w``), (n,) and (n, M): a round updates them in place."""
+    dist: np.ndarray
+    x: np.ndarray
+    w: np.ndarray
 
 
 def cw_l2(model, x, y=None, *, target=None, kappa=0.0, c=1e-3, binary_search_steps=9,
@@ -111,48 +136,49 @@ def _l2_batch(model, x, labels, targeted, *, kappa, c, binary_search_steps, max_
     x0 = np.ascontiguousarray(x).reshape(n, -1)
     lower, upper = np.zeros(n), np.full(n, 1e10)
     const = np.full(n, c)
-    best_dist = np.full(n, _NEVER, dtype)
-    best_x, w_start = x0.copy(), preimage(x0, lo, hi)
-    best_w = w_start.copy()
+    w_start = preimage(x0, lo, hi)
+    best = Best(np.full(n, _NEVER, dtype), x0.copy(), w_start.copy())
+    settings = Round(max_iterations=max_iterations, lr=lr, abort_early=abort_early,
+                     check_every=check_every, window=warm_start, lo=lo, hi=hi)
     iterations = np.zeros(n, np.int64)
     l2_round = device_loop("cw_l2", model) or functools.partial(_l2_round, model)
     for outer in range(binary_search_steps):
         if binary_search_steps >= 10 and outer == binary_search_steps - 1:
             const = np.where(upper < 1e9, upper, const)     # the reference's last "repeat" step
-        step_best, w_end = l2_round(
-            x0, w_start, shape, labels, const, targeted, kappa, max_iterations=max_iterations,
-            lr=lr, abort_early=abort_early, check_every=check_every, window=warm_start, lo=lo,
-            hi=hi, best_dist=best_dist, best_x=best_x, best_w=best_w, iterations=iterations)
+        step_best, w_end = l2_round(x0, w_start, shape, labels, const, targeted, kappa,
+                                    settings, best, iterations)
         hit = step_best < _NEVER
         upper = np.where(hit, np.minimum(upper, const), upper)
         lower = np.where(hit, lower, np.maximum(lower, const))
         const = np.where(upper < 1e9, (lower + upper) / 2, np.where(hit, const, const * 10))
-        found = best_dist < _NEVER
+        found = best.dist < _NEVER
         if warm_start:
-            w_start = np.where(found[:, None], best_w, w_end)
+            w_start = np.where(found[:, None], best.w, w_end)
         report(outer + 1, int(found.sum()), success=float(found.mean()),
-               mean_L2=float(np.sqrt(best_dist[found]).mean()) if found.any() else float("nan"))
-    found = best_dist < _NEVER
-    return found, best_x.reshape(x.shape), iterations
+               mean_L2=float(np.sqrt(best.dist[found]).mean()) if found.any() else float("nan"))
+    found = best.dist < _NEVER
+    return found, best.x.reshape(x.shape), iterations
 
 
-def _l2_round(model, x0, w_start, shape, labels, const, targeted, kappa, *, max_iterations, lr,
-              abort_early, check_every, window, lo, hi, best_dist, best_x, best_w, iterations):
+def _l2_round(model, x0, w_start, shape, labels, const, targeted, kappa, settings, best,
+              iterations):
     """One round of the binary search at ``const``: Adam from ``w_start`` (fresh moments)
-    for every image until max_iterations or, with ``abort_early``, until the rule of
-    ``kernels.cw_stalled`` stops it at a check (every ``check_every`` steps). best_dist,
-    best_x, best_w and iterations are updated in place. Returns (step_best, w_end): the least distance of a success in the round
-    (with ``window``: in its last check period only, so that a warm start's first steps,
-    adversarial already, say nothing of this c), and where each image's w ended."""
+    for every image until ``settings.max_iterations`` or, with ``settings.abort_early``,
+    until the rule of ``kernels.cw_stalled`` stops it at a check (every
+    ``settings.check_every`` steps). ``best`` (a Best) and ``iterations`` are updated in
+    place. Returns (step_best, w_end): the least distance of a success in the round (with
+    ``settings.window``: in its last check period only, so that a warm start's first
+    steps, adversarial already, say nothing of this c), and where each image's w ended."""
+    abort_early, check_every = settings.abort_early, settings.check_every
     n, dtype = len(x0), x0.dtype
     step_best, w_end = np.full(n, _NEVER, dtype), w_start.copy()
     problem = TanhSpace.start(x0, w_start, np.ones_like(x0), np.zeros(n, dtype),
-                              const.astype(dtype), labels, lo=lo, hi=hi,
-                              step_best=step_best.copy(), best_dist=best_dist.copy(),
-                              best_x=best_x.copy(), best_w=best_w.copy())
+                              const.astype(dtype), labels, lo=settings.lo, hi=settings.hi,
+                              step_best=step_best.copy(), best_dist=best.dist.copy(),
+                              best_x=best.x.copy(), best_w=best.w.copy())
     problem.dist[...] = problem.distances(kernels.CW_L2)
     previous = np.full(n, np.inf)
-    for it in range(max_iterations):
+    for it in range(settings.max_iterations):
         loss, ok, grad_x = problem.step(model, shape, targeted, kappa)
         kernels.cw_track(problem.x, problem.w, problem.dist, ok, problem.step_best,
                          problem.best_dist, problem.best_x, problem.best_w)
@@ -163,25 +189,24 @@ def _l2_round(model, x0, w_start, shape, labels, const, targeted, kappa, *, max_
                 stalled = cw_stalled(total, previous, abort_early)
                 previous = total
                 if stalled.any():
-                    problem = _store(problem, ~stalled, step_best, best_dist, best_x, best_w,
-                                     w_end)
+                    problem = _store(problem, ~stalled, step_best, best, w_end)
                     previous, grad_x = previous[~stalled], grad_x[~stalled]
                     if not len(problem.idx):
                         break
-            if window:
+            if settings.window:
                 problem.step_best[...] = _NEVER           # the next check period starts
-        problem.update(grad_x, kernels.CW_L2, it + 1, lr)
-    _store(problem, np.zeros(len(problem.idx), bool), step_best, best_dist, best_x, best_w, w_end)
+        problem.update(grad_x, kernels.CW_L2, it + 1, settings.lr)
+    _store(problem, np.zeros(len(problem.idx), bool), step_best, best, w_end)
     return step_best, w_end
 
 
-def _store(problem, keep, step_best, best_dist, best_x, best_w, w_end):
+def _store(problem, keep, step_best, best, w_end):
     """Write the bookkeeping of the images that stop back; the problem without them."""
     gone = ~keep
     rows = problem.idx[gone]
     step_best[rows] = problem.step_best[gone]
-    best_dist[rows] = problem.best_dist[gone]
-    best_x[rows] = problem.best_x[gone]
-    best_w[rows] = problem.best_w[gone]
+    best.dist[rows] = problem.best_dist[gone]
+    best.x[rows] = problem.best_x[gone]
+    best.w[rows] = problem.best_w[gone]
     w_end[rows] = problem.w[gone]
     return problem.take(keep)
