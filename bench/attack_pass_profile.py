@@ -18,20 +18,10 @@ from bench import common
 import npdistill as nd
 
 
-def median_ms(fn, repeats):
-    fn()                                                  # warm-up
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times) * 1e3
-
-
 def gemm_peak_gflops(repeats, size=2048):
     """This machine's float32 GEMM throughput through NumPy's BLAS: median GFLOP/s."""
     a = np.random.default_rng(0).random((size, size), dtype=np.float32)
-    return 2 * size ** 3 / median_ms(lambda: a @ a, repeats) / 1e6
+    return 2 * size ** 3 / common.median_ms(lambda: a @ a, repeats) / 1e6
 
 
 def layer_flops(layer, y):
@@ -87,9 +77,9 @@ def torch_times(model, x, repeats):
             twin(inputs).sum().backward()
         return step
 
-    return {"torch_forward": median_ms(forward, repeats),
-            "torch_forward_input_grad": median_ms(with_grads(False), repeats),
-            "torch_forward_input_and_weight_grads": median_ms(with_grads(True), repeats)}
+    return {"torch_forward": common.median_ms(forward, repeats),
+            "torch_forward_input_grad": common.median_ms(with_grads(False), repeats),
+            "torch_forward_input_and_weight_grads": common.median_ms(with_grads(True), repeats)}
 
 
 def gflops(flops, ms):

@@ -16,7 +16,6 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -51,13 +50,7 @@ def measure(constant, block_bytes, calls=15):
 
     result = {}
     for name, fn in (("train_step_b128", step), ("jsma_like_pass", jsma_like)):
-        fn()
-        times = []
-        for _ in range(calls):
-            began = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - began)
-        result[name] = statistics.median(times) * 1e3
+        result[name] = common.median_ms(fn, calls)
     return result
 
 

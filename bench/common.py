@@ -153,6 +153,13 @@ def timed(fn, repeats):
     return statistics.median(times), result
 
 
+def median_ms(fn, repeats, warmup=1):
+    """``fn`` called ``warmup`` times, then the median of ``repeats`` timed calls, in ms."""
+    for _ in range(warmup):
+        fn()
+    return timed(fn, repeats)[0] * 1e3
+
+
 def in_process(fn):
     """A block runner for ``timed_interleaved``: ``calls`` timed calls of fn in this process."""
     def run(calls):

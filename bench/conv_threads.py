@@ -10,8 +10,6 @@ of NumPy's OpenBLAS, which must be set before NumPy loads, e.g.
 
 Milliseconds, medians of 15 calls after a warm-up, two rounds each.
 """
-import statistics
-import time
 
 from bench import common
 
@@ -33,13 +31,7 @@ def main():
     for algorithm in ("im2col", "winograd4", "auto") * 2:
         nd.kernels.use_conv(algorithm)
         for name, fn in (("inference", lambda: model.forward(xb)), ("training step", step)):
-            fn()
-            times = []
-            for _ in range(15):
-                began = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - began)
-            print(f"{algorithm:<9} {name:<14} {statistics.median(times) * 1e3:7.1f} ms", flush=True)
+            print(f"{algorithm:<9} {name:<14} {common.median_ms(fn, 15):7.1f} ms", flush=True)
 
 
 if __name__ == "__main__":

@@ -17,9 +17,7 @@ command behind bench/RESULTS.md's "Direct convolution in AVX-512 registers" sect
   defensive-distillation teachers and students at T = 20, 50, 100 (test accuracy on
   2,000 images): the spread tests/defenses/test_distillation.py's margins come from.
 """
-import statistics
 import sys
-import time
 
 import numpy as np
 
@@ -30,22 +28,12 @@ from npdistill import kernels
 from npdistill.kernels.reference import direct as reference
 
 
-def ms(fn, repeats):
-    fn()
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - began)
-    return 1e3 * statistics.median(times)
-
-
 def kernel_times(repeats):
     rng = np.random.default_rng(0)
     out = {}
     dy1 = rng.standard_normal((128, 26, 26, 32)).astype(np.float32)      # conv 1's output
     W1 = rng.standard_normal((32, 1, 3, 3)).astype(np.float32)
-    out["conv1_input_gradient_direct_ms"] = ms(
+    out["conv1_input_gradient_direct_ms"] = common.median_ms(
         lambda: kernels.direct_input_gradient(dy1, W1, (0, 0, 0, 0)), repeats)
     W2 = W1.transpose(0, 2, 3, 1).reshape(32, -1)
     dcols = np.empty((len(dy1) * 26 * 26, 9), np.float32)
@@ -53,17 +41,19 @@ def kernel_times(repeats):
     def col2im():
         np.matmul(dy1.reshape(-1, 32), W2, out=dcols)
         kernels.col2im(dcols, (128, 1, 28, 28), 3, 3, (0, 0, 0, 0))
-    out["conv1_input_gradient_im2col_ms"] = ms(col2im, repeats)
+    out["conv1_input_gradient_im2col_ms"] = common.median_ms(col2im, repeats)
     dy2 = rng.standard_normal((128 * 24 * 24, 32)).astype(np.float32)    # conv 2's gradient
-    out["conv2_bias_gradient_sum_ms"] = ms(lambda: dy2.sum(axis=0), repeats)
-    out["conv2_bias_gradient_ones_ms"] = ms(lambda: nd.kernels.column_sums(dy2), repeats)
+    out["conv2_bias_gradient_sum_ms"] = common.median_ms(lambda: dy2.sum(axis=0), repeats)
+    out["conv2_bias_gradient_ones_ms"] = common.median_ms(lambda: nd.kernels.column_sums(dy2),
+                                                          repeats)
     x = kernels.empty_nchw((128, 32, 24, 24), np.float32)
     x[...] = rng.standard_normal(x.shape)
     y, argmax = kernels.maxpool_forward(x, 2)
     dy = kernels.empty_nchw(y.shape, np.float32)
     dy[...] = 1
-    out["maxpool_forward_ms"] = ms(lambda: kernels.maxpool_forward(x, 2, argmax=argmax), repeats)
-    out["maxpool_backward_ms"] = ms(lambda: kernels.maxpool_backward(dy, argmax, x.shape, 2),
+    out["maxpool_forward_ms"] = common.median_ms(
+        lambda: kernels.maxpool_forward(x, 2, argmax=argmax), repeats)
+    out["maxpool_backward_ms"] = common.median_ms(lambda: kernels.maxpool_backward(dy, argmax, x.shape, 2),
                                     repeats)
     return out
 

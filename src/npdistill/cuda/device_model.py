@@ -14,10 +14,11 @@ its layers allow (bench/cuda_launches.py counts them):
 - any other layer runs alone (its kernel of cuda/elementwise.py or cuda/pool.py).
 
 The stages are cuda/stages.py's, chosen by cuda/plan.py; the parameters live in one flat
-device buffer (cuda/parameters.py: one SGD launch updates them all); ``params``/``grads``
-give the host's keys as views, ``to_host`` writes them back in the host layers' layouts. Activations are channels-last (N, H, W, C) device arrays, as
-the CPU kernels' memory; Flatten gives the host's NCHW order, so that Dense weights are
-the host's.
+device buffer (cuda/parameters.py: one SGD launch updates them all);
+``params``/``grads`` give the host's keys as views, ``to_host`` writes them back in the
+host layers' layouts. Activations are channels-last (N, H, W, C) device arrays, as the
+CPU kernels' memory; Flatten gives the host's NCHW order, so that Dense weights are the
+host's.
 
 Its passes take and return device arrays; ``cuda.passes.DevicePasses`` puts the
 ``Passes`` interface (NumPy in and out) on it, ``cuda.trainer.DeviceTrainer`` runs

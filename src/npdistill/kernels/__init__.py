@@ -8,10 +8,11 @@ an NVIDIA device are present, else "cython", else the NumPy reference with a war
 one module per kernel family checks and allocates, then calls the active backend:
 ``products`` (the layers' GEMMs and sums, the same bits on any thread count), ``conv``
 (im2col, direct and Winograd passes), ``convolution`` (per layer, the algorithm chosen
-and run: ``convolution.choose``), ``relu``, ``pool``, ``saliency`` (JSMA), ``cw`` (Carlini-Wagner); ``threads.py``
-is the thread policy, ``layout.py`` NCHW <-> channels-last, ``provenance.py`` what a run's
-numbers depend on. With "cuda", the functions move NumPy arguments to the device and
-back; ``train`` and the attacks keep their arrays there (npdistill.placement says how).
+and run: ``convolution.choose``), ``relu``, ``pool``, ``saliency`` (JSMA), ``cw``
+(Carlini-Wagner); ``threads.py`` is the thread policy, ``layout.py`` NCHW <->
+channels-last, ``provenance.py`` what a run's numbers depend on. With "cuda", the
+functions move NumPy arguments to the device and back; ``train`` and the attacks keep
+their arrays there (npdistill.placement says how).
 """
 from .backends import (BACKENDS, WAIT_POLICY_SET_HERE, available, backend, has, implementation,
                        use, using)

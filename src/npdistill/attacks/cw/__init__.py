@@ -18,16 +18,16 @@ keeps arctanh finite at the box edges). It is the paper's 0.5 (tanh(w) + 1)
 shifted by the tiny shrink error, so that x(w0) is exactly x0: a pixel the
 attack leaves alone reports no change, and the L0 count is honest.
 
-The inner step (f and its gradient, the chain rule through tanh, Adam, the
-best-so-far bookkeeping) runs in the kernels of ``npdistill.kernels`` (the
-compiled ext/cw.pyx, or its NumPy reference, kernels/reference/cw.py, which holds
-every formula once). The package: ``l2`` (the L2 attack and its binary search over
-c), ``restricted`` (L0 and L-inf: a restricted L2-like problem solved again and again),
-``tanh_space`` (the state of a set of images optimised together), ``common`` (checks). Defaults follow the authors'
-reference code (github.com/carlini/nn_robust_attacks) but for two changes to
+The inner step (f and its gradient, the chain rule through tanh, Adam, the best-so-far
+bookkeeping) runs in the kernels of ``npdistill.kernels`` (the compiled ext/cw.pyx, or
+its NumPy reference, kernels/reference/cw.py, which holds every formula once). The
+package: ``l2`` (the L2 attack and its binary search over c), ``restricted`` (L0 and
+L-inf: a restricted L2-like problem solved again and again), ``tanh_space`` (the state
+of a set of images optimised together), ``common`` (checks). Defaults follow the
+authors' reference code (github.com/carlini/nn_robust_attacks) but for two changes to
 the L2 search, each of which can be turned off (``warm_start=False,
-abort_early="batch"`` is the authors' algorithm; tests hold it to a line-by-line
-PyTorch transcription, bench/cw_reference.py):
+abort_early="batch"`` is the authors' algorithm; tests hold it to a line-by-line PyTorch
+transcription, bench/cw_reference.py):
 
 - abort early per image: at every check an image whose own loss stalled stops,
   where the reference stops the batch when its summed loss does, so easy images
