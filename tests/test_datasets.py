@@ -5,6 +5,7 @@ import http.server
 import io
 import tarfile
 import threading
+import time
 from functools import partial
 
 import numpy as np
@@ -133,11 +134,29 @@ def test_cifar10_binary_batches(tmp_path):
 
 # -- download, against a server on loopback ---------------------------------------
 class Handler(http.server.SimpleHTTPRequestHandler):
-    """Serves a folder; answers 403 under /forbidden/, as a mirror that stopped serving does."""
+    """Serves a folder; answers 403 under /forbidden/, as a mirror that stopped serving does;
+    under /dropped/ cuts each file after half its announced length, under /endless/ sends
+    bytes without end, under /stalled/ sends its headers and then nothing for 5 s."""
 
     def do_GET(self):
         if self.path.startswith("/forbidden/"):
             self.send_error(403)
+        elif self.path.startswith(("/dropped/", "/endless/", "/stalled/")):
+            self.send_response(200)
+            if self.path.startswith("/dropped/"):
+                self.send_header("Content-Length", "4000")
+            self.end_headers()
+            try:
+                if self.path.startswith("/dropped/"):
+                    self.wfile.write(b"x" * 2000)
+                elif self.path.startswith("/stalled/"):
+                    time.sleep(5)
+                else:
+                    while True:
+                        self.wfile.write(b"x" * 65536)
+            except OSError:                          # the client gave up: as it should
+                pass
+            self.close_connection = True
         else:
             super().do_GET()
 
@@ -174,6 +193,27 @@ def test_download_fetches_verifies_and_loads(tmp_path, server, monkeypatch):
     (x, y), (xt, yt) = datasets.load_mnist(download=True)
     assert (len(x), len(xt)) == (5, 3)
     assert (tmp_path / "cache" / "mnist" / "train-images-idx3-ubyte.gz").is_file()
+
+
+def test_a_dropped_endless_or_stalled_transfer_is_one_more_mirror_failure(tmp_path, server,
+                                                                          capsys):
+    """Each costs one line and the next mirror; none is read past its cap or waited on
+    past the timeout, and the file comes from the good mirror."""
+    root, url = server
+    write_mnist(root)
+    name = "t10k-labels-idx1-ubyte.gz"
+    checksums = {name: hashlib.md5((root / name).read_bytes()).hexdigest()}
+    began = time.perf_counter()
+    datasets.fetch("mnist", tmp_path / "got", [name], timeout=1, max_bytes=1 << 20,
+                   mirrors=[url + "dropped/", url + "endless/", url + "stalled/", url],
+                   checksums=checksums)
+    assert time.perf_counter() - began < 4.5                  # the stall was not sat out
+    assert (tmp_path / "got" / name).read_bytes() == (root / name).read_bytes()
+    err = capsys.readouterr().err
+    assert "dropped/" + name + ": the connection dropped after 2,000 of 4,000 bytes" in err
+    assert "endless/" + name + ": the body goes on past 1,048,576 bytes" in err
+    assert "stalled/" + name + ": the transfer stalled for 1 s after 0 bytes" in err
+    assert "Traceback" not in err
 
 
 def test_download_with_a_wrong_checksum_writes_nothing(tmp_path, server, monkeypatch):

@@ -1,18 +1,22 @@
 """Faults while a run is under way (issue 41): an OS error while writing names the file and
 what it is and leaves the previous file intact; a temporary left by a process killed
-mid-save is removed by the next run that writes there, never one of a live process."""
+mid-save is removed by the next run that writes there, never one of a live process; a
+model file that lies about its sizes or nests its header without end is refused in one
+line before anything is allocated, under a 2 GB memory limit."""
 import errno
 import os
 import signal
+import struct
 import subprocess
 import sys
+import zipfile
 
 import numpy as np
 import pytest
 
 import npdistill as nd
 from npdistill._files import WriteError, remove_stale_temporaries, replacing, write_text
-from npdistill.nn.archive import write_archive
+from npdistill.nn.archive import MAX_HEADER_BYTES, read_archive, write_archive
 
 
 def _temporaries(folder):
@@ -117,3 +121,72 @@ def test_a_failed_write_inside_the_block_removes_its_temporary(tmp_path):
             tmp.write_bytes(b"partial")
             raise OSError(errno.EFBIG, "File too large")
     assert list(tmp_path.iterdir()) == []
+
+
+def _forge_sizes(path, member, size):
+    """Rewrite the sizes the zip records for ``member`` (local header and central
+    directory, compressed and uncompressed) as ``size``, its bytes left as they are."""
+    data = bytearray(path.read_bytes())
+    name = member.encode()
+    for signature, offset in ((b"PK\x03\x04", 18), (b"PK\x01\x02", 20)):
+        at = data.find(signature)
+        while at >= 0:
+            length_at = at + (26 if signature == b"PK\x03\x04" else 28)
+            start = at + (30 if signature == b"PK\x03\x04" else 46)
+            if data[start:start + struct.unpack("<H", data[length_at:length_at + 2])[0]] == name:
+                data[at + offset:at + offset + 8] = struct.pack("<II", size, size)
+            at = data.find(signature, at + 4)
+    path.write_bytes(bytes(data))
+
+
+def _forged_sizes(path):
+    nd.architectures.papernot_mnist(seed=0).save(path)
+    _forge_sizes(path, "__metadata__.npy", 3_700_000_000)        # a 3.7 GB header, it says
+
+
+def _forged_header(path):
+    header = np.lib.format.header_data_from_array_1_0(np.array(["{}"]))
+    header["shape"] = (900_000_000,)                             # 7.2 GB of text, it says
+    with zipfile.ZipFile(path, "w") as archive, archive.open("__metadata__.npy", "w") as member:
+        np.lib.format.write_array_header_1_0(member, header)
+        member.write("{}".encode("utf-32-le"))
+
+
+def _zip_bomb(path):
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("__metadata__.npy", "w") as member:     # 40 MB inflating from ~40 kB
+            np.lib.format.write_array(member, np.zeros(10_000_000, np.float32))
+
+
+def _deep_nesting(path):
+    np.savez(path, __metadata__=np.array("[" * 100_000 + "]" * 100_000))
+
+
+def _huge_header(path):
+    np.savez(path, __metadata__=np.array(" " * (MAX_HEADER_BYTES // 4 + 1) + "{}"))
+
+
+@pytest.mark.parametrize("forge, says", [
+    (_forged_sizes, r"member '__metadata__\.npy' declares 3,700,000,000 bytes, more than the"),
+    (_forged_header, r"member '__metadata__\.npy' declares more data than it holds"),
+    (_zip_bomb, r"member '__metadata__\.npy' is compressed"),
+    (_deep_nesting, r"metadata is nested deeper than any npdistill writes"),
+    (_huge_header, r"the metadata is [\d,]+ bytes; npdistill writes at most"),
+], ids=["forged sizes", "forged header", "zip bomb", "deep nesting", "huge header"])
+def test_a_model_file_that_lies_about_its_sizes_is_refused_before_any_allocation(
+        tmp_path, forge, says):
+    """Each refused with the file's path in one ValueError line, in a process that may use
+    2 GB at most (the forged 3.7 GB member, the bomb inflated, would not fit)."""
+    path = tmp_path / "m.npz"
+    forge(path)
+    with pytest.raises(ValueError, match=says) as refused:
+        read_archive(path)
+    assert str(path) in str(refused.value) and "\n" not in str(refused.value)
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))\n"
+            "import npdistill as nd\n"
+            "try:\n    nd.load_model(sys.argv[1])\n"
+            "except ValueError as exc:\n    print('refused:', exc)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("refused: ") and str(path) in done.stdout

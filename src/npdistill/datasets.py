@@ -12,6 +12,7 @@ on the project's machines holds 22,699 images, not 60,000.
 """
 import gzip
 import hashlib
+import http.client
 import io
 import os
 import sys
@@ -205,12 +206,53 @@ def _md5(data):
     return hashlib.md5(data, usedforsecurity=False).hexdigest()
 
 
-def fetch(name, folder, files, mirrors=None, checksums=None, timeout=60):
+# No file of RESOURCES is larger (CIFAR-10's archive: 163 MB): a body past this is not one
+# of them, and an endless one must not fill the memory.
+MAX_DOWNLOAD_BYTES = 256 << 20
+
+
+class _TransferFailed(Exception):
+    """A transfer that cannot give the file: cut short, too long, or stalled."""
+
+
+def _read_body(response, limit, timeout):
+    """The whole body of ``response``, read in 1 MB pieces: at most ``limit`` bytes (and no
+    more than its Content-Length says), within ``timeout`` seconds a piece, and all of it,
+    or a _TransferFailed saying what went wrong."""
+    declared = response.headers.get("Content-Length")
+    declared = int(declared) if declared and declared.isdigit() else None
+    if declared is not None and declared > limit:
+        raise _TransferFailed(f"the server announces {declared:,} bytes, more than the "
+                              f"{limit:,} any of these files has")
+    pieces, got = [], 0
+    while True:
+        try:
+            piece = response.read1(1 << 20)
+        except http.client.IncompleteRead as exc:
+            raise _TransferFailed(f"the connection dropped after {got + len(exc.partial):,} "
+                                  f"bytes") from None
+        except TimeoutError:
+            raise _TransferFailed(f"the transfer stalled for {timeout} s after {got:,} "
+                                  f"bytes") from None
+        if not piece:
+            break
+        got += len(piece)
+        if got > limit:
+            raise _TransferFailed(f"the body goes on past {limit:,} bytes")
+        pieces.append(piece)
+    if declared is not None and got != declared:
+        raise _TransferFailed(f"the connection dropped after {got:,} of {declared:,} bytes")
+    return b"".join(pieces)
+
+
+def fetch(name, folder, files, mirrors=None, checksums=None, timeout=60,
+          max_bytes=MAX_DOWNLOAD_BYTES):
     """Download ``files`` of data set ``name`` into ``folder``, verifying their MD5.
 
     Tries each mirror in turn, the one known to serve the files first; a mirror that
-    fails (HTTP 403, unreachable, a wrong checksum) costs a one-line note on stderr and
-    the next is tried. A file whose checksum differs is never written.
+    fails (HTTP 403, unreachable, a dropped or stalled transfer -- ``timeout`` seconds
+    without a byte --, a body longer than ``max_bytes``, a wrong checksum) costs a one-line
+    note on stderr and the next is tried. A file whose checksum differs is never written.
     ``mirrors`` / ``checksums`` default to the canonical ones in RESOURCES.
     """
     _, default_mirrors, default_checksums = RESOURCES[name]
@@ -226,8 +268,9 @@ def fetch(name, folder, files, mirrors=None, checksums=None, timeout=60):
             print(f"npdistill: downloading {url}", file=sys.stderr, flush=True)
             try:
                 with urllib.request.urlopen(url, timeout=timeout) as response:
-                    data = response.read()
-            except (urllib.error.URLError, OSError) as exc:
+                    data = _read_body(response, max_bytes, timeout)
+            except (urllib.error.URLError, OSError, http.client.HTTPException,
+                    _TransferFailed) as exc:
                 errors.append(f"{url}: {exc}")
                 print(f"npdistill: {errors[-1]}{then}", file=sys.stderr)
                 continue

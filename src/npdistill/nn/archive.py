@@ -17,6 +17,9 @@ FORMAT = "npdistill-model"
 FORMAT_VERSION = 2          # 2: the checksum covers the header too (1 still loads)
 _READABLE_VERSIONS = (1, 2)
 _META_KEY = "__metadata__"
+# The metadata this library writes (architecture, metadata, environment) is a few kB; a
+# header past this is not one of its files, and is refused before it is read.
+MAX_HEADER_BYTES = 1 << 20
 
 
 def archive_checksum(arrays, header=None):
@@ -72,6 +75,7 @@ def read_archive(path):
     if not zipfile.is_zipfile(path):
         raise ValueError(f"{path}: not an .npz archive (a .npy array, or a truncated file?)")
     try:
+        _check_bounds(path)
         with np.load(path, allow_pickle=False) as archive:
             if _META_KEY not in archive.files:
                 raise ValueError(f"{path}: no npdistill metadata: not an npdistill model file")
@@ -88,6 +92,45 @@ def read_archive(path):
     return arrays, meta
 
 
+def _check_bounds(path):
+    """Every member of the archive at ``path`` stored uncompressed, its sizes within the
+    file's own and its .npy header declaring no more data than it holds (a forged size
+    cannot make the reader allocate what the file does not hold, nor a compressed member
+    inflate), the metadata within MAX_HEADER_BYTES: checked from the zip directory and the
+    headers, before any data is read or allocated."""
+    size = os.path.getsize(path)
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            name = info.filename
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise ValueError(f"{path}: member {name!r} is compressed; npdistill writes "
+                                 f"(and reads) uncompressed archives only")
+            if info.file_size != info.compress_size or \
+                    info.header_offset + info.compress_size > size:
+                raise ValueError(f"{path}: member {name!r} declares {info.file_size:,} bytes, "
+                                 f"more than the {size:,}-byte file holds")
+            if name == _META_KEY + ".npy" and info.file_size > MAX_HEADER_BYTES:
+                raise ValueError(f"{path}: the metadata is {info.file_size:,} bytes; npdistill "
+                                 f"writes at most {MAX_HEADER_BYTES:,}")
+            shape, dtype = _npy_header(archive, name, path)
+            if dtype.itemsize * int(np.prod(shape)) > info.file_size:
+                raise ValueError(f"{path}: member {name!r} declares more data than it holds")
+
+
+def _npy_header(archive, name, path):
+    """(shape, dtype) that member ``name``'s .npy header declares, read before its data."""
+    with archive.open(name) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                      else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = reader(f)
+        except ValueError as exc:
+            key = name.removesuffix(".npy")
+            raise ValueError(f"{path}: array {key!r} has no valid .npy header: {exc}") from exc
+    return shape, dtype
+
+
 def _header(raw, path):
     """The JSON header, checked against the format's schema."""
     if raw.dtype.kind != "U" or raw.ndim != 0:
@@ -96,6 +139,8 @@ def _header(raw, path):
         meta = json.loads(str(raw))
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path}: metadata is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise ValueError(f"{path}: metadata is nested deeper than any npdistill writes") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not an {FORMAT} file (no format field {FORMAT!r})")
     version = meta.get("format_version")
@@ -120,29 +165,16 @@ def _header(raw, path):
 
 
 def _check_members(archive, listed, path):
-    """The stored arrays are the ones the header lists, uncompressed, with the listed
-    shape and dtype (read from each array's own header, before its data)."""
+    """The stored arrays are the ones the header lists, with the listed shape and dtype
+    (read from each array's own header, before its data)."""
     stored = {name.removesuffix(".npy"): name for name in archive.namelist()}
     stored.pop(_META_KEY, None)
     if set(stored) != set(listed):
         raise ValueError(f"{path}: the archive holds {sorted(stored)} but its metadata lists "
                          f"{sorted(listed)}")
     for key, name in stored.items():
-        info = archive.getinfo(name)
-        if info.compress_type != zipfile.ZIP_STORED:
-            raise ValueError(f"{path}: array {key!r} is compressed; npdistill writes (and "
-                             f"reads) uncompressed archives only")
-        with archive.open(name) as f:
-            try:
-                version = np.lib.format.read_magic(f)
-                reader = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                          else np.lib.format.read_array_header_2_0)
-                shape, _, dtype = reader(f)
-            except ValueError as exc:
-                raise ValueError(f"{path}: array {key!r} has no valid .npy header: {exc}") from exc
+        shape, dtype = _npy_header(archive, name, path)    # within its member: _check_bounds
         entry = listed[key]
         if list(shape) != entry["shape"] or dtype.str != entry["dtype"]:
             raise ValueError(f"{path}: array {key!r} is stored as {shape} {dtype.str} but listed "
                              f"as {tuple(entry['shape'])} {entry['dtype']}")
-        if dtype.itemsize * int(np.prod(shape)) > info.file_size:
-            raise ValueError(f"{path}: array {key!r} declares more data than the file holds")
