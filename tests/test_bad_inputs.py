@@ -591,3 +591,53 @@ def test_every_numeric_flag_refuses_bad_numbers_naming_itself(command, flag, val
         main(argv)
     assert exit_.value.code == 2
     assert f"argument {flag}" in capsys.readouterr().err
+
+
+# -- the catalogue's last hard failures (issue 41, item 6) ---------------------------
+@pytest.mark.parametrize("hooks, error, says", [
+    (dict(penalty=lambda m, z, dz, T: float("nan")), ValueError,
+     r"the penalty hook returned nan \(batch 1, samples 0\.\.31\)"),
+    (dict(penalty=lambda m, z, dz, T: "abc"), TypeError,
+     r"the penalty hook must return a number, got str 'abc'"),
+    (dict(batch_transform=lambda m, x, y, rng: (x * np.nan, y)), ValueError,
+     r"batch_transform returned non-finite images"),
+], ids=["NaN penalty", "string penalty", "NaN transform"])
+def test_a_hooks_bad_value_is_named_as_the_hooks_not_as_divergence(hooks, error, says):
+    x = np.random.default_rng(0).random((64, 1, 28, 28)).astype(np.float32)
+    with pytest.raises(error, match=says):
+        nd.train(nd.architectures.papernot_mnist(seed=0), (x, np.arange(64) % 10), epochs=1,
+                 batch_size=32, progress=False, **hooks)
+
+
+@pytest.mark.parametrize("dtype, T", [(np.float32, 1e-50), (np.float32, 1e-320),
+                                      (np.float64, 1e-320)])
+def test_cross_entropy_refuses_a_temperature_its_gradient_would_overflow_at(dtype, T):
+    z = np.array([[1.0, 2.0, 3.0]], dtype)
+    with pytest.raises(ValueError, match=r"temperature T=.* is too small for float\d+ logits"):
+        nd.cross_entropy(z, np.array([0]), T=T)
+    loss, dz = nd.cross_entropy(z, np.array([0]), T=1e-30 if dtype == np.float32 else 1e-300)
+    assert np.isfinite(dz).all() and dz.dtype == dtype and np.abs(dz).max() > 1e29
+
+
+def test_metrics_refuse_what_is_not_numbers_by_name():
+    with pytest.raises(TypeError, match=r"amplitudes must be numbers, got list"):
+        nd.metrics.amplitude_histogram(["a"])
+    with pytest.raises(TypeError, match=r"negative_scores must be numbers, got str"):
+        nd.metrics.roc_auc("ab", [0.0, 1.0])
+
+
+def test_metadata_holds_numpy_numbers_and_names_what_it_cannot_hold(tmp_path):
+    model = nd.architectures.papernot_mnist(seed=0)
+    model.metadata.update(lr=np.float32(0.5), steps=np.int64(3), flags=(np.bool_(True),))
+    model.save(tmp_path / "m.npz")
+    assert nd.load_model(tmp_path / "m.npz").metadata["lr"] == 0.5
+    model.metadata["run"] = {"when": object()}
+    with pytest.raises(TypeError, match=r"\['metadata'\]\['run'\]\['when'\] is of type object"):
+        model.save(tmp_path / "m.npz")
+
+
+def test_an_object_array_metadata_entry_is_refused_with_the_files_path(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, __metadata__=np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=rf"{path}: member '__metadata__\.npy' holds Python"):
+        nd.load_model(path)

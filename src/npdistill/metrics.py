@@ -67,9 +67,18 @@ def zero_gradient_fraction(model, x, T=1.0, batch_size=64, progress=None):
     return (grad == 0).reshape(len(x), -1).mean(axis=1)
 
 
+def _numbers(values, name):
+    """``values`` as a float64 array, or a TypeError naming ``name`` (a string, objects)."""
+    array = np.asarray(values)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numbers, got {type(values).__name__} of "
+                        f"{array.dtype} ({str(values)[:40]!r})")
+    return array.astype(np.float64)
+
+
 def amplitude_histogram(amplitudes, bins=AMPLITUDE_BINS):
     """Fraction of samples in each bin [bins[i], bins[i+1]) (0 goes in the first)."""
-    amplitudes = np.asarray(amplitudes, dtype=np.float64)
+    amplitudes = _numbers(amplitudes, "amplitudes")
     if amplitudes.size and (np.isnan(amplitudes).any() or amplitudes.min() < 0):
         raise ValueError("amplitudes must be non-negative numbers")
     counts = np.histogram(amplitudes, bins=bins)[0]
@@ -121,8 +130,8 @@ def roc_auc(negative_scores, positive_scores):
     negative_scores : (N,) e.g. label-change rates of clean inputs;
     positive_scores : (M,) those of adversarial inputs. Returns a float in [0, 1].
     """
-    neg = np.asarray(negative_scores, dtype=np.float64).reshape(-1)
-    pos = np.asarray(positive_scores, dtype=np.float64).reshape(-1)
+    neg = _numbers(negative_scores, "negative_scores").reshape(-1)
+    pos = _numbers(positive_scores, "positive_scores").reshape(-1)
     if len(neg) == 0 or len(pos) == 0:
         raise ValueError(f"roc_auc needs scores of both kinds, got {len(neg)} negative and "
                          f"{len(pos)} positive")

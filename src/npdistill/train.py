@@ -313,7 +313,8 @@ def _host_epoch(model, optimizer, run, order, epoch, rng, shown):
                 dlogits *= dlogits.dtype.type(run.loss_scale)
             model.backward(dlogits, input_grad=False)
         else:
-            value = float(run.penalty(model, logits, dlogits, run.temperature))
+            value = _penalty_value(run.penalty(model, logits, dlogits, run.temperature),
+                                   where)
             if run.loss_scale != 1:
                 for grad in model.grads.values():
                     grad *= grad.dtype.type(run.loss_scale)
@@ -375,6 +376,20 @@ def _describe(hook):
     return getattr(hook, "__qualname__", type(hook).__qualname__)
 
 
+def _penalty_value(value, where):
+    """The penalty hook's value as a float, or an error that names the hook: a NaN or
+    infinite penalty is the hook's doing, not a divergence of the training."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(())[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+        raise TypeError(f"the penalty hook must return a number, got {type(value).__name__} "
+                        f"{str(value)[:40]!r} ({where})")
+    if not np.isfinite(value):
+        raise ValueError(f"the penalty hook returned {float(value)} ({where}): a penalty must "
+                         f"be finite")
+    return float(value)
+
+
 def _transformed(hook, model, x, y, rng):
     out = hook(model, x, y, rng)
     if not isinstance(out, tuple) or len(out) != 2:
@@ -387,6 +402,9 @@ def _transformed(hook, model, x, y, rng):
     if not isinstance(y_new, np.ndarray) or len(y_new) != len(x_new) or y_new.shape[1:] != y.shape[1:]:
         raise ValueError(f"batch_transform must return y matching x's {len(x_new)} rows and "
                          f"shaped like y {y.shape[1:]}, got {getattr(y_new, 'shape', None)}")
+    if not np.isfinite(x_new).all():
+        raise ValueError("batch_transform returned non-finite images (NaN or inf): the "
+                         "hook's, not the training's")
     return x_new, y_new
 
 

@@ -35,6 +35,24 @@ def archive_checksum(arrays, header=None):
     return digest.hexdigest()
 
 
+def _plain(value, where):
+    """``value`` with NumPy's scalars as Python numbers and tuples as lists: what JSON
+    holds; a TypeError naming the entry (``where``) for anything else."""
+    if isinstance(value, dict):
+        bad = [k for k in value if not isinstance(k, str)]
+        if bad:
+            raise TypeError(f"{where} has a key {bad[0]!r}: a model file's keys are strings")
+        return {k: _plain(v, f"{where}[{k!r}]") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"{where} is of type {type(value).__name__}, which a model file cannot "
+                    f"hold (numbers, strings, lists and dicts of them)")
+
+
 def write_archive(path, arrays, header, what="model"):
     """Atomically write ``arrays`` and a JSON ``header`` (plus format, version, checksum).
 
@@ -56,7 +74,7 @@ def write_archive(path, arrays, header, what="model"):
             "library_version": __version__, **header,
             "parameters": {k: {"shape": list(v.shape), "dtype": v.dtype.str}
                            for k, v in arrays.items()}}
-    meta = json.loads(json.dumps(meta))          # what a reader will see (tuples become lists)
+    meta = json.loads(json.dumps(_plain(meta, "header")))   # what a reader will see
     meta["checksum"] = archive_checksum(arrays, meta)
     with replacing(path, what) as tmp:
         np.savez(tmp, **{_META_KEY: np.array(json.dumps(meta))}, **arrays)
@@ -113,6 +131,9 @@ def _check_bounds(path):
                 raise ValueError(f"{path}: the metadata is {info.file_size:,} bytes; npdistill "
                                  f"writes at most {MAX_HEADER_BYTES:,}")
             shape, dtype = _npy_header(archive, name, path)
+            if dtype.hasobject:
+                raise ValueError(f"{path}: member {name!r} holds Python objects; npdistill's "
+                                 f"files hold numbers and one JSON string")
             if dtype.itemsize * int(np.prod(shape)) > info.file_size:
                 raise ValueError(f"{path}: member {name!r} declares more data than it holds")
 

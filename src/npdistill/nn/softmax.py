@@ -60,6 +60,10 @@ def cross_entropy(z, target, T=1.0):
     n, k = z.shape
     if n == 0:
         raise ValueError("cross_entropy needs at least one row of logits, got shape (0, K)")
+    least = 1 / float(np.finfo(z.dtype).max)
+    if T < least:          # (p - q) / T: up to 1 / T, past the dtype's largest number
+        raise ValueError(f"temperature T={T:g} is too small for {z.dtype} logits: the "
+                         f"gradient (p - q) / T would overflow; T must be at least {least:.3g}")
     check_targets(target, n, k, "target")
     p = np.exp(logp)
     if np.issubdtype(target.dtype, np.integer):
