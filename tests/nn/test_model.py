@@ -243,7 +243,7 @@ def test_missing_or_extra_entries_are_refused(saved, tmp_path):
 
 def test_pickled_objects_are_never_loaded(saved):
     _rewrite(saved, lambda arrays: arrays.__setitem__("evil", np.array([{"a": 1}], dtype=object)))
-    with pytest.raises(ValueError, match="allow_pickle|truncated or corrupted|archive holds"):
+    with pytest.raises(ValueError, match="holds Python objects"):
         nd.load_model(saved)
 
 

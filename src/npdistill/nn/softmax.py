@@ -56,14 +56,16 @@ def cross_entropy(z, target, T=1.0):
     loss : float, -1/N sum_i sum_k q_ik log softmax(z_i / T)_k
     dlogits : (N, K), dloss/dz = (softmax(z / T) - q) / (T N)
     """
+    T = check_positive(T, "temperature T")
+    if isinstance(z, np.ndarray) and z.dtype.kind == "f" and T < 1 / np.finfo(z.dtype).max:
+        # (p - q) / T reaches 1 / T: past the dtype's largest number
+        raise ValueError(f"temperature T={T:g} is too small for {z.dtype} logits: the gradient "
+                         f"(p - q) / T would overflow; T must be at least "
+                         f"{1 / float(np.finfo(z.dtype).max):.3g}")
     logp = log_softmax(z, T)
     n, k = z.shape
     if n == 0:
         raise ValueError("cross_entropy needs at least one row of logits, got shape (0, K)")
-    least = 1 / float(np.finfo(z.dtype).max)
-    if T < least:          # (p - q) / T: up to 1 / T, past the dtype's largest number
-        raise ValueError(f"temperature T={T:g} is too small for {z.dtype} logits: the "
-                         f"gradient (p - q) / T would overflow; T must be at least {least:.3g}")
     check_targets(target, n, k, "target")
     p = np.exp(logp)
     if np.issubdtype(target.dtype, np.integer):
