@@ -649,3 +649,16 @@ def test_an_object_array_metadata_entry_is_refused_with_the_files_path(tmp_path)
     np.savez(path, __metadata__=np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(ValueError, match=rf"{path}: member '__metadata__\.npy' holds Python"):
         nd.load_model(path)
+
+
+def test_a_valid_net_with_huge_logits_trains_instead_of_being_called_diverged():
+    """Logits of 1e4 start the loss far above DIVERGED_LOSS_FACTOR x log K: divergence is
+    judged against where the net started, after steps, not from that first loss."""
+    x = np.random.default_rng(0).random((64, 1, 28, 28)).astype(np.float32)
+    model = nd.architectures.papernot_mnist(seed=0)
+    model.layers[-1].params["W"] *= 1e4
+    model.layers[-1].params["b"] *= 1e4
+    assert np.abs(model.logits(x)).max() > 1e4
+    trained, history = nd.train(model, (x, np.arange(64) % 10), epochs=1, batch_size=32,
+                                lr=1e-6, progress=False)
+    assert np.isfinite(history["loss"][0]) and history["loss"][0] > 1e3

@@ -21,11 +21,13 @@ from .nn.optim import SGD
 from .nn.softmax import cross_entropy
 from .placement import device_trainer
 from .progress import Progress, ProgressEvent, check_progress, format_seconds
+from .train_hooks import describe, penalty_value, transformed
 
 CHECKPOINT_NAME = "checkpoint.npz"
-# A batch's mean loss above this many times log K (the loss of a uniform guess) means
-# training has diverged: a trained net's loss is below log K, and e^-(100 log K) is no
-# probability any learning run assigns to the true class.
+# A batch's mean loss above this many times log K (the loss of a uniform guess) -- or ten
+# times the loss the net started from, where that is more -- means training has diverged:
+# a trained net's loss is below log K, and e^-(100 log K) is no probability any learning
+# run assigns to the true class.
 DIVERGED_LOSS_FACTOR = 100
 
 
@@ -217,15 +219,26 @@ def _resolve(model, data, *, temperature, epochs, seed, loss_scale, logits_lr_fa
             raise TypeError(f"{name} must be callable, got {type(hook).__name__}")
     config = {"temperature": float(temperature), "seed": int(seed), **hp,
               "loss_scale": float(loss_scale), "logits_lr_factor": float(logits_lr_factor),
-              "batch_transform": _describe(batch_transform),
-              "penalty": _describe(penalty),
+              "batch_transform": describe(batch_transform),
+              "penalty": describe(penalty),
               "dtype": model.dtype.name, "n_train": len(x), "data_checksum": data_checksum(x, y)}
     return _Run(x=x, y=y, temperature=temperature, loss_scale=loss_scale,
                 logits_lr_factor=float(logits_lr_factor),
                 batch_size=int(hp["batch_size"]), lr=hp["lr"], momentum=hp["momentum"],
                 decay_every=hp["decay_every"], decay_factor=hp["decay_factor"],
                 batch_transform=batch_transform, penalty=penalty, config=config,
-                diverged_loss=DIVERGED_LOSS_FACTOR * np.log(model.num_classes))
+                diverged_loss=_divergence_bar(model, x, y, temperature, int(hp["batch_size"])))
+
+
+def _divergence_bar(model, x, y, temperature, batch_size):
+    """The batch loss above which training has diverged: DIVERGED_LOSS_FACTOR x log K, or
+    ten times the loss the model starts from on the first batch where that is more (a
+    valid net with logits of 1e4 starts far above log K: it has not diverged)."""
+    bar = DIVERGED_LOSS_FACTOR * np.log(model.num_classes)
+    logits = model.forward(x[:batch_size])
+    if np.isfinite(logits).all():
+        bar = max(bar, 10 * cross_entropy(logits, y[:batch_size], temperature)[0])
+    return bar
 
 
 def _start(model, optimizer, checkpoint, config, progress):
@@ -302,7 +315,7 @@ def _host_epoch(model, optimizer, run, order, epoch, rng, shown):
         idx = order[start:start + run.batch_size]
         x_batch, y_batch = run.x[idx], run.y[idx]
         if run.batch_transform is not None:
-            x_batch, y_batch = _transformed(run.batch_transform, model, x_batch, y_batch, rng)
+            x_batch, y_batch = transformed(run.batch_transform, model, x_batch, y_batch, rng)
         logits = model.forward(x_batch, training=True)
         where = f"batch {start // run.batch_size + 1}, samples {start}..{start + len(idx) - 1}"
         if not np.isfinite(logits).all():
@@ -313,7 +326,7 @@ def _host_epoch(model, optimizer, run, order, epoch, rng, shown):
                 dlogits *= dlogits.dtype.type(run.loss_scale)
             model.backward(dlogits, input_grad=False)
         else:
-            value = _penalty_value(run.penalty(model, logits, dlogits, run.temperature),
+            value = penalty_value(run.penalty(model, logits, dlogits, run.temperature),
                                    where)
             if run.loss_scale != 1:
                 for grad in model.grads.values():
@@ -365,47 +378,6 @@ def _report(progress, history, epoch, epochs, n, epoch_seconds):
     print(f"epoch {epoch + 1}/{epochs}  loss {history['loss'][-1]:.4f}  train acc "
           f"{history['train_accuracy'][-1]:.2%}{val}  {n / epoch_seconds[-1]:,.0f} samples/s  "
           f"ETA {format_seconds(eta)}", file=sys.stderr, flush=True)
-
-
-def _describe(hook):
-    """What the training config records about a hook: its config(), else its name."""
-    if hook is None:
-        return None
-    if hasattr(hook, "config"):
-        return hook.config()
-    return getattr(hook, "__qualname__", type(hook).__qualname__)
-
-
-def _penalty_value(value, where):
-    """The penalty hook's value as a float, or an error that names the hook: a NaN or
-    infinite penalty is the hook's doing, not a divergence of the training."""
-    if isinstance(value, np.ndarray) and value.size == 1:
-        value = value.reshape(())[()]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
-        raise TypeError(f"the penalty hook must return a number, got {type(value).__name__} "
-                        f"{str(value)[:40]!r} ({where})")
-    if not np.isfinite(value):
-        raise ValueError(f"the penalty hook returned {float(value)} ({where}): a penalty must "
-                         f"be finite")
-    return float(value)
-
-
-def _transformed(hook, model, x, y, rng):
-    out = hook(model, x, y, rng)
-    if not isinstance(out, tuple) or len(out) != 2:
-        raise TypeError(f"batch_transform must return a pair (x, y), got {type(out).__name__}")
-    x_new, y_new = out
-    if not isinstance(x_new, np.ndarray) or x_new.dtype != x.dtype or x_new.shape[1:] != x.shape[1:]:
-        raise ValueError(f"batch_transform must return x of shape (B, {', '.join(map(str, x.shape[1:]))})"
-                         f" {x.dtype}, got {getattr(x_new, 'shape', None)} "
-                         f"{getattr(x_new, 'dtype', type(x_new).__name__)}")
-    if not isinstance(y_new, np.ndarray) or len(y_new) != len(x_new) or y_new.shape[1:] != y.shape[1:]:
-        raise ValueError(f"batch_transform must return y matching x's {len(x_new)} rows and "
-                         f"shaped like y {y.shape[1:]}, got {getattr(y_new, 'shape', None)}")
-    if not np.isfinite(x_new).all():
-        raise ValueError("batch_transform returned non-finite images (NaN or inf): the "
-                         "hook's, not the training's")
-    return x_new, y_new
 
 
 def _hard(y):
