@@ -55,3 +55,78 @@ def test_concatenate_keeps_the_order_and_refuses_a_mix(toy):
     with pytest.raises(ValueError, match="targeted and untargeted"):
         nd_distributed.concatenate([parts[0], nd.attacks.tgsm(model, x[:3], target=target[:3])])
 
+
+
+# --- a run outlives its workers (npdistill.runs.Runner on a LocalCluster) -----------------
+
+def _slow_sum(data, i):
+    """A measure task: a second's work on the shipped data."""
+    import time
+    time.sleep(1.0)
+    return {"sum": float(data.sum()) + i}, {}
+
+
+def _dies():
+    """A task that kills the worker running it."""
+    import os
+    os._exit(3)
+
+
+def _worker_pids(client):
+    return sorted(client.run(__import__("os").getpid).values())
+
+
+def _wait_until_running(client, count, deadline=60):
+    import time
+    stop = time.monotonic() + deadline
+    while sum(len(keys) for keys in client.processing().values()) < count:
+        assert time.monotonic() < stop, "the tasks never started"
+        time.sleep(0.05)
+
+
+def test_a_run_outlives_every_worker_killed_at_once(tmp_path):
+    # both workers SIGKILLed while they run tasks: the shipped data and the tasks are made
+    # again on the workers the nannies start, each loss said in one line
+    import os
+    import signal
+    from npdistill.runs import Runner
+    lines = []
+    data = np.arange(10_000, dtype=np.float64)
+    with nd_distributed.cluster(workers=2, say=lines.append) as client:
+        runner = Runner(False, client)
+        handles = {i: runner.measure(tmp_path / f"m{i}.npz", {"i": i}, _slow_sum, data, i)
+                   for i in range(4)}
+        _wait_until_running(client, 2)
+        for pid in _worker_pids(client):
+            os.kill(pid, signal.SIGKILL)
+        rows = {i: row for i, (row, _, _) in runner.as_ready(handles)}
+        assert len(client.nthreads()) == 2                       # the nannies restarted them
+    assert rows == {i: {"sum": float(data.sum()) + i} for i in range(4)}
+    lost = [line for line in lines if "lost" in line]
+    assert len(lost) == 2 and all("start again elsewhere" in line for line in lost), lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"m{i}.npz" for i in range(4)]
+
+
+def test_no_worker_left_stops_the_run_with_one_error(tmp_path):
+    from npdistill.runs import Runner
+    cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                       dashboard_address=None)
+    with cluster, distributed.Client(cluster) as client:
+        runner = Runner(False, client, gone_after=1)
+        handle = runner.measure(tmp_path / "m.npz", {"i": 0}, _slow_sum, np.ones(3), 0)
+        cluster.scale(0)                                          # and none comes back
+        with pytest.raises(nd_distributed.WorkLost,
+                           match="every Dask worker is gone and none came back within 1 s"):
+            runner.value(handle)
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_a_task_that_kills_its_workers_is_one_error():
+    import dask
+    with dask.config.set({"distributed.scheduler.allowed-failures": 1}), \
+            distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                                     dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        future = client.submit(_dies, pure=False)
+        with pytest.raises(nd_distributed.WorkLost, match=r"_dies-\S+ killed the 2 workers"):
+            nd_distributed.Watch(client).result(future)

@@ -272,11 +272,32 @@ def _cli(argv, threads, **kwargs):
                             start_new_session=True, **kwargs)
 
 
+def _dask_workers(pid, count, deadline=120):
+    """The pids of the ``count`` Dask worker processes that CLI process ``pid`` started
+    (its nannies spawn them through multiprocessing), once they are all there."""
+    stop = time.monotonic() + deadline
+    while True:
+        workers = []
+        for stat in os.listdir("/proc"):
+            try:
+                ppid = int(open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()[1])
+                cmdline = open(f"/proc/{stat}/cmdline").read()
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == pid and "spawn_main" in cmdline:
+                workers.append(int(stat))
+        if len(workers) == count:
+            return workers
+        assert time.monotonic() < stop, f"{len(workers)} workers of {count} started"
+        time.sleep(0.2)
+
+
 def test_a_run_on_two_dask_workers_killed_midway_resumes_to_the_serial_answer(run, tmp_path):
     # Two worker processes with the cores shared out (the CLI's rule) do the arithmetic of
     # a serial run on all the cores: the products are cut in pieces fixed by the shapes
     # (kernels/reference/gemm.py), so the nets, and the CW attacks cut in one piece per worker, must
-    # be bit for bit that run's, even when the run is killed and resumed.
+    # be bit for bit that run's, even when the whole run is killed and resumed, and when one
+    # of its workers is killed while it trains (the resumed run goes on without a stop).
     pytest.importorskip("distributed")
     _, argv = run
     threads = max(1, (os.cpu_count() or 1) // 2)
@@ -297,9 +318,21 @@ def test_a_run_on_two_dask_workers_killed_midway_resumes_to_the_serial_answer(ru
     assert reference.communicate(timeout=600) and reference.returncode == 0
     assert not (out / "results.json").exists()
     resumed = _cli([a for a in with_out(out) if a != "--quiet"] + ["--workers", "2"], threads)
-    _, err = resumed.communicate(timeout=600)
+    try:
+        victim = _dask_workers(resumed.pid, 2)[0]
+        time.sleep(3)                                  # the data shipped, the nets training
+        os.kill(victim, signal.SIGKILL)
+        deadline = time.monotonic() + 300
+        while not (out / "measures").is_dir() or not any((out / "measures").iterdir()):
+            assert resumed.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        os.kill(_dask_workers(resumed.pid, 2)[1], signal.SIGKILL)     # and one mid-attacks
+    finally:
+        _, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     assert "Dask: 2 worker processes" in err and "dashboard" in err
+    assert err.count(" lost: ") == 2 and "start again elsewhere" in err, err
+    assert "Traceback" not in err, err
     assert f"reusing {out / 'models' / 'baseline.npz'}" in err
     from npdistill import load_model
     for path in sorted((serial / "models").iterdir()):
@@ -312,6 +345,20 @@ def test_a_run_on_two_dask_workers_killed_midway_resumes_to_the_serial_answer(ru
         {k: v for k, v in theirs.items() if k not in differs}
     assert sorted(p.name for p in (out / "models").iterdir()) == \
         sorted(p.name for p in (serial / "models").iterdir())          # no temporary left
+
+
+def test_a_cluster_that_cannot_go_on_is_one_line_saying_a_rerun_resumes(tmp_path, monkeypatch,
+                                                                        capsys):
+    from npdistill.distributed import WorkLost
+
+    def lost(*args, **kwargs):
+        raise WorkLost("every Dask worker is gone and none came back within 120 s")
+    monkeypatch.setattr("npdistill.reproduce.reproduce", lost)
+    assert main(["reproduce", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == ("npdistill: error: every Dask worker is gone and none came back within "
+                       f"120 s: stopped; run the same command again to resume from what is "
+                       f"saved in {tmp_path / 'r'}")
 
 
 def test_workers_without_dask_say_what_to_install(tmp_path, monkeypatch, capsys):

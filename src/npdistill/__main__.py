@@ -16,7 +16,7 @@ from ._checks import check_output_dir, check_output_file
 from ._files import remove_stale_temporaries, removed_note
 from ._version import __version__
 from .benchmarks import BENCHMARKS
-from .distributed import cluster
+from .distributed import WorkLost, cluster
 from .train import train
 
 BACKEND_WORDS = {"numpy": "the NumPy reference, not compiled",
@@ -113,8 +113,12 @@ def _reproduce_command(args):
     _choose_backend(args)
     began = time.perf_counter()
     with _dask_client(args) as client:
-        run(args.out, settings, data_path=args.data, progress=not args.quiet,
-            download=args.download, client=client, heal=not args.no_recompute)
+        try:
+            run(args.out, settings, data_path=args.data, progress=not args.quiet,
+                download=args.download, client=client, heal=not args.no_recompute)
+        except WorkLost as exc:
+            raise WorkLost(f"{exc}: stopped; run the same command again to resume from "
+                           f"what is saved in {args.out}") from None
     print((args.out / "results.md").read_text())
     print(f"{what} finished in {(time.perf_counter() - began) / 60:.1f} min; "
           f"results in {args.out}")
@@ -307,7 +311,7 @@ def main(argv=None):
         status, message = 2, str(exc)
     except datasets.DataNotFound as exc:
         status, message = 2, _data_not_found(exc)
-    except (ValueError, TypeError, OSError, FloatingPointError) as exc:
+    except (ValueError, TypeError, OSError, FloatingPointError, WorkLost) as exc:
         status, message = 1, str(exc)
     except KeyboardInterrupt:              # 128 + SIGINT, the shells' convention
         status, message = 130, "interrupted (train --checkpoint-dir and reproduce resume)"

@@ -17,9 +17,21 @@ many (NumPy makes a single row a matrix-vector product), so an iterative attack 
 CW on a real net can end 1e-4 apart (measured: mean L2 4.3224 vs 4.3232 on the MNIST net).
 Where the answer must not depend on the cluster, cut the images in fixed batches, as the
 reproduction does with its CW images (``Settings.cw_batch``).
+
+A run outlives its workers. What a task needs (the data, a model, the task's function) is
+sent by ``ship`` as a task of its own whose recipe the scheduler keeps, not scattered as
+bare data: when a worker dies, the scheduler makes again, elsewhere, whatever it held
+(shipped inputs and computed results alike) and reruns the tasks it was running — every
+task here is pure and its result is saved only by the client, so a rerun is safe; a
+LocalCluster's nannies start a new worker in the dead one's place. ``cluster`` says each
+unexpected loss in one line. ``Watch`` waits for results and turns what cannot be
+recovered into one ``WorkLost`` error: no worker for ``gone_after`` seconds, a task that
+killed every worker it ran on (Dask's ``allowed-failures``), the scheduler lost.
 """
 import contextlib
+import logging
 import os
+import time
 
 import numpy as np
 
@@ -28,6 +40,13 @@ from .progress import Progress
 
 # keyword options of the attacks that hold one entry per image (sharded with x)
 PER_IMAGE = ("search_domain",)
+# seconds a run waits with no worker at all before it gives up, and between its checks
+GONE_AFTER, POLL = 120.0, 1.0
+
+
+class WorkLost(RuntimeError):
+    """The cluster cannot finish the work: every worker gone for good, a task that killed
+    each worker it ran on, or the scheduler lost. What the client saved stays saved."""
 
 
 def require_dask():
@@ -91,13 +110,97 @@ def cluster(workers=None, scheduler=None, *, backend=None, say=print):
         return
     # the cores shared out (more threads than cores: OpenMP's spinning costs 5-10x)
     threads = max(1, (os.cpu_count() or 1) // workers)
+    # Dask's own log lines (a lost worker's, its nanny's restart) are silenced: the one that
+    # matters is said here, and what cannot be recovered is raised as WorkLost
     with _spawn_environ(worker_environ(threads, backend)), \
-            distributed.LocalCluster(n_workers=workers, threads_per_worker=1,
-                                     processes=True) as local, \
-            distributed.Client(local) as client:
+            distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                     silence_logs=logging.CRITICAL) as local, \
+            distributed.Client(local) as client, _saying_losses(client, say):
         say(f"Dask: {workers} worker processes, one task at a time each with {threads} "
             f"BLAS/OpenMP threads; dashboard {local.dashboard_link}")
         yield client
+
+
+@contextlib.contextmanager
+def _saying_losses(client, say):
+    """``say`` one line for each worker the cluster loses unexpectedly while the block runs
+    (a closing cluster's own removals are expected, and not said)."""
+    def on_event(event):
+        _, message = event
+        if message.get("action") == "remove-worker" and not message.get("expected"):
+            # a shipped input (ship: a _held task) is not work the user sees as a task
+            running = [k for k in message.get("processing-tasks", ())
+                       if not str(k).startswith("_held-")]
+            held = len(message.get("lost-computed-tasks", ()))
+            say(f"Dask worker {message.get('worker')} lost: {len(running)} task(s) it was "
+                f"running start again elsewhere, {held} value(s) it held are made again")
+
+    client.subscribe_topic("all", on_event)
+    try:
+        yield
+    finally:
+        client.unsubscribe_topic("all")
+
+
+def _held(obj):
+    """A shipped object's task: the object itself (see ``ship``)."""
+    return obj
+
+
+def ship(client, obj):
+    """``obj`` on ``client``'s cluster: a future for a task that returns it. Unlike data
+    scattered to one worker, it survives the loss of any worker: the scheduler keeps the
+    task's recipe (``obj``, pickled once) and makes it again where it is needed."""
+    import dask
+
+    # the object travels inside its task on purpose: that is what makes it recoverable
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "64GiB"}):
+        return client.submit(_held, obj, pure=False)
+
+
+class Watch:
+    """Waits for futures on ``client`` while keeping an eye on the cluster: raises
+    ``WorkLost`` when no worker has been there for ``gone_after`` seconds (a lost worker
+    that comes back, or a new one, lets the work go on), and in place of Dask's errors for
+    work it cannot recover (a task that killed its workers, a cancelled future)."""
+
+    def __init__(self, client, gone_after=GONE_AFTER):
+        self.client, self.gone_after, self._gone_since = client, float(gone_after), None
+
+    def _check(self):
+        if self.client.nthreads():
+            self._gone_since = None
+        elif self._gone_since is None:
+            self._gone_since = time.monotonic()
+        elif time.monotonic() - self._gone_since > self.gone_after:
+            raise WorkLost(f"every Dask worker is gone and none came back within "
+                           f"{self.gone_after:.0f} s")
+
+    def result(self, future):
+        """The future's result, once its task has run (again, if need be)."""
+        (done,) = self.completed([future])
+        distributed = require_dask()
+        try:
+            return done.result()
+        except distributed.KilledWorker as exc:
+            raise WorkLost(f"task {exc.task} killed the {exc.allowed_failures + 1} workers that "
+                           f"ran it, one after another (out of memory?)") from None
+        except distributed.client.FutureCancelledError as exc:
+            raise WorkLost(f"the Dask scheduler dropped a task ({exc})") from None
+
+    def completed(self, futures):
+        """Each of ``futures`` as its task finishes (an error included)."""
+        distributed = require_dask()
+        waiting = list(futures)
+        while waiting:
+            try:
+                done, _ = distributed.wait(waiting, timeout=POLL, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                self._check()
+                continue
+            for future in [f for f in waiting if f in done]:
+                waiting.remove(future)
+                yield future
 
 
 def concatenate(results):
@@ -139,7 +242,7 @@ def map_attack(attack, model, x, y=None, *, target=None, client=None, shards=Non
     if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or shards < 1:
         raise ValueError(f"shards must be a positive integer, got {shards!r}")
     pieces = [idx for idx in np.array_split(np.arange(len(x)), min(int(shards), len(x))) if len(idx)]
-    model_on_cluster = client.scatter(model, broadcast=True, hash=False)   # a fresh key
+    model_on_cluster = ship(client, model)
     futures, sizes = [], {}
     for idx in pieces:
         options_here = {k: (v[idx] if k in PER_IMAGE and v is not None else v)
@@ -151,7 +254,8 @@ def map_attack(attack, model, x, y=None, *, target=None, client=None, shards=Non
         sizes[futures[-1].key] = len(idx)
     shown = Progress(progress, getattr(attack, "__name__", "attack"), len(x), "images")
     done = 0
-    for future in distributed.as_completed(futures):
+    watch = Watch(client)
+    for future in watch.completed(futures):
         done += sizes[future.key]
         shown.update(done)
-    return concatenate(client.gather(futures))
+    return concatenate(watch.result(future) for future in futures)

@@ -177,13 +177,21 @@ class Runner:
     filesystem, and a run cut off resumes from what was saved. ``worker_progress`` is the
     progress= for the library calls inside a task (nothing is printed on workers).
     ``heal``: a saved net or measure that fails its checks is moved aside to
-    <name>.damaged and computed again (False: the run stops with the error).
+    <name>.damaged and computed again (False: the run stops with the error). On Dask the
+    run outlives its workers (npdistill.distributed: what a task needs is shipped so that
+    the scheduler can make it again, and a lost worker's tasks rerun); a task's future is
+    held until its value is saved, and ``distributed.WorkLost`` (after ``gone_after``
+    seconds with no worker, default ``distributed.GONE_AFTER``) stops a run that cannot go
+    on, with everything saved so far kept for a rerun to resume from.
     """
 
-    def __init__(self, progress, client=None, heal=True):
+    def __init__(self, progress, client=None, heal=True, gone_after=None):
         self.progress, self.client, self.heal = progress, client, heal
         self.worker_progress = inner(progress) if client is None else False
         self._pending, self._values, self._shipped = {}, {}, {}
+        if client is not None:
+            from .distributed import GONE_AFTER, Watch
+            self._watch = Watch(client, GONE_AFTER if gone_after is None else gone_after)
 
     def _is_future(self, handle):
         return self.client is not None and type(handle).__name__ == "Future"
@@ -230,7 +238,8 @@ class Runner:
                   for i in range(count)]
         future = self.client.submit(_combined, self._ship(combine), pieces, *shipped,
                                     pure=False)
-        self._pending[future.key] = (("measure", path, key, args), future)
+        # the pieces held too: were the combined value lost with a worker, it is made again
+        self._pending[future.key] = (("measure", path, key, args), [future, *pieces])
         return future
 
     def _run(self, task, wrapper, work, deps):
@@ -246,7 +255,8 @@ class Runner:
         """``obj`` (a task's function with the data it holds, a model, the test set...) sent
         to the cluster once, however many tasks use it: a future standing for it."""
         if id(obj) not in self._shipped:
-            self._shipped[id(obj)] = (obj, self.client.scatter([obj], hash=False)[0])
+            from .distributed import ship
+            self._shipped[id(obj)] = (obj, ship(self.client, obj))
         return self._shipped[id(obj)][1]
 
     def as_ready(self, handles):
@@ -259,8 +269,7 @@ class Runner:
             else:
                 yield name, handle
         if futures:
-            from .distributed import require_dask
-            for future in require_dask().as_completed([f for f, _ in futures.values()]):
+            for future in self._watch.completed([f for f, _ in futures.values()]):
                 for name in futures[future.key][1]:
                     yield name, self.value(future)
 
@@ -269,8 +278,9 @@ class Runner:
         if not self._is_future(handle):
             return handle
         if handle.key not in self._values:
-            task, _ = self._pending.pop(handle.key)
-            self._values[handle.key] = self._finish(task, handle.result())
+            task, _ = self._pending[handle.key]        # held until saved: a rerun needs it
+            self._values[handle.key] = self._finish(task, self._watch.result(handle))
+            del self._pending[handle.key]
         return self._values[handle.key]
 
     def _finish(self, task, result):
