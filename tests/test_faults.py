@@ -115,6 +115,53 @@ def test_a_run_after_a_kill_mid_save_removes_the_temporary_and_says_so(mnist_dir
     assert _temporaries(folder) == [] and (folder / "checkpoint.npz").exists()
 
 
+# train, killed (SIGKILL) at its N-th save to a file named NAME: just before the rename
+KILLED_AT_SAVE = """
+import os, signal, sys
+name, nth = sys.argv[1], int(sys.argv[2])
+rename, seen = os.replace, []
+
+def replace(src, dst, **kwargs):
+    if os.path.basename(dst) == name:
+        seen.append(dst)
+        if len(seen) == nth:
+            os.kill(os.getpid(), signal.SIGKILL)
+    return rename(src, dst, **kwargs)
+
+os.replace = replace
+from npdistill.__main__ import main
+sys.exit(main(sys.argv[3:]))
+"""
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL")
+@pytest.mark.mnist
+@pytest.mark.parametrize("name, nth", [("checkpoint.npz", 2), ("model.npz", 1)],
+                         ids=["second checkpoint", "the --out model"])
+def test_train_killed_at_a_save_resumes_to_the_same_bits_and_leaves_nothing(
+        mnist_dir, tmp_path, name, nth):
+    def train(folder, *wrapper):
+        folder.mkdir(exist_ok=True)
+        argv = ["train", "--data", str(mnist_dir), "--epochs", "3", "--limit", "256",
+                "--checkpoint-dir", str(folder / "ck"), "--out", str(folder / "model.npz")]
+        command = [sys.executable, "-c", KILLED_AT_SAVE, *wrapper] if wrapper else \
+            [sys.executable, "-m", "npdistill"]
+        return subprocess.run(command + argv, capture_output=True, text=True, timeout=300)
+
+    clean = train(tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr
+    killed = train(tmp_path / "run", name, str(nth))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    left = _temporaries(tmp_path / "run") + _temporaries(tmp_path / "run" / "ck")
+    assert len(left) == 1 and name.split(".")[0] in left[0]       # what the kill leaves
+    resumed = train(tmp_path / "run")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "removed 1 temporary file(s) that a killed run left in" in resumed.stderr
+    assert _temporaries(tmp_path / "run") == _temporaries(tmp_path / "run" / "ck") == []
+    assert nd.load_model(tmp_path / "run" / "model.npz").checksum() == \
+        nd.load_model(tmp_path / "clean" / "model.npz").checksum()
+
+
 def test_a_failed_write_inside_the_block_removes_its_temporary(tmp_path):
     with pytest.raises(WriteError, match="could not write figure .*f.png: file too large"):
         with replacing(tmp_path / "f.png", "figure") as tmp:
