@@ -123,3 +123,42 @@ def test_training_reports_batches_within_an_epoch_and_every_epoch(capsys):
     assert [(e.done, e.total, e.unit) for e in epochs] == [(1, 2, "epochs"), (2, 2, "epochs")]
     assert set(epochs[-1].figures) == {"loss", "train_accuracy", "val_accuracy"}
     assert capsys.readouterr().err == ""
+
+
+def test_tqdm_draws_a_bar_per_stage_and_closes_each_when_done():
+    pytest.importorskip("tqdm")
+    model, x, y = _toy()
+    out = io.StringIO()
+    bars = progress.tqdm(file=out, mininterval=0)
+    nd.train(model, (x, y), epochs=2, batch_size=4, progress=bars)
+    nd.attacks.fgsm(model, x, y, eps=0.1, batch_size=4, progress=bars)
+    assert bars.bars == {}                                         # every bar closed
+    finals = [line.split("\r")[-1] for line in out.getvalue().split("\n") if line.strip()]
+    final = {line.split(":")[0]: line for line in finals}
+    assert set(final) == {"epoch 1/2", "epoch 2/2", "train", "fgsm"}
+    assert "3/3" in final["epoch 1/2"] and "loss=" in final["epoch 1/2"]
+    assert "2/2" in final["train"] and f"{len(x)}/{len(x)}" in final["fgsm"]
+
+
+def test_tqdm_begins_a_new_bar_when_a_stage_starts_again():
+    pytest.importorskip("tqdm")
+    bars = progress.tqdm(file=io.StringIO())
+    bars(ProgressEvent("fgsm", 2, 4, "images", 1.0))
+    first = bars.bars["fgsm"]
+    bars(ProgressEvent("fgsm", 1, 4, "images", 0.5))               # a second call's first batch
+    assert bars.bars["fgsm"] is not first and bars.bars["fgsm"].n == 1
+    bars.close()
+    assert bars.bars == {}
+
+
+def test_tqdm_missing_says_what_to_install(monkeypatch):
+    import builtins
+    real = builtins.__import__
+
+    def without_tqdm(name, *args, **kwargs):
+        if name.startswith("tqdm"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+    monkeypatch.setattr(builtins, "__import__", without_tqdm)
+    with pytest.raises(ImportError, match="pip install tqdm"):
+        progress.tqdm()

@@ -12,7 +12,7 @@ import pytest
 
 from npdistill.__main__ import build_parser, main
 from npdistill.nn.archive import read_archive
-from npdistill.plots import _shown
+from npdistill.plots.reproduction import _shown
 from npdistill.reproduce import (ATTACK_CHOICES, CLAIMS, EXAMPLES, PAPER, QUICK, claims,
                                  cw_norms, markdown_table, settings_from)
 from npdistill.runs import percent, stacked_example

@@ -5,7 +5,7 @@ distillation and the classic attacks, with the hot loops compiled (Cython).
 """
 from . import datasets, kernels
 from ._version import __version__
-from . import attacks, defenses, interop, metrics, placement
+from . import attacks, defenses, interop, metrics, placement, teaching
 from .defenses import defensive_distillation, distill
 from .jacobian import jacobian
 from .nn import architectures, layers
@@ -17,5 +17,13 @@ from .train import TrainingDiverged, train
 __all__ = ["__version__", "architectures", "attacks", "cross_entropy", "datasets", "defenses",
            "defensive_distillation", "distill", "interop", "jacobian",
            "kernels", "layers", "load_model", "log_softmax", "metrics", "Passes", "placement",
-           "Sequential", "softmax",
+           "plots", "Sequential", "softmax", "teaching",
            "train", "TrainingDiverged"]
+
+
+def __getattr__(name):
+    """``npdistill.plots`` is imported when first used: matplotlib loads only for figures."""
+    if name == "plots":
+        import importlib
+        return importlib.import_module(".plots", __name__)
+    raise AttributeError(f"module 'npdistill' has no attribute {name!r}")

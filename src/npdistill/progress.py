@@ -4,8 +4,8 @@
   until the work has run MIN_SECONDS, then shown — short calls print nothing.
 - True: shown from the start. False: never.
 - A callable: called with a ``ProgressEvent`` at every update and nothing is printed, so
-  a user can drive tqdm or a notebook widget:
-  ``fgsm(model, x, y, progress=lambda e: bar.update(e.done - bar.n))``.
+  a user can drive a notebook widget or a log. ``progress=npdistill.progress.tqdm()`` is
+  one: a tqdm bar per stage (tqdm is optional).
 
 Shown means one line per stage on stderr, "stage: done/total unit, figures  rate  ETA":
 rewritten in place on a terminal, plain lines otherwise (at most one every
@@ -117,3 +117,44 @@ class Progress:
         if self.terminal and self.printed:
             self.stream.write("\r\x1b[K")
             self.stream.flush()
+
+
+class TqdmBars:
+    """A progress callable drawing one tqdm bar per stage (see ``tqdm``)."""
+
+    def __init__(self, bar, options):
+        self._bar, self.options, self.bars = bar, options, {}
+
+    def __call__(self, event):
+        bar = self.bars.get(event.stage)
+        if bar is not None and event.done < bar.n:        # the same stage begun again
+            bar.close()
+            bar = None
+        if bar is None:
+            bar = self.bars[event.stage] = self._bar(total=event.total, desc=event.stage,
+                                                     unit=f" {event.unit}", **self.options)
+        bar.update(event.done - bar.n)
+        if event.figures:
+            bar.set_postfix({key: _shown(key, value) for key, value in event.figures.items()},
+                            refresh=False)
+        if event.done >= event.total:
+            bar.close()
+            del self.bars[event.stage]
+
+    def close(self):
+        """Close the bars of stages that did not finish (an interrupted call)."""
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+def tqdm(**options):
+    """``progress=npdistill.progress.tqdm()``: a tqdm bar per stage (``tqdm.auto``: a
+    widget in Jupyter, a text bar elsewhere), with the stage's running figures as its
+    postfix, closed when the stage is done. ``options`` go to every bar (``leave=False``,
+    ``file=``...). tqdm is optional: an ImportError says how to install it."""
+    try:
+        from tqdm.auto import tqdm as bar
+    except ImportError:
+        raise ImportError("progress.tqdm() draws tqdm bars: pip install tqdm") from None
+    return TqdmBars(bar, options)

@@ -1,21 +1,12 @@
-"""matplotlib figures of the reproduction (imported only when plotting)."""
+"""The figures of the distillation reproduction (``reproduce``): each built from its
+results dict, returned as a Figure and, where a path is given, saved."""
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ._files import replacing  # noqa: E402
-from .metrics import AMPLITUDE_BINS  # noqa: E402
-
-
-def _save(fig, path):
-    """Write the figure to ``path`` (PNG) atomically and close it."""
-    with replacing(path, "figure") as tmp:
-        fig.savefig(tmp, dpi=120)
-    plt.close(fig)
+from ..metrics import AMPLITUDE_BINS
+from ._figure import figure, finish, log_t_axis, model_label
+from .attacks import image
 
 
 def _temperatures(results):
@@ -23,17 +14,11 @@ def _temperatures(results):
     return sorted((k for k in results["models"] if k != "baseline"), key=float)
 
 
-def _log_t_axis(ax, temps):
-    ax.set_xscale("log")
-    ax.set_xticks([float(t) for t in temps])
-    ax.set_xticklabels(temps)
-    ax.minorticks_off()
-
-
-def success_vs_temperature(results, path):
+def success_vs_temperature(results, path=None):
+    """JSMA and FGSM success on each deployed net against its distillation temperature."""
     rows, paper = results["models"], results["paper"]
     temps = _temperatures(results)
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = figure((7, 4.2))
     series = [("jsma", "JSMA", "C0"), ("fgsm", f"FGSM eps={results['settings']['eps']:.3g}", "C1")]
     for key, label, color in series:
         if key not in rows["baseline"]:
@@ -47,46 +32,47 @@ def success_vs_temperature(results, path):
     if published:
         ax.plot([t for t, _ in published], [100 * v for _, v in published], "s--",
                 color="C0", alpha=0.5, mfc="none", label="JSMA, Papernot et al. 2016")
-    _log_t_axis(ax, temps)
+    log_t_axis(ax, temps)
     ax.set_xlabel("distillation temperature T (deployed at T = 1)")
     ax.set_ylabel("attack success (%)")
     ax.set_ylim(-3, 103)
-    ax.set_title("Distillation makes JSMA and FGSM fail")
+    ax.set_title("JSMA and FGSM success against the distillation temperature")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+    return finish(fig, path)
 
 
-def accuracy_vs_temperature(results, path):
+def accuracy_vs_temperature(results, path=None):
+    """Test accuracy of each deployed net against its distillation temperature."""
     rows, paper = results["models"], results["paper"]
     temps = _temperatures(results)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = figure((7, 4))
     ax.plot([float(t) for t in temps], [100 * rows[t]["accuracy"] for t in temps], "o-",
             label="distilled, measured")
     ax.axhline(100 * rows["baseline"]["accuracy"], color="k", ls=":",
                label="no distillation, measured")
     ax.axhline(100 * paper["baseline_accuracy"], color="gray", ls="--", lw=1,
                label=f"no distillation, paper ({paper['train_images']:,} training images)")
-    _log_t_axis(ax, temps)
+    log_t_axis(ax, temps)
     ax.set_xlabel("distillation temperature T")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Accuracy ({results['settings']['train_images']:,} training images, "
+    ax.set_title(f"Test accuracy against T ({results['settings']['train_images']:,} training "
+                 f"images, "
                  f"{results['settings']['epochs']} epochs)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save(fig, path)
+    return finish(fig, path)
 
 
-def gradient_amplitudes(results, path):
+def gradient_amplitudes(results, path=None):
+    """Per net, the share of test images in each bin of adversarial-gradient amplitude."""
     rows = results["models"]
     names = ["baseline"] + _temperatures(results)
     table = np.array([rows[n]["gradient_amplitude_histogram"] for n in names]) * 100
     edges = AMPLITUDE_BINS
     labels = ["≥ 1" if np.isinf(hi) else f"[{lo:.0e},\n{hi:.0e})" if lo else f"[0,\n{hi:.0e})"
               for lo, hi in zip(edges[:-1], edges[1:])]
-    fig, ax = plt.subplots(figsize=(10, 0.45 * len(names) + 2))
+    fig, ax = figure((10, 0.45 * len(names) + 2))
     image = ax.imshow(table, cmap="viridis", vmin=0, vmax=100, aspect="auto")
     for i in range(table.shape[0]):
         for j in range(table.shape[1]):
@@ -94,22 +80,13 @@ def gradient_amplitudes(results, path):
                 ax.text(j, i, f"{table[i, j]:.0f}", ha="center", va="center", fontsize=7,
                         color="w" if table[i, j] < 60 else "k")
     ax.set_yticks(range(len(names)))
-    ax.set_yticklabels(["no distillation" if n == "baseline" else f"T = {n}" for n in names])
+    ax.set_yticklabels([model_label(n) for n in names])
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_xlabel("mean |dF_c/dX| per sample (computed in float64)")
     ax.set_title("Adversarial-gradient amplitude: % of samples per bin (Papernot et al., figure 8)")
     fig.colorbar(image, ax=ax, label="% of samples")
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def _image(ax, x):
-    """One image (C, H, W) in [0, 1]: grey for one channel, colour for three."""
-    if len(x) == 1:
-        ax.imshow(x[0], cmap="gray", vmin=0, vmax=1)
-    else:
-        ax.imshow(np.clip(np.moveaxis(x, 0, -1), 0, 1))
+    return finish(fig, path)
 
 
 def _shown(examples, names, column):
@@ -122,16 +99,15 @@ def _shown(examples, names, column):
     return 0
 
 
-def adversarial_examples(examples, path):
+def adversarial_examples(examples, path=None):
     """Rows: models; columns: clean | JSMA | FGSM | CW L2 (where run). Each entry of
     ``examples[model][attack]`` is (clean, adversarial, targets or None, successes)
     for a stack of attacks; every row shows the same attack of the stack."""
     names = list(examples)
     columns = [c for c in ("jsma", "fgsm", "cw_l2") if any(c in examples[n] for n in names)]
     shown = {column: _shown(examples, names, column) for column in columns}
-    fig, axes = plt.subplots(len(names), 1 + 2 * len(columns),
-                             figsize=(1.35 * (1 + 2 * len(columns)), 1.5 * len(names)),
-                             squeeze=False)
+    fig, axes = figure((1.35 * (1 + 2 * len(columns)), 1.5 * len(names)), len(names),
+                       1 + 2 * len(columns), squeeze=False)
     titles = {"jsma": "JSMA", "fgsm": "FGSM", "cw_l2": "CW L2"}
     for i, name in enumerate(names):
         row = examples[name]
@@ -143,22 +119,23 @@ def adversarial_examples(examples, path):
             k = shown[column]
             clean, adv, targets, successes = row[column]
             a, b = axes[i, 2 * j + 1], axes[i, 2 * j + 2]
-            _image(a, clean[k])
-            _image(b, adv[k])
+            image(a, clean[k])
+            image(b, adv[k])
             a.set_title(f"{titles[column]}: clean", fontsize=7)
             ok = successes[k]
             goal = f"-> {targets[k]}" if targets is not None else "untargeted"
             b.set_title(f"{goal} {'ok' if ok else 'failed'}", fontsize=7,
                         color="C3" if ok else "C2")
-        axes[i, 0].text(0.5, 0.5, "no\ndistillation" if name == "baseline" else f"T = {name}",
+        axes[i, 0].text(0.5, 0.5, model_label(name).replace("no ", "no\n"),
                         ha="center", va="center", fontsize=9)
     what = "digits" if next(iter(examples[names[0]].values()))[0].shape[1] == 1 else "images"
     fig.suptitle(f"Clean vs adversarial {what} (red: the attack succeeded)", fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))   # room for the title
-    _save(fig, path)
+    return finish(fig, path, layout=False)
 
 
 def reproduction_figures(results, examples, out_dir):
+    """The reproduction's four figures saved in ``out_dir``: {name: path}."""
     out_dir = Path(out_dir)
     paths = {"success": out_dir / "success_vs_temperature.png",
              "accuracy": out_dir / "accuracy_vs_temperature.png",
@@ -171,13 +148,12 @@ def reproduction_figures(results, examples, out_dir):
     return paths
 
 
-# -- the defenses compared (reproduce_defenses) ---------------------------------
-def seed_spread(results, path):
+def seed_spread(results, path=None):
     """Accuracy, JSMA and FGSM success against T over several seeds: each seed's value as
     a dot, the mean as a line, the no-distillation range as a band."""
     rows = results["spread"]
     temps = sorted((k for k in rows if k != "baseline"), key=float)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = figure((11, 4.2), 1, 2)
     series = [(axes[0], "accuracy", lambda r: r.get("accuracy"), "C2"),
               (axes[1], "JSMA", lambda r: (r.get("jsma") or {}).get("success"), "C0"),
               (axes[1], f"FGSM eps={results['settings']['eps']:.3g}",
@@ -198,91 +174,11 @@ def seed_spread(results, path):
                    label=f"{label}, no distillation (range)")
     for ax, ylabel, title in ((axes[0], "test accuracy (%)", "Accuracy of the deployed nets"),
                               (axes[1], "attack success (%)", "JSMA and FGSM success")):
-        _log_t_axis(ax, temps)
+        log_t_axis(ax, temps)
         ax.set_xlabel("distillation temperature T (deployed at T = 1)")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{title}, per seed")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     axes[1].set_ylim(-3, 103)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def defense_accuracy_vs_eps(results, path):
-    eps = results["settings"]["epsilons"]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, attack in zip(axes, ("fgsm", "tgsm")):
-        for i, (name, row) in enumerate(results["curves"].items()):
-            ax.plot(eps, [100 * a for a in row[attack]], "o-", color=f"C{i}",
-                    label=results["labels"][name])
-        ax.set_xlabel("eps (L-inf)")
-        ax.set_title(f"{attack.upper()}" + (" (random targets)" if attack == "tgsm" else ""))
-        ax.grid(alpha=0.3)
-        ax.set_ylim(-3, 103)
-    axes[0].set_ylabel("accuracy on the true labels (%)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("Accuracy under attack: defenses compared (white box)", fontsize=11)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def defense_transfer(results, path):
-    names = list(results["transfer"])
-    short = {"undefended": "undefended", "distilled": "distilled\n(T = 50)",
-             "adversarial": "adversarially\ntrained", "gradient_regularized": "gradient\nregularized"}
-    labels = [short.get(n, results["labels"][n]) for n in names]
-    grid = np.array([[100 * results["transfer"][s][t] for t in names] for s in names])
-    fig, ax = plt.subplots(figsize=(7, 5.5))
-    image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=100)
-    for i in range(len(names)):
-        for j in range(len(names)):
-            ax.text(j, i, f"{grid[i, j]:.0f}", ha="center", va="center", fontsize=10,
-                    color="white" if grid[i, j] < 55 else "black")
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(labels, fontsize=7)
-    ax.set_yticks(range(len(names)))
-    ax.set_yticklabels(labels, fontsize=7)
-    ax.set_xlabel("evaluated on")
-    ax.set_ylabel("FGSM examples made on")
-    fig.colorbar(image, ax=ax, label="accuracy (%)")
-    ax.set_title(f"Transfer of FGSM eps = {results['settings']['transfer_eps']} examples")
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def defense_detection(results, path):
-    d = results["detection"]
-    attacks = [a for a in ("fgsm", "jsma", "cw") if "auc" in d[a]]
-    names = ["clean"] + attacks
-    rates = [d["clean"]["false_positive_rate"]] + [d[a]["detection_rate"] for a in attacks]
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    bars = ax.bar(range(len(names)), [100 * r for r in rates],
-                  color=["C2"] + ["C3"] * len(attacks))
-    for bar, name in zip(bars, names):
-        note = ("false positives" if name == "clean" else
-                f"AUC {d[name]['auc']:.3f}\n(paper {results['paper_detection_auc'][name]})")
-        ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 2, note, ha="center",
-                fontsize=8)
-    ax.set_xticks(range(len(names)))
-    counts = [d["clean"]["images"]] + [d[a]["successful"] for a in attacks]
-    ax.set_xticklabels([f"{label}\n(n = {n})" for label, n in zip(
-        ["clean", *[{"fgsm": "FGSM", "jsma": "JSMA", "cw": "CW L2"}[a] for a in attacks]], counts)])
-    ax.set_ylabel("flagged as adversarial (%)")
-    ax.set_ylim(0, 119)
-    ax.set_title(f"Mutation-testing detection ({d['operator']}, rate {d['rate']}), undefended net",
-                 fontsize=10)
-    ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    _save(fig, path)
-
-
-def defense_figures(results, out_dir):
-    out_dir = Path(out_dir)
-    paths = {"accuracy": out_dir / "defenses_accuracy_vs_eps.png",
-             "transfer": out_dir / "defenses_transfer.png",
-             "detection": out_dir / "defenses_detection.png"}
-    defense_accuracy_vs_eps(results, paths["accuracy"])
-    defense_transfer(results, paths["transfer"])
-    defense_detection(results, paths["detection"])
-    return paths
+    return finish(fig, path)
