@@ -35,7 +35,7 @@ def test_the_sdist_carries_the_cython_sources_and_nothing_built(sdist):
         members = {name.removeprefix(root + "/") for name in archive.getnames()}
     wanted = ["LICENSE", "README.md", "pyproject.toml", "setup.py", "MANIFEST.in",
               *tracked("ext/*.pyx"), *tracked("ext/*.pxd"), *tracked("ext/*.h"),
-              *tracked("src/npdistill/**/*.py")]
+              *tracked("src/npdistill/**/*.py"), "src/npdistill/py.typed"]
     assert "ext/conv.pyx" in wanted and "ext/_types.pxd" in wanted
     assert "ext/direct_conv.h" in wanted and "ext/pool_kernels.h" in wanted
     assert sorted(set(wanted) - members) == []
@@ -52,6 +52,7 @@ def test_pip_install_then_python_m_npdistill_from_the_checkout_runs_compiled(sdi
                                capture_output=True, text=True)
     assert installed.returncode == 0, installed.stdout[-3000:] + installed.stderr[-3000:]
     assert list((site / "npdistill" / "_ext").glob("conv.*")), "no compiled kernels installed"
+    assert (site / "npdistill" / "py.typed").is_file(), "the PEP 561 marker is not installed"
     write_mnist(tmp_path / "mnist", n_train=64, n_test=16)
     env = {k: v for k, v in os.environ.items() if k not in ("NPDISTILL_BACKEND", "PYTHONPATH")}
     env["PYTHONPATH"] = str(site)

@@ -5,7 +5,8 @@ distillation and the classic attacks, with the hot loops compiled (Cython).
 """
 from . import datasets, kernels
 from ._version import __version__
-from . import attacks, defenses, interop, metrics, placement, teaching
+from . import attacks, defenses, distributed, interop, metrics, placement, progress, teaching
+from . import typing
 from .defenses import defensive_distillation, distill
 from .jacobian import jacobian
 from .nn import architectures, layers
@@ -15,9 +16,9 @@ from .nn.softmax import cross_entropy, log_softmax, softmax
 from .train import TrainingDiverged, train
 
 __all__ = ["__version__", "architectures", "attacks", "cross_entropy", "datasets", "defenses",
-           "defensive_distillation", "distill", "interop", "jacobian",
+           "defensive_distillation", "distill", "distributed", "interop", "jacobian",
            "kernels", "layers", "load_model", "log_softmax", "metrics", "Passes", "placement",
-           "plots", "Sequential", "softmax", "teaching",
+           "plots", "progress", "Sequential", "softmax", "teaching", "typing",
            "train", "TrainingDiverged"]
 
 

@@ -1,10 +1,14 @@
 """Input checks at the public boundary: clear errors naming what was expected and what came."""
+from __future__ import annotations
+
 import numbers
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -13,7 +17,7 @@ def _describe(a):
     return f"shape {a.shape} and dtype {a.dtype}"
 
 
-def as_array(x, name):
+def as_array(x: object, name: str) -> np.ndarray:
     if not isinstance(x, np.ndarray):
         raise TypeError(f"{name} must be a numpy array, got {type(x).__name__}")
     return x
@@ -63,9 +67,10 @@ def check_images(x, name="x", *, dtype=None, box=None):
     return x
 
 
-def check_labels(y, n, num_classes, name="y"):
+def check_labels(y: object, n: int, num_classes: int | None,
+                 name: str = "y") -> npt.NDArray[np.int64]:
     """Integer class labels (n,) in [0, num_classes), returned as int64."""
-    _check_classes(num_classes)
+    check_classes(num_classes)
     y = as_array(y, name)
     if not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"{name} must hold integer labels, got dtype {y.dtype}")
@@ -77,14 +82,16 @@ def check_labels(y, n, num_classes, name="y"):
     return y.astype(np.int64, copy=False)
 
 
-def _check_classes(num_classes):
+def check_classes(num_classes: int | None) -> int:
+    """The model's number of classes, refused where its output is not class logits."""
     if num_classes is None:
         raise TypeError("the model has no number of classes: its output is not class logits "
                         "(a Sequential must end in a Dense layer, followed at most by ReLU or "
                         "Dropout; another Passes must set num_classes)")
+    return num_classes
 
 
-def check_clip(clip):
+def check_clip(clip: Any) -> tuple[float, float]:
     """A clip box (low, high) with low < high, as two floats."""
     try:
         lo, hi = (float(v) for v in clip)
@@ -97,7 +104,7 @@ def check_clip(clip):
 
 def check_targets(y, n, num_classes, name="y"):
     """Integer labels (n,) in [0, num_classes) or soft-label rows (n, num_classes) summing to 1."""
-    _check_classes(num_classes)
+    check_classes(num_classes)
     y = as_array(y, name)
     if np.issubdtype(y.dtype, np.integer):
         check_labels(y, n, num_classes, name)

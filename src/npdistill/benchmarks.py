@@ -40,7 +40,7 @@ class Benchmark:
     load: object
     net: object
     eps: float
-    paper: dict = None
+    paper: dict | None = None
 
 
 BENCHMARKS = {

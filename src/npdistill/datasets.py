@@ -10,6 +10,8 @@ verifies their published MD5 checksums.
 Counts are read from the file headers, never assumed: the MNIST training split
 on the project's machines holds 22,699 images, not 60,000.
 """
+from __future__ import annotations
+
 import gzip
 import hashlib
 import http.client
@@ -20,12 +22,20 @@ import tarfile
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from ._files import write_bytes
+from .typing import Images, PathArg
 
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+# what every loader returns: ((x_train, y_train), (x_test, y_test))
+Split = tuple[tuple[Images, npt.NDArray[np.int64]], tuple[Images, npt.NDArray[np.int64]]]
+
+_IDX_DTYPES: dict[int, np.dtype] = {
+    0x08: np.dtype(np.uint8), 0x09: np.dtype(np.int8), 0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 
 # name -> (sub-folder, mirrors, {file: md5}); the MD5s are the ones the data sets publish.
 RESOURCES = {
@@ -49,7 +59,7 @@ CIFAR10_FILES = [f"data_batch_{i}.bin" for i in range(1, 6)] + ["test_batch.bin"
 
 
 # -- locating files ----------------------------------------------------------
-def data_roots():
+def data_roots() -> list[Path]:
     """Where data sets are looked for without a path: $NPDISTILL_DATA (when set), then
     ~/.cache/npdistill. The first is where a download goes."""
     roots = [Path(os.environ["NPDISTILL_DATA"])] if os.environ.get("NPDISTILL_DATA") else []
@@ -78,7 +88,7 @@ def _find(folder, name):
 
 
 # -- IDX ---------------------------------------------------------------------
-def read_idx(path):
+def read_idx(path: PathArg) -> np.ndarray:
     """Read an IDX file (gzip-compressed or raw) into an array of the shape its header declares."""
     path = Path(path)
     try:
@@ -97,7 +107,7 @@ def read_idx(path):
         raise ValueError(f"{path}: truncated header: {ndim} dimensions need {header} bytes, "
                          f"the file has {len(raw)}")
     shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
-    dtype = np.dtype(_IDX_DTYPES[code])
+    dtype = _IDX_DTYPES[code]
     expected = header + int(np.prod(shape)) * dtype.itemsize
     if len(raw) != expected:
         what = "truncated" if len(raw) < expected else "has trailing bytes"
@@ -161,12 +171,12 @@ def _load_idx_dataset(name, path, download):
     return train, test
 
 
-def load_mnist(path=None, download=False):
+def load_mnist(path: PathArg | None = None, download: bool = False) -> Split:
     """MNIST: ((x_train, y_train), (x_test, y_test)), x float32 (N, 1, 28, 28) in [0, 1], y int64."""
     return _load_idx_dataset("mnist", path, download)
 
 
-def load_fashion_mnist(path=None, download=False):
+def load_fashion_mnist(path: PathArg | None = None, download: bool = False) -> Split:
     """Fashion-MNIST, same layout as load_mnist."""
     return _load_idx_dataset("fashion-mnist", path, download)
 
@@ -186,7 +196,7 @@ def _read_cifar_batch(path):
     return x, labels
 
 
-def load_cifar10(path=None, download=False):
+def load_cifar10(path: PathArg | None = None, download: bool = False) -> Split:
     """CIFAR-10 from its binary batches: x float32 (N, 3, 32, 32) in [0, 1], y int64."""
     folders = _folders("cifar-10", path, CIFAR10_FILES)
     folder = folders[0]
@@ -245,8 +255,9 @@ def _read_body(response, limit, timeout):
     return b"".join(pieces)
 
 
-def fetch(name, folder, files, mirrors=None, checksums=None, timeout=60,
-          max_bytes=MAX_DOWNLOAD_BYTES):
+def fetch(name: str, folder: PathArg, files: Sequence[str], mirrors: Sequence[str] | None = None,
+          checksums: Mapping[str, str] | None = None, timeout: float = 60,
+          max_bytes: int = MAX_DOWNLOAD_BYTES) -> None:
     """Download ``files`` of data set ``name`` into ``folder``, verifying their MD5.
 
     Tries each mirror in turn, the one known to serve the files first; a mirror that

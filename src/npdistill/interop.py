@@ -20,7 +20,12 @@
 Flatten orders features (C, H, W) in both libraries, so Dense weights after a Flatten need
 no permutation.
 """
+from __future__ import annotations
+
+from typing import Any, Mapping
+
 import numpy as np
+import numpy.typing as npt
 
 from .nn.layers import Conv2D, Dense, Dropout, Flatten, MaxPool2D, Normalize, ReLU
 from .nn.model import Sequential
@@ -47,7 +52,7 @@ def _to_ours(layer, weight):
     return weight.T if isinstance(layer, Dense) else weight
 
 
-def state_dict(model):
+def state_dict(model: Sequential) -> dict[str, np.ndarray]:
     """{"<index>.weight": ..., "<index>.bias": ...} in PyTorch's layout (NumPy arrays)."""
     out = {}
     for i, layer in _weight_layers(model):
@@ -77,7 +82,7 @@ def _pairs(mapping):
     return pairs
 
 
-def load_state_dict(model, mapping):
+def load_state_dict(model: Sequential, mapping: Mapping[str, Any]) -> Sequential:
     """Put a PyTorch-layout state_dict's weights into ``model`` (in place, in the model's
     dtype) and return it. Layers are matched in order; every shape is checked."""
     targets = _weight_layers(model)
@@ -164,7 +169,7 @@ def _converted(module, index, dtype):
                     f"implements and use load_state_dict(model, module.state_dict())")
 
 
-def from_torch(module, dtype=np.float32):
+def from_torch(module: Any, dtype: npt.DTypeLike = np.float32) -> Sequential:
     """The Sequential a PyTorch ``nn.Sequential`` implements, holding its weights."""
     leaves = _children(module)
     layers = [_converted(leaf, i, dtype) for i, leaf in enumerate(leaves)]
@@ -176,7 +181,7 @@ def from_torch(module, dtype=np.float32):
     return load_state_dict(model, mapping)
 
 
-def to_torch(model):
+def to_torch(model: Sequential) -> Any:
     """``model`` as a torch ``nn.Sequential`` with the same weights (needs torch)."""
     try:
         import torch

@@ -6,15 +6,19 @@ Jacobian follows from it: dF/dX = (diag(p) - p p^T) / T . dZ/dX with
 p = softmax(z / T) (Papernot et al., 2016, "The Limitations of Deep Learning
 in Adversarial Settings", the forward derivative of eq. 1).
 """
+from __future__ import annotations
+
 import numpy as np
 
 from ._checks import check_choice, check_positive
 from .nn.softmax import softmax_jacobian
 from .placement import passes
 from .progress import Progress
+from .typing import FloatArray, Images, Model, ProgressArg
 
 
-def jacobian(model, x, T=1.0, of="softmax", batch_size=32, progress=None):
+def jacobian(model: Model, x: Images, T: float = 1.0, of: str = "softmax", batch_size: int = 32,
+             progress: ProgressArg = None) -> FloatArray:
     """Exact Jacobian of the model at x.
 
     Parameters

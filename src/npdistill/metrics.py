@@ -2,12 +2,16 @@
 Papernot et al. (2016), "Distillation as a Defense to Adversarial
 Perturbations against Deep Neural Networks", Section V-B and Figure 8.
 """
+from __future__ import annotations
+
 import numpy as np
+import numpy.typing as npt
 
 from ._checks import check_images, check_labels, check_positive
 from .nn.softmax import softmax_seed
 from .placement import passes
 from .progress import Progress
+from .typing import Images, Labels, Model, ProgressArg
 
 # The paper's log-scale bins of Figure 8, five decades wide; the last bin
 # catches anything above 1 so that no sample is dropped.
@@ -15,7 +19,7 @@ AMPLITUDE_BINS = np.array([0.0, 1e-40, 1e-35, 1e-30, 1e-25, 1e-20, 1e-15, 1e-10,
                            np.inf])
 
 
-def accuracy(model, x, y):
+def accuracy(model: Model, x: Images, y: Labels) -> float:
     """Fraction of x (N, C, H, W) in [0, 1] the model classifies as y (N,) integer labels."""
     model = passes(model)
     model.check_images(x)
@@ -39,7 +43,8 @@ def _predicted_class_gradient(model, x, T, batch_size, progress=None, stage="gra
     return np.concatenate(parts)
 
 
-def adversarial_gradient_amplitude(model, x, T=1.0, batch_size=64, progress=None):
+def adversarial_gradient_amplitude(model: Model, x: Images, T: float = 1.0, batch_size: int = 64,
+                                   progress: ProgressArg = None) -> npt.NDArray[np.float64]:
     """Per sample, the mean over input components of |dF_c/dX|, c the predicted class.
 
     Computed on a float64 copy of the model, so amplitudes far below float32's
@@ -56,7 +61,8 @@ def adversarial_gradient_amplitude(model, x, T=1.0, batch_size=64, progress=None
     return np.abs(grad).reshape(len(x), -1).mean(axis=1)
 
 
-def zero_gradient_fraction(model, x, T=1.0, batch_size=64, progress=None):
+def zero_gradient_fraction(model: Model, x: Images, T: float = 1.0, batch_size: int = 64,
+                           progress: ProgressArg = None) -> npt.NDArray[np.float64]:
     """Per sample, the fraction of components of dF_c/dX that are exactly 0 in the model's dtype.
 
     A distilled net deployed at T = 1 in float32 gives exactly-zero gradients
@@ -67,7 +73,7 @@ def zero_gradient_fraction(model, x, T=1.0, batch_size=64, progress=None):
     return (grad == 0).reshape(len(x), -1).mean(axis=1)
 
 
-def _numbers(values, name):
+def _numbers(values: object, name: str) -> npt.NDArray[np.float64]:
     """``values`` as a float64 array, or a TypeError naming ``name`` (a string, objects)."""
     array = np.asarray(values)
     if array.dtype.kind not in "biuf":
@@ -76,13 +82,14 @@ def _numbers(values, name):
     return array.astype(np.float64)
 
 
-def amplitude_histogram(amplitudes, bins=AMPLITUDE_BINS):
+def amplitude_histogram(amplitudes: npt.ArrayLike,
+                        bins: npt.ArrayLike = AMPLITUDE_BINS) -> npt.NDArray[np.float64]:
     """Fraction of samples in each bin [bins[i], bins[i+1]) (0 goes in the first)."""
-    amplitudes = _numbers(amplitudes, "amplitudes")
-    if amplitudes.size and (np.isnan(amplitudes).any() or amplitudes.min() < 0):
+    values = _numbers(amplitudes, "amplitudes")
+    if values.size and (np.isnan(values).any() or values.min() < 0):
         raise ValueError("amplitudes must be non-negative numbers")
-    counts = np.histogram(amplitudes, bins=bins)[0]
-    return counts / max(len(amplitudes), 1)
+    counts = np.histogram(values, bins=bins)[0]
+    return counts / max(len(values), 1)
 
 
 def _masking_row(grad):
@@ -92,7 +99,8 @@ def _masking_row(grad):
             "nonfinite_fraction": float((~np.isfinite(flat)).mean())}
 
 
-def gradient_masking(model, x, y, T=1.0, batch_size=64):
+def gradient_masking(model: Model, x: Images, y: Labels, T: float = 1.0,
+                     batch_size: int = 64) -> dict[str, dict[str, float]]:
     """How much of each attack's input gradient is exactly 0 or not finite, in the model's dtype.
 
     x : (N, C, H, W) in [0, 1]; y : (N,) true classes. Returns a dict per gradient:
@@ -108,7 +116,7 @@ def gradient_masking(model, x, y, T=1.0, batch_size=64):
     y = check_labels(y, len(x), model.num_classes, "y")
     check_positive(batch_size, "batch_size", integer=True)
     model = passes(model)
-    parts = {"fgsm": [], "cw": []}
+    parts: dict[str, list] = {"fgsm": [], "cw": []}
     for start in range(0, len(x), batch_size):
         chunk, labels = x[start:start + batch_size], y[start:start + batch_size]
         parts["fgsm"].append(loss_gradient(model, chunk, labels, T))
@@ -123,7 +131,7 @@ def gradient_masking(model, x, y, T=1.0, batch_size=64):
     return {name: _masking_row(grads[name]) for name in ("fgsm", "jsma", "cw")}
 
 
-def roc_auc(negative_scores, positive_scores):
+def roc_auc(negative_scores: npt.ArrayLike, positive_scores: npt.ArrayLike) -> float:
     """Area under the ROC curve of a detector whose score should be higher on positives:
     P(score of a positive > score of a negative), ties counting one half (Mann-Whitney U).
 

@@ -14,18 +14,24 @@ never read the backend themselves:
 The CUDA modules are imported here, and only when the backend is "cuda": importing
 npdistill never imports numba, and ``nn`` never imports ``cuda``.
 """
+from __future__ import annotations
+
 import functools
+from typing import Any, Callable
+
+import numpy.typing as npt
 
 from . import kernels
 from .nn.model import Sequential
+from .typing import Images, Model
 
 
-def on_device():
+def on_device() -> bool:
     """True when the active backend keeps arrays on a GPU (it is "cuda")."""
     return kernels.backend() == "cuda"
 
 
-def passes(model):
+def passes(model: Model) -> Model:
     """``model``'s passes on the active backend (a ``Passes``)."""
     if not on_device() or not isinstance(model, Sequential):
         return model
@@ -36,7 +42,7 @@ def passes(model):
 DEVICE_LOOPS = ("jsma", "cw_l2")      # the attacks with a loop of npdistill.cuda.attacks
 
 
-def device_loop(attack, passes):
+def device_loop(attack: str, passes: Model) -> Callable[..., Any] | None:
     """The device loop of ``attack`` (one of DEVICE_LOOPS) bound to ``passes``' device
     model, or None where ``passes`` runs on the host.
 
@@ -48,11 +54,13 @@ def device_loop(attack, passes):
     if net is None:
         return None
     from .cuda import attacks
-    loops = {"jsma": attacks.jsma_chunk, "cw_l2": attacks.cw_l2_round}
+    loops: dict[str, Callable[..., Any]] = {"jsma": attacks.jsma_chunk,
+                                            "cw_l2": attacks.cw_l2_round}
     return functools.partial(loops[attack], net)
 
 
-def device_trainer(model, optimizer, x, y):
+def device_trainer(model: Sequential, optimizer: Any, x: Images,
+                   y: npt.NDArray[Any]) -> Any:
     """A trainer whose ``epoch`` runs on the device (cuda.trainer.DeviceTrainer), or None."""
     if not on_device():
         return None

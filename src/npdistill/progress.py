@@ -11,9 +11,15 @@ Shown means one line per stage on stderr, "stage: done/total unit, figures  rate
 rewritten in place on a terminal, plain lines otherwise (at most one every
 PLAIN_EVERY seconds, and the last).
 """
+from __future__ import annotations
+
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, TextIO
+
+if TYPE_CHECKING:
+    from .typing import ProgressArg
 
 MIN_SECONDS = 2.0
 PLAIN_EVERY = 5.0
@@ -31,16 +37,16 @@ class ProgressEvent:
     figures: dict = field(default_factory=dict)
 
     @property
-    def rate(self):
+    def rate(self) -> float | None:
         """Units per second so far (None before any time has passed)."""
         return self.done / self.elapsed if self.elapsed > 0 else None
 
     @property
-    def eta(self):
+    def eta(self) -> float | None:
         """Seconds left at the rate so far (None before the first unit)."""
         return (self.total - self.done) / self.rate if self.done and self.rate else None
 
-    def line(self):
+    def line(self) -> str:
         figures = "".join(f", {key} {_shown(key, value)}" for key, value in self.figures.items())
         timing = f"in {format_seconds(self.elapsed)}" if self.done >= self.total else \
             f"ETA {format_seconds(self.eta)}" if self.eta is not None else ""
@@ -54,7 +60,7 @@ def _shown(key, value):
     return str(value)
 
 
-def format_seconds(seconds):
+def format_seconds(seconds: float | None) -> str:
     """h:mm:ss ("-" for unknown)."""
     if seconds is None:
         return "-"
@@ -62,7 +68,7 @@ def format_seconds(seconds):
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
-def check_progress(progress):
+def check_progress(progress: object) -> ProgressArg:
     """progress must be True, False, None or a callable."""
     if progress is None or isinstance(progress, bool) or callable(progress):
         return progress
@@ -73,7 +79,8 @@ def check_progress(progress):
 class Progress:
     """The progress of one stage: ``update(done, **figures)`` as units complete."""
 
-    def __init__(self, progress, stage, total, unit, *, stream=None, final_line=True):
+    def __init__(self, progress: ProgressArg, stage: str, total: int, unit: str, *,
+                 stream: TextIO | None = None, final_line: bool = True) -> None:
         self.mode = check_progress(progress)
         self.stage, self.total, self.unit = stage, int(total), unit
         self.final_line = final_line
@@ -82,7 +89,7 @@ class Progress:
         self.started = self.last_printed = time.perf_counter()
         self.printed = False
 
-    def update(self, done, **figures):
+    def update(self, done: int, **figures: Any) -> ProgressEvent:
         now = time.perf_counter()
         event = ProgressEvent(self.stage, int(done), self.total, self.unit, now - self.started,
                               figures)
@@ -122,10 +129,11 @@ class Progress:
 class TqdmBars:
     """A progress callable drawing one tqdm bar per stage (see ``tqdm``)."""
 
-    def __init__(self, bar, options):
-        self._bar, self.options, self.bars = bar, options, {}
+    def __init__(self, bar: Callable[..., Any], options: dict[str, Any]) -> None:
+        self._bar, self.options = bar, options
+        self.bars: dict[str, Any] = {}
 
-    def __call__(self, event):
+    def __call__(self, event: ProgressEvent) -> None:
         bar = self.bars.get(event.stage)
         if bar is not None and event.done < bar.n:        # the same stage begun again
             bar.close()
@@ -141,14 +149,14 @@ class TqdmBars:
             bar.close()
             del self.bars[event.stage]
 
-    def close(self):
+    def close(self) -> None:
         """Close the bars of stages that did not finish (an interrupted call)."""
         for bar in self.bars.values():
             bar.close()
         self.bars.clear()
 
 
-def tqdm(**options):
+def tqdm(**options: Any) -> TqdmBars:
     """``progress=npdistill.progress.tqdm()``: a tqdm bar per stage (``tqdm.auto``: a
     widget in Jupyter, a text bar elsewhere), with the stage's running figures as its
     postfix, closed when the stage is done. ``options`` go to every bar (``leave=False``,

@@ -7,19 +7,27 @@ reads them from a reproduction's models/ folder. Each function computes on the i
 is given and returns plain numbers (and the arrays a figure draws); the figure of the same
 name in ``npdistill.plots`` draws them.
 """
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
 from . import attacks, metrics
-from .nn.model import load_model
+from ._checks import check_classes
+from .nn.model import Sequential, load_model
 from .progress import Progress
+from .typing import Images, Labels, PathArg, ProgressArg
+
+# {name: model}: "baseline", then the distilled nets under their temperatures
+Models = Mapping[str, Sequential]
 
 # the percentiles a box of logit gaps is drawn from: whiskers, quartiles, median
 GAP_PERCENTILES = (5, 25, 50, 75, 95)
 
 
-def load_models(folder):
+def load_models(folder: PathArg) -> dict[str, Sequential]:
     """{name: model} of a reproduction's models/ folder: "baseline", then each
     student_T<T>.npz as "<T>" in order of temperature."""
     folder = Path(folder)
@@ -31,7 +39,7 @@ def load_models(folder):
             **{path.stem[9:]: load_model(path) for path in students}}
 
 
-def logit_scale(models, x):
+def logit_scale(models: Models, x: Images) -> dict[str, dict[str, Any]]:
     """Training at T and deploying at 1 scales the logits by about T and saturates the
     softmax. Per net: the percentiles GAP_PERCENTILES of the gap between the two largest
     logits, its median, and the share of images whose largest softmax output is exactly
@@ -47,7 +55,7 @@ def logit_scale(models, x):
     return numbers
 
 
-def zero_gradients(models, x, y):
+def zero_gradients(models: Models, x: Images, y: Labels) -> dict[str, dict[str, float]]:
     """Per net: the share of each attack's input-gradient components that are exactly 0
     in float32 (``metrics.gradient_masking``: FGSM's loss gradient, JSMA's dF/dX, a logit
     margin's), and the median adversarial-gradient amplitude computed in float64 (0 where
@@ -61,7 +69,7 @@ def zero_gradients(models, x, y):
     return numbers
 
 
-def fgsm_sign_zero(models, x, y, eps=0.3):
+def fgsm_sign_zero(models: Models, x: Images, y: Labels, eps: float = 0.3) -> dict[str, Any]:
     """FGSM steps along sign(gradient), and sign(0) = 0: on the hottest net, the first
     image whose whole loss gradient is 0, attacked on the baseline and on that net. Returns
     {"index": i, "eps": eps, "rows": {name: {"clean", "gradient", "adversarial" (arrays
@@ -82,14 +90,16 @@ def fgsm_sign_zero(models, x, y, eps=0.3):
     return {"index": i, "eps": eps, "rows": rows}
 
 
-def counter_attacks(models, x, y, eps=0.3, jsma_images=30, cw_images=5, cw_iterations=500,
-                    seed=0, progress=None):
+def counter_attacks(models: Models, x: Images, y: Labels, eps: float = 0.3, jsma_images: int = 30,
+                    cw_images: int = 5, cw_iterations: int = 500, seed: int = 0,
+                    progress: ProgressArg = None) -> dict[str, Any]:
     """The attacker's counters to masking, per net: FGSM at T = 1 and with the logits
     divided by the net's training temperature again, JSMA on the softmax and on the
     logits (the first ``jsma_images``), CW L2 on the logits (the first ``cw_images``), to
     random targets drawn with ``seed``. Returns {"images": {"fgsm", "jsma", "cw"},
     "success": {name: {attack: rate}}}; ``progress`` counts the nets."""
-    target = attacks.random_targets(y, next(iter(models.values())).num_classes, seed=seed)
+    classes = check_classes(next(iter(models.values())).num_classes)
+    target = attacks.random_targets(y, classes, seed=seed)
     n, shown = min(len(x), jsma_images), Progress(progress, "counter attacks", len(models), "nets")
     success = {}
     for done, (name, model) in enumerate(models.items(), 1):
@@ -108,7 +118,7 @@ def counter_attacks(models, x, y, eps=0.3, jsma_images=30, cw_images=5, cw_itera
             "success": success}
 
 
-def tgsm_vs_fgsm(models, x, y):
+def tgsm_vs_fgsm(models: Models, x: Images, y: Labels) -> dict[str, dict[str, float]]:
     """Ross & Doshi-Velez (2018): on a distilled net the untargeted loss gradient vanishes
     while the targeted one (towards a class the net gives probability ~0, here y + 1)
     explodes. Per net: the median L2 norm of each, computed in float64 from float32."""
@@ -116,7 +126,7 @@ def tgsm_vs_fgsm(models, x, y):
     for name, model in models.items():
         norms = [np.median(np.linalg.norm(attacks.loss_gradient(model, x, labels)
                                           .reshape(len(x), -1).astype(np.float64), axis=1))
-                 for labels in (y, (y + 1) % model.num_classes)]
+                 for labels in (y, (y + 1) % check_classes(model.num_classes))]
         numbers[name] = {"median_fgsm_gradient_norm": float(norms[0]),
                          "median_tgsm_gradient_norm": float(norms[1])}
     return numbers

@@ -5,23 +5,29 @@ Randomness: epoch e shuffles and draws its dropout masks from
 ``numpy.random.default_rng([seed, e])``, so a run resumed from the checkpoint
 of epoch e replays exactly what an uninterrupted run would have done.
 """
+from __future__ import annotations
+
 import hashlib
 import sys
 import time
 from dataclasses import dataclass
 
+from typing import Any, Callable
+
 import numpy as np
+import numpy.typing as npt
 
 from ._checks import (check_output_dir, check_pair, check_positive, check_seed,
                       check_targets)
 from ._files import remove_stale_temporaries, removed_note
 from .nn.archive import read_archive, write_archive
-from .nn.model import model_from_archive
+from .nn.model import Sequential, model_from_archive
 from .nn.optim import SGD
 from .nn.softmax import cross_entropy
 from .placement import device_trainer
 from .progress import Progress, ProgressEvent, check_progress, format_seconds
 from .train_hooks import describe, penalty_value, transformed
+from .typing import Images, Labels, PathArg, ProgressArg
 
 CHECKPOINT_NAME = "checkpoint.npz"
 # A batch's mean loss above this many times log K (the loss of a uniform guess) -- or ten
@@ -60,10 +66,14 @@ def data_checksum(x, y):
     return digest.hexdigest()
 
 
-def train(model, data, *, temperature=1.0, epochs=1, batch_size=None, lr=None, momentum=None,
-          decay_every=None, decay_factor=None, seed=0, validation=None, checkpoint_dir=None,
-          progress=True, loss_scale=1.0, logits_lr_factor=1.0, batch_transform=None,
-          penalty=None):
+def train(model: Sequential, data: tuple[Images, npt.NDArray[Any]], *,
+          temperature: float = 1.0, epochs: int = 1, batch_size: int | None = None,
+          lr: float | None = None, momentum: float | None = None,
+          decay_every: int | None = None, decay_factor: float | None = None, seed: int = 0,
+          validation: tuple[Images, Labels] | None = None, checkpoint_dir: PathArg | None = None,
+          progress: ProgressArg = True, loss_scale: float = 1.0, logits_lr_factor: float = 1.0,
+          batch_transform: Callable[..., tuple[Images, npt.NDArray[Any]]] | None = None,
+          penalty: Callable[..., float] | None = None) -> tuple[Sequential, dict[str, list]]:
     """Train ``model`` in place on ``data`` and return ``(model, history)``.
 
     Parameters

@@ -10,12 +10,15 @@ p - onehot is exactly 0 in float32, the gradient is 0 and sign(0) = 0 leaves
 the image unperturbed. Passing the training temperature (``T=20`` for a net
 distilled at 20) divides the logits by T again and undoes it.
 """
+from __future__ import annotations
+
 import numpy as np
 
 from .._checks import check_clip, check_labels, check_number, check_positive, check_seed
 from ..nn.softmax import loss_seed
 from ..placement import passes
 from ..progress import Progress
+from ..typing import Clip, Images, Labels, Model, Norm, ProgressArg
 from .result import AttackResult
 from .targets import goal
 
@@ -67,15 +70,17 @@ def norm_key(norm):
     raise ValueError(f"norm must be 'inf' or 2, got {norm!r}")
 
 
-def loss_gradient(model, x, labels, T=1.0):
+def loss_gradient(model: Model, x: Images, labels: Labels, T: float = 1.0) -> Images:
     """d CE(softmax(Z(x) / T), labels) / dx per image (the sum of the losses, not their mean):
     (N, C, H, W). dCE/dz = (softmax(z / T) - onehot) / T; a saturated softmax gives exactly 0."""
     return model.backward(loss_seed(model.forward(x), labels, T), param_grads=False)
 
 
-def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="inf", T=1.0,
-                    random_start=False, seed=None, clip=(0.0, 1.0), batch_size=256,
-                    progress=None, name="gradient attack"):
+def gradient_attack(model: Model, x: Images, labels: Labels, *, targeted: bool, eps: float,
+                    steps: int, step_size: float, norm: Norm = "inf", T: float = 1.0,
+                    random_start: bool = False, seed: int | None = None,
+                    clip: Clip = (0.0, 1.0), batch_size: int = 256,
+                    progress: ProgressArg = None, name: str = "gradient attack") -> AttackResult:
     """The loop shared by FGSM, TGSM, BIM and PGD.
 
     x_{k+1} = clip(x + project(x_k + step_size * s * normalize(grad) - x, eps)), s = +1
@@ -120,8 +125,9 @@ def gradient_attack(model, x, labels, *, targeted, eps, steps, step_size, norm="
                                       target=labels if targeted else None)
 
 
-def fgsm(model, x, y=None, *, target=None, eps=0.3, norm="inf", T=1.0, clip=(0.0, 1.0),
-         batch_size=256, progress=None):
+def fgsm(model: Model, x: Images, y: Labels | None = None, *, target: Labels | None = None,
+         eps: float = 0.3, norm: Norm = "inf", T: float = 1.0, clip: Clip = (0.0, 1.0),
+         batch_size: int = 256, progress: ProgressArg = None) -> AttackResult:
     """Fast gradient sign method (Goodfellow et al., 2015): one step of size eps up the
     loss of the true class y (or, with target=, down the loss of the target: TGSM).
     x : (N, C, H, W) in the clip box; y or target : (N,) int. eps = 0 returns x."""
@@ -131,8 +137,9 @@ def fgsm(model, x, y=None, *, target=None, eps=0.3, norm="inf", T=1.0, clip=(0.0
                            progress=progress, name="fgsm")
 
 
-def tgsm(model, x, y=None, *, target=None, eps=0.3, norm="inf", T=1.0, clip=(0.0, 1.0),
-         batch_size=256, progress=None):
+def tgsm(model: Model, x: Images, y: Labels | None = None, *, target: Labels | None = None,
+         eps: float = 0.3, norm: Norm = "inf", T: float = 1.0, clip: Clip = (0.0, 1.0),
+         batch_size: int = 256, progress: ProgressArg = None) -> AttackResult:
     """Targeted gradient sign method: one step of size eps down the loss of ``target``."""
     labels, _ = goal(y, target, "tgsm", targeted_only=True)
     return gradient_attack(model, x, labels, targeted=True, eps=eps, steps=1, step_size=eps,
@@ -140,8 +147,10 @@ def tgsm(model, x, y=None, *, target=None, eps=0.3, norm="inf", T=1.0, clip=(0.0
                            name="tgsm")
 
 
-def bim(model, x, y=None, *, target=None, eps=0.3, steps=10, step_size=None, norm="inf", T=1.0,
-        clip=(0.0, 1.0), batch_size=256, progress=None):
+def bim(model: Model, x: Images, y: Labels | None = None, *, target: Labels | None = None,
+        eps: float = 0.3, steps: int = 10, step_size: float | None = None, norm: Norm = "inf",
+        T: float = 1.0, clip: Clip = (0.0, 1.0), batch_size: int = 256,
+        progress: ProgressArg = None) -> AttackResult:
     """Basic iterative method / iterative FGSM (Kurakin et al., 2017): ``steps`` steps
     of ``step_size`` (default eps / steps), projected into the eps-ball and the clip box."""
     labels, targeted = goal(y, target, "bim")
@@ -152,8 +161,11 @@ def bim(model, x, y=None, *, target=None, eps=0.3, steps=10, step_size=None, nor
                            T=T, clip=clip, batch_size=batch_size, progress=progress, name="bim")
 
 
-def pgd(model, x, y=None, *, target=None, eps=0.3, steps=40, step_size=None, random_start=True,
-        seed=0, norm="inf", T=1.0, clip=(0.0, 1.0), batch_size=256, progress=None):
+def pgd(model: Model, x: Images, y: Labels | None = None, *, target: Labels | None = None,
+        eps: float = 0.3, steps: int = 40, step_size: float | None = None,
+        random_start: bool = True, seed: int | None = 0, norm: Norm = "inf", T: float = 1.0,
+        clip: Clip = (0.0, 1.0), batch_size: int = 256,
+        progress: ProgressArg = None) -> AttackResult:
     """Projected gradient descent (Madry et al., 2018): BIM from a uniform random point
     of the eps-ball; step_size defaults to 2.5 * eps / steps. ``seed`` fixes the start."""
     labels, targeted = goal(y, target, "pgd")

@@ -17,14 +17,20 @@ derivatives underflow to exactly 0, no pair is admissible, and the attack
 stops as a failure. That is the behaviour the defence relies on; it is kept,
 not hidden.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
+import numpy.typing as npt
 
 from .. import kernels
-from .._checks import (check_choice, check_clip, check_labels, check_number,
+from .._checks import (check_choice, check_classes, check_clip, check_labels, check_number,
                        check_positive, check_probability)
 from ..nn.softmax import softmax_seed
 from ..placement import device_loop, passes
 from ..progress import Progress
+from ..typing import Clip, Images, Labels, Model, ProgressArg
 from .result import AttackResult
 from .targets import goal
 
@@ -38,9 +44,10 @@ def _seeds(z, target, on, T):
     return np.stack([onehot, 1 - onehot])
 
 
-def jsma(model, x, y=None, *, target=None, theta=1.0, gamma=0.145, on="softmax", T=1.0,
-         clip=(0.0, 1.0),
-         search_domain=None, batch_size=100, progress=None):
+def jsma(model: Model, x: Images, y: Labels | None = None, *, target: Labels | None = None,
+         theta: float = 1.0, gamma: float = 0.145, on: str = "softmax", T: float = 1.0,
+         clip: Clip = (0.0, 1.0), search_domain: npt.ArrayLike | None = None,
+         batch_size: int = 100, progress: ProgressArg = None) -> AttackResult:
     """Targeted JSMA.
 
     Parameters
@@ -146,12 +153,13 @@ def _attack_chunk(model, x_adv, target, rows, success, iterations, domain, *, th
         iterations[idx] += 1
 
 
-def jsma_all_targets(model, x, y, **kwargs):
+def jsma_all_targets(model: Model, x: Images, y: Labels,
+                     **kwargs: Any) -> AttackResult:
     """The paper's untargeted protocol: every sample attacked towards each of the K-1 other classes.
 
     Returns one AttackResult over N * (K - 1) attacks, sample-major, with ``target`` set.
     """
-    k = model.num_classes
+    k = check_classes(model.num_classes)
     y = check_labels(y, len(x), k, "y")
     targets = (y[:, None] + np.arange(1, k)[None, :]) % k
     return jsma(model, np.repeat(x, k - 1, axis=0), target=targets.reshape(-1), **kwargs)

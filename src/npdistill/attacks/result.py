@@ -1,7 +1,12 @@
 """AttackResult: what every attack returns."""
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
+
+from ..typing import Images
 
 
 @dataclass
@@ -21,10 +26,12 @@ class AttackResult:
     l0: np.ndarray
     l2: np.ndarray
     linf: np.ndarray
-    target: np.ndarray = None
+    target: np.ndarray | None = None
 
     @classmethod
-    def from_examples(cls, x, x_adv, success, iterations, target=None):
+    def from_examples(cls, x: Images, x_adv: Images, success: npt.ArrayLike,
+                      iterations: npt.ArrayLike,
+                      target: npt.NDArray[np.int64] | None = None) -> AttackResult:
         delta = (x_adv.astype(np.float64) - x.astype(np.float64)).reshape(len(x), -1)
         return cls(x_adv=x_adv, success=np.asarray(success, bool),
                    iterations=np.asarray(iterations, np.int64),
@@ -33,7 +40,7 @@ class AttackResult:
                    target=target)
 
     @property
-    def success_rate(self):
+    def success_rate(self) -> float:
         return float(self.success.mean()) if self.success.size else 0.0
 
     def __repr__(self):

@@ -1,7 +1,11 @@
 """Target classes for targeted attacks."""
+from __future__ import annotations
+
 import numpy as np
+import numpy.typing as npt
 
 from .._checks import as_array, check_labels, check_number, check_seed
+from ..typing import Labels
 
 
 def goal(y, target, attack, *, targeted_only=False):
@@ -18,7 +22,8 @@ def goal(y, target, attack, *, targeted_only=False):
     return (y, False) if target is None else (target, True)
 
 
-def random_targets(y, num_classes, seed=None):
+def random_targets(y: Labels, num_classes: int,
+                   seed: int | np.random.Generator | None = None) -> npt.NDArray[np.int64]:
     """A target drawn uniformly among the other classes for each label: (N,) int64, never y.
 
     seed : int, None or a numpy Generator (drawn from, so a caller's stream continues).

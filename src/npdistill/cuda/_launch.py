@@ -2,7 +2,7 @@
 import numpy as np
 from numba import config, cuda
 
-SIMULATED = bool(config.ENABLE_CUDASIM)
+SIMULATED = bool(config.ENABLE_CUDASIM)  # type: ignore[attr-defined]  # set at import by numba
 # Threads per block (a power of two: the block reductions halve it). The simulator
 # runs every thread as a Python thread: few threads, few blocks, long grid-stride loops.
 THREADS = 8 if SIMULATED else 256

@@ -288,7 +288,7 @@ def _make_gemm(view_a, view_b, epilogue, element, work):
     return cuda.jit(gemm)
 
 
-_KERNELS = {}
+_KERNELS: dict = {}
 
 
 def kernel(view_a, view_b, epilogue, dtype, work):
@@ -307,7 +307,7 @@ def split_count(tiles, inner):
     return min(-(-SPLIT_TARGET // tiles), inner // MIN_SPLIT_DEPTH)
 
 
-_scratch = {}
+_scratch: dict = {}
 
 
 def _scratch_array(name, shape, dtype, fill=None):

@@ -9,11 +9,17 @@ Goodfellow et al.'s alpha J(x) + (1 - alpha) J(x_adv), in expectation; ``ratio``
 = 1 is Madry et al.'s pure min-max training). The examples are made in
 inference mode (no dropout), with the true labels.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 from .._checks import check_choice, check_positive, check_probability
 from ..attacks.fgsm import norm_key, fgsm, pgd
+from ..nn.model import Sequential
 from ..train import train
+from ..typing import Images, Labels, Norm
 
 ATTACKS = ("fgsm", "pgd")
 
@@ -62,8 +68,11 @@ class AdversarialExamples:
         return mixed, y
 
 
-def adversarial_training(model, data, *, attack="fgsm", eps=0.3, ratio=0.5, steps=7,
-                         step_size=None, norm="inf", attack_T=1.0, **train_options):
+def adversarial_training(model: Sequential, data: tuple[Images, Labels], *, attack: str = "fgsm",
+                         eps: float = 0.3, ratio: float = 0.5, steps: int = 7,
+                         step_size: float | None = None, norm: Norm = "inf",
+                         attack_T: float = 1.0,
+                         **train_options: Any) -> tuple[Sequential, dict[str, list]]:
     """Train ``model`` on batches where a fraction ``ratio`` is adversarial.
 
     ``train_options`` go to ``train`` (epochs, lr, seed, validation, progress ...).

@@ -8,20 +8,29 @@ Adversarial Perturbations against Deep Neural Networks", section IV).
    about T, so softmax(Z) saturates and its input gradients vanish (in
    float32, often to exactly 0).
 """
+from __future__ import annotations
+
+from typing import Any, Callable
+
 import numpy as np
 
 from .._checks import check_labels, check_pair, check_positive, check_seed
+from ..nn.model import Sequential
 from ..train import train
+from ..typing import FloatArray, Images, Labels, Model, ProgressArg
 
 
-def soft_labels(teacher, x, temperature, batch_size=512):
+def soft_labels(teacher: Model, x: Images, temperature: float,
+                batch_size: int = 512) -> FloatArray:
     """The teacher's probabilities softmax(Z(x) / T), (N, K) rows summing to 1."""
     check_positive(temperature, "temperature")
     return teacher.predict_proba(x, T=temperature, batch_size=batch_size)
 
 
-def distill(teacher, data, temperature, *, student=None, seed=0, loss_scale=None,
-            logits_lr_factor=None, progress=True, **train_options):
+def distill(teacher: Sequential, data: tuple[Images, Labels], temperature: float, *,
+            student: Sequential | None = None, seed: int = 0, loss_scale: float | None = None,
+            logits_lr_factor: float | None = None, progress: ProgressArg = True,
+            **train_options: Any) -> Sequential:
     """Train a student at ``temperature`` on the teacher's soft labels.
 
     Parameters
@@ -81,8 +90,11 @@ def tempered_steps(temperature, loss_scale=None, logits_lr_factor=None):
             "logits_lr_factor": 1.0 if logits_lr_factor is None else logits_lr_factor}
 
 
-def defensive_distillation(architecture, data, temperature, *, seed=0, loss_scale=None,
-                           logits_lr_factor=None, progress=True, **train_options):
+def defensive_distillation(architecture: Callable[..., Sequential],
+                           data: tuple[Images, Labels], temperature: float, *, seed: int = 0,
+                           loss_scale: float | None = None,
+                           logits_lr_factor: float | None = None, progress: ProgressArg = True,
+                           **train_options: Any) -> tuple[Sequential, Sequential]:
     """The whole defense in one call: (teacher, student).
 
     architecture : a function seed -> Sequential (e.g. ``architectures.papernot_mnist``)

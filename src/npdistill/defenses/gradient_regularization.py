@@ -21,14 +21,21 @@ step size: ReLU and max pooling are piecewise linear, so only their masks
 enter, and the softmax contributes its Hessian (diag(p) - p p^T) / (T^2 B).
 Cost: about two more backward passes per batch.
 """
+from __future__ import annotations
+
+from typing import Any
+
 import numpy as np
 
 from .._checks import check_positive
+from ..nn.model import Sequential
 from ..nn.softmax import softmax
 from ..train import train
+from ..typing import FloatArray, Images, Labels
 
 
-def penalty_and_gradient(model, logits, dlogits, temperature=1.0, lam=1.0):
+def penalty_and_gradient(model: Sequential, logits: FloatArray, dlogits: FloatArray,
+                         temperature: float = 1.0, lam: float = 1.0) -> tuple[float, Images]:
     """Backpropagate the loss and the input-gradient penalty of the last forward pass.
 
     Parameters
@@ -91,7 +98,8 @@ class InputGradientPenalty:
         return penalty_and_gradient(model, logits, dlogits, temperature, self.lam)[0]
 
 
-def gradient_regularization(model, data, *, lam=1.0, **train_options):
+def gradient_regularization(model: Sequential, data: tuple[Images, Labels], *, lam: float = 1.0,
+                            **train_options: Any) -> tuple[Sequential, dict[str, list]]:
     """Train ``model`` with input-gradient regularization: ``train(..., penalty=...)``.
 
     Returns (model, history); history["penalty"] is the mean penalty per epoch.

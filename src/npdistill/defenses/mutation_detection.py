@@ -38,15 +38,20 @@ At least one neuron (or weight) is mutated per mutant. As in the paper, a
 mutant is kept only if its accuracy on labelled data is at least
 ``min_accuracy`` (default 90%) of the original model's.
 """
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from .._checks import (check_choice, check_labels, check_pair,
                        check_positive, check_probability, check_seed)
 from ..nn.layers import Conv2D, Dense
+from ..nn.model import Sequential
 from ..placement import passes
 from ..progress import Progress, check_progress
+from ..typing import Images, Labels, ProgressArg
 
 OPERATORS = ("GF", "NAI", "NS", "WS")
 # mutants predict in batches of this many images: 500 MNIST images through the
@@ -84,7 +89,8 @@ def _check_mutation(model, operator, rate):
     _mutable_layers(model)
 
 
-def mutate(model, operator, rate, rng, gf_scale=1.0):
+def mutate(model: Sequential, operator: str, rate: float, rng: np.random.Generator,
+           gf_scale: float = 1.0) -> Sequential:
     """A mutated copy of ``model``: one of OPERATORS applied with mutation rate ``rate``."""
     _check_mutation(model, operator, rate)
     check_positive(gf_scale, "gf_scale")
@@ -132,7 +138,7 @@ class Detection:
     label_changes: np.ndarray
 
     @property
-    def rate(self):
+    def rate(self) -> float:
         """Fraction of the inputs flagged adversarial."""
         return float(self.adversarial.mean())
 
@@ -155,9 +161,11 @@ class MutationDetector:
         callable taking a ``npdistill.progress.ProgressEvent``, one per mutant
     """
 
-    def __init__(self, model, accuracy_data, *, operator="NAI", rate=0.01, alpha=0.05, beta=0.05,
-                 sigma=0.5, max_mutants=200, min_accuracy=0.9, gf_scale=1.0, seed=0,
-                 progress=None):
+    def __init__(self, model: Sequential, accuracy_data: tuple[Images, Labels], *,
+                 operator: str = "NAI", rate: float = 0.01, alpha: float = 0.05,
+                 beta: float = 0.05, sigma: float = 0.5, max_mutants: int = 200,
+                 min_accuracy: float = 0.9, gf_scale: float = 1.0, seed: int = 0,
+                 progress: ProgressArg = None) -> None:
         for name, value in (("alpha", alpha), ("beta", beta), ("sigma", sigma),
                             ("min_accuracy", min_accuracy)):
             check_probability(value, name, zero=False, one=False)
@@ -175,8 +183,10 @@ class MutationDetector:
         self.progress = check_progress(progress)
         self.passes = passes(model)       # placed when the detector is made, as its mutants
         self.accuracy = float((self.passes.predict(x_acc) == self.y_acc).mean())
-        self.mutants, self.rejected, self.threshold = [], 0, None
-        self._mutant_passes = []
+        self.mutants: list[Sequential] = []
+        self.rejected = 0
+        self.threshold: float | None = None         # set by calibrate
+        self._mutant_passes: list = []
 
     def config(self):
         return {"operator": self.operator, "rate": self.rate, "alpha": self.alpha,
@@ -214,7 +224,8 @@ class MutationDetector:
             raise ValueError("x holds no images")
         return self.passes.predict(x, PREDICT_BATCH)
 
-    def label_change_rate(self, x, mutants=None):
+    def label_change_rate(self, x: Images,
+                          mutants: int | None = None) -> npt.NDArray[np.float64]:
         """LCR of every input over the first ``mutants`` mutants (default max_mutants): (N,)."""
         count = self.max_mutants if mutants is None else mutants
         check_positive(count, "mutants", integer=True)
@@ -226,7 +237,7 @@ class MutationDetector:
             shown.update(i + 1)
         return changes / count
 
-    def calibrate(self, x_clean, mutants=None):
+    def calibrate(self, x_clean: Images, mutants: int | None = None) -> float:
         """Set the threshold from clean inputs: the (1 - alpha) quantile of their LCRs,
         at least 1 / max_mutants (below that no count of mutants can tell rates apart)."""
         lcr = self.label_change_rate(x_clean, mutants)
@@ -236,7 +247,7 @@ class MutationDetector:
                              f"mutants: the mutation rate {self.rate} is too high to detect anything")
         return self.threshold
 
-    def detect(self, x):
+    def detect(self, x: Images) -> Detection:
         """The sequential test on every input of x (N, C, H, W): a ``Detection``."""
         if self.threshold is None:
             raise ValueError("calibrate(x_clean) the detector before detect()")

@@ -39,8 +39,8 @@ _PARALLEL = ("scipy_openblas_get_parallel64_", "scipy_openblas_get_parallel",
 _SET_THREADS = ("scipy_openblas_set_num_threads", "openblas_set_num_threads")
 _PTHREADS = 1       # openblas_get_parallel(): 0 sequential, 1 pthreads, 2 OpenMP
 
-_planned = []       # (library path, its setter): the OpenBLAS to share, found by plan()
-_shared = []        # those where run_jobs is registered
+_planned: list = []  # (library path, its setter): the OpenBLAS to share, found by plan()
+_shared: list = []   # those where run_jobs is registered
 _decided = False
 
 
@@ -159,7 +159,7 @@ def serial_kernel_blas():
     return done
 
 
-_serial = []        # the libraries serial_kernel_blas set to one thread
+_serial: list = []   # the libraries serial_kernel_blas set to one thread
 
 
 def serial_libraries():

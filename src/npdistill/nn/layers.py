@@ -50,7 +50,7 @@ class Layer:
         self.params = {}
         self.grads = {}
 
-    CONFIG = ()      # the constructor arguments a model file records, by name
+    CONFIG: tuple[str, ...] = ()      # the constructor arguments a model file records
 
     def config(self):
         """Constructor arguments, JSON-serialisable (saved in model files)."""
@@ -85,7 +85,7 @@ class Layer:
         return clone
 
     # names of the per-sample arrays the forward pass keeps for the input gradient
-    _PER_SAMPLE = ()
+    _PER_SAMPLE: tuple[str, ...] = ()
 
     def restricted(self, rows):
         """The layer as if its last forward pass had seen only the samples ``rows``
@@ -100,6 +100,15 @@ class Layer:
             if value is not None:
                 setattr(clone, name, _take_rows(value, rows))
         return clone
+
+    def forward(self, x, training=False):
+        """The layer's output for x; keeps what ``backward`` needs."""
+        raise NotImplementedError
+
+    def backward(self, dy, param_grads=True, input_grad=True):
+        """dL/dx of the last forward given dL/dy (None where input_grad is False); with
+        ``param_grads`` the parameters' gradients go into ``grads``."""
+        raise NotImplementedError
 
     def jvp(self, x_dot):
         raise NotImplementedError(f"{type(self).__name__} has no forward-mode derivative")

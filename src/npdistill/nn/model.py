@@ -1,15 +1,22 @@
 """Sequential: a stack of layers that outputs logits, with save / load (the file format
 is nn/archive.py's; ``model_from_archive`` builds the model an archive describes)."""
+from __future__ import annotations
+
 import copy
 import os
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
+import numpy.typing as npt
 
 from .. import kernels
 from .._checks import FLOAT_DTYPES, check_float_array, check_seed
 from .archive import archive_checksum, read_archive, write_archive
-from .layers import LAYER_TYPES, Conv2D, Dense, Dropout, ReLU
+from .layers import LAYER_TYPES, Conv2D, Dense, Dropout, Layer, ReLU
 from .passes import Passes
+
+if TYPE_CHECKING:                # npdistill.typing imports nn for its Model
+    from ..typing import PathArg
 
 
 
@@ -25,7 +32,8 @@ class Sequential(Passes):
         training defaults, data checksum ...).
     """
 
-    def __init__(self, layers, seed=None, metadata=None):
+    def __init__(self, layers: Sequence[Layer], seed: int | None = None,
+                 metadata: dict[str, Any] | None = None) -> None:
         if not layers:
             raise ValueError("Sequential needs at least one layer")
         unknown = [type(l).__name__ for l in layers if type(l).__name__ not in LAYER_TYPES]
@@ -172,7 +180,7 @@ class Sequential(Passes):
                 return None
         return None
 
-    def astype(self, dtype):
+    def astype(self, dtype: npt.DTypeLike) -> Sequential:
         """A copy of the model with every parameter cast to ``dtype``."""
         dtype = np.dtype(dtype)
         if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
@@ -180,10 +188,10 @@ class Sequential(Passes):
         return Sequential([layer.astype(dtype) for layer in self.layers],
                           metadata=copy.deepcopy(self.metadata))
 
-    def copy(self):
+    def copy(self) -> Sequential:
         return self.astype(self.dtype)
 
-    def checksum(self):
+    def checksum(self) -> str:
         """sha256 of the parameters: the same for the same weights."""
         return archive_checksum(self.params)
 
@@ -195,14 +203,14 @@ class Sequential(Passes):
         return f"Sequential([\n  {inner}\n], dtype={self.dtype})"
 
     # -- files ---------------------------------------------------------------
-    def save(self, path):
+    def save(self, path: PathArg) -> None:
         """Write the model to ``path`` (.npz with JSON metadata)."""
         header = {"architecture": self.architecture(), "metadata": self.metadata,
                   "environment": kernels.environment()}
         write_archive(path, self.params, header)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: PathArg) -> Sequential:
         return load_model(path)
 
 
@@ -265,7 +273,7 @@ def _layer_spec(spec, i, path):
     return cls, spec["config"]
 
 
-def load_model(path):
+def load_model(path: PathArg) -> Sequential:
     """Load a model written by ``Sequential.save``; verifies format, schema and checksum."""
     arrays, meta = read_archive(path)
     return model_from_archive(arrays, meta, os.fspath(path))

@@ -21,39 +21,48 @@ backward(dlogits, param_grads=True, input_grad=True, rows=None) -> dL/dx
     ``rows``: dlogits holds only these samples of the last forward (input gradients
     only, param_grads=False); the attacks use it to skip finished samples.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
+import numpy.typing as npt
 
 from .._checks import check_float_array, check_images, check_positive
 from .softmax import softmax
+
+if TYPE_CHECKING:                # npdistill.typing imports this module for its Model
+    from ..typing import Clip, FloatArray, Images
 
 
 class Passes:
     """Inference passes and input gradients, written once against forward / backward."""
 
-    dtype = np.dtype(np.float32)
-    num_classes = None
+    dtype: np.dtype = np.dtype(np.float32)
+    num_classes: int | None = None
 
-    def check_input(self, x):
+    def check_input(self, x: Images) -> Images:
         raise NotImplementedError
 
-    def forward(self, x, training=False):
+    def forward(self, x: Images, training: bool = False) -> FloatArray:
         raise NotImplementedError
 
-    def backward(self, dlogits, param_grads=True, input_grad=True, rows=None):
+    def backward(self, dlogits: FloatArray, param_grads: bool = True, input_grad: bool = True,
+                 rows: npt.NDArray[np.integer] | None = None) -> Any:
         raise NotImplementedError
 
-    def check_images(self, x, name="x", box=None):
+    def check_images(self, x: Images, name: str = "x", box: Clip | None = None) -> Images:
         """x if it is a non-empty batch of images in [0, 1] (what the metrics and training
         take), or in the clip box ``box`` (an attack's), that this model can take; else a
         ValueError or TypeError."""
         check_images(x, name, dtype=self.dtype, box=box)
         return self.check_input(x)
 
-    def logits(self, x, training=False):
+    def logits(self, x: Images, training: bool = False) -> FloatArray:
         """Logits z (N, K) of x (N, C, H, W); keeps what backward() needs."""
         return self.forward(self.check_input(x), training)
 
-    def input_gradient(self, x, dlogits):
+    def input_gradient(self, x: Images, dlogits: FloatArray) -> Images:
         """dL/dx for x (N, C, H, W) given dL/dlogits (N, K), in inference mode."""
         z = self.logits(x)
         dlogits = check_float_array(dlogits, "dlogits", ndim=2, dtype=self.dtype)
@@ -61,7 +70,7 @@ class Passes:
             raise ValueError(f"dlogits must have shape {z.shape}, got {dlogits.shape}")
         return self.backward(dlogits, param_grads=False)
 
-    def batched_logits(self, x, batch_size=512):
+    def batched_logits(self, x: Images, batch_size: int = 512) -> FloatArray:
         """Logits of x computed ``batch_size`` samples at a time (nothing kept for backward)."""
         self.check_input(x)
         check_positive(batch_size, "batch_size", integer=True)
@@ -70,10 +79,10 @@ class Passes:
         return np.concatenate([self.forward(x[i:i + batch_size])
                                for i in range(0, len(x), batch_size)])
 
-    def predict(self, x, batch_size=512):
+    def predict(self, x: Images, batch_size: int = 512) -> npt.NDArray[np.int64]:
         """Predicted classes (N,) int64, computed batch by batch."""
         return self.batched_logits(x, batch_size).argmax(axis=1).astype(np.int64)
 
-    def predict_proba(self, x, T=1.0, batch_size=512):
+    def predict_proba(self, x: Images, T: float = 1.0, batch_size: int = 512) -> FloatArray:
         """softmax(logits / T) (N, K). Models are deployed at T = 1."""
         return softmax(self.batched_logits(x, batch_size), T)

@@ -1,13 +1,20 @@
 """Figures of one model and its inputs: an attack's examples, input gradients."""
+from __future__ import annotations
+
+from typing import Sequence
+
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from .._checks import check_images, check_positive
 from ..attacks.fgsm import loss_gradient
 from ..attacks.result import AttackResult
+from ..typing import Images, Labels, Model, PathArg
 from ._figure import figure, finish
 
 
-def image(ax, x):
+def image(ax: Axes, x: np.ndarray) -> None:
     """One image (C, H, W) in [0, 1] on ``ax``: grey for one channel, colour for three."""
     if len(x) == 1:
         ax.imshow(x[0], cmap="gray", vmin=0, vmax=1)
@@ -24,7 +31,8 @@ def _class_name(classes, k):
     return str(k) if classes is None else f"{classes[k]}"
 
 
-def examples(model, x, result, n=8, classes=None, path=None):
+def examples(model: Model, x: Images, result: AttackResult, n: int = 8,
+             classes: Sequence[str] | None = None, path: PathArg | None = None) -> Figure:
     """The first ``n`` images of an attack: clean (the class ``model`` gives it), adversarial
     (its class; red where the attack reached its goal) and the perturbation x_adv - x.
 
@@ -66,7 +74,8 @@ def examples(model, x, result, n=8, classes=None, path=None):
     return finish(fig, path)
 
 
-def gradients(model, x, y=None, T=1.0, n=6, path=None):
+def gradients(model: Model, x: Images, y: Labels | None = None, T: float = 1.0, n: int = 6,
+              path: PathArg | None = None) -> Figure:
     """The input gradient FGSM follows, d CE(softmax(Z(x) / T), y) / dx, for the first ``n``
     images in the model's dtype: each image, then its gradient (red-blue, symmetric; the
     title counts its non-zero components). A distilled net deployed at T = 1 shows exact

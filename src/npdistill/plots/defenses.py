@@ -1,12 +1,17 @@
 """The figures of the defenses compared (``reproduce --defenses``)."""
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
+from matplotlib.figure import Figure
 
+from ..typing import PathArg
 from ._figure import figure, finish
 
 
-def defense_accuracy_vs_eps(results, path=None):
+def defense_accuracy_vs_eps(results: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """Accuracy on the true labels under FGSM and TGSM against eps, per defense."""
     eps = results["settings"]["epsilons"]
     fig, axes = figure((10, 4), 1, 2, sharey=True)
@@ -24,7 +29,7 @@ def defense_accuracy_vs_eps(results, path=None):
     return finish(fig, path)
 
 
-def defense_transfer(results, path=None):
+def defense_transfer(results: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """Accuracy of each net on the FGSM examples made on each other net."""
     names = list(results["transfer"])
     short = {"undefended": "undefended", "distilled": "distilled\n(T = 50)",
@@ -48,7 +53,7 @@ def defense_transfer(results, path=None):
     return finish(fig, path)
 
 
-def defense_detection(results, path=None):
+def defense_detection(results: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """The share of clean and adversarial images the mutation-testing detector flags."""
     d = results["detection"]
     attacks = [a for a in ("fgsm", "jsma", "cw") if "auc" in d[a]]
@@ -74,7 +79,7 @@ def defense_detection(results, path=None):
     return finish(fig, path)
 
 
-def defense_figures(results, out_dir):
+def defense_figures(results: Mapping[str, Any], out_dir: PathArg) -> dict[str, Path]:
     """The defenses' three figures saved in ``out_dir``: {name: path}."""
     out_dir = Path(out_dir)
     paths = {"accuracy": out_dir / "defenses_accuracy_vs_eps.png",

@@ -1,10 +1,15 @@
 """The figures of the distillation reproduction (``reproduce``): each built from its
 results dict, returned as a Figure and, where a path is given, saved."""
+from __future__ import annotations
+
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from ..metrics import AMPLITUDE_BINS
+from ..typing import PathArg
 from ._figure import figure, finish, log_t_axis, model_label
 from .attacks import image
 
@@ -14,7 +19,7 @@ def _temperatures(results):
     return sorted((k for k in results["models"] if k != "baseline"), key=float)
 
 
-def success_vs_temperature(results, path=None):
+def success_vs_temperature(results: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """JSMA and FGSM success on each deployed net against its distillation temperature."""
     rows, paper = results["models"], results["paper"]
     temps = _temperatures(results)
@@ -42,7 +47,7 @@ def success_vs_temperature(results, path=None):
     return finish(fig, path)
 
 
-def accuracy_vs_temperature(results, path=None):
+def accuracy_vs_temperature(results: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """Test accuracy of each deployed net against its distillation temperature."""
     rows, paper = results["models"], results["paper"]
     temps = _temperatures(results)
@@ -64,7 +69,7 @@ def accuracy_vs_temperature(results, path=None):
     return finish(fig, path)
 
 
-def gradient_amplitudes(results, path=None):
+def gradient_amplitudes(results: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """Per net, the share of test images in each bin of adversarial-gradient amplitude."""
     rows = results["models"]
     names = ["baseline"] + _temperatures(results)
@@ -99,7 +104,7 @@ def _shown(examples, names, column):
     return 0
 
 
-def adversarial_examples(examples, path=None):
+def adversarial_examples(examples: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """Rows: models; columns: clean | JSMA | FGSM | CW L2 (where run). Each entry of
     ``examples[model][attack]`` is (clean, adversarial, targets or None, successes)
     for a stack of attacks; every row shows the same attack of the stack."""
@@ -134,7 +139,8 @@ def adversarial_examples(examples, path=None):
     return finish(fig, path, layout=False)
 
 
-def reproduction_figures(results, examples, out_dir):
+def reproduction_figures(results: Mapping[str, Any], examples: Mapping[str, Any],
+                         out_dir: PathArg) -> dict[str, Path]:
     """The reproduction's four figures saved in ``out_dir``: {name: path}."""
     out_dir = Path(out_dir)
     paths = {"success": out_dir / "success_vs_temperature.png",
@@ -148,7 +154,7 @@ def reproduction_figures(results, examples, out_dir):
     return paths
 
 
-def seed_spread(results, path=None):
+def seed_spread(results: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """Accuracy, JSMA and FGSM success against T over several seeds: each seed's value as
     a dot, the mean as a line, the no-distillation range as a band."""
     rows = results["spread"]

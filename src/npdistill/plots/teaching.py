@@ -1,14 +1,20 @@
 """The teaching figures (docs/teaching.md, docs/tutorials/): each draws the numbers the
 function of the same name in ``npdistill.teaching`` computes."""
-import numpy as np
+from __future__ import annotations
 
+from typing import Any, Mapping
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..typing import PathArg
 from ._figure import figure, finish, model_label, model_ticks
 from .attacks import image
 
 TINY32 = np.finfo(np.float32).tiny
 
 
-def logit_scale(numbers, path=None):
+def logit_scale(numbers: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """Left: the gap between the two largest logits per net (boxes: quartiles, whiskers:
     5th and 95th percentiles). Right: the share of images whose softmax is exactly 1.0."""
     names = list(numbers)
@@ -36,7 +42,7 @@ def logit_scale(numbers, path=None):
     return finish(fig, path)
 
 
-def zero_gradients(numbers, path=None):
+def zero_gradients(numbers: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """Left: the share of each attack's gradient components that are exactly 0 in float32.
     Right: the median gradient amplitude computed in float64; a net whose median is 0
     even there is marked as such, not left blank."""
@@ -71,7 +77,7 @@ def zero_gradients(numbers, path=None):
     return finish(fig, path)
 
 
-def fgsm_sign_zero(example, path=None):
+def fgsm_sign_zero(example: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """One image per row (the baseline, the hottest net): the clean image and the class the
     net gives it, the loss gradient, and FGSM's image with the class it gets."""
     rows = example["rows"]
@@ -94,7 +100,7 @@ def fgsm_sign_zero(example, path=None):
     return finish(fig, path)
 
 
-def counter_attacks(numbers, path=None):
+def counter_attacks(numbers: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """The success of each attack (FGSM, FGSM on logits / T, JSMA on the softmax and on the
     logits, CW L2) on each net."""
     success = numbers["success"]
@@ -116,7 +122,7 @@ def counter_attacks(numbers, path=None):
     return finish(fig, path)
 
 
-def tgsm_vs_fgsm(numbers, path=None):
+def tgsm_vs_fgsm(numbers: Mapping[str, Any], path: PathArg | None = None) -> Figure:
     """The median L2 norm of the untargeted (FGSM) and the targeted (TGSM) loss gradient
     per net, log scale; an exact 0 is drawn at 1e-45 and said in the axis label."""
     names = list(numbers)

@@ -1,5 +1,7 @@
 """Carlini-Wagner L2 (section VI-A): a binary search over c per image, each round Adam in
 tanh space from a warm start (see the package's docstring)."""
+from __future__ import annotations
+
 import functools
 from dataclasses import dataclass
 
@@ -10,6 +12,7 @@ from ..._checks import check_choice, check_positive
 from ...kernels.cw import cw_stalled
 from ...placement import device_loop, passes
 from ...progress import Progress
+from ...typing import Clip, Images, Labels, Model, ProgressArg
 from ..result import AttackResult
 from .common import prepare
 from .tanh_space import TanhSpace, preimage
@@ -42,9 +45,11 @@ class Best:
     w: np.ndarray
 
 
-def cw_l2(model, x, y=None, *, target=None, kappa=0.0, c=1e-3, binary_search_steps=9,
-          max_iterations=10000, lr=1e-2, abort_early=True, warm_start=True, check_every=None,
-          clip=(0.0, 1.0), batch_size=100, progress=None):
+def cw_l2(model: Model, x: Images, y: Labels | None = None, *, target: Labels | None = None,
+          kappa: float = 0.0, c: float = 1e-3, binary_search_steps: int = 9,
+          max_iterations: int = 10000, lr: float = 1e-2, abort_early: bool = True,
+          warm_start: bool = True, check_every: int | None = None, clip: Clip = (0.0, 1.0),
+          batch_size: int = 100, progress: ProgressArg = None) -> AttackResult:
     """Carlini-Wagner L2 attack.
 
     Parameters

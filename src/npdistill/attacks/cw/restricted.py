@@ -5,6 +5,8 @@ and tightens the restriction after every success, until a round fails. The last
 solution is the example. What differs between the two is a small strategy class
 (``L0``, ``Linf``: the restriction, how it tightens, the distortion reported); the
 search itself (``Search``) is shared."""
+from __future__ import annotations
+
 import functools
 from dataclasses import dataclass
 
@@ -15,6 +17,7 @@ from ..._checks import check_positive
 from ...kernels.cw import cw_stalled, penalty_gradient
 from ...placement import passes
 from ...progress import Progress
+from ...typing import Clip, Images, Labels, Model, ProgressArg
 from ..result import AttackResult
 from .common import prepare
 from .tanh_space import TanhSpace, preimage
@@ -96,9 +99,11 @@ class Linf:
         return np.abs(delta).max(axis=1)
 
 
-def cw_l0(model, x, y=None, *, target=None, kappa=0.01, c=1e-3, max_iterations=1000, lr=1e-2,
-          abort_early=True, largest_const=2e1, const_factor=2.0, clip=(0.0, 1.0), batch_size=100,
-          progress=None):
+def cw_l0(model: Model, x: Images, y: Labels | None = None, *, target: Labels | None = None,
+          kappa: float = 0.01, c: float = 1e-3, max_iterations: int = 1000, lr: float = 1e-2,
+          abort_early: bool = True, largest_const: float = 2e1, const_factor: float = 2.0,
+          clip: Clip = (0.0, 1.0), batch_size: int = 100,
+          progress: ProgressArg = None) -> AttackResult:
     """Carlini-Wagner L0 attack (section VI-B).
 
     Repeatedly solves the L2 problem restricted to the pixels still allowed to
@@ -118,9 +123,11 @@ def cw_l0(model, x, y=None, *, target=None, kappa=0.01, c=1e-3, max_iterations=1
                               batch_size=batch_size, progress=progress)
 
 
-def cw_linf(model, x, y=None, *, target=None, kappa=0.0, c=1e-5, max_iterations=1000, lr=5e-3,
-            abort_early=True, largest_const=2e1, const_factor=2.0, decrease_factor=0.9,
-            clip=(0.0, 1.0), batch_size=100, progress=None):
+def cw_linf(model: Model, x: Images, y: Labels | None = None, *, target: Labels | None = None,
+            kappa: float = 0.0, c: float = 1e-5, max_iterations: int = 1000, lr: float = 5e-3,
+            abort_early: bool = True, largest_const: float = 2e1, const_factor: float = 2.0,
+            decrease_factor: float = 0.9, clip: Clip = (0.0, 1.0), batch_size: int = 100,
+            progress: ProgressArg = None) -> AttackResult:
     """Carlini-Wagner L-inf attack (section VI-C).
 
     Minimises c f(x) + sum_i max(|delta_i| - tau, 0): tau starts at the width of

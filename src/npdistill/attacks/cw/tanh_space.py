@@ -36,10 +36,10 @@ class TanhSpace:
     dist: np.ndarray
     lo: float
     hi: float
-    step_best: np.ndarray = None
-    best_dist: np.ndarray = None
-    best_x: np.ndarray = None
-    best_w: np.ndarray = None
+    step_best: np.ndarray | None = None
+    best_dist: np.ndarray | None = None
+    best_x: np.ndarray | None = None
+    best_w: np.ndarray | None = None
 
     @classmethod
     def start(cls, x0, w, mask, tau, const, labels, *, lo, hi, **tracking):

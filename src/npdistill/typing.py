@@ -1,0 +1,31 @@
+"""Type aliases of npdistill's public API, for annotations (as ``numpy.typing`` is NumPy's).
+
+- ``Images``: a batch of float images, (N, C, H, W), pixels in [0, 1] unless a clip box
+  says otherwise (float32 or float64). ``Labels``: (N,) integer classes, a NumPy array
+  (the library refuses lists rather than guess their dtype).
+- ``ProgressArg``: what every long call takes as ``progress=`` (npdistill.progress):
+  True, False, None or a callable given a ``ProgressEvent``.
+- ``Model``: what the attacks, the Jacobian and the metrics run on — any
+  ``npdistill.Passes`` (a ``Sequential``, a converted PyTorch net).
+"""
+from __future__ import annotations
+
+import os
+from typing import Callable, Literal, TypeAlias, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from .nn.passes import Passes
+from .progress import ProgressEvent
+
+Images: TypeAlias = npt.NDArray[np.floating]
+Labels: TypeAlias = npt.NDArray[np.integer]
+FloatArray: TypeAlias = npt.NDArray[np.floating]
+ProgressArg: TypeAlias = Union[bool, None, Callable[[ProgressEvent], object]]
+Clip: TypeAlias = tuple[float, float]
+Norm: TypeAlias = Union[Literal["inf", "linf", "l2", "2", 2], float]
+PathArg: TypeAlias = Union[str, "os.PathLike[str]"]
+Model: TypeAlias = Passes
+
+__all__ = ["Clip", "FloatArray", "Images", "Labels", "Model", "Norm", "PathArg", "ProgressArg"]
