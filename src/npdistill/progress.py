@@ -16,10 +16,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, TextIO
-
-if TYPE_CHECKING:
-    from .typing import ProgressArg
+from typing import Any, Callable, TextIO, TypeAlias, Union
 
 MIN_SECONDS = 2.0
 PLAIN_EVERY = 5.0
@@ -52,6 +49,10 @@ class ProgressEvent:
             f"ETA {format_seconds(self.eta)}" if self.eta is not None else ""
         rate = f"  {self.rate:,.3g} {self.unit}/s" if self.rate else ""
         return f"{self.stage}: {self.done:,}/{self.total:,} {self.unit}{figures}{rate}  {timing}"
+
+
+# what every long call takes as progress= (npdistill.typing re-exports it)
+ProgressArg: TypeAlias = Union[bool, None, Callable[[ProgressEvent], object]]
 
 
 def _shown(key, value):

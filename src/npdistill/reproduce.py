@@ -45,20 +45,20 @@ class Settings:
     dataset: str = "mnist"           # one of DATASETS (benchmarks.py)
     temperatures: tuple = TEMPERATURES
     epochs: int = 3
-    batch_size: int | None = None           # None: the net's default (the papers' 128)
-    decay_every: int | None = None          # the learning rate times decay_factor every this many
-    decay_factor: float | None = None       #   epochs; None: the net's default (halved every 10)
-    train_limit: int | None = None          # None: the whole training split
+    batch_size: int | None = None    # None: the net's default (the papers' 128)
+    decay_every: int | None = None   # the learning rate times decay_factor every this many
+    decay_factor: float | None = None  #   epochs; None: the net's default (halved every 10)
+    train_limit: int | None = None   # None: the whole training split
     validate: bool = True            # each net's test accuracy after every epoch (progress)
     seed: int = 0
     jsma_samples: int = 100          # x 9 targets: the paper's 900 attacks
-    fgsm_images: int | None = None          # None: the whole test set
+    fgsm_images: int | None = None   # None: the whole test set
     eps: float = 0.3
     gradient_images: int = 1000      # amplitude histograms and the masking diagnostic
     cw_images: int = 20
     cw_iterations: int = 1000
     cw_binary_steps: int = 9
-    cw_c: float | None = None               # the first c; None: each attack's reference default
+    cw_c: float | None = None        # the first c; None: each attack's reference default
     cw_batch: int = 10               # CW attacks its images in batches of this many, one
     #   after another here or side by side on Dask workers: the same batches either way
     #   (a product's last bits depend on its row count), so the same answer
@@ -190,7 +190,8 @@ def evaluate(model, name, settings, test, rng_seed, progress=True):
     return row, examples
 
 
-CW_ATTACKS: dict = {"l2": attacks.cw_l2, "linf": attacks.cw_linf, "l0": attacks.cw_l0}   # quickest first
+# quickest first
+CW_ATTACKS: dict = {"l2": attacks.cw_l2, "linf": attacks.cw_linf, "l0": attacks.cw_l0}
 ATTACK_CHOICES = ("jsma", "fgsm", "cw", *(f"cw_{norm}" for norm in CW_ATTACKS))
 
 

@@ -44,7 +44,7 @@ PAPER_DETECTION_AUC = {"fgsm": 0.965, "jsma": 0.994, "cw": 0.958}
 class DefenseSettings:
     """What the comparison trains and measures, and on how much."""
     epochs: int = 3
-    train_limit: int | None = None              # None: the whole training split
+    train_limit: int | None = None       # None: the whole training split
     seed: int = 0
     temperature: float = 50.0            # the distilled net's, as Ross & Doshi-Velez
     adversarial_eps: float = 0.3         # FGSM adversarial training
@@ -60,7 +60,7 @@ class DefenseSettings:
     jsma_images: int = 100
     cw_images: int = 100
     cw_iterations: int = 1000
-    cw_c: float | None = None                   # the first c; None: the reference's 1e-3 and 9 steps
+    cw_c: float | None = None            # the first c; None: the reference's 1e-3, 9 steps
 
     def training_key(self):
         return {"epochs": self.epochs, "train_limit": self.train_limit, "seed": self.seed,

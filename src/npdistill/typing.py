@@ -11,18 +11,17 @@
 from __future__ import annotations
 
 import os
-from typing import Callable, Literal, TypeAlias, Union
+from typing import Literal, TypeAlias, Union
 
 import numpy as np
 import numpy.typing as npt
 
 from .nn.passes import Passes
-from .progress import ProgressEvent
+from .progress import ProgressArg
 
 Images: TypeAlias = npt.NDArray[np.floating]
 Labels: TypeAlias = npt.NDArray[np.integer]
 FloatArray: TypeAlias = npt.NDArray[np.floating]
-ProgressArg: TypeAlias = Union[bool, None, Callable[[ProgressEvent], object]]
 Clip: TypeAlias = tuple[float, float]
 Norm: TypeAlias = Union[Literal["inf", "linf", "l2", "2", 2], float]
 PathArg: TypeAlias = Union[str, "os.PathLike[str]"]

@@ -106,8 +106,7 @@ class Layer:
         raise NotImplementedError
 
     def backward(self, dy, param_grads=True, input_grad=True):
-        """dL/dx of the last forward given dL/dy (None where input_grad is False); with
-        ``param_grads`` the parameters' gradients go into ``grads``."""
+        """dL/dx of the last forward from dL/dy (None without input_grad); fills ``grads``."""
         raise NotImplementedError
 
     def jvp(self, x_dot):

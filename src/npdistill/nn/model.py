@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -14,9 +14,6 @@ from .._checks import FLOAT_DTYPES, check_float_array, check_seed
 from .archive import archive_checksum, read_archive, write_archive
 from .layers import LAYER_TYPES, Conv2D, Dense, Dropout, Layer, ReLU
 from .passes import Passes
-
-if TYPE_CHECKING:                # npdistill.typing imports nn for its Model
-    from ..typing import PathArg
 
 
 
@@ -203,14 +200,14 @@ class Sequential(Passes):
         return f"Sequential([\n  {inner}\n], dtype={self.dtype})"
 
     # -- files ---------------------------------------------------------------
-    def save(self, path: PathArg) -> None:
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write the model to ``path`` (.npz with JSON metadata)."""
         header = {"architecture": self.architecture(), "metadata": self.metadata,
                   "environment": kernels.environment()}
         write_archive(path, self.params, header)
 
     @classmethod
-    def load(cls, path: PathArg) -> Sequential:
+    def load(cls, path: str | os.PathLike[str]) -> Sequential:
         return load_model(path)
 
 
@@ -273,7 +270,7 @@ def _layer_spec(spec, i, path):
     return cls, spec["config"]
 
 
-def load_model(path: PathArg) -> Sequential:
+def load_model(path: str | os.PathLike[str]) -> Sequential:
     """Load a model written by ``Sequential.save``; verifies format, schema and checksum."""
     arrays, meta = read_archive(path)
     return model_from_archive(arrays, meta, os.fspath(path))

@@ -23,7 +23,7 @@ backward(dlogits, param_grads=True, input_grad=True, rows=None) -> dL/dx
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -31,8 +31,8 @@ import numpy.typing as npt
 from .._checks import check_float_array, check_images, check_positive
 from .softmax import softmax
 
-if TYPE_CHECKING:                # npdistill.typing imports this module for its Model
-    from ..typing import Clip, FloatArray, Images
+# npdistill.typing's Images (and FloatArray), spelled out: typing imports this module
+Array = npt.NDArray[np.floating]
 
 
 class Passes:
@@ -41,28 +41,29 @@ class Passes:
     dtype: np.dtype = np.dtype(np.float32)
     num_classes: int | None = None
 
-    def check_input(self, x: Images) -> Images:
+    def check_input(self, x: Array) -> Array:
         raise NotImplementedError
 
-    def forward(self, x: Images, training: bool = False) -> FloatArray:
+    def forward(self, x: Array, training: bool = False) -> Array:
         raise NotImplementedError
 
-    def backward(self, dlogits: FloatArray, param_grads: bool = True, input_grad: bool = True,
+    def backward(self, dlogits: Array, param_grads: bool = True, input_grad: bool = True,
                  rows: npt.NDArray[np.integer] | None = None) -> Any:
         raise NotImplementedError
 
-    def check_images(self, x: Images, name: str = "x", box: Clip | None = None) -> Images:
+    def check_images(self, x: Array, name: str = "x",
+                     box: tuple[float, float] | None = None) -> Array:
         """x if it is a non-empty batch of images in [0, 1] (what the metrics and training
         take), or in the clip box ``box`` (an attack's), that this model can take; else a
         ValueError or TypeError."""
         check_images(x, name, dtype=self.dtype, box=box)
         return self.check_input(x)
 
-    def logits(self, x: Images, training: bool = False) -> FloatArray:
+    def logits(self, x: Array, training: bool = False) -> Array:
         """Logits z (N, K) of x (N, C, H, W); keeps what backward() needs."""
         return self.forward(self.check_input(x), training)
 
-    def input_gradient(self, x: Images, dlogits: FloatArray) -> Images:
+    def input_gradient(self, x: Array, dlogits: Array) -> Array:
         """dL/dx for x (N, C, H, W) given dL/dlogits (N, K), in inference mode."""
         z = self.logits(x)
         dlogits = check_float_array(dlogits, "dlogits", ndim=2, dtype=self.dtype)
@@ -70,7 +71,7 @@ class Passes:
             raise ValueError(f"dlogits must have shape {z.shape}, got {dlogits.shape}")
         return self.backward(dlogits, param_grads=False)
 
-    def batched_logits(self, x: Images, batch_size: int = 512) -> FloatArray:
+    def batched_logits(self, x: Array, batch_size: int = 512) -> Array:
         """Logits of x computed ``batch_size`` samples at a time (nothing kept for backward)."""
         self.check_input(x)
         check_positive(batch_size, "batch_size", integer=True)
@@ -79,10 +80,10 @@ class Passes:
         return np.concatenate([self.forward(x[i:i + batch_size])
                                for i in range(0, len(x), batch_size)])
 
-    def predict(self, x: Images, batch_size: int = 512) -> npt.NDArray[np.int64]:
+    def predict(self, x: Array, batch_size: int = 512) -> npt.NDArray[np.int64]:
         """Predicted classes (N,) int64, computed batch by batch."""
         return self.batched_logits(x, batch_size).argmax(axis=1).astype(np.int64)
 
-    def predict_proba(self, x: Images, T: float = 1.0, batch_size: int = 512) -> FloatArray:
+    def predict_proba(self, x: Array, T: float = 1.0, batch_size: int = 512) -> Array:
         """softmax(logits / T) (N, K). Models are deployed at T = 1."""
         return softmax(self.batched_logits(x, batch_size), T)
