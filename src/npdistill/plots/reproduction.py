@@ -111,8 +111,8 @@ def adversarial_examples(examples: Mapping[str, Any], path: PathArg | None = Non
     names = list(examples)
     columns = [c for c in ("jsma", "fgsm", "cw_l2") if any(c in examples[n] for n in names)]
     shown = {column: _shown(examples, names, column) for column in columns}
-    fig, axes = figure((1.35 * (1 + 2 * len(columns)), 1.5 * len(names)), len(names),
-                       1 + 2 * len(columns), squeeze=False)
+    fig, axes = figure((1.35 * (1 + 2 * len(columns)), 1.6 * len(names) + 0.4), len(names),
+                       1 + 2 * len(columns), layout="constrained", squeeze=False)
     titles = {"jsma": "JSMA", "fgsm": "FGSM", "cw_l2": "CW L2"}
     for i, name in enumerate(names):
         row = examples[name]
@@ -135,8 +135,7 @@ def adversarial_examples(examples: Mapping[str, Any], path: PathArg | None = Non
                         ha="center", va="center", fontsize=9)
     what = "digits" if next(iter(examples[names[0]].values()))[0].shape[1] == 1 else "images"
     fig.suptitle(f"Clean vs adversarial {what} (red: the attack succeeded)", fontsize=10)
-    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))   # room for the title
-    return finish(fig, path, layout=False)
+    return finish(fig, path)
 
 
 def reproduction_figures(results: Mapping[str, Any], examples: Mapping[str, Any],
