@@ -34,6 +34,8 @@ ATTACKS = {
     "cw_l2": lambda m, x, y, t: nd.attacks.cw_l2(m, x, target=t, max_iterations=30,
                                                  binary_search_steps=2),
     "cw_linf": lambda m, x, y, t: nd.attacks.cw_linf(m, x, target=t, max_iterations=20),
+    "apgd": lambda m, x, y, t: nd.attacks.apgd(m, x, y, eps=0.3, steps=10),
+    "square": lambda m, x, y, t: nd.attacks.square(m, x, target=t, eps=0.3, queries=50),
 }
 
 

@@ -142,13 +142,34 @@ for name, result in cw.items():
 nd.plots.examples(student, x[:10], cw[str(T)], n=8)
 
 # %% [markdown]
+# ## 6. Attacks the masking cannot fool: APGD on the DLR loss, and Square
+#
+# The T trick needs T. Auto-PGD (Croce & Hein, 2020) with the *difference of logits
+# ratio* loss, −(z_y − max_{i≠y} z_i) / (z_π1 − z_π3), does not: scaling the logits leaves
+# the ratio unchanged, so its gradient survives the saturation. The same attack on the
+# cross-entropy is masked like FGSM. The Square attack (Andriushchenko et al., 2020)
+# uses no gradient at all: a random search on the logit margin, which the saturated
+# softmax never touches.
+
+# %%
+for name, net in models.items():
+    ce = nd.attacks.apgd(net, x[:100], y[:100], eps=0.3, steps=50, loss="ce")
+    dlr = nd.attacks.apgd(net, x[:100], y[:100], eps=0.3, steps=50, loss="dlr")
+    searched = nd.attacks.square(net, x[:100], y[:100], eps=0.3, queries=1000, p_init=0.3)
+    print(f"{name:>8}: eps = 0.3 -- APGD on the cross-entropy {ce.success_rate:.0%}, "
+          f"APGD on the DLR loss {dlr.success_rate:.0%}, Square {searched.success_rate:.0%} "
+          f"(median {np.median(searched.iterations):.0f} queries)")
+nd.plots.examples(student, x[:100], dlr, n=8)
+
+# %% [markdown]
 # ## What this shows
 #
 # - Distillation at T = 100 leaves accuracy about where it was and makes the float32
 #   softmax of the deployed net saturate: its input gradients are exact zeros.
 # - Attacks that follow those gradients (FGSM, JSMA) fail: this is *gradient masking*.
-# - The same net falls to FGSM once the logits are divided by T, and to CW on the
-#   logits: the decision boundary is as close as before.
+# - The same net falls to FGSM once the logits are divided by T, to CW on the logits,
+#   and to APGD on the DLR loss and Square without knowing T: the decision boundary is
+#   as close as before.
 #
 # An evaluation that reports robustness should use attacks the masking cannot fool
 # (Carlini et al., 2019, "On Evaluating Adversarial Robustness"). `python -m npdistill

@@ -1,4 +1,4 @@
-"""FGSM, TGSM, BIM, PGD and the Carlini-Wagner attacks: one table of the properties
+"""FGSM, TGSM, BIM, PGD, APGD, Square and the Carlini-Wagner attacks: one table of the properties
 every attack promises (foolbox style), then the gradient methods' own claims (the
 Carlini-Wagner attacks' are tests/attacks/test_cw.py's)."""
 import numpy as np
@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 import npdistill as nd
 from npdistill import layers
-from npdistill.attacks import bim, cw_l0, cw_l2, cw_linf, fgsm, pgd, tgsm
+from npdistill.attacks import apgd, bim, cw_l0, cw_l2, cw_linf, fgsm, pgd, square, tgsm
 from tests.gradcheck import gradcheck
 
 CW_FAST = dict(max_iterations=100, progress=False)
@@ -27,6 +27,12 @@ CASES = [
     (cw_l2, dict(binary_search_steps=4, c=1e-1, kappa=1.0, **CW_FAST), "untargeted", None),
     (cw_linf, dict(c=1e-2, lr=2e-2, **CW_FAST), "targeted", None),
     (cw_l0, dict(c=1e-1, **CW_FAST), "targeted", None),
+    (apgd, dict(eps=0.3, steps=20, seed=1), "untargeted", ("linf", 0.3)),
+    (apgd, dict(eps=2.5, steps=20, norm=2, loss="ce", restarts=2, seed=1), "untargeted",
+     ("l2", 2.5)),
+    (apgd, dict(eps=0.4, steps=20, loss="ce", seed=1), "targeted", ("linf", 0.4)),
+    (square, dict(eps=0.3, queries=300, p_init=0.3, seed=1), "untargeted", ("linf", 0.3)),
+    (square, dict(eps=0.4, queries=300, p_init=0.3, seed=1), "targeted", ("linf", 0.4)),
 ]
 IDS = [f"{a.__name__}-{goal}-{i}" for i, (a, _, goal, _) in enumerate(CASES)]
 
