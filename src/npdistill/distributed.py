@@ -104,7 +104,7 @@ def cluster(workers=None, scheduler=None, *, backend=None, say=print):
         return
     distributed = require_dask()
     if scheduler is not None:
-        with distributed.Client(scheduler) as client:
+        with distributed.Client(scheduler) as client, _saying_losses(client, say):
             say(f"Dask scheduler {scheduler}: {len(client.nthreads())} workers")
             yield client
         return

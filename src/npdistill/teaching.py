@@ -25,18 +25,19 @@ Models = Mapping[str, Sequential]
 
 # the percentiles a box of logit gaps is drawn from: whiskers, quartiles, median
 GAP_PERCENTILES = (5, 25, 50, 75, 95)
+STUDENT = "student_T"     # a reproduction's distilled nets: models/student_T<T>.npz
 
 
 def load_models(folder: PathArg) -> dict[str, Sequential]:
     """{name: model} of a reproduction's models/ folder: "baseline", then each
     student_T<T>.npz as "<T>" in order of temperature."""
     folder = Path(folder)
-    students = sorted(folder.glob("student_T*.npz"), key=lambda p: float(p.stem[9:]))
+    students = sorted(folder.glob(f"{STUDENT}*.npz"), key=lambda p: float(p.stem[len(STUDENT):]))
     if not (folder / "baseline.npz").is_file() or not students:
         raise ValueError(f"models: {folder} holds no baseline.npz and student_T*.npz; give "
                          f"the models/ folder of a run of python -m npdistill reproduce")
     return {"baseline": load_model(folder / "baseline.npz"),
-            **{path.stem[9:]: load_model(path) for path in students}}
+            **{path.stem[len(STUDENT):]: load_model(path) for path in students}}
 
 
 def logit_scale(models: Models, x: Images) -> dict[str, dict[str, Any]]:

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from .._checks import (check_choice, check_classes, check_clip, check_labels, check_number,
                        check_positive, check_seed)
-from ..nn.softmax import loss_seed, softmax
+from ..nn.softmax import loss_seed
 from ..placement import passes
 from ..progress import Progress
 from ..typing import Clip, FloatArray, Images, Labels, Model, Norm, ProgressArg
@@ -86,9 +86,9 @@ def _loss_and_seed(z, labels, target, loss):
     if loss == "dlr":
         return dlr_loss(z, labels, target)
     goal_labels = labels if target is None else target
-    p = softmax(z, 1.0)
-    ce = -np.log(np.maximum(p[np.arange(len(z)), goal_labels], np.finfo(z.dtype).tiny))
-    seed = loss_seed(z, goal_labels, 1.0)
+    seed = loss_seed(z, goal_labels, 1.0)                 # softmax(z) - onehot
+    p_goal = seed[np.arange(len(z)), goal_labels] + 1     # so the goal's probability, once
+    ce = -np.log(np.maximum(p_goal, np.finfo(z.dtype).tiny))
     return (ce, seed) if target is None else (-ce, -seed)
 
 
@@ -119,8 +119,6 @@ def apgd(model: Model, x: Images, y: Labels | None = None, *, target: Labels | N
     check_positive(batch_size, "batch_size", integer=True)
     normalize, project, random = NORMS[norm_key(norm)]
     model = passes(model)
-    if targeted:
-        true = model.predict(x)       # the targeted DLR's numerator is z_y - z_t, y as given
     rng = np.random.default_rng(check_seed(seed, generator=True))
     x_adv, success = x.copy(), np.zeros(len(x), bool)
     iterations = np.zeros(len(x), np.int64)
@@ -129,6 +127,8 @@ def apgd(model: Model, x: Images, y: Labels | None = None, *, target: Labels | N
         success = predicted == labels if targeted else predicted != labels
         return AttackResult.from_examples(x, x_adv, success, iterations,
                                           target=labels if targeted else None)
+    if targeted:   # the targeted DLR's numerator is z_y - z_t: y the clean prediction
+        true = model.predict(x) if loss == "dlr" else labels
     shown = Progress(progress, "apgd", len(x), "images")
     search = _Search(model, project, normalize, eps, lo, hi, loss, steps)
     for start in range(0, len(x), batch_size):
