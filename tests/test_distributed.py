@@ -5,6 +5,8 @@ import pytest
 import npdistill as nd
 from npdistill import distributed as nd_distributed
 
+from .optional import require
+
 distributed = pytest.importorskip("distributed")
 
 
@@ -39,6 +41,20 @@ def test_map_attack_equals_the_direct_call(client, toy, attack, goal, options):
     if goal == "target":
         np.testing.assert_array_equal(sharded.target, direct.target)
     assert events[-1].done == events[-1].total == 9
+
+
+def test_map_attack_takes_a_live_torch_module(client, toy):
+    """A TorchModel travels to the workers (pickled without its autograd graph) and the
+    shards together are the direct call."""
+    require("torch")
+    model, x, y, _ = toy
+    tm = nd.interop.TorchModel(nd.interop.to_torch(model))
+    direct = nd.attacks.bim(tm, x[:9], y[:9], eps=0.3, steps=5)
+    sharded = nd_distributed.map_attack(nd.attacks.bim, tm, x[:9], y[:9], client=client,
+                                        shards=3, eps=0.3, steps=5)
+    np.testing.assert_array_equal(sharded.x_adv, direct.x_adv)
+    np.testing.assert_array_equal(sharded.success, direct.success)
+    assert direct.success.any()
 
 
 def test_map_attack_raises_the_attacks_own_errors(client, toy):

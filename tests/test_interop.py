@@ -7,6 +7,8 @@ import pytest
 import npdistill as nd
 from npdistill import interop, layers
 
+from .optional import require
+
 
 def torch_layout_net(seed=0):
     """A state_dict of conv(1->3, 3) relu pool2 conv(3->4, 3, padding 1) relu flatten
@@ -150,7 +152,7 @@ def test_from_torch_names_what_it_cannot_convert():
 
 
 def test_to_torch_and_back_equal_the_model():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     model = our_architecture()
     model.layers.insert(0, layers.Normalize(0.1307, 0.3081))
     net = interop.to_torch(model)
@@ -176,7 +178,7 @@ def papernot_torch_net(torch):
 
 @pytest.mark.mnist
 def test_a_real_torch_net_gives_torchs_logits_and_fgsm_on_real_mnist(mnist):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     _, (x, y) = mnist
     x, y = x[:100], y[:100]
     net = papernot_torch_net(torch)

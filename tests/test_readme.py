@@ -25,6 +25,8 @@ def test_every_python_block_of_the_readme_runs(mnist, tmp_path, monkeypatch):
     # what the blocks say they give
     assert names["J"].shape == (8, 10, 1, 28, 28)
     assert isinstance(names["r"], nd.attacks.AttackResult)
+    assert names["J_live"].shape == (8, 10, 1, 28, 28)
+    assert names["r_live"].success.mean() > 0.5        # an untrained net is easily fooled
     assert nd.load_model(tmp_path / "mnist.npz").metadata["training_temperature"] == 1.0
     assert names["student"].metadata["training_temperature"] == 20.0
     assert names["found"].adversarial.shape == (len(names["x_adv"]),)

@@ -23,7 +23,9 @@ of missing one whose LCR is at least p1.
 
 The mutation operators (from DeepMutation, Ma et al., 2018) act on the hidden
 neurons (a Dense unit, or a Conv2D output channel) and weights of every Conv2D
-and Dense layer but the last (the logits):
+and Dense layer but the last (the logits); on an ``interop.TorchModel``, of every
+``nn.Conv2d`` and ``nn.Linear`` but the last, in the order the module registers them
+(``TorchModel.weight_layers``):
 
 - GF, Gaussian fuzzing: a fraction ``rate`` of the weights get Gaussian noise of
   ``gf_scale`` times their layer's weight standard deviation;
@@ -47,6 +49,7 @@ import numpy.typing as npt
 
 from .._checks import (check_choice, check_labels, check_pair,
                        check_positive, check_probability, check_seed)
+from ..interop import TorchModel
 from ..nn.layers import Conv2D, Dense
 from ..nn.model import Sequential
 from ..placement import passes
@@ -60,7 +63,15 @@ PREDICT_BATCH = 100
 
 
 def _mutable_layers(model):
-    layers = [layer for layer in model.layers if isinstance(layer, (Conv2D, Dense))]
+    """The hidden weight layers, each with ``params`` {"W", "b"} stored as Conv2D's
+    (F, C, kh, kw) or Dense's (in, out); assigning to them changes the model."""
+    if isinstance(model, Sequential):
+        layers = [layer for layer in model.layers if isinstance(layer, (Conv2D, Dense))]
+    elif isinstance(model, TorchModel):
+        layers = model.weight_layers()
+    else:
+        raise TypeError(f"mutation testing changes a model's weights: model must be a "
+                        f"Sequential or an interop.TorchModel, got {type(model).__name__}")
     if len(layers) < 2:
         raise ValueError("mutation testing needs a hidden Conv2D or Dense layer before the "
                          f"output layer; the model has {len(layers)} weight layer(s)")
@@ -70,12 +81,12 @@ def _mutable_layers(model):
 def _incoming(layer):
     """The weights feeding each neuron, one row per neuron (a view for Conv2D, a copy for Dense)."""
     W = layer.params["W"]
-    return W.reshape(len(W), -1) if isinstance(layer, Conv2D) else W.T.copy()
+    return W.reshape(len(W), -1) if W.ndim == 4 else W.T.copy()
 
 
 def _set_incoming(layer, rows):
     W = layer.params["W"]
-    layer.params["W"] = (rows.reshape(W.shape) if isinstance(layer, Conv2D)
+    layer.params["W"] = (rows.reshape(W.shape) if W.ndim == 4
                          else np.ascontiguousarray(rows.T))
 
 
@@ -89,8 +100,8 @@ def _check_mutation(model, operator, rate):
     _mutable_layers(model)
 
 
-def mutate(model: Sequential, operator: str, rate: float, rng: np.random.Generator,
-           gf_scale: float = 1.0) -> Sequential:
+def mutate(model: Sequential | TorchModel, operator: str, rate: float,
+           rng: np.random.Generator, gf_scale: float = 1.0) -> Sequential | TorchModel:
     """A mutated copy of ``model``: one of OPERATORS applied with mutation rate ``rate``."""
     _check_mutation(model, operator, rate)
     check_positive(gf_scale, "gf_scale")
@@ -148,7 +159,7 @@ class MutationDetector:
 
     Parameters
     ----------
-    model : the deployed Sequential
+    model : the deployed Sequential, or an interop.TorchModel
     accuracy_data : (x, y) labelled clean images on which mutants are screened
     operator : "GF", "NAI", "NS" or "WS"; rate : mutation rate (fraction of
         neurons, or of weights for GF)
@@ -161,7 +172,7 @@ class MutationDetector:
         callable taking a ``npdistill.progress.ProgressEvent``, one per mutant
     """
 
-    def __init__(self, model: Sequential, accuracy_data: tuple[Images, Labels], *,
+    def __init__(self, model: Sequential | TorchModel, accuracy_data: tuple[Images, Labels], *,
                  operator: str = "NAI", rate: float = 0.01, alpha: float = 0.05,
                  beta: float = 0.05, sigma: float = 0.5, max_mutants: int = 200,
                  min_accuracy: float = 0.9, gf_scale: float = 1.0, seed: int = 0,
@@ -183,7 +194,7 @@ class MutationDetector:
         self.progress = check_progress(progress)
         self.passes = passes(model)       # placed when the detector is made, as its mutants
         self.accuracy = float((self.passes.predict(x_acc) == self.y_acc).mean())
-        self.mutants: list[Sequential] = []
+        self.mutants: list[Sequential | TorchModel] = []
         self.rejected = 0
         self.threshold: float | None = None         # set by calibrate
         self._mutant_passes: list = []
