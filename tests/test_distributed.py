@@ -57,6 +57,16 @@ def test_map_attack_takes_a_live_torch_module(client, toy):
     assert direct.success.any()
 
 
+def test_evaluate_on_dask_is_evaluate_here(client, toy):
+    """The same pieces, here or on the workers: the same record, random starts included."""
+    model, x, y, _ = toy
+    attacks = [("pgd", {"steps": 5}), ("square", {"queries": 50})]
+    here = nd.evaluate(model, x, y, attacks=attacks, eps=(0.2, 0.3), chunk=15)
+    there = nd.evaluate(model, x, y, attacks=attacks, eps=(0.2, 0.3), chunk=15, client=client)
+    np.testing.assert_array_equal(there.broken, here.broken)
+    assert here.broken.any()
+
+
 def test_map_attack_raises_the_attacks_own_errors(client, toy):
     model, x, y, _ = toy
     with pytest.raises(ValueError, match="x must lie in the clip box"):

@@ -8,6 +8,7 @@ from ._version import __version__
 from . import attacks, defenses, distributed, interop, metrics, placement, progress, teaching
 from . import typing
 from .defenses import defensive_distillation, distill
+from .evaluation import Evaluation, evaluate
 from .jacobian import jacobian
 from .nn import architectures, layers
 from .nn.model import Sequential, load_model
@@ -16,10 +17,10 @@ from .nn.softmax import cross_entropy, log_softmax, softmax
 from .train import TrainingDiverged, train
 
 __all__ = ["__version__", "architectures", "attacks", "cross_entropy", "datasets", "defenses",
-           "defensive_distillation", "distill", "distributed", "interop", "jacobian",
-           "kernels", "layers", "load_model", "log_softmax", "metrics", "Passes", "placement",
-           "plots", "progress", "Sequential", "softmax", "teaching", "typing",
-           "train", "TrainingDiverged"]
+           "defensive_distillation", "distill", "distributed", "Evaluation", "evaluate",
+           "interop", "jacobian", "kernels", "layers", "load_model", "log_softmax", "metrics",
+           "Passes", "placement", "plots", "progress", "Sequential", "softmax", "teaching",
+           "typing", "train", "TrainingDiverged"]
 
 
 def __getattr__(name):
