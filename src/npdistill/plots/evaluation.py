@@ -1,20 +1,36 @@
 """The figure of an ``evaluate`` run: accuracy against the budget."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from ..typing import PathArg
 from ._figure import figure, finish
 
-if TYPE_CHECKING:
-    from ..evaluation import Evaluation
-
 MARKERS = "osD^vP*X"
 
 
-def robust_accuracy(evaluation: Evaluation, path: PathArg | None = None,
+class Measured(Protocol):
+    """What the figure reads of an ``npdistill.Evaluation`` (which calls it from its
+    ``plot``: the figures never import what they draw)."""
+    eps: tuple[float, ...]
+    norm: str
+    attacks: tuple[str, ...]
+    correct: np.ndarray
+
+    @property
+    def clean_accuracy(self) -> float: ...
+
+    @property
+    def attack_accuracy(self) -> np.ndarray: ...
+
+    @property
+    def robust_accuracy(self) -> np.ndarray: ...
+
+
+def robust_accuracy(evaluation: Measured, path: PathArg | None = None,
                     title: str | None = None) -> Figure:
     """Accuracy (%) against ε: one curve per attack (the accuracy under it alone) and the
     worst case over them (black), the clean accuracy as a dotted line."""
