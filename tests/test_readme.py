@@ -30,6 +30,7 @@ def test_every_python_block_of_the_readme_runs(mnist, tmp_path, monkeypatch):
     assert ev.attacks == ("FGSM", "PGD-CE", "APGD-CE", "APGD-DLR", "Square")
     assert (tmp_path / "evaluation.json").is_file() and (tmp_path / "robust_accuracy.png").is_file()
     assert ev.robust_accuracy[0] == ev.clean_accuracy and ev.robust_accuracy[-1] < 0.5
+    assert len(names["report"].checks) == 6 and names["report"].evaluation.eps[-1] == 1.0
     assert names["r_live"].success.mean() > 0.5        # an untrained net is easily fooled
     assert nd.load_model(tmp_path / "mnist.npz").metadata["training_temperature"] == 1.0
     assert names["student"].metadata["training_temperature"] == 20.0

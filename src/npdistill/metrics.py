@@ -1,6 +1,8 @@
 """Accuracy, attack success, and the adversarial-gradient amplitude of
 Papernot et al. (2016), "Distillation as a Defense to Adversarial
-Perturbations against Deep Neural Networks", Section V-B and Figure 8.
+Perturbations against Deep Neural Networks", Section V-B and Figure 8; the
+gradient-masking checklist of Carlini et al. (2019), ``masking_report`` (from
+npdistill.masking).
 """
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._checks import check_images, check_labels, check_positive
+from .masking import MaskingReport, masking_report
 from .nn.softmax import softmax_seed
 from .placement import passes
 from .progress import Progress
