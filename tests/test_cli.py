@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import npdistill as nd
@@ -87,6 +88,7 @@ OUTPUT_PATHS = [
     (lambda t: ["train", "--checkpoint-dir", str(unwritable(t) / "ckpt")], r"cannot write in"),
     (lambda t: ["reproduce", "--out", str(t / "f.npz")], r"--out: .*f\.npz is a file, not a folder"),
     (lambda t: ["reproduce", "--defenses", "--out", str(t / "f.npz")], r"--out: .* is a file"),
+    (lambda t: ["evaluate", "m.npz", "--out", str(t / "f.npz")], r"--out: .*f\.npz is a file"),
 ]
 
 
@@ -161,3 +163,48 @@ def test_a_bad_backend_variable_breaks_neither_import_nor_help_and_backend_overr
     overridden = run_cli("train", *data, "--backend", "numpy", env=bad)
     assert overridden.returncode == 0, overridden.stderr
     assert "backend: numpy (the NumPy reference, not compiled)" in overridden.stderr
+
+
+def test_evaluate_end_to_end_resumes_and_reads_a_state_dict(tmp_path, capsys):
+    write_mnist(tmp_path / "mnist", n_train=4, n_test=12)
+    model = nd.architectures.papernot_mnist(seed=0)
+    model.save(tmp_path / "m.npz")
+    np.savez(tmp_path / "sd.npz", **nd.interop.state_dict(model))
+    flags = ["--data", str(tmp_path / "mnist"), "--images", "10", "--attacks", "fgsm", "pgd",
+             "square", "--steps", "3", "--queries", "20", "--eps", "0", "0.1", "0.3", "--quiet"]
+    assert main(["evaluate", str(tmp_path / "m.npz"), "--out", str(tmp_path / "a"), *flags]) == 0
+    out = capsys.readouterr().out
+    assert "| ε (L∞) | clean | FGSM | PGD-CE | Square | worst case |" in out
+    ev = nd.Evaluation.from_json((tmp_path / "a" / "evaluation.json").read_text())
+    assert ev.attacks == ("FGSM", "PGD-CE", "Square") and ev.broken.shape == (3, 3, 10)
+    assert "npdistill evaluate" in (tmp_path / "a" / "evaluation.md").read_text()
+    assert (tmp_path / "a" / "robust_accuracy.png").stat().st_size > 10_000
+    parts = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "a" / "parts").iterdir()}
+    assert sorted(parts) == ["FGSM.json", "PGD-CE.json", "Square.json"]
+    # run again: every attack's record is reused, not recomputed
+    assert main(["evaluate", str(tmp_path / "m.npz"), "--out", str(tmp_path / "a"), *flags]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (tmp_path / "a" / "parts").iterdir()} == parts
+    # the same net as an architecture and a state_dict: the same numbers
+    assert main(["evaluate", "--arch", "papernot_mnist", "--state-dict", str(tmp_path / "sd.npz"),
+                 "--out", str(tmp_path / "b"), *flags]) == 0
+    again = nd.Evaluation.from_json((tmp_path / "b" / "evaluation.json").read_text())
+    np.testing.assert_array_equal(again.broken, ev.broken)
+
+
+@pytest.mark.parametrize("argv, status, message", [
+    (["evaluate", "--out", "OUT"], 2, "give MODEL.npz, or --arch NAME with --state-dict FILE"),
+    (["evaluate", "m.npz", "--arch", "papernot_mnist", "--out", "OUT"], 2, "not both"),
+    (["evaluate", "--arch", "resnet50", "--state-dict", "sd.npz", "--out", "OUT"], 2,
+     "--arch: no architecture 'resnet50'; expected one of"),
+    (["evaluate", "m.npz", "--eps", "0.3", "0.1", "--out", "OUT"], 1,
+     r"eps must be increasing, got \[0.3, 0.1\]"),
+    (["evaluate", "m.npz", "--norm", "2", "--attacks", "square", "--out", "OUT"], 1,
+     "attack 'Square' is L-inf only"),
+])
+def test_evaluate_refuses_what_it_cannot_do(argv, status, message, tmp_path, capsys):
+    write_mnist(tmp_path / "mnist", n_train=4, n_test=5)
+    nd.architectures.papernot_mnist(seed=0).save(tmp_path / "m.npz")
+    np.savez(tmp_path / "sd.npz", **nd.interop.state_dict(nd.architectures.papernot_mnist()))
+    argv = [str(tmp_path / a) if a in ("OUT", "m.npz", "sd.npz") else a for a in argv]
+    assert main(argv + ["--data", str(tmp_path / "mnist"), "--quiet"]) == status
+    assert re.search(message, capsys.readouterr().err)

@@ -153,3 +153,24 @@ def test_bad_images_and_labels_are_refused(toy):
         nd.evaluate(model, x * 3, y, attacks=["fgsm"])
     with pytest.raises(ValueError, match="y"):
         nd.evaluate(model, x, y[:-1], attacks=["fgsm"])
+
+
+def test_a_cache_folder_makes_an_evaluation_resumable(toy, tmp_path, capsys):
+    model, x, y, _ = toy
+    attacks = ["fgsm", ("pgd", {"steps": 5})]
+    first = nd.evaluate(model, x, y, attacks=attacks, eps=(0.2, 0.3), cache=tmp_path / "c")
+    assert sorted(p.name for p in (tmp_path / "c").iterdir()) == ["FGSM.json", "PGD-CE.json"]
+    (tmp_path / "c" / "PGD-CE.json").unlink()                # as if stopped during PGD
+    again = nd.evaluate(model, x, y, attacks=attacks, eps=(0.2, 0.3), cache=tmp_path / "c")
+    assert "reusing" in capsys.readouterr().err
+    np.testing.assert_array_equal(again.broken, first.broken)
+    # another setting, or another model, is attacked again, not read back
+    calls = []
+    nd.evaluate(model, x, y, attacks=[("fgsm", {"T": 2.0})], eps=(0.2, 0.3),
+                cache=tmp_path / "c", progress=calls.append)
+    assert calls                                     # the attack ran: progress events came
+    (tmp_path / "c" / "PGD-CE.json").write_text("{not json")
+    third = nd.evaluate(model, x, y, attacks=attacks, eps=(0.2, 0.3), cache=tmp_path / "c")
+    assert "is damaged" in capsys.readouterr().err
+    assert (tmp_path / "c" / "PGD-CE.json.damaged").is_file()
+    np.testing.assert_array_equal(third.broken, first.broken)

@@ -1,4 +1,5 @@
-"""npdistill's command line: train the papers' nets, reproduce their tables and figures.
+"""npdistill's command line: train the papers' nets, reproduce their tables and figures,
+evaluate a model's robust accuracy.
 
 Run as ``npdistill COMMAND`` or ``python -m npdistill COMMAND``; ``COMMAND --help`` says more.
 Exit status: 0 success, 2 a usage error (a bad flag, an output path that cannot be
@@ -11,9 +12,11 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from . import datasets, kernels
 from ._checks import check_output_dir, check_output_file
-from ._files import remove_stale_temporaries, removed_note
+from ._files import remove_stale_temporaries, removed_note, write_text
 from ._version import __version__
 from .benchmarks import BENCHMARKS
 from .distributed import WorkLost, cluster
@@ -125,6 +128,65 @@ def _reproduce_command(args):
     return 0
 
 
+def _evaluate_command(args):
+    _check_outputs((check_output_dir, args.out, "--out"))
+    if (args.model is None) == (args.arch is None) or (args.arch is None) != \
+            (args.state_dict is None):
+        raise UsageError("give MODEL.npz, or --arch NAME with --state-dict FILE (not both)")
+    _choose_backend(args)
+    from .evaluation import ATTACKS, evaluate
+    from .nn.model import load_model
+    model = load_model(args.model) if args.model else _from_state_dict(args.arch,
+                                                                        args.state_dict)
+    chosen = BENCHMARKS[args.dataset]
+    _, (x, y) = chosen.load(args.data, download=args.download)
+    x, y = x[:args.images], y[:args.images]
+    x = x.astype(model.dtype, copy=False)
+    settings = {"pgd": {"steps": args.steps}, "apgd-ce": {"steps": args.steps},
+                "apgd-dlr": {"steps": args.steps}, "square": {"queries": args.queries}}
+    attacks = [(name, {**ATTACKS[name][2], **{k: v for k, v in settings.get(name, {}).items()
+                                              if v is not None}}) for name in args.attacks]
+    print(f"{args.dataset}: {_plural(len(x), 'test image')}; {', '.join(args.attacks)} at "
+          f"eps {' '.join(f'{e:g}' for e in args.eps)} ({args.norm})", file=sys.stderr)
+    with _dask_client(args) as client:
+        ev = evaluate(model, x, y, attacks=attacks, eps=args.eps, norm=args.norm,
+                      seed=args.seed, client=client, cache=args.out / "parts",
+                      progress=not args.quiet)
+    ev.to_json(args.out / "evaluation.json")
+    command = " ".join(["npdistill", *sys.argv[1:]]) if sys.argv[1:2] == ["evaluate"] \
+        else "npdistill evaluate"
+    write_text(args.out / "evaluation.md", f"# Robust accuracy\n\n`{command}`\n\n"
+               f"{ev.table()}\n\nSeconds per attack: "
+               + ", ".join(f"{a} {t:.0f}" for a, t in zip(ev.attacks, ev.seconds)) + "\n",
+               "evaluation table")
+    ev.plot(args.out / "robust_accuracy.png")
+    print(ev.table())
+    print(f"written: {args.out / 'evaluation.json'}, evaluation.md, robust_accuracy.png")
+    return 0
+
+
+def _from_state_dict(arch, path):
+    """The architecture ``arch`` holding the state_dict at ``path`` (.pt/.pth or .npz)."""
+    from . import interop
+    from .nn import architectures
+    build = getattr(architectures, arch, None)
+    if arch.startswith("_") or not callable(build):
+        names = sorted(n for n in dir(architectures) if not n.startswith("_")
+                       and callable(getattr(architectures, n)))
+        raise UsageError(f"--arch: no architecture {arch!r}; expected one of {names}")
+    if Path(path).suffix == ".npz":
+        with np.load(path) as archive:
+            mapping = dict(archive)
+    else:
+        try:
+            import torch
+        except ImportError:
+            raise UsageError("--state-dict: reading a .pt file needs PyTorch "
+                             "(pip install 'npdistill[torch]'), or save it as .npz") from None
+        mapping = torch.load(path, map_location="cpu", weights_only=True)
+    return interop.load_state_dict(build(), mapping)
+
+
 def _distillation_run(args):
     """reproduce: (the function, its settings from the flags, its name)."""
     from .reproduce import reproduce, settings_from
@@ -213,13 +275,15 @@ def _common_flags(p, dataset_words):
 
 
 def build_parser():
+    from .evaluation import ATTACKS, DEFAULT_ATTACKS
     from .reproduce import ATTACK_CHOICES, DATASETS
 
     parser = argparse.ArgumentParser(prog="npdistill", description=__doc__,
                                      formatter_class=_HelpFormatter)
     parser.add_argument("--version", action="version", version=f"npdistill {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                     help="train or reproduce (COMMAND --help for its flags)")
+                                     help="train, reproduce or evaluate (COMMAND --help for "
+                                          "its flags)")
     p = commands.add_parser("train", formatter_class=_HelpFormatter,
                             help="train one of the papers' nets and print its test accuracy",
                             description="Train one of the papers' nets (Papernot et al., 2016) "
@@ -300,6 +364,44 @@ def build_parser():
                        help="run them on a running Dask cluster (dask scheduler / dask worker), "
                             "e.g. tcp://10.0.0.1:8786")
     r.set_defaults(run=_reproduce_command)
+
+    e = commands.add_parser("evaluate", formatter_class=_HelpFormatter,
+                            help="robust accuracy of a model per eps, worst case over attacks",
+                            description="Robust accuracy of a model on the test split per "
+                                        "budget eps: each attack's accuracy and the worst case "
+                                        "over them (npdistill.evaluate). Each attack's record "
+                                        "is saved in OUT/parts and reused, so an interrupted "
+                                        "run resumes.")
+    e.add_argument("model", nargs="?", default=None, metavar="MODEL.npz",
+                   help="a model file (npdistill's); or give --arch and --state-dict")
+    e.add_argument("--arch", default=None, metavar="NAME",
+                   help="an architecture of npdistill.architectures (e.g. papernot_mnist) ...")
+    e.add_argument("--state-dict", default=None, metavar="FILE",
+                   help="... and the PyTorch state_dict to load into it (.pt, or .npz)")
+    e.add_argument("--out", required=True, type=Path, metavar="FOLDER",
+                   help="folder for evaluation.json, evaluation.md, robust_accuracy.png")
+    e.add_argument("--dataset", choices=sorted(BENCHMARKS), default="mnist",
+                   help="the test split to evaluate on")
+    _common_flags(e, "data set's")
+    e.add_argument("--attacks", nargs="+", default=list(DEFAULT_ATTACKS),
+                   choices=sorted(ATTACKS), metavar="NAME",
+                   help=f"from {', '.join(sorted(ATTACKS))}")
+    e.add_argument("--eps", type=_number(float, 0.0, inclusive=True), nargs="+",
+                   default=[0.0, 0.1, 0.2, 0.3], help="the budgets, increasing")
+    e.add_argument("--norm", choices=["inf", "2"], default="inf", help="of the budgets")
+    e.add_argument("--images", type=positive_int, default=1000, metavar="N",
+                   help="the first N test images")
+    e.add_argument("--steps", type=positive_int, default=None, metavar="N",
+                   help="PGD's and APGD's iterations (default: 40 and 100)")
+    e.add_argument("--queries", type=positive_int, default=None, metavar="N",
+                   help="Square's queries per image (default 5000)")
+    e.add_argument("--seed", type=count, default=0, help="the attacks' random starts")
+    where = e.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                       help="attack on N local Dask worker processes")
+    where.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="attack on a running Dask cluster")
+    e.set_defaults(run=_evaluate_command)
     return parser
 
 

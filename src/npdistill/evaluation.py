@@ -17,9 +17,12 @@ example outside its budget is an error, never a success.
 """
 from __future__ import annotations
 
+import hashlib
 import inspect
 import json
 import math
+import re
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -27,7 +30,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from ._checks import check_clip, check_labels, check_number, check_positive, check_seed
+from ._checks import (check_clip, check_labels, check_number, check_output_dir,
+                      check_positive, check_seed)
 from ._files import write_text
 from .attacks import apgd, fgsm, pgd, square
 from .attacks.fgsm import norm_key
@@ -211,7 +215,8 @@ def evaluate(model: Model, x: Images, y: Labels, *,
              attacks: Sequence[Any] | None = None,
              eps: float | Sequence[float] = (0.0, 0.1, 0.2, 0.3), norm: Norm = "inf",
              clip: Clip = (0.0, 1.0), seed: int = 0, chunk: int = 100,
-             client: Any = None, progress: ProgressArg = None) -> Evaluation:
+             client: Any = None, cache: PathArg | None = None,
+             progress: ProgressArg = None) -> Evaluation:
     """Robust accuracy of ``model`` on (x, y) at each budget in ``eps``, worst case over
     ``attacks``.
 
@@ -224,6 +229,9 @@ def evaluate(model: Model, x: Images, y: Labels, *,
     clip : the input box; seed : given to every attack that takes one
     chunk : the most images an attack runs on at once (the pieces Dask gets)
     client : a dask ``distributed.Client``: the pieces run on its workers
+    cache : a folder: each attack's record is saved there when it is done, and reused by
+        a later call with the same model, images, budgets and settings (an interrupted
+        evaluation resumes); the model needs a ``checksum()`` (Sequential, TorchModel)
     progress : one line per attack, counting images over all budgets (see
         npdistill.progress)
     """
@@ -243,6 +251,7 @@ def evaluate(model: Model, x: Images, y: Labels, *,
     pieces = np.array_split(np.arange(len(where)), max(1, math.ceil(len(where) / chunk)))
     broken = np.zeros((len(budgets), len(chosen), len(x)), bool)
     seconds = []
+    parts = None if cache is None else _Parts(cache, model, x, y, budgets, chunk, progress)
     for a, (label, function, options) in enumerate(chosen):
         taken = inspect.signature(function).parameters
         settings = dict(options, clip=clip)
@@ -250,6 +259,11 @@ def evaluate(model: Model, x: Images, y: Labels, *,
             settings["norm"] = 2 if norm == "2" else "inf"
         if "seed" in taken and "seed" not in options:
             settings["seed"] = seed
+        saved = None if parts is None else parts.read(label, function, settings)
+        if saved is not None:
+            broken[:, a], spent = saved
+            seconds.append(spent)
+            continue
         attacked = [e for e, budget in enumerate(budgets) if budget > 0]
         shown = Progress(progress, f"evaluate {label}", len(attacked) * len(where), "images")
         done, started = 0, time.perf_counter()
@@ -270,6 +284,8 @@ def evaluate(model: Model, x: Images, y: Labels, *,
             done += len(where)
             shown.update(done, eps=budget)
         seconds.append(time.perf_counter() - started)
+        if parts is not None:
+            parts.write(label, function, settings, broken[:, a], seconds[-1])
     return Evaluation(eps=budgets, norm=norm, attacks=tuple(label for label, _, _ in chosen),
                       correct=correct, broken=broken, seconds=tuple(seconds))
 
@@ -281,3 +297,58 @@ def _attacked(function, model, x, y, budget, settings, pieces, client):
                           eps=budget, **settings)
     return concatenate(function(model, x[idx], y[idx], eps=budget, progress=False,
                                 **settings) for idx in pieces)
+
+
+class _Parts:
+    """evaluate's cache: one JSON file per attack under the folder, keyed by everything
+    its record depends on; a damaged file is moved aside and the attack run again."""
+
+    def __init__(self, folder, model, x, y, budgets, chunk, progress):
+        if not callable(getattr(model, "checksum", None)):
+            raise TypeError(f"cache= needs a model with a checksum() (Sequential, "
+                            f"interop.TorchModel), got {type(model).__name__}")
+        self.folder = check_output_dir(folder, "cache")
+        data = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+        data.update(np.ascontiguousarray(y).tobytes())
+        self.common = {"model": model.checksum(), "data": data.hexdigest(),
+                       "shape": list(x.shape), "eps": list(budgets), "chunk": chunk}
+        self.progress = progress
+
+    def _path(self, label):
+        return self.folder / (re.sub(r"[^A-Za-z0-9_.-]+", "_", label) + ".json")
+
+    def _key(self, label, function, settings):
+        return json.loads(json.dumps(
+            {**self.common, "attack": label,
+             "function": f"{function.__module__}.{function.__qualname__}",
+             "settings": settings}, default=repr))
+
+    def read(self, label, function, settings):
+        path = self._path(label)
+        if not path.exists():
+            return None
+        try:
+            doc = json.loads(path.read_text())
+            broken = np.asarray(doc["broken"], bool)
+            if broken.shape != (len(self.common["eps"]), self.common["shape"][0]):
+                raise ValueError(f"a record of shape {broken.shape}")
+        except (ValueError, KeyError, TypeError) as exc:
+            aside = path.with_name(path.name + ".damaged")
+            path.replace(aside)
+            self._say(f"{path} is damaged ({exc}): moved to {aside.name}, attacking again")
+            return None
+        if doc.get("key") != self._key(label, function, settings):
+            self._say(f"{path} was measured with other settings: attacking again")
+            return None
+        self._say(f"reusing {path}")
+        return broken, float(doc["seconds"])
+
+    def write(self, label, function, settings, broken, seconds):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_text(self._path(label), json.dumps(
+            {"key": self._key(label, function, settings), "seconds": seconds,
+             "broken": broken.astype(int).tolist()}) + "\n", "evaluation record")
+
+    def _say(self, message):
+        if self.progress is not False and not callable(self.progress):
+            print(message, file=sys.stderr)

@@ -7,6 +7,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .._checks import check_clip, check_float_array, check_float_dtype, check_images
+from ..nn.archive import archive_checksum
 from ..nn.passes import Passes
 from .convert import require_torch
 
@@ -87,6 +88,14 @@ class TorchModel(Passes):
         import copy
         return TorchModel(copy.deepcopy(self.module), self.clip, self.preprocessing,
                           self.device)
+
+    def checksum(self) -> str:
+        """sha256 of the module's state_dict and of what this wrapper adds (clip,
+        preprocessing): the same for the same net, as Sequential.checksum."""
+        arrays = {name: t.detach().cpu().numpy() for name, t in self.module.state_dict().items()}
+        return archive_checksum(arrays, {"clip": list(self.clip), "preprocessing": None if
+                                         self.preprocessing is None else
+                                         [v.tolist() for v in self.preprocessing]})
 
     def weight_layers(self) -> list[Any]:
         """The module's ``nn.Conv2d`` and ``nn.Linear`` layers in the order it registers
