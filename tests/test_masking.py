@@ -94,3 +94,22 @@ def test_bad_arguments_are_refused_by_name(toy, kwargs, error, match):
     model, x, y, _ = toy
     with pytest.raises(error, match=match):
         nd.metrics.masking_report(model, x, y, **kwargs)
+
+
+@pytest.mark.slow
+@pytest.mark.mnist
+def test_on_real_mnist_it_flags_the_distilled_net_and_clears_the_baseline(mnist):
+    """Nets like the quick reproduction's, smaller (one epoch on 8,000 images; ~1 min):
+    the T = 100 student is flagged, the undistilled baseline cleared."""
+    (x, y), (x_test, y_test) = mnist
+    options = dict(epochs=1, batch_size=64, decay_every=1, decay_factor=0.3, progress=False)
+    baseline, _ = nd.train(nd.architectures.papernot_mnist(seed=0), (x[:8000], y[:8000]),
+                           **options)
+    _, student = nd.defensive_distillation(nd.architectures.papernot_mnist,
+                                           (x[:8000], y[:8000]), 100, **options)
+    fast = {**FAST, "square": {"queries": 1000}}
+    clear = nd.metrics.masking_report(baseline, x_test[:60], y_test[:60], options=fast)
+    flagged = nd.metrics.masking_report(student, x_test[:60], y_test[:60], options=fast)
+    assert not clear.masked, clear.table()
+    assert {"loss-scale sensitivity", "zero or non-finite gradients"} <= set(flagged.flagged)
+    assert flagged.evaluation.robust_accuracy[2] <= 0.1        # APGD-DLR sees through it
