@@ -154,7 +154,7 @@ def _gradient_free(broke, labels, margin):
     if "square" not in broke:
         return Check("gradient-free beats gradient-based", "no gradient-free attack for L2",
                      None)
-    best = max(("fgsm", "pgd", "apgd-ce"), key=lambda r: broke[r])
+    best = max(("pgd", "apgd-ce", "fgsm"), key=lambda r: broke[r])     # ties: the iterative
     return Check("gradient-free beats gradient-based",
                  f"Square breaks {_share(broke['square'])}, the best gradient attack on the "
                  f"cross-entropy ({labels[best]}) {_share(broke[best])}",
