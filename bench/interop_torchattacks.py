@@ -1,7 +1,9 @@
 """A PyTorch model brought in with npdistill.interop, attacked here and by torchattacks.
 
     python -m bench.interop_torchattacks [--images 100] [--jsma-images 20] [--cw-images 20]
-                                         [--cw-steps 100] [--model m.npz] [--json]
+                                         [--cw-steps 100] [--apgd-images 100]
+                                         [--apgd-steps 100] [--square-queries 1000]
+                                         [--model m.npz] [--json]
 
 The cached 3-epoch MNIST net is exported with ``interop.to_torch`` (the PyTorch model a
 user would have) and imported back with ``interop.from_torch`` (what npdistill attacks);
@@ -12,7 +14,10 @@ both see the same first test images. Same attack settings on both sides:
   softmax, searching pixels below 0.99 as torchattacks does: success and mean L0;
 - CW L2 at a fixed c = 1 (torchattacks has no binary search), kappa = 0, lr 0.01,
   ``--cw-steps`` Adam steps, untargeted: success and mean L2 (ours: one binary-search
-  step at c = 1 without abort-early, the same problem).
+  step at c = 1 without abort-early, the same problem);
+- APGD on the cross-entropy and on the DLR loss, and Square (p_init 0.3, ``--square-queries``),
+  eps = 0.3, untargeted: success and mean L-inf; ours also on ``interop.TorchModel(net)``,
+  the live module, which must give the converted net's examples.
 
 This compares answers, not speed (torch is in this process; see jsma_speed.py and
 cw_speed.py for timings, each contender in its own process).
@@ -33,12 +38,24 @@ def summary(x, x_adv, success, norm):
             f"mean_{norm}": float(size[success].mean()) if success.any() else None}
 
 
+def _peer_row(torch, net, x, y, ours, theirs, norm, on_live):
+    with torch.no_grad():
+        their_success = net(torch.from_numpy(theirs)).argmax(1).numpy() != y
+    return {"npdistill": summary(x, ours.x_adv, ours.success, norm),
+            "torchattacks": summary(x, theirs, their_success, norm),
+            "torch_model_same_examples": bool(np.allclose(on_live.x_adv, ours.x_adv, atol=1e-5)
+                                              and (on_live.success == ours.success).all())}
+
+
 def main():
     parser = common.parser(__doc__)
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--jsma-images", type=int, default=20)
     parser.add_argument("--cw-images", type=int, default=20)
     parser.add_argument("--cw-steps", type=int, default=100)
+    parser.add_argument("--apgd-images", type=int, default=100)
+    parser.add_argument("--apgd-steps", type=int, default=100)
+    parser.add_argument("--square-queries", type=int, default=1000)
     parser.add_argument("--model", help="a saved model (default: the cached 3-epoch net)")
     args = parser.parse_args()
     torch = common.import_torch()
@@ -85,14 +102,34 @@ def main():
     rows["cw_l2"] = {"npdistill": summary(x[:m], r.x_adv, r.success, "l2"),
                      "torchattacks": summary(x[:m], theirs, their_success, "l2")}
 
+    # Auto-PGD (Croce & Hein, 2020) on the cross-entropy and the DLR loss, and the Square
+    # attack, at MNIST's eps = 0.3: success rates (their random draws differ from ours, so
+    # the examples do not). Ours also on the live module (interop.TorchModel): the same
+    # examples as on the converted net, which is what TorchModel promises.
+    m, live = args.apgd_images, nd.interop.TorchModel(net)
+    for loss in ("ce", "dlr"):
+        r = nd.attacks.apgd(ours, x[:m], y[:m], eps=0.3, loss=loss, steps=args.apgd_steps)
+        r_live = nd.attacks.apgd(live, x[:m], y[:m], eps=0.3, loss=loss, steps=args.apgd_steps)
+        theirs = torchattacks.APGD(net, norm="Linf", eps=0.3, steps=args.apgd_steps,
+                                   loss=loss, seed=0)(tx[:m], ty[:m]).numpy()
+        rows[f"apgd_{loss}"] = _peer_row(torch, net, x[:m], y[:m], r, theirs, "linf", r_live)
+    r = nd.attacks.square(ours, x[:m], y[:m], eps=0.3, queries=args.square_queries, p_init=0.3)
+    r_live = nd.attacks.square(live, x[:m], y[:m], eps=0.3, queries=args.square_queries,
+                               p_init=0.3)
+    theirs = torchattacks.Square(net, norm="Linf", eps=0.3, n_queries=args.square_queries,
+                                 p_init=0.3, seed=0)(tx[:m], ty[:m]).numpy()
+    rows["square"] = _peer_row(torch, net, x[:m], y[:m], r, theirs, "linf", r_live)
+
     print(f"{common.machine()}; logits of the imported net equal torch's to {err:.1e}")
-    for attack in ("fgsm", "jsma", "cw_l2"):
+    for attack in ("fgsm", "jsma", "cw_l2", "apgd_ce", "apgd_dlr", "square"):
         row = rows[attack]
         cells = [f"{side}: {row[side]['success']:.0%} success, " + ", ".join(
             f"{k} {v:.3g}" for k, v in row[side].items() if k != "success" and v is not None)
                  for side in ("npdistill", "torchattacks")]
         extra = f"; identical pixels {row['identical_pixels']:.4%}" if "identical_pixels" in row \
             else ""
+        if "torch_model_same_examples" in row:
+            extra += f"; TorchModel: the same examples {row['torch_model_same_examples']}"
         print(f"{attack:6s} {cells[0]}  |  {cells[1]}{extra}")
     common.report(args, rows)
 

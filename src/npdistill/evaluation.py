@@ -274,8 +274,8 @@ def evaluate(model: Model, x: Images, y: Labels, *,
                                    pieces, client)
                 distance = _distance(x[where], result.x_adv, norm)
                 lo, hi = clip
-                if (distance > budget * (1 + SLACK) + rounding).any() or (result.x_adv < lo).any() \
-                        or (result.x_adv > hi).any():
+                outside = (result.x_adv < lo).any() or (result.x_adv > hi).any()
+                if outside or (distance > budget * (1 + SLACK) + rounding).any():
                     raise ValueError(f"attack {label!r} returned examples outside its budget: "
                                      f"largest {'L-inf' if norm == 'inf' else 'L2'} distance "
                                      f"{distance.max():.6g} for eps={budget:g}, or outside "
