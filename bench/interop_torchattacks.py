@@ -3,6 +3,7 @@
     python -m bench.interop_torchattacks [--images 100] [--jsma-images 20] [--cw-images 20]
                                          [--cw-steps 100] [--apgd-images 100]
                                          [--apgd-steps 100] [--square-queries 1000]
+                                         [--eps 0.1]
                                          [--model m.npz] [--json]
 
 The cached 3-epoch MNIST net is exported with ``interop.to_torch`` (the PyTorch model a
@@ -16,7 +17,7 @@ both see the same first test images. Same attack settings on both sides:
   ``--cw-steps`` Adam steps, untargeted: success and mean L2 (ours: one binary-search
   step at c = 1 without abort-early, the same problem);
 - APGD on the cross-entropy and on the DLR loss, and Square (p_init 0.3, ``--square-queries``),
-  eps = 0.3, untargeted: success and mean L-inf; ours also on ``interop.TorchModel(net)``,
+  ``--eps`` (0.1), untargeted: success and mean L-inf; ours also on ``interop.TorchModel(net)``,
   the live module, which must give the converted net's examples.
 
 This compares answers, not speed (torch is in this process; see jsma_speed.py and
@@ -43,8 +44,8 @@ def _peer_row(torch, net, x, y, ours, theirs, norm, on_live):
         their_success = net(torch.from_numpy(theirs)).argmax(1).numpy() != y
     return {"npdistill": summary(x, ours.x_adv, ours.success, norm),
             "torchattacks": summary(x, theirs, their_success, norm),
-            "torch_model_same_examples": bool(np.allclose(on_live.x_adv, ours.x_adv, atol=1e-5)
-                                              and (on_live.success == ours.success).all())}
+            "torch_model": {"success": float(on_live.success.mean()),
+                            "max_difference": float(np.abs(on_live.x_adv - ours.x_adv).max())}}
 
 
 def main():
@@ -54,6 +55,7 @@ def main():
     parser.add_argument("--cw-images", type=int, default=20)
     parser.add_argument("--cw-steps", type=int, default=100)
     parser.add_argument("--apgd-images", type=int, default=100)
+    parser.add_argument("--eps", type=float, default=0.1, help="APGD's and Square's budget")
     parser.add_argument("--apgd-steps", type=int, default=100)
     parser.add_argument("--square-queries", type=int, default=1000)
     parser.add_argument("--model", help="a saved model (default: the cached 3-epoch net)")
@@ -69,7 +71,9 @@ def main():
     ours = nd.interop.from_torch(net)                                  # what npdistill attacks
     _, (x_test, y_test) = common.load_mnist()
     x, y = x_test[:args.images], y_test[:args.images]
-    err = common.check_same_logits(ours, net, torch, x, tol=1e-4)
+    # 1e-4 for logits of order 10; a distilled net's are T times larger
+    err = common.check_same_logits(ours, net, torch, x,
+                                   tol=1e-4 * max(1.0, float(np.abs(ours.logits(x)).max()) / 10))
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     rows = {"max_logit_difference": err}
 
@@ -103,21 +107,25 @@ def main():
                      "torchattacks": summary(x[:m], theirs, their_success, "l2")}
 
     # Auto-PGD (Croce & Hein, 2020) on the cross-entropy and the DLR loss, and the Square
-    # attack, at MNIST's eps = 0.3: success rates (their random draws differ from ours, so
-    # the examples do not). Ours also on the live module (interop.TorchModel): the same
-    # examples as on the converted net, which is what TorchModel promises.
+    # attack, at --eps (0.1: at MNIST's 0.3 both libraries break every image of an
+    # undistilled net): success rates (their random draws differ from ours, so the examples
+    # do not). Ours also on the live module (interop.TorchModel): in float32 torch and our
+    # kernels round the gradients differently, and a sign step on a component near 0 can
+    # go the other way, so after 100 steps a pixel may sit at the other edge of the ball
+    # (the float64 tests ask for equality); the successes are compared.
     m, live = args.apgd_images, nd.interop.TorchModel(net)
     for loss in ("ce", "dlr"):
-        r = nd.attacks.apgd(ours, x[:m], y[:m], eps=0.3, loss=loss, steps=args.apgd_steps)
-        r_live = nd.attacks.apgd(live, x[:m], y[:m], eps=0.3, loss=loss, steps=args.apgd_steps)
-        theirs = torchattacks.APGD(net, norm="Linf", eps=0.3, steps=args.apgd_steps,
-                                   loss=loss, seed=0)(tx[:m], ty[:m]).numpy()
+        r = nd.attacks.apgd(ours, x[:m], y[:m], eps=args.eps, loss=loss, steps=args.apgd_steps)
+        r_live = nd.attacks.apgd(live, x[:m], y[:m], eps=args.eps, loss=loss, steps=args.apgd_steps)
+        theirs = torchattacks.APGD(net, norm="Linf", eps=args.eps, steps=args.apgd_steps,
+                                   loss=loss, seed=0)(tx[:m], ty[:m]).detach().numpy()
         rows[f"apgd_{loss}"] = _peer_row(torch, net, x[:m], y[:m], r, theirs, "linf", r_live)
-    r = nd.attacks.square(ours, x[:m], y[:m], eps=0.3, queries=args.square_queries, p_init=0.3)
-    r_live = nd.attacks.square(live, x[:m], y[:m], eps=0.3, queries=args.square_queries,
+    r = nd.attacks.square(ours, x[:m], y[:m], eps=args.eps, queries=args.square_queries,
+                          p_init=0.3)
+    r_live = nd.attacks.square(live, x[:m], y[:m], eps=args.eps, queries=args.square_queries,
                                p_init=0.3)
-    theirs = torchattacks.Square(net, norm="Linf", eps=0.3, n_queries=args.square_queries,
-                                 p_init=0.3, seed=0)(tx[:m], ty[:m]).numpy()
+    theirs = torchattacks.Square(net, norm="Linf", eps=args.eps, n_queries=args.square_queries,
+                                 p_init=0.3, seed=0)(tx[:m], ty[:m]).detach().numpy()
     rows["square"] = _peer_row(torch, net, x[:m], y[:m], r, theirs, "linf", r_live)
 
     print(f"{common.machine()}; logits of the imported net equal torch's to {err:.1e}")
@@ -128,8 +136,9 @@ def main():
                  for side in ("npdistill", "torchattacks")]
         extra = f"; identical pixels {row['identical_pixels']:.4%}" if "identical_pixels" in row \
             else ""
-        if "torch_model_same_examples" in row:
-            extra += f"; TorchModel: the same examples {row['torch_model_same_examples']}"
+        if "torch_model" in row:
+            extra += (f"; on TorchModel: {row['torch_model']['success']:.0%} success, examples "
+                      f"within {row['torch_model']['max_difference']:.1e}")
         print(f"{attack:6s} {cells[0]}  |  {cells[1]}{extra}")
     common.report(args, rows)
 
