@@ -6,7 +6,8 @@
 - ``ProgressArg``: what every long call takes as ``progress=`` (npdistill.progress):
   True, False, None or a callable given a ``ProgressEvent``.
 - ``Model``: what the attacks, the Jacobian and the metrics run on — any
-  ``npdistill.Passes`` (a ``Sequential``, a converted PyTorch net).
+  ``npdistill.Passes`` (a ``Sequential``, a converted PyTorch net, a live one behind
+  ``interop.TorchModel``).
 """
 from __future__ import annotations
 
