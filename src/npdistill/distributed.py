@@ -230,7 +230,10 @@ def map_attack(attack, model, x, y=None, *, target=None, client=None, shards=Non
         pieces (default: the cluster's worker threads, at most one image each);
     progress : for the shards as they finish (True, False, None, callable; see
         npdistill.progress). The attack itself runs with progress=False on the workers.
-    Returns one AttackResult, as the direct call would.
+    Returns one AttackResult, as the direct call would -- except for an attack's random
+    draws (PGD's random start, APGD's, Square's), which each shard makes from ``seed`` for
+    its own images: the examples then depend on the shards (``evaluate`` fixes them, so
+    its numbers do not depend on the cluster).
     """
     if not callable(attack):
         raise TypeError(f"attack must be an attack function (e.g. npdistill.attacks.fgsm), "
