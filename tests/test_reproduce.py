@@ -292,6 +292,10 @@ def _dask_workers(pid, count, deadline=120):
         time.sleep(0.2)
 
 
+# ~100 s of a CI run near its 20 minutes: run with -m slow. The fast path keeps Dask's
+# lost workers (tests/test_distributed.py: every worker killed at once, none left, a task
+# that kills its workers) and the reproduction's resumption (a second run, a damaged file).
+@pytest.mark.slow
 def test_a_run_on_two_dask_workers_killed_midway_resumes_to_the_serial_answer(run, tmp_path):
     # Two worker processes with the cores shared out (the CLI's rule) do the arithmetic of
     # a serial run on all the cores: the products are cut in pieces fixed by the shapes
