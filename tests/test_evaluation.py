@@ -70,11 +70,10 @@ def test_images_misclassified_clean_are_not_robust_and_not_attacked(toy):
 
 def test_the_pieces_do_not_change_a_deterministic_attack(toy):
     model, x, y, _ = toy
-    whole = nd.evaluate(model, x, y, attacks=["fgsm", ("apgd-dlr", {"steps": 10})],
-                        eps=(0.2, 0.3), chunk=100)
-    pieces = nd.evaluate(model, x, y, attacks=["fgsm", ("apgd-dlr", {"steps": 10})],
-                         eps=(0.2, 0.3), chunk=7)
-    np.testing.assert_array_equal(whole.broken[:, 0], pieces.broken[:, 0])   # FGSM
+    whole = nd.evaluate(model, x, y, attacks=["fgsm"], eps=(0.2, 0.3), chunk=100)
+    pieces = nd.evaluate(model, x, y, attacks=["fgsm"], eps=(0.2, 0.3), chunk=7)
+    np.testing.assert_array_equal(whole.broken, pieces.broken)
+    assert whole.broken.any() and not whole.broken.all()
 
 
 def test_the_table_json_and_figure_say_what_was_measured(evaluated, tmp_path):

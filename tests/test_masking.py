@@ -36,7 +36,7 @@ def test_a_saturated_net_is_flagged_by_the_checks_that_see_masking(reports):
         "accuracy not monotone": False,
         "zero or non-finite gradients": True}
     numbers = {check.name: check.numbers for check in report.checks}
-    assert numbers["zero or non-finite gradients"]["all_zero"] == 1.0
+    assert numbers["zero or non-finite gradients"]["all_zero_images"] == 1.0
     assert numbers["loss-scale sensitivity"]["apgd_ce"] == 0.0
     assert numbers["loss-scale sensitivity"]["apgd_dlr"] >= 0.8
     # the measurements are the evaluation's own numbers at eps

@@ -134,7 +134,7 @@ def _evaluate_command(args):
             (args.state_dict is None):
         raise UsageError("give MODEL.npz, or --arch NAME with --state-dict FILE (not both)")
     _choose_backend(args)
-    from .evaluation import ATTACKS, evaluate
+    from .evaluation import evaluate
     from .nn.model import load_model
     model = load_model(args.model) if args.model else _from_state_dict(args.arch,
                                                                         args.state_dict)
@@ -144,8 +144,8 @@ def _evaluate_command(args):
     x = x.astype(model.dtype, copy=False)
     settings = {"pgd": {"steps": args.steps}, "apgd-ce": {"steps": args.steps},
                 "apgd-dlr": {"steps": args.steps}, "square": {"queries": args.queries}}
-    attacks = [(name, {**ATTACKS[name][2], **{k: v for k, v in settings.get(name, {}).items()
-                                              if v is not None}}) for name in args.attacks]
+    attacks = [(name, {k: v for k, v in settings.get(name, {}).items() if v is not None})
+               for name in args.attacks]               # evaluate adds each attack's defaults
     print(f"{args.dataset}: {_plural(len(x), 'test image')}; {', '.join(args.attacks)} at "
           f"eps {' '.join(f'{e:g}' for e in args.eps)} ({args.norm})", file=sys.stderr)
     with _dask_client(args) as client:

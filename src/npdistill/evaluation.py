@@ -38,6 +38,7 @@ from .attacks.fgsm import norm_key
 from .distributed import concatenate, map_attack
 from .placement import passes
 from .progress import Progress
+from .runs import read_cached
 from .typing import Clip, Images, Labels, Model, Norm, PathArg, ProgressArg
 
 # name -> (label, attack, its options): what evaluate's `attacks` may name
@@ -323,25 +324,28 @@ class _Parts:
              "function": f"{function.__module__}.{function.__qualname__}",
              "settings": settings}, default=repr))
 
-    def read(self, label, function, settings):
-        path = self._path(label)
-        if not path.exists():
-            return None
+    def _parsed(self, path):
+        """The file's (key, record, seconds); a ValueError where it is damaged."""
         try:
             doc = json.loads(path.read_text())
             broken = np.asarray(doc["broken"], bool)
-            if broken.shape != (len(self.common["eps"]), self.common["shape"][0]):
-                raise ValueError(f"a record of shape {broken.shape}")
-        except (ValueError, KeyError, TypeError) as exc:
-            aside = path.with_name(path.name + ".damaged")
-            path.replace(aside)
-            self._say(f"{path} is damaged ({exc}): moved to {aside.name}, attacking again")
+            key, seconds = doc["key"], float(doc["seconds"])
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"no {exc}") from None
+        if broken.shape != (len(self.common["eps"]), self.common["shape"][0]):
+            raise ValueError(f"a record of shape {broken.shape}")
+        return key, broken, seconds
+
+    def read(self, label, function, settings):
+        path = self._path(label)
+        saved = read_cached(path, self._parsed, "attacking again", self._say)
+        if saved is None:
             return None
-        if doc.get("key") != self._key(label, function, settings):
+        if saved[0] != self._key(label, function, settings):
             self._say(f"{path} was measured with other settings: attacking again")
             return None
         self._say(f"reusing {path}")
-        return broken, float(doc["seconds"])
+        return saved[1:]
 
     def write(self, label, function, settings, broken, seconds):
         self.folder.mkdir(parents=True, exist_ok=True)

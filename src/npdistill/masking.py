@@ -190,11 +190,19 @@ def _monotone(ev, margin):
                  {"largest_rise": float(rise), "attack": ev.attacks[worst]})
 
 
+def gradient_zeros(grad: np.ndarray) -> dict[str, float]:
+    """Of input gradients (N, ...): the share of components exactly 0, of images whose
+    whole gradient is 0 (FGSM cannot move them), and of non-finite components."""
+    flat = grad.reshape(len(grad), -1)
+    return {"zero_fraction": float((flat == 0).mean()),
+            "all_zero_images": float((flat == 0).all(axis=1).mean()),
+            "nonfinite_fraction": float((~np.isfinite(flat)).mean())}
+
+
 def _gradients(model, x, y, margin):
-    g = loss_gradient(passes(model), x, y).reshape(len(x), -1)
-    zero = float((g == 0).all(axis=1).mean())
-    nonfinite = float((~np.isfinite(g)).any(axis=1).mean())
+    row = gradient_zeros(loss_gradient(passes(model), x, y))
+    zero, nonfinite = row["all_zero_images"], row["nonfinite_fraction"]
     return Check("zero or non-finite gradients",
-                 f"{_share(zero)} of the images have an input gradient of exactly 0, "
-                 f"{_share(nonfinite)} a non-finite one", bool(zero > margin or nonfinite > 0),
-                 {"all_zero": zero, "nonfinite": nonfinite})
+                 f"{_share(zero)} of the images have an input gradient of exactly 0; "
+                 f"{nonfinite:.1%} of its components are not finite",
+                 bool(zero > margin or nonfinite > 0), row)

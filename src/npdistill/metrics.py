@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._checks import check_images, check_labels, check_positive
-from .masking import MaskingReport, masking_report
+from .masking import MaskingReport, gradient_zeros, masking_report
 from .nn.softmax import softmax_seed
 from .placement import passes
 from .progress import Progress
@@ -95,13 +95,6 @@ def amplitude_histogram(amplitudes: npt.ArrayLike,
     return counts / max(len(values), 1)
 
 
-def _masking_row(grad):
-    flat = grad.reshape(len(grad), -1)
-    return {"zero_fraction": float((flat == 0).mean()),
-            "all_zero_images": float((flat == 0).all(axis=1).mean()),
-            "nonfinite_fraction": float((~np.isfinite(flat)).mean())}
-
-
 def gradient_masking(model: Model, x: Images, y: Labels, T: float = 1.0,
                      batch_size: int = 64) -> dict[str, dict[str, float]]:
     """How much of each attack's input gradient is exactly 0 or not finite, in the model's dtype.
@@ -131,7 +124,7 @@ def gradient_masking(model: Model, x: Images, y: Labels, T: float = 1.0,
         parts["cw"].append(model.backward(seed, param_grads=False))
     grads = {name: np.concatenate(p) for name, p in parts.items()}
     grads["jsma"] = _predicted_class_gradient(model, x, T, batch_size)
-    return {name: _masking_row(grads[name]) for name in ("fgsm", "jsma", "cw")}
+    return {name: gradient_zeros(grads[name]) for name in ("fgsm", "jsma", "cw")}
 
 
 def roc_auc(negative_scores: npt.ArrayLike, positive_scores: npt.ArrayLike) -> float:

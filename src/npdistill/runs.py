@@ -98,10 +98,11 @@ def _reused(path, progress):
     _task_done(progress, path.name)
 
 
-def _read_cached(path, read, progress, heal, redo):
+def read_cached(path, read, redo, tell, heal=True):
     """read(path), or None where there is no file; a file that fails its checks (a
-    ValueError: damaged, truncated) is moved aside to <name>.damaged and None returned
-    (``heal``; else the error is raised). ``redo``: what the run does instead, said."""
+    ValueError: damaged, truncated) is moved aside to <name>.damaged, ``tell`` told so and
+    None returned (``heal``; else the error is raised). ``redo``: what the run does
+    instead. The run cache of the reproductions and of ``evaluate(cache=)``."""
     if not path.exists():
         return None
     try:
@@ -112,14 +113,14 @@ def _read_cached(path, read, progress, heal, redo):
                              f"aside and computes it again") from exc
         aside = path.with_name(path.name + ".damaged")
         path.replace(aside)
-        say(progress, f"{path} is damaged ({exc}): moved to {aside.name}, {redo}")
+        tell(f"{path} is damaged ({exc}): moved to {aside.name}, {redo}")
         return None
 
 
 def _saved_model(path, key, progress, heal=True):
     """The model saved at ``path`` with training settings ``key``, or None (a damaged
-    file: see _read_cached)."""
-    model = _read_cached(path, load_model, progress, heal, "retraining")
+    file: see read_cached)."""
+    model = read_cached(path, load_model, "retraining", lambda m: say(progress, m), heal)
     if model is None:
         return None
     if model.metadata.get("reproduce") == key:
@@ -139,8 +140,9 @@ def _save_model(path, key, model, progress):
 
 def _saved_measure(path, key, progress, heal=True):
     """(row, examples, seconds) saved at ``path`` with ``key``, or None (a damaged file:
-    see _read_cached)."""
-    saved = _read_cached(path, read_archive, progress, heal, "measuring again")
+    see read_cached)."""
+    saved = read_cached(path, read_archive, "measuring again", lambda m: say(progress, m),
+                        heal)
     if saved is None:
         return None
     arrays, meta = saved
