@@ -3,7 +3,7 @@
     python -m bench.interop_torchattacks [--images 100] [--jsma-images 20] [--cw-images 20]
                                          [--cw-steps 100] [--apgd-images 100]
                                          [--apgd-steps 100] [--square-queries 1000]
-                                         [--eps 0.1]
+                                         [--eps 0.1] [--eps-l2 2.0]
                                          [--model m.npz] [--json]
 
 The cached 3-epoch MNIST net is exported with ``interop.to_torch`` (the PyTorch model a
@@ -18,7 +18,9 @@ both see the same first test images. Same attack settings on both sides:
   step at c = 1 without abort-early, the same problem);
 - APGD on the cross-entropy and on the DLR loss, and Square (p_init 0.3, ``--square-queries``),
   ``--eps`` (0.1), untargeted: success and mean L-inf; ours also on ``interop.TorchModel(net)``,
-  the live module, which must give the converted net's examples.
+  the live module, which must give the converted net's examples;
+- Square in L2 (p_init 0.1, the paper's, ``--square-queries``) at ``--eps-l2`` (2.0):
+  success and mean L2, ours also on the live module.
 
 This compares answers, not speed (torch is in this process; see jsma_speed.py and
 cw_speed.py for timings, each contender in its own process).
@@ -56,6 +58,7 @@ def main():
     parser.add_argument("--cw-steps", type=int, default=100)
     parser.add_argument("--apgd-images", type=int, default=100)
     parser.add_argument("--eps", type=float, default=0.1, help="APGD's and Square's budget")
+    parser.add_argument("--eps-l2", type=float, default=2.0, help="Square L2's budget")
     parser.add_argument("--apgd-steps", type=int, default=100)
     parser.add_argument("--square-queries", type=int, default=1000)
     parser.add_argument("--model", help="a saved model (default: the cached 3-epoch net)")
@@ -127,9 +130,15 @@ def main():
     theirs = torchattacks.Square(net, norm="Linf", eps=args.eps, n_queries=args.square_queries,
                                  p_init=0.3, seed=0)(tx[:m], ty[:m]).detach().numpy()
     rows["square"] = _peer_row(torch, net, x[:m], y[:m], r, theirs, "linf", r_live)
+    square_l2 = dict(eps=args.eps_l2, norm=2, queries=args.square_queries, p_init=0.1)
+    r = nd.attacks.square(ours, x[:m], y[:m], **square_l2)
+    r_live = nd.attacks.square(live, x[:m], y[:m], **square_l2)
+    theirs = torchattacks.Square(net, norm="L2", eps=args.eps_l2, n_queries=args.square_queries,
+                                 p_init=0.1, seed=0)(tx[:m], ty[:m]).detach().numpy()
+    rows["square_l2"] = _peer_row(torch, net, x[:m], y[:m], r, theirs, "l2", r_live)
 
     print(f"{common.machine()}; logits of the imported net equal torch's to {err:.1e}")
-    for attack in ("fgsm", "jsma", "cw_l2", "apgd_ce", "apgd_dlr", "square"):
+    for attack in ("fgsm", "jsma", "cw_l2", "apgd_ce", "apgd_dlr", "square", "square_l2"):
         row = rows[attack]
         cells = [f"{side}: {row[side]['success']:.0%} success, " + ", ".join(
             f"{k} {v:.3g}" for k, v in row[side].items() if k != "success" and v is not None)

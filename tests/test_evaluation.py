@@ -98,7 +98,7 @@ def test_the_table_json_and_figure_say_what_was_measured(evaluated, tmp_path):
     np.testing.assert_allclose(worst.get_ydata(), 100 * ev.robust_accuracy)
 
 
-def test_l2_leaves_square_out_and_takes_any_attack_function(toy):
+def test_l2_takes_every_default_attack_and_any_attack_function(toy):
     model, x, y, _ = toy
 
     def nothing(model, x, y, *, eps, norm, clip, progress):
@@ -109,10 +109,16 @@ def test_l2_leaves_square_out_and_takes_any_attack_function(toy):
                      eps=(1.0, 3.0), norm=2)
     assert ev.norm == "2" and ev.attacks == ("FGSM", "no-op")
     assert not ev.broken[:, 1].any() and ev.broken[1, 0].any()
-    default = nd.evaluate(model, x[:4], y[:4], eps=(1.0,), norm=2)
-    assert default.attacks == ("FGSM", "PGD-CE", "APGD-CE", "APGD-DLR")     # no Square
-    with pytest.raises(ValueError, match="attack 'Square' is L-inf only, but norm='2'"):
-        nd.evaluate(model, x[:10], y[:10], attacks=["square"], norm=2)
+    default = nd.evaluate(model, x[:4], y[:4], eps=(4.0,), norm=2, attacks=None)
+    assert default.attacks == ("FGSM", "PGD-CE", "APGD-CE", "APGD-DLR", "Square")
+    square = nd.attacks.square(model, x[:4], y[:4], eps=4.0, norm=2)
+    assert square.success.any()
+    np.testing.assert_array_equal(default.broken[0, 4], square.success)
+
+    def linf_only(model, x, y, *, eps, clip, progress):
+        return nothing(model, x, y, eps=eps, norm=2, clip=clip, progress=progress)
+    with pytest.raises(ValueError, match="attack 'mine' is L-inf only, but norm='2'"):
+        nd.evaluate(model, x[:10], y[:10], attacks=[("mine", linf_only, {})], norm=2)
 
 
 def test_an_attack_leaving_its_budget_is_an_error_not_a_success(toy):

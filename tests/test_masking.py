@@ -74,12 +74,14 @@ def test_a_single_step_attack_beating_an_iterative_one_is_flagged(toy):
     assert check.numbers["fgsm"] > check.numbers["pgd"] + 0.05
 
 
-def test_l2_runs_without_square(toy):
+def test_in_l2_square_sees_through_the_masking_too(toy):
     model, x, y, _ = toy
-    report = nd.metrics.masking_report(model, x[:12], y[:12], eps=2.0, norm=2, options=FAST)
-    assert "Square" not in report.evaluation.attacks
-    assert verdicts(report)["gradient-free beats gradient-based"] is None
-    assert "not run" in report.table()
+    report = nd.metrics.masking_report(saturated(model, 1e4), x[:20], y[:20], eps=2.0,
+                                       norm=2, options=FAST)
+    assert report.evaluation.attacks[-1] == "Square" and report.evaluation.norm == "2"
+    check = report.checks[1]
+    assert check.name == "gradient-free beats gradient-based" and check.flagged
+    assert check.numbers["square"] >= 0.5 and check.numbers["best_gradient"] == 0
     np.testing.assert_allclose(report.evaluation.eps[-1], 8.0)    # the box's diagonal, 8x8
 
 

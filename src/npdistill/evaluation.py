@@ -5,8 +5,7 @@ the evaluation a paper reports (Croce & Hein, 2020; Carlini et al., 2019).
 
 The default set holds the attacks distillation's masking cannot fool beside those it
 does: FGSM and PGD on the cross-entropy, APGD on the cross-entropy and on the
-scale-invariant DLR loss, and the gradient-free Square attack (L-inf only: left out of
-the default set for norm=2).
+scale-invariant DLR loss, and the gradient-free Square attack, in L-inf or L2.
 
 Each attack runs on the images the model classifies correctly, in pieces of at most
 ``chunk`` images; with ``client=`` the same pieces run on Dask (``distributed.map_attack``),
@@ -155,9 +154,9 @@ def _percent(value):
 
 def _attack_list(attacks, norm):
     """[(label, function, options)] from names, (name, options) or (label, function,
-    options) entries; None: the default set (without Square for norm=2)."""
+    options) entries; None: the default set."""
     if attacks is None:
-        attacks = [a for a in DEFAULT_ATTACKS if norm == "inf" or a != "square"]
+        attacks = DEFAULT_ATTACKS
     if isinstance(attacks, str) or not isinstance(attacks, Sequence) or not attacks:
         raise TypeError(f"attacks must be a non-empty list of attack names (from "
                         f"{sorted(ATTACKS)}), (name, options) or (label, function, options), "
@@ -224,7 +223,7 @@ def evaluate(model: Model, x: Images, y: Labels, *,
     attacks : names from ``evaluation.ATTACKS`` ("fgsm", "pgd", "apgd-ce", "apgd-dlr",
         "square"), a (name, options) pair to change an attack's settings (e.g. ("pgd",
         {"steps": 10})), or (label, function, options) for any function with an attack's
-        signature; default: all five (Square left out for norm=2)
+        signature; default: all five
     eps : the budgets, increasing (0 gives the clean accuracy as a point of the curve)
     norm : "inf" or 2, for every attack that takes one
     clip : the input box; seed : given to every attack that takes one

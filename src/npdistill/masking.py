@@ -13,7 +13,7 @@ attacks that should agree, or states something every honest evaluation shows:
   leads nowhere.
 - ``gradient-free beats gradient-based``: the Square attack, which never reads a
   gradient, breaks more than the gradient attacks on the cross-entropy (FGSM, PGD,
-  APGD-CE). (L-inf only: no Square for L2.)
+  APGD-CE).
 - ``loss-scale sensitivity``: APGD on the DLR loss, which does not change when the logits
   are scaled, breaks more than APGD on the cross-entropy, which does: the masking lives in
   the softmax's scale.
@@ -52,10 +52,10 @@ ROLES = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "square")   # the attacks the che
 @dataclass
 class Check:
     """One check: its ``name``, what it ``measured`` (in words and as ``numbers``), and
-    whether it points at masking (``flagged``; None where it could not run)."""
+    whether it points at masking (``flagged``)."""
     name: str
     measured: str
-    flagged: bool | None
+    flagged: bool
     numbers: dict[str, Any] = field(default_factory=dict)
 
 
@@ -78,7 +78,7 @@ class MaskingReport:
 
     def table(self) -> str:
         """A markdown table: each check, its measurement and verdict."""
-        verdict = {True: "**masking**", False: "clear", None: "not run"}
+        verdict = {True: "**masking**", False: "clear"}
         lines = ["| check | measured | verdict |", "|---|---|---|"]
         lines += [f"| {c.name} | {c.measured} | {verdict[c.flagged]} |" for c in self.checks]
         summary = (f"gradient masking: {', '.join(self.flagged)} point at it"
@@ -106,7 +106,7 @@ def masking_report(model: Model, x: Images, y: Labels, *, eps: float = 0.3,
                    client: Any = None, progress: ProgressArg = None) -> MaskingReport:
     """The masking checklist (module docstring) for ``model`` on (x, y) at budget ``eps``.
 
-    Runs ``evaluate`` with FGSM, PGD-CE, APGD-CE, APGD-DLR and Square (L-inf) at eps / 3,
+    Runs ``evaluate`` with FGSM, PGD-CE, APGD-CE, APGD-DLR and Square at eps / 3,
     2 eps / 3, eps and the whole clip box, and the cross-entropy's input gradient once.
     options : per attack name (from ``evaluation.ATTACKS``), settings to change, e.g.
         {"square": {"queries": 1000}} (default: the papers')
@@ -126,17 +126,16 @@ def masking_report(model: Model, x: Images, y: Labels, *, eps: float = 0.3,
             raise TypeError(f"options[{name!r}] must be a dict, got {type(settings).__name__}")
     model.check_images(x, box=(lo, hi))
     y = check_labels(y, len(x), model.num_classes)
-    roles = [r for r in ROLES if norm == "inf" or r != "square"]
     width = (hi - lo) * (1 if norm == "inf" else math.sqrt(x[0].size))
     # eps / 3 and 2 eps / 3 as a person writes them (0.1, not 0.09999999999999999)
     thirds = [float(f"{eps * k / 3:.12g}") for k in (1, 2)]
     budgets = tuple(sorted({*thirds, eps, max(width, eps * 1.0001)}))
-    ev = evaluate(model, x, y, attacks=[(r, dict(options.get(r, {}))) for r in roles],
+    ev = evaluate(model, x, y, attacks=[(r, dict(options.get(r, {}))) for r in ROLES],
                   eps=budgets, norm=2 if norm == "2" else "inf", clip=(lo, hi), seed=seed,
                   client=client, progress=progress)
     at = budgets.index(eps)
-    broke = dict(zip(roles, ev.success_rate[at]))            # each attack's success at eps
-    labels = {r: ATTACKS[r][0] for r in roles}
+    broke = dict(zip(ROLES, ev.success_rate[at]))            # each attack's success at eps
+    labels = {r: ATTACKS[r][0] for r in ROLES}
     checks = [_single_step(broke, margin), _gradient_free(broke, labels, margin),
               _loss_scale(broke, margin), _unbounded(ev, budgets[-1], margin),
               _monotone(ev, margin), _gradients(model, x, y, margin)]
@@ -151,9 +150,6 @@ def _single_step(broke, margin):
 
 
 def _gradient_free(broke, labels, margin):
-    if "square" not in broke:
-        return Check("gradient-free beats gradient-based", "no gradient-free attack for L2",
-                     None)
     best = max(("pgd", "apgd-ce", "fgsm"), key=lambda r: broke[r])     # ties: the iterative
     return Check("gradient-free beats gradient-based",
                  f"Square breaks {_share(broke['square'])}, the best gradient attack on the "

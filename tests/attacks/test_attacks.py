@@ -33,6 +33,8 @@ CASES = [
     (apgd, dict(eps=0.4, steps=20, loss="ce", seed=1), "targeted", ("linf", 0.4)),
     (square, dict(eps=0.3, queries=300, p_init=0.3, seed=1), "untargeted", ("linf", 0.3)),
     (square, dict(eps=0.4, queries=300, p_init=0.3, seed=1), "targeted", ("linf", 0.4)),
+    (square, dict(eps=2.0, norm=2, queries=300, p_init=0.3, seed=1), "untargeted", ("l2", 2.0)),
+    (square, dict(eps=2.5, norm=2, queries=300, p_init=0.3, seed=1), "targeted", ("l2", 2.5)),
 ]
 IDS = [f"{a.__name__}-{goal}-{i}" for i, (a, _, goal, _) in enumerate(CASES)]
 
