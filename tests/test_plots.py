@@ -122,8 +122,16 @@ def test_an_amplitude_that_is_zero_even_in_float64_is_said_not_left_blank():
                       "cw_zero_fraction": 0.0, "median_amplitude_float64": amplitude}
                for name, amplitude in (("baseline", 1e-3), ("20", 1e-200), ("100", 0.0))}
     fig = nd.plots.zero_gradients(numbers)
-    notes = [t for t in fig.axes[1].texts if "even\nin float64" in t.get_text()]
+    notes = [t for t in fig.axes[1].texts if "even in float64" in t.get_text()]
     assert len(notes) == 1 and notes[0].get_position()[0] == 2
+    # several nets at 0 side by side: one note each, none running into the next
+    numbers.update({name: dict(numbers["100"]) for name in ("30", "40", "50")})
+    fig = nd.plots.zero_gradients(numbers)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    boxes = [t.get_window_extent(renderer) for t in fig.axes[1].texts
+             if "even in float64" in t.get_text()]
+    assert len(boxes) == 4 and all(a.x1 < b.x0 for a, b in zip(boxes, boxes[1:]))
 
 
 def test_model_tick_labels_do_not_run_into_each_other():

@@ -66,8 +66,8 @@ def zero_gradients(numbers: Mapping[str, Any], path: PathArg | None = None) -> F
     b.set_ylim(bottom=floor, top=max(1.0, amplitude.max() * 100))
     b.set_xlim(-0.6, len(names) - 0.4)                   # a net at 0 keeps its place
     for i in np.flatnonzero(amplitude == 0):
-        b.text(i, floor * 10, "0, even\nin float64", ha="center", va="bottom", fontsize=8,
-               color="C3")
+        b.text(i, floor * 10, "0 even in float64", ha="center", va="bottom", fontsize=8,
+               color="C3", rotation=90)         # upright: side by side for adjacent nets
     model_ticks(b, names)
     b.set_ylabel("median of mean |dF_c/dx| per image")
     b.axhline(TINY32, color="k", ls=":", lw=1)
