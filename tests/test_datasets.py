@@ -7,12 +7,14 @@ import tarfile
 import threading
 import time
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import npdistill as nd
 from npdistill import datasets
+from npdistill._download import part_file
 from npdistill.__main__ import main
 
 
@@ -136,7 +138,10 @@ def test_cifar10_binary_batches(tmp_path):
 class Handler(http.server.SimpleHTTPRequestHandler):
     """Serves a folder; answers 403 under /forbidden/, as a mirror that stopped serving does;
     under /dropped/ cuts each file after half its announced length, under /endless/ sends
-    bytes without end, under /stalled/ sends its headers and then nothing for 5 s."""
+    bytes without end, under /stalled/ sends its headers and then nothing for 5 s; under
+    /ranged/ honours Range requests, and /cut/ does too but breaks a transfer from the
+    start halfway. ``ranges``: the Range header of each /ranged/ or /cut/ request."""
+    ranges: list = []
 
     def do_GET(self):
         if self.path.startswith("/forbidden/"):
@@ -157,8 +162,27 @@ class Handler(http.server.SimpleHTTPRequestHandler):
             except OSError:                          # the client gave up: as it should
                 pass
             self.close_connection = True
+        elif self.path.startswith(("/ranged/", "/cut/")):
+            self._ranged()
         else:
             super().do_GET()
+
+    def _ranged(self):
+        data = (Path(self.directory) / self.path.split("/", 2)[2]).read_bytes()
+        asked = self.headers.get("Range")
+        Handler.ranges.append(asked)
+        start = int(asked.removeprefix("bytes=").rstrip("-")) if asked else 0
+        if start >= len(data):
+            self.send_error(416)
+            return
+        self.send_response(206 if asked else 200)
+        if asked:
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        cut = self.path.startswith("/cut/") and not asked
+        self.wfile.write(data[start:len(data) // 2] if cut else data[start:])
+        self.close_connection = cut
 
     def log_message(self, *args):
         pass
@@ -169,6 +193,7 @@ def server(tmp_path):
     root = tmp_path / "served"
     root.mkdir()
     handler = partial(Handler, directory=str(root))
+    Handler.ranges.clear()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -265,3 +290,68 @@ def test_the_cli_downloads_past_a_forbidden_and_a_tampered_mirror(tmp_path, serv
     assert sum(line.endswith("MD5 verified") for line in err) == 4
     assert main(["train", "--epochs", "1", "--quiet"]) == 0               # found in the cache now
     assert "downloading" not in capsys.readouterr().err
+
+
+def _served_file(root, name="blob.bin", size=200_000):
+    data = np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes()
+    (root / name).write_bytes(data)
+    return data, {name: hashlib.md5(data).hexdigest()}
+
+
+def _parts(folder):
+    return sorted(p.name for p in folder.glob(".*.part"))
+
+
+def test_an_interrupted_download_continues_where_it_stopped(tmp_path, server):
+    root, url = server
+    data, checksums = _served_file(root)
+    got = tmp_path / "got"
+    with pytest.raises(ValueError, match="dropped after 100,000 of 200,000 bytes"):
+        datasets.fetch("mnist", got, ["blob.bin"], mirrors=[url + "cut/"], checksums=checksums)
+    assert not (got / "blob.bin").exists()                       # never under its name
+    (part,) = got.glob(".blob.bin.*.part")
+    assert part.stat().st_size == 100_000
+    datasets.fetch("mnist", got, ["blob.bin"], mirrors=[url + "cut/"], checksums=checksums)
+    assert Handler.ranges == [None, "bytes=100000-"]           # continued, not restarted
+    assert (got / "blob.bin").read_bytes() == data and _parts(got) == []
+
+
+def test_a_part_the_server_cannot_continue_starts_again_and_a_bad_one_is_dropped(tmp_path,
+                                                                                server):
+    root, url = server
+    data, checksums = _served_file(root)
+    got = tmp_path / "got"
+    got.mkdir()
+    plain = url + "blob.bin"                    # SimpleHTTPRequestHandler ignores Range
+    part_file(got / "blob.bin", plain).write_bytes(data[:5000])
+    datasets.fetch("mnist", got, ["blob.bin"], mirrors=[url], checksums=checksums)
+    assert (got / "blob.bin").read_bytes() == data and _parts(got) == []
+    (got / "blob.bin").unlink()
+    part_file(got / "blob.bin", url + "ranged/blob.bin").write_bytes(b"x" * 5000)  # damaged
+    with pytest.raises(ValueError, match="MD5 .*expected"):
+        datasets.fetch("mnist", got, ["blob.bin"], mirrors=[url + "ranged/"],
+                       checksums=checksums)
+    assert Handler.ranges == ["bytes=5000-"] and _parts(got) == []
+    assert not (got / "blob.bin").exists()
+    datasets.fetch("mnist", got, ["blob.bin"], mirrors=[url + "ranged/"], checksums=checksums)
+    assert (got / "blob.bin").read_bytes() == data and Handler.ranges[-1] is None
+
+
+def test_a_download_reports_its_progress_in_kilobytes(tmp_path, server):
+    root, url = server
+    data, checksums = _served_file(root, size=3_500_000)
+    events = []
+    datasets.fetch("mnist", tmp_path, ["blob.bin"], mirrors=[url], checksums=checksums,
+                   progress=events.append)
+    assert events and {e.unit for e in events} == {"kB"} and events[-1].total == 3500
+    assert events[-1].done == 3500 and [e.done for e in events] == sorted(e.done for e in events)
+    assert events[-1].stage == "download blob.bin"
+
+
+def test_the_cache_honours_xdg_cache_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("NPDISTILL_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert datasets.data_roots() == [tmp_path / "xdg" / "npdistill"]
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert datasets.data_roots() == [tmp_path / "home" / ".cache" / "npdistill"]
