@@ -198,8 +198,6 @@ def test_evaluate_end_to_end_resumes_and_reads_a_state_dict(tmp_path, capsys):
      "--arch: no architecture 'resnet50'; expected one of"),
     (["evaluate", "m.npz", "--eps", "0.3", "0.1", "--out", "OUT"], 1,
      r"eps must be increasing, got \[0.3, 0.1\]"),
-    (["evaluate", "m.npz", "--norm", "2", "--attacks", "square", "--out", "OUT"], 1,
-     "attack 'Square' is L-inf only"),
 ])
 def test_evaluate_refuses_what_it_cannot_do(argv, status, message, tmp_path, capsys):
     write_mnist(tmp_path / "mnist", n_train=4, n_test=5)

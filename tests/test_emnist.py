@@ -11,6 +11,7 @@ import pytest
 
 import npdistill as nd
 from npdistill import datasets
+from npdistill.__main__ import main
 from tests.test_datasets import idx_bytes, server  # noqa: F401  (server: a fixture)
 
 BALANCED = [str(d) for d in range(10)] + [chr(c) for c in range(65, 91)] + \
@@ -129,3 +130,12 @@ def test_the_emnist_net_takes_pixels_and_has_47_classes():
     np.testing.assert_allclose(model.logits(x), inner.logits((x - 0.1751) / 0.3332),
                                rtol=1e-5, atol=1e-5)
     assert nd.architectures.emnist_net(classes=26, normalize=None).num_classes == 26
+
+
+def test_the_cli_trains_the_emnist_net_on_the_split(tmp_path, capsys):
+    write(tmp_path / "emnist", split_files(n_train=40, n_test=10))
+    assert main(["train", "--dataset", "emnist", "--data", str(tmp_path), "--epochs", "1",
+                 "--quiet", "--out", str(tmp_path / "net.npz")]) == 0
+    assert "emnist: 40 training and 10 test images" in capsys.readouterr().err
+    model = nd.load_model(tmp_path / "net.npz")
+    assert model.num_classes == 47 and model.metadata["name"] == "emnist_net"
