@@ -180,7 +180,12 @@ def papernot_torch_net(torch):
 def test_a_real_torch_net_gives_torchs_logits_and_fgsm_on_real_mnist(mnist):
     torch = require("torch")
     _, (x, y) = mnist
-    x, y = x[:100], y[:100]
+    # dithered: MNIST's blank background makes whole max-pool windows tie exactly, and each
+    # library breaks a tie its own way (torch by its convolution's position-dependent
+    # rounding, npdistill's im2col path by the first index), which routes the gradient to
+    # another pixel (~3% of the pixels' signs differ on undithered images off AVX-512)
+    dither = np.random.default_rng(0).uniform(0, 0.04, x[:100].shape)
+    x, y = (x[:100] * 0.96 + dither).astype(np.float32), y[:100]
     net = papernot_torch_net(torch)
     model = interop.from_torch(net)
     assert model.architecture() == nd.architectures.papernot_mnist().architecture()
@@ -192,9 +197,8 @@ def test_a_real_torch_net_gives_torchs_logits_and_fgsm_on_real_mnist(mnist):
     torch.nn.functional.cross_entropy(z_t, torch.from_numpy(y), reduction="sum").backward()
     theirs = torch.clamp(x_t + 0.3 * x_t.grad.sign(), 0, 1).detach().numpy()
     r = nd.attacks.fgsm(model, x, y, eps=0.3)
-    # The same step but for ~0.03% of the pixels: in flat image regions a pooling window's
-    # values are equal in exact arithmetic, and float32 rounding (which differs between the
-    # two convolution codes) picks the window's maximum, so the gradient's route.
+    # The same step but for a few pixels in 100,000 (0.004% on the im2col path, float32):
+    # a gradient component within rounding of 0 can take the other sign.
     assert np.mean(r.x_adv != theirs) < 1e-3
     with torch.no_grad():
         their_success = (net(torch.from_numpy(theirs)).argmax(1).numpy() != y).mean()
