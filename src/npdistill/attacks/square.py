@@ -95,7 +95,8 @@ def square(model: Model, x: Images, y: Labels | None = None, *, target: Labels |
 
 class _Search:
     """The random search one batch at a time: ``start`` the first point, ``propose`` one
-    query's proposals for the images not yet broken (``active``); the rest is shared."""
+    query's proposals for the images not yet broken (``active``; ``adv`` is their own copy
+    of the best points, free to be written over); the rest is shared."""
 
     def __init__(self, model, targeted, eps, lo, hi, queries, p_init, rng):
         self.model, self.targeted, self.eps, self.lo, self.hi = model, targeted, eps, lo, hi
@@ -147,9 +148,8 @@ class _SearchInf(_Search):
         side = self.side(query, h, w)
         at = self.window(c, self.corners(n, h, w, side), side)
         signs = self.rng.choice([-self.eps, self.eps], size=(n, c, 1, 1)).astype(clean.dtype)
-        proposal = adv.copy()
-        proposal[at] = np.clip(clean[at] + signs, self.lo, self.hi)
-        return proposal
+        adv[at] = np.clip(clean[at] + signs, self.lo, self.hi)
+        return adv
 
 
 def bump(side: int, transposed: bool = False) -> FloatArray:
