@@ -35,6 +35,19 @@ def _mnist_folder():
     return None
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Each test leaves this process's environment as it found it, fixtures included: a
+    Dask LocalCluster a test starts itself writes OMP_NUM_THREADS=1 (and more) into it
+    each time a nanny spawns a worker, and every later subprocess (a notebook kernel, a
+    CLI run) would otherwise run on one core."""
+    saved = dict(os.environ)
+    yield
+    if dict(os.environ) != saved:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def mnist_dir():
     """The real MNIST folder. Missing data fails under CI and skips elsewhere."""

@@ -1,4 +1,6 @@
 """Dask: sharded attacks equal the direct call (dask.distributed is an optional extra)."""
+import os
+
 import numpy as np
 import pytest
 
@@ -81,6 +83,14 @@ def test_concatenate_keeps_the_order_and_refuses_a_mix(toy):
     with pytest.raises(ValueError, match="targeted and untargeted"):
         nd_distributed.concatenate([parts[0], nd.attacks.tgsm(model, x[:3], target=target[:3])])
 
+
+
+def test_a_local_cluster_leaves_this_process_environment_as_it_was():
+    before = dict(os.environ)
+    with nd_distributed.cluster(workers=1, say=lambda line: None) as client:
+        assert client.submit(os.environ.get, "OMP_NUM_THREADS", pure=False).result() == \
+            str(os.cpu_count() or 1)
+    assert dict(os.environ) == before
 
 
 # --- a run outlives its workers (npdistill.runs.Runner on a LocalCluster) -----------------

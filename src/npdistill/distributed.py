@@ -73,23 +73,24 @@ def worker_environ(threads, backend=None):
 def _spawn_environ(values):
     """``values`` in the environment Dask's nannies give the worker processes they spawn.
     They must be set before a worker imports numpy (Dask's env= lands later), through its
-    pre-spawn environment — where this process's own variables win, and Dask writes that
-    environment into this process (OMP_NUM_THREADS=1 ...) when it spawns: so both are set
-    while the cluster starts, and this process's restored after."""
+    pre-spawn environment — where this process's own variables win. Dask writes into this
+    process's environment (OMP_NUM_THREADS=1, MALLOC_TRIM_THRESHOLD_, PYTHONHASHSEED ...)
+    each time a nanny spawns a worker, at the start or to replace a lost one: so ``values``
+    are set here while the cluster lives, and the whole environment is put back as it was
+    after (left at one thread, a subprocess this process starts later - a notebook kernel,
+    a CLI run - would run its kernels on one core)."""
     import dask
 
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
     spawn = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **values}
+    saved = dict(os.environ)
+    os.environ.update(values)
     try:
         with dask.config.set({"distributed.nanny.pre-spawn-environ": spawn}):
             yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        if dict(os.environ) != saved:
+            os.environ.clear()
+            os.environ.update(saved)
 
 
 @contextlib.contextmanager
