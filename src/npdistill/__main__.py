@@ -18,7 +18,7 @@ from . import datasets, kernels
 from ._checks import check_output_dir, check_output_file
 from ._files import remove_stale_temporaries, removed_note, write_text
 from ._version import __version__
-from .benchmarks import BENCHMARKS
+from .benchmarks import BENCHMARKS, REPRODUCIBLE, reproduction
 from .distributed import WorkLost, cluster
 from .train import train
 
@@ -188,20 +188,23 @@ def _from_state_dict(arch, path):
 
 
 def _distillation_run(args):
-    """reproduce: (the function, its settings from the flags, its name)."""
-    from .reproduce import reproduce, settings_from
-
+    """reproduce: (the function, its settings from the flags, its name): the protocol of
+    the data set's study (the registry's, benchmarks.py)."""
+    dataset = args.dataset or "mnist"
+    protocol = reproduction(dataset)
+    unknown = [a for a in args.attacks or () if a not in protocol.ATTACK_CHOICES]
+    if unknown:
+        raise UsageError(f"--attacks: {', '.join(unknown)} not measured on {dataset} "
+                         f"(choose among {' '.join(protocol.ATTACK_CHOICES)})")
     temperatures = args.temperatures and tuple(int(t) if t.is_integer() else t
                                                for t in args.temperatures)
-    settings = settings_from(args.quick, dataset=args.dataset or "mnist",
-                             temperatures=temperatures, epochs=args.epochs,
-                             batch_size=args.batch_size, train_limit=args.train_limit,
-                             seed=args.seed,
-                             jsma_samples=args.jsma_samples, cw_images=args.cw_images,
-                             cw_iterations=args.cw_iterations, cw_batch=args.cw_batch,
-                             attacks=args.attacks and tuple(dict.fromkeys(args.attacks)),
-                             seeds=args.seeds)
-    return reproduce, settings, "reproduce"
+    settings = protocol.settings_from(
+        args.quick, dataset=dataset, temperatures=temperatures, epochs=args.epochs,
+        batch_size=args.batch_size, train_limit=args.train_limit, seed=args.seed,
+        jsma_samples=args.jsma_samples, cw_images=args.cw_images,
+        cw_iterations=args.cw_iterations, cw_batch=args.cw_batch,
+        attacks=args.attacks and tuple(dict.fromkeys(args.attacks)), seeds=args.seeds)
+    return protocol.reproduce, settings, f"reproduce --dataset {dataset}"
 
 
 def _defenses_run(args):
@@ -276,7 +279,8 @@ def _common_flags(p, dataset_words):
 
 def build_parser():
     from .evaluation import ATTACKS, DEFAULT_ATTACKS
-    from .reproduce import ATTACK_CHOICES, DATASETS
+    from .reproduce import ATTACK_CHOICES
+    from .reproduce_emnist import ATTACK_CHOICES as EMNIST_ATTACKS
 
     parser = argparse.ArgumentParser(prog="npdistill", description=__doc__,
                                      formatter_class=_HelpFormatter)
@@ -310,28 +314,33 @@ def build_parser():
     p.set_defaults(run=_train_command)
 
     r = commands.add_parser("reproduce", formatter_class=_HelpFormatter,
-                            help="defensive distillation on MNIST: the papers' tables and figures",
-                            description="Defensive distillation on MNIST, end to end: the papers' "
-                                        "tables and figures. Trained models and measures in "
-                                        "OUT are reused, so an interrupted run resumes.")
+                            help="defensive distillation: the papers' tables and figures",
+                            description="Defensive distillation on MNIST, CIFAR-10 or EMNIST, end "
+                                        "to end: the papers' tables and figures. Trained models "
+                                        "and measures in OUT are reused, so an interrupted run "
+                                        "resumes.")
     r.add_argument("--out", required=True, type=Path, metavar="FOLDER",
                    help="folder for results.json, results.md, the figures and the models")
     r.add_argument("--quick", action="store_true",
                    help="under 5 minutes on 2 cores: 5 nets on the whole split, 2 epochs each, "
                         "T in {20, 100}, JSMA, FGSM and CW L2 on a few images, the "
-                        "papers' claims checked (CIFAR-10: 3,000 images)")
+                        "papers' claims checked (CIFAR-10: 3,000 images; EMNIST: 20,000, "
+                        "T in {10, 100}, I-FGSM on 2,000 test images, each CW attack on 5)")
     r.add_argument("--defenses", action="store_true",
                    help="instead: undefended, distilled (T=50), adversarially trained and "
                         "gradient-regularized nets under FGSM / TGSM, their transfer matrix, "
                         "and the mutation-testing detector")
-    _common_flags(r, "MNIST or CIFAR-10")
-    r.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="mnist (default) or cifar10 (the CIFAR-10 net; FGSM eps 8/255; "
-                        "--data: the folder holding cifar-10-batches-bin's files)")
+    _common_flags(r, "MNIST, CIFAR-10 or EMNIST")
+    r.add_argument("--dataset", choices=REPRODUCIBLE, default=None,
+                   help="mnist (default), cifar10 (the CIFAR-10 net; FGSM eps 8/255; "
+                        "--data: the folder holding cifar-10-batches-bin's files) or emnist "
+                        "(the balanced split and the course report's protocol: its net, "
+                        "I-FGSM at class 46, CW against every distilled net)")
     r.add_argument("--temperatures", type=positive_float, nargs="+", default=None, metavar="T",
-                   help="default: 1 2 5 10 20 30 40 50 100 (--quick: 20 100)")
+                   help="default: 1 2 5 10 20 30 40 50 100 (--quick: 20 100); EMNIST: 1 2 5 "
+                        "10 35 50 100 (--quick: 10 100)")
     r.add_argument("--epochs", type=positive_int, default=None,
-                   help="per net (default 3; --quick 2)")
+                   help="per net (default 3, EMNIST 50; --quick 2)")
     r.add_argument("--batch-size", type=positive_int, default=None, metavar="N",
                    help="SGD batch per net (default: the net's, the papers' 128; --quick 64)")
     r.add_argument("--train-limit", type=positive_int, default=None, metavar="N",
@@ -341,7 +350,8 @@ def build_parser():
                    help="train every net with K seeds (SEED .. SEED+K-1, each in OUT/seed<S>) "
                         "and report each cell as the mean and range over them (default 1)")
     r.add_argument("--jsma-samples", type=positive_int, default=None, metavar="N",
-                   help="N images x 9 targets (default 100; --quick 10)")
+                   help="N images x the 9 other classes (EMNIST: 46) as targets (default 100, "
+                        "EMNIST 20; --quick 10, EMNIST 2)")
     r.add_argument("--cw-images", type=positive_int, default=None, metavar="N",
                    help="default 20 (--quick 20, CIFAR-10 3; --defenses 100, with --quick 8)")
     r.add_argument("--cw-iterations", type=positive_int, default=None, metavar="N",
@@ -350,9 +360,11 @@ def build_parser():
     r.add_argument("--cw-batch", type=positive_int, default=None, metavar="N",
                    help="CW attacks its images N at a time (default 10): the batches one "
                         "after another, or side by side on Dask workers, the same answer")
-    r.add_argument("--attacks", nargs="+", default=None, choices=ATTACK_CHOICES,
-                   help="default: jsma fgsm cw (--quick: jsma fgsm cw_l2); cw_l2, cw_linf, "
-                        "cw_l0: one CW norm (measures already in OUT/measures are reused)")
+    r.add_argument("--attacks", nargs="+", default=None,
+                   choices=tuple(dict.fromkeys(ATTACK_CHOICES + EMNIST_ATTACKS)),
+                   help="default: jsma fgsm cw (--quick: jsma fgsm cw_l2; EMNIST: jsma ifgsm "
+                        "cw); cw_l2, cw_linf, cw_l0: one CW norm (measures already in "
+                        "OUT/measures are reused)")
     r.add_argument("--no-recompute", action="store_true",
                    help="stop at a saved net or measure in OUT that fails its checks "
                         "(default: move it aside to NAME.damaged, say so, compute it again)")
