@@ -165,7 +165,7 @@ def evaluate(model, name, settings, test, rng_seed, progress=True):
     row["gradient_masking"] = metrics.gradient_masking(model, x_test[g], y_test[g])
     if "jsma" in settings.attacks:
         pick = rng.choice(len(x_test), settings.jsma_samples, replace=False)
-        say(progress, f"{name}: JSMA on {len(pick)} samples x 9 targets")
+        say(progress, f"{name}: JSMA on {len(pick)} samples x {model.num_classes - 1} targets")
         r = attacks.jsma_all_targets(model, x_test[pick], y_test[pick], theta=1.0, gamma=0.145,
                                      progress=False)
         ok = r.success
