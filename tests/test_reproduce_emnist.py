@@ -64,7 +64,7 @@ def test_the_quick_study_measures_what_the_report_does(run):
             assert counts[46] == r["to_target"][name]
     # a bigger budget sends at least as many images to the target
     assert ifgsm["step"]["to_target"]["baseline"] >= ifgsm["total"]["to_target"]["baseline"]
-    assert set(ifgsm["direct"]) == {"10", "100"}
+    assert set(ifgsm["on_itself"]) == {"10", "100"}
     assert set(results["cw"]) == {"l2", "linf", "l0"}
     for goals in results["cw"].values():
         assert set(goals) == {"untargeted", "targeted"}

@@ -89,9 +89,14 @@ QUICK_CIFAR10 = replace(QUICK, batch_size=None, decay_every=None, decay_factor=N
                         cw_binary_steps=3)
 
 
-def _key(name):
+def model_key(name):
     """"baseline", or the temperature written as in the papers' tables ("20", "2.5")."""
     return name if name == "baseline" else f"{name:g}"
+
+
+def measure_path(folder, name, what):
+    """Where a measure ``what`` of the net ``name`` ("baseline" or a temperature) is saved."""
+    return folder / f"{'baseline' if name == 'baseline' else f'T{model_key(name)}'}_{what}.npz"
 
 
 def train_seconds(runner, models, teachers):
@@ -139,8 +144,8 @@ def submit_models(settings, data, out_dir, progress, runner):
     for T in settings.temperatures:
         say(progress, f"temperature {T}: teacher, then its distilled student")
         teacher = models["baseline"] if float(T) == 1.0 else runner.model(
-            folder / f"teacher_T{_key(T)}.npz", key, trained, float(T), settings.seed)
-        models[T] = runner.model(folder / f"student_T{_key(T)}.npz",
+            folder / f"teacher_T{model_key(T)}.npz", key, trained, float(T), settings.seed)
+        models[T] = runner.model(folder / f"student_T{model_key(T)}.npz",
                                  lambda teacher, _: {**key, "teacher": teacher.checksum()},
                                  distilled, teacher, float(T))
         teachers.append(teacher)
@@ -309,23 +314,20 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
     def label(name):
         return "the baseline" if name == "baseline" else f"T={name}"
 
-    def saved_at(name, what):
-        return folder / f"{'baseline' if name == 'baseline' else f'T{_key(name)}'}_{what}.npz"
-
     def measure_cw(name, norm):
         say(progress, f"Carlini-Wagner {norm} on {label(name)}")
         # its batches: side by side on Dask workers
         measures[name, f"cw_{norm}"] = runner.split_measure(
-            saved_at(name, f"cw_{norm}"), {**keys[name][1], "norm": norm}, cw_piece, cw_row,
-            cw_batches(settings), (models[name], norm, settings, test, settings.seed + 2000),
-            inside)
+            measure_path(folder, name, f"cw_{norm}"), {**keys[name][1], "norm": norm},
+            cw_piece, cw_row, cw_batches(settings),
+            (models[name], norm, settings, test, settings.seed + 2000), inside)
 
     for name, model in runner.as_ready(handles):       # on Dask: as each net comes back
         models[name], keys[name] = model, measure_keys(settings, model, test)
         # one seed for every model: the same samples are attacked on each
         measures[name, "attacks"] = runner.measure(
-            saved_at(name, "attacks"), keys[name][0], evaluate, model, label(name), settings,
-            test, settings.seed + 1000, inside)
+            measure_path(folder, name, "attacks"), keys[name][0], evaluate, model, label(name),
+            settings, test, settings.seed + 1000, inside)
         if client is not None and name in cw_nets:
             for norm in cw_norms(settings.attacks):    # the longest tasks: start them first
                 measure_cw(name, norm)
@@ -341,12 +343,12 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
         (name, f"cw_{norm}") for norm in cw_norms(settings.attacks) for name in cw_nets]
     for name, what in order:
         row, example, spent = runner.value(measures[name, what])
-        examples.setdefault(_key(name), {}).update(example)
+        examples.setdefault(model_key(name), {}).update(example)
         seconds += spent
         if what == "attacks":
-            rows[_key(name)] = row
+            rows[model_key(name)] = row
         else:
-            cw.setdefault(_key(name), {})[what[len("cw_"):]] = row
+            cw.setdefault(model_key(name), {})[what[len("cw_"):]] = row
     trained = train_seconds(runner, models, teachers)
     results = {"settings": {**asdict(settings), "train_images": len(x_train),
                             "test_images": len(x_test),

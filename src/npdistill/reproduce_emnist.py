@@ -34,8 +34,8 @@ from ._files import write_text
 from .benchmarks import benchmark
 from .distributed import concatenate
 from .placement import passes
-from .reproduce import (CW_ATTACKS, EXAMPLES, Settings, _key, cw_batches, cw_norms, evaluate,
-                        measure_keys, submit_models, train_seconds)
+from .reproduce import (CW_ATTACKS, EXAMPLES, Settings, cw_batches, cw_norms, evaluate,
+                        measure_keys, measure_path, model_key, submit_models, train_seconds)
 from .runs import Runner, RunProgress, load_data, percent, remove_stale, say
 from .train import data_checksum
 
@@ -123,28 +123,28 @@ def ifgsm_measure(models, settings, test, rng_seed, progress=True):
         predicted = {name: net.predict(adv) for name, net in nets.items()}
         row[reading] = {
             "step": step, "eps": eps,
-            "to_target": {_key(n): int((p == aim).sum()) for n, p in predicted.items()},
-            "accuracy": {_key(n): float((p == y).mean()) for n, p in predicted.items()},
-            "histogram": {_key(n): np.bincount(p, minlength=classes).tolist()
+            "to_target": {model_key(n): int((p == aim).sum()) for n, p in predicted.items()},
+            "accuracy": {model_key(n): float((p == y).mean()) for n, p in predicted.items()},
+            "histogram": {model_key(n): np.bincount(p, minlength=classes).tolist()
                           for n, p in predicted.items()}}
         if reading == "step":
             k = min(EXAMPLES, len(x))
             examples["ifgsm"] = (x[:k], adv[:k], target[:k].tolist(),
                                  (predicted["baseline"][:k] == aim).tolist())
             row["examples"] = {"label": y[:k].tolist(),
-                               "clean": {_key(n): net.predict(x[:k]).tolist()
+                               "clean": {model_key(n): net.predict(x[:k]).tolist()
                                          for n, net in nets.items()},
-                               "adversarial": {_key(n): p[:k].tolist()
+                               "adversarial": {model_key(n): p[:k].tolist()
                                                for n, p in predicted.items()}}
     step, eps = ifgsm_readings(settings)["step"]
-    row["direct"] = {}
+    row["on_itself"] = {}
     for name, net in nets.items():
         if name == "baseline":
             continue
-        say(progress, f"I-FGSM -> class {aim} crafted on T={_key(name)} itself")
+        say(progress, f"I-FGSM -> class {aim} crafted on T={model_key(name)} itself")
         r = attacks.bim(net, x, target=target, eps=eps, steps=settings.ifgsm_steps,
                         step_size=step, progress=False)
-        row["direct"][_key(name)] = int(r.success.sum())
+        row["on_itself"][model_key(name)] = int(r.success.sum())
     return row, examples
 
 
@@ -177,7 +177,8 @@ def cw_row(pieces, base, students, norm, goal, settings, test, rng_seed):
     and what each distilled net of ``students`` ({name: model}) makes of its examples."""
     x, y, target = cw_images(settings, test, rng_seed, base.num_classes)
     r = concatenate(pieces)
-    fooled = {_key(name): passes(net).predict(r.x_adv) != y for name, net in students.items()}
+    fooled = {model_key(name): passes(net).predict(r.x_adv) != y
+              for name, net in students.items()}
     row = {"images": len(x), "success": r.success_rate,
            "mean_distortion": float(getattr(r, norm)[r.success].mean()) if r.success.any()
            else None,
@@ -239,8 +240,8 @@ def reproduce(out_dir, settings=EmnistSettings(), data_path=None, progress=True,
 
     measures = {}
     for name, model in models.items():
-        saved = folder / f"{'baseline' if name == 'baseline' else f'T{_key(name)}'}_attacks.npz"
-        measures[name] = runner.measure(saved, measure_keys(settings, model, test)[0],
+        measures[name] = runner.measure(measure_path(folder, name, "attacks"),
+                                        measure_keys(settings, model, test)[0],
                                         evaluate, model, label(name), settings, test,
                                         settings.seed + 1000, inside)
     if "ifgsm" in settings.attacks:
@@ -271,8 +272,8 @@ def reproduce(out_dir, settings=EmnistSettings(), data_path=None, progress=True,
             cw.setdefault(what[0], {})[what[1]] = row
             examples.setdefault("baseline", {}).update(example)
         else:
-            rows[_key(what)] = row
-            examples.setdefault(_key(what), {}).update(example)
+            rows[model_key(what)] = row
+            examples.setdefault(model_key(what), {}).update(example)
     trained = train_seconds(runner, models, teachers)
     results = {"settings": {**asdict(settings), "train_images": len(x_train),
                             "test_images": len(test[0]),
@@ -327,10 +328,11 @@ def markdown_table(results):
         reported = paper["ifgsm"]
         for reading in ("step", "total"):
             r = ifgsm[reading]
+            report = (f"about {_count(reported['to_target'], reported['images'])}"
+                      if reading == "step" and whole else "-")
             lines.append(f"| I-FGSM -> class {aim} ({ifgsm['steps']} steps of {r['step']:g}, "
                          f"eps {r['eps']:g}), crafted on and given to the undistilled net: "
-                         f"images in class {aim} | "
-                         f"{'about ' + _count(reported['to_target'], reported['images']) if reading == 'step' and whole else '-'} | "
+                         f"images in class {aim} | {report} | "
                          f"{_count(r['to_target']['baseline'], n)} |")
         r = ifgsm["step"]
         for T in temps:
@@ -338,7 +340,7 @@ def markdown_table(results):
                       if T in reported["transfer_accuracy"] else "-")
             lines.append(f"| the same images given to T = {T}: classified correctly | "
                          f"{report} | {percent(r['accuracy'][T])} |")
-        for T, hits in ifgsm["direct"].items():
+        for T, hits in ifgsm["on_itself"].items():
             lines.append(f"| I-FGSM -> class {aim} crafted on T = {T} itself: images in "
                          f"class {aim} | - | {_count(hits, n)} |")
     for norm, goals in results["cw"].items():
