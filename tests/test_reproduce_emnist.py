@@ -96,6 +96,17 @@ def test_a_second_run_reuses_every_net_and_measure(run, capsys):
         assert again[part] == first[part], part
 
 
+@pytest.mark.slow
+def test_on_dask_workers_the_study_gives_the_serial_runs_numbers(run, tmp_path):
+    root, _, serial = run
+    out = tmp_path / "dask"
+    assert main(["reproduce", "--data", str(root), "--out", str(out), "--workers", "2",
+                 *FLAGS]) == 0
+    spread = json.loads((out / "results.json").read_text())
+    for part in ("models", "ifgsm", "cw"):
+        assert spread[part] == serial[part], part
+
+
 def test_the_registry_picks_the_reports_protocol_and_refuses_what_it_does_not_measure(tmp_path,
                                                                                        capsys):
     assert reproduction("emnist") is reproduce_emnist
