@@ -25,6 +25,12 @@ EXTENSIONS = {
     "npdistill._ext.threads": ["ext/threads.pyx"],
 }
 
+# the C headers an extension includes: a change to one rebuilds it
+HEADERS = {
+    "npdistill._ext.direct": ["ext/direct_conv.h", "ext/direct_tile.h"],
+    "npdistill._ext.pool": ["ext/pool_kernels.h"],
+}
+
 
 def openmp_flags():
     """Return (compile_args, link_args) for OpenMP, or ([], []) where it is absent."""
@@ -51,9 +57,13 @@ def extensions():
     compile_args, link_args = openmp_flags()
     # -g0 after Python's own CFLAGS (which carry -g): no debug info, 1.4 MB -> 0.26 MB a module
     optimise = [] if sys.platform == "win32" else ["-O3", "-g0"]
+    # NPDISTILL_NO_X86_KERNELS=1: a build without the x86 intrinsics (the direct
+    # convolution), as on aarch64: the portable path (im2col + BLAS) everywhere
+    macros = [("NPD_NO_X86_KERNELS", "1")] if os.environ.get("NPDISTILL_NO_X86_KERNELS") else []
     modules = [
         Extension(name, sources, extra_compile_args=optimise + compile_args,
-                  extra_link_args=link_args)
+                  extra_link_args=link_args, define_macros=macros,
+                  depends=HEADERS.get(name, []))
         for name, sources in EXTENSIONS.items()
     ]
     return cythonize(modules, include_path=["ext"], language_level=3)

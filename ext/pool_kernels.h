@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__)
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && !defined(NPD_NO_X86_KERNELS)
 #define NPD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define NPD_CLONES

@@ -10,6 +10,7 @@ import importlib.util
 import os
 import warnings
 
+from . import isa as _isa
 from . import threads as _threads
 
 # GNU OpenMP reads its wait policy once, when the compiled kernels load it below; a value
@@ -56,15 +57,16 @@ else:
         _missing["winograd"] = str(exc)
     else:
         _impl["cython"]["winograd"] = _cython_winograd
-    try:        # the direct convolution: AVX-512 only (ext/direct_conv.h); elsewhere im2col
+    try:        # the direct convolution: AVX-512 or AVX2 (ext/direct_conv.h); else im2col
         from .._ext import direct as _cython_direct
     except ImportError as exc:
         _missing["direct"] = str(exc)
     else:
-        if _cython_direct.supported():
+        if _cython_direct.best() > 0:
             _impl["cython"]["direct"] = _cython_direct
         else:
-            _missing["direct"] = "this CPU has no AVX-512F: the convolutions run im2col"
+            _missing["direct"] = ("this CPU has neither AVX-512F nor AVX2 + FMA (or the "
+                                  "build left the x86 kernels out): the convolutions run im2col")
     try:        # one OpenMP team for the kernels and NumPy's BLAS (threads.py)
         from .._ext import threads as _cython_threads
     except ImportError as exc:
@@ -175,5 +177,21 @@ def implementation(module):
 
 def has(module):
     """Whether the active backend implements the kernels ``module`` (cuda: no "winograd";
-    only "cython" on a CPU with AVX-512F has "direct")."""
+    only "cython" on a CPU with AVX-512F or AVX2 has "direct", unless NPDISTILL_ISA caps it
+    at "baseline")."""
+    if module == "direct" and module in _impl[backend()]:
+        return isa_level() > 0
     return module in _impl[backend()]
+
+
+def isa_level():
+    """The level the direct kernels run at now: 2 AVX-512, 1 AVX2, 0 none (kernels/isa.py:
+    the most this build and CPU run, under NPDISTILL_ISA's or use_isa's cap)."""
+    direct = _impl.get("cython", {}).get("direct")
+    return _isa.capped(direct.best() if direct is not None else 0)
+
+
+def isa():
+    """The instruction set the direct convolution runs now: "avx512", "avx2" or
+    "baseline" (im2col)."""
+    return _isa.name(isa_level())

@@ -5,7 +5,7 @@ direct.py, winograd.py; ext/). kernels/convolution.py puts them together per alg
 """
 import numpy as np
 
-from .backends import implementation
+from .backends import implementation, isa_level
 from .layout import channels_last, contiguous, conv_output_size, empty_nchw, reusable_buffer
 from .products import chunks
 from .reference import conv as _numpy_conv
@@ -93,7 +93,7 @@ def direct_correlate(x, W, pads, bias=None, rectify=False):
     y = np.empty((len(x), oh, ow, F), np.float32)
     bias = np.zeros(F, np.float32) if bias is None else np.ascontiguousarray(bias, np.float32)
     implementation("direct").correlate(x, _numpy_direct.packed(W.astype(np.float32, copy=False)),
-                                       bias, kh, kw, pads[0], pads[2], y, rectify)
+                                       bias, kh, kw, pads[0], pads[2], y, rectify, isa_level())
     return y
 
 
@@ -110,7 +110,7 @@ def direct_weight_gradient(x, dy, pads, kernel_size):
     contiguous("dy", dy, np.float32, 4)
     k, C, F = kernel_size, x.shape[3], dy.shape[3]
     acc = np.zeros((chunks(len(x)), k * k * C, F), np.float32)
-    implementation("direct").weight_gradient(x, dy, k, k, pads[0], pads[2], acc)
+    implementation("direct").weight_gradient(x, dy, k, k, pads[0], pads[2], acc, isa_level())
     return np.ascontiguousarray(acc.sum(axis=0).reshape(k, k, C, F).transpose(3, 2, 0, 1))
 
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import _version
 from . import threads
-from .backends import backend
+from .backends import backend, isa
 from .convolution import conv_algorithm
 
 SIMD = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
@@ -98,6 +98,7 @@ def environment():
         "blas": {"numpy": _blas(np.show_config), "scipy": _blas(scipy.show_config)},
         "backend": backend(),
         "convolution": convolution,
+        "isa": isa(),
         "threads": {"cores": cores, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
                     "blas_threads": threads.blas_threads(),
                     "serial_blas": [os.path.basename(p) for p in threads.serial_libraries()]},
@@ -113,5 +114,7 @@ def summary(env):
     return (f"npdistill {env['npdistill']}" + (f" ({git})" if git else "")
             + f", Python {env['python']}, NumPy {env['numpy']}, SciPy {env['scipy']} "
             f"(OpenBLAS {blas}), backend {env['backend']}, convolution "
-            f"{env['convolution']['float32']}, {env['threads']['cores']} cores, "
+            f"{env['convolution']['float32']}"
+            + (f" ({env['isa']})" if env.get("isa", "baseline") != "baseline" else "")
+            + f", {env['threads']['cores']} cores, "
             f"{env['cpu']['model']} ({', '.join(env['cpu']['simd']) or 'no SIMD flags read'})")
