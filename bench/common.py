@@ -41,9 +41,15 @@ def report(args, payload):
         print(json.dumps(payload))
 
 
-def repeats_from_arguments(doc):
-    """Parse --quick / --json / --repeats for a timing bench: (repeats, args)."""
-    args = parser(doc, repeats=15, quick="3 repeats").parse_args()
+def repeats_from_arguments(doc, isa=False):
+    """Parse --quick / --json / --repeats (and, with ``isa``, --isa) for a timing bench:
+    (repeats, args)."""
+    made = parser(doc, repeats=15, quick="3 repeats")
+    if isa:
+        made.add_argument("--isa", choices=nd.kernels.ISAS, default=None,
+                          help="cap npdistill's kernels (NPDISTILL_ISA) and PyTorch's "
+                               "(ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA) at this set")
+    args = made.parse_args()
     return (3 if args.quick else args.repeats), args
 
 
@@ -101,13 +107,22 @@ def import_torch(threads=2):
     return torch
 
 
+# PyTorch's own caps of the same instruction sets (npdistill: NPDISTILL_ISA): ATen's
+# vectorized kernels and oneDNN's convolutions, both read when torch loads
+TORCH_ISA = {"avx512": {"ATEN_CPU_CAPABILITY": "avx512", "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"},
+             "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+             "baseline": {"ATEN_CPU_CAPABILITY": "default", "ONEDNN_MAX_CPU_ISA": "SSE41"}}
+
+
 class TorchWorker:
     """bench/torch_worker.py in a child process: PyTorch timed apart from npdistill's OpenMP."""
 
-    def __init__(self, device="cpu"):
+    def __init__(self, device="cpu", isa=None):
         env = dict(os.environ)
         if nd.kernels.WAIT_POLICY_SET_HERE:      # npdistill's setting, not the user's
             env.pop("OMP_WAIT_POLICY")
+        if isa is not None:                      # PyTorch capped as npdistill is
+            env.update(TORCH_ISA[isa])
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bench.torch_worker", "--device", device],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)

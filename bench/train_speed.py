@@ -6,7 +6,11 @@ architecture and weights) when it is installed; where a GPU is present, also
 npdistill's cuda backend (DeviceModel: data, weights and activations on the
 device) against PyTorch CUDA on the same device.
 
-    python -m bench.train_speed [--quick] [--json] [--repeats N]
+    python -m bench.train_speed [--quick] [--json] [--repeats N] [--isa avx2]
+
+``--isa SET`` caps both sides at one instruction set (npdistill: NPDISTILL_ISA; PyTorch:
+ATEN_CPU_CAPABILITY and ONEDNN_MAX_CPU_ISA), so that an AVX-512 machine measures the AVX2
+paths like for like.
 
 Images/s are medians over the repeats, after a warm-up; the contenders take
 turns in blocks of 5 calls (bench/common.py: timed_interleaved). PyTorch runs
@@ -93,17 +97,21 @@ def _simulated():
 
 
 def main():
-    repeats, args = common.repeats_from_arguments(__doc__)
+    repeats, args = common.repeats_from_arguments(__doc__, isa=True)
+    if args.isa:
+        nd.kernels.use_isa(args.isa)
     (x, y), _ = common.load_mnist()
     x, y = x[:1024], y[:1024]
-    print(f"machine: {common.machine()}; median of {repeats} interleaved repeats after a warm-up")
+    print(f"machine: {common.machine()}; median of {repeats} interleaved repeats after a warm-up; "
+          f"npdistill's direct kernels: {nd.kernels.isa()}"
+          + (f" (capped at {args.isa}, PyTorch too)" if args.isa else ""))
     contenders = {f"npdistill_{b}": npdistill_workloads(x, y, b)
                   for b in nd.kernels.available()[::-1] if b != "cuda"}
     if "npdistill_cython" in contenders:               # the convolutions before Winograd
         contenders["npdistill_cython_im2col"] = npdistill_workloads(x, y, "cython", "im2col")
     workers = {}
     try:
-        workers["torch"] = common.TorchWorker()
+        workers["torch"] = common.TorchWorker(isa=args.isa)
     except Exception as exc:       # PyTorch missing or broken: still measure npdistill
         print(f"PyTorch peer unavailable ({exc}); npdistill only", file=sys.stderr)
     if "cuda" in nd.kernels.available() and not _simulated():
@@ -127,7 +135,8 @@ def main():
         print(f"{name:<18} " + "   ".join(f"{k} {v:8,.0f} img/s" for k, v in rates.items()))
     best = results.get("npdistill_cython") or results["npdistill_numpy"]
     peer = results.get("torch", {})
-    summary = {"machine": common.machine(), "repeats": repeats,
+    summary = {"machine": common.machine(), "repeats": repeats, "isa": nd.kernels.isa(),
+               "isa_cap": args.isa,
                "npdistill_img_s": best["train_step_b128"],
                "torch_img_s": peer.get("train_step_b128"),
                "ratio_vs_torch": (best["train_step_b128"] / peer["train_step_b128"]) if peer else None,
