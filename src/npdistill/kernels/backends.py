@@ -179,8 +179,8 @@ def has(module):
     """Whether the active backend implements the kernels ``module`` (cuda: no "winograd";
     only "cython" on a CPU with AVX-512F or AVX2 has "direct", unless NPDISTILL_ISA caps it
     at "baseline")."""
-    if module == "direct" and module in _impl[backend()]:
-        return isa_level() > 0
+    if module == "direct":              # the cap read first: a bad NPDISTILL_ISA is refused
+        return isa_level() > 0 and module in _impl[backend()]
     return module in _impl[backend()]
 
 
