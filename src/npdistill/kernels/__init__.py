@@ -33,7 +33,8 @@ from .saliency import saliency_pairs
 from .threads import BLAS_THREADS, blas_threads
 
 __all__ = ["BACKENDS", "WAIT_POLICY_SET_HERE", "available", "backend", "has", "implementation",
-           "use", "using", "ISAS", "isa", "isa_level", "use_isa", "using_isa", "channels_last", "conv_output_size", "empty_nchw",
+           "use", "using", "ISAS", "isa", "isa_level", "use_isa", "using_isa", "channels_last",
+           "conv_output_size", "empty_nchw",
            "reusable_buffer", "im2col", "col2im", "im2col_weight_gradient", "gemm_weights",
            "layer_weights",
            "relu_forward", "relu_backward", "saliency_pairs", "maxpool_forward",

@@ -1,5 +1,5 @@
 """The convolution's kernels, pass by pass: im2col / col2im and the weight gradient by
-im2col + GEMM, the direct correlation (float32, AVX-512) and Winograd F(2x2, 3x3) /
+im2col + GEMM, the direct correlation (float32, AVX-512 or AVX2) and Winograd F(2x2, 3x3) /
 F(4x4, 3x3). Each checks and allocates, then calls the active backend (reference/conv.py,
 direct.py, winograd.py; ext/). kernels/convolution.py puts them together per algorithm.
 """

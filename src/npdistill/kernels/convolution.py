@@ -2,7 +2,7 @@
 shape and dtype (``conv_algorithm``, which ``use_conv`` or ``NPDISTILL_CONV`` steer) and
 returns the object that runs its passes.
 
-Each algorithm -- im2col + GEMM, the direct kernels (float32, AVX-512), Winograd
+Each algorithm -- im2col + GEMM, the direct kernels (float32, AVX-512 or AVX2), Winograd
 F(2x2, 3x3) / F(4x4, 3x3) -- is a class with the same two methods:
 
 - ``forward(x, W, bias=None, rectify=False)``: x (N, C, H, W) correlated with W (F, C, k, k),
@@ -37,8 +37,8 @@ def use_conv(name):
     """Make every convolution run as ``name``: "auto" (the default: ``conv_algorithm``'s
     rule), "im2col", "direct" (ext/direct_conv.h), or for 3x3 kernels "winograd2"
     (F(2x2, 3x3)) or "winograd4" (F(4x4, 3x3)). Overrides ``NPDISTILL_CONV``. Where the
-    active backend lacks an algorithm's kernels (float64 and CPUs without AVX-512F have no
-    direct kernels, cuda has neither), the convolution runs im2col."""
+    active backend lacks an algorithm's kernels (float64 and CPUs with neither AVX-512F
+    nor AVX2 have no direct kernels, cuda has neither), the convolution runs im2col."""
     global _conv_algorithm
     if name not in CONV_ALGORITHMS:
         raise ValueError(f"unknown convolution algorithm {name!r}: expected one of "
@@ -60,9 +60,10 @@ def using_conv(name):
 def conv_algorithm(in_channels, out_channels, kernel_size, out_h, out_w, dtype=np.float32):
     """The algorithm a convolution of this shape and dtype runs now: "im2col", "direct",
     "winograd2" or "winograd4". "auto" (the default) takes the direct kernels wherever
-    they run (float32, the "cython" backend on a CPU with AVX-512F), else im2col: on
-    the machine of bench/RESULTS.md the direct kernels beat im2col and Winograd on every
-    layer of the paper's net, and Winograd does not beat im2col."""
+    they run (float32, the "cython" backend on a CPU with AVX-512F or AVX2, under
+    NPDISTILL_ISA), else im2col: on the machines of bench/RESULTS.md the direct kernels
+    beat im2col and Winograd on the paper's net (AVX2: 1.2x im2col's training step), and
+    Winograd does not beat im2col."""
     chosen = _conv_algorithm or os.environ.get("NPDISTILL_CONV", "auto")
     if chosen not in CONV_ALGORITHMS:
         raise ValueError(f"NPDISTILL_CONV={chosen!r}: expected one of {CONV_ALGORITHMS}")
@@ -138,7 +139,7 @@ class Im2col:
 
 
 class Direct:
-    """The direct kernels (float32, AVX-512: no im2col matrix); the input gradient of a
+    """The direct kernels (float32, AVX-512 or AVX2: no im2col matrix); the input gradient of a
     layer with fewer than DIRECT_MIN_CHANNELS input channels is im2col's."""
 
     name = "direct"

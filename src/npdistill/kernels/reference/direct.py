@@ -2,8 +2,8 @@
 im2col + GEMM, which is what they are tested against.
 
 The compiled kernels compute them without the im2col matrix: each thread copies one
-image, zero-padded, into a buffer of its own and sums its products in AVX-512 registers
-(ext/direct_conv.h says how). Images are channels-last, x (N, H, W, C); weights come as
+image, zero-padded, into a buffer of its own and sums its products in AVX-512 or AVX2
+registers (ext/direct_conv.h says how). Images are channels-last, x (N, H, W, C); weights come as
 ``wt`` (kh*kw*C, F), rows in im2col's (a, b, c) order (``packed``). The padding is
 (pad_top, pad_left); the bottom and right padding follow from the output's size.
 """
