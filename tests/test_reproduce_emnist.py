@@ -120,3 +120,11 @@ def test_the_registry_picks_the_reports_protocol_and_refuses_what_it_does_not_me
     assert not (tmp_path / "o").exists()                 # refused before anything started
     with pytest.raises(ValueError, match="seeds: the EMNIST study runs one seed, got 3"):
         reproduce_emnist.settings_from(seeds=3)
+
+
+def test_a_target_class_the_split_lacks_is_refused_before_any_training(run, tmp_path):
+    root = run[0]
+    settings = reproduce_emnist.settings_from(quick=True, target_class=47)
+    with pytest.raises(ValueError, match=r"settings.target_class must lie in 0\.\.46, got 47"):
+        reproduce_emnist.reproduce(tmp_path / "out", settings, data_path=root, progress=False)
+    assert not (tmp_path / "out" / "models").exists()

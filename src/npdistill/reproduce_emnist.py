@@ -106,10 +106,7 @@ def ifgsm_measure(models, settings, test, rng_seed, progress=True):
     to every model ({name: model}); each other model also attacked directly. (row,
     examples)."""
     x, y = ifgsm_images(settings, test, rng_seed)
-    aim = settings.target_class
-    classes = models["baseline"].num_classes
-    if not 0 <= aim < classes:
-        raise ValueError(f"settings.target_class must lie in 0..{classes - 1}, got {aim}")
+    aim, classes = settings.target_class, models["baseline"].num_classes
     target = np.full(len(x), aim)
     nets = {name: passes(model) for name, model in models.items()}
     row = {"images": len(x), "target_class": aim, "steps": settings.ifgsm_steps,
@@ -221,6 +218,9 @@ def reproduce(out_dir, settings=EmnistSettings(), data_path=None, progress=True,
     runner = Runner(progress, client, heal)
     (x_train, y_train), test = load_data(data_path, settings.train_limit, download, chosen.load)
     classes = datasets.emnist_classes(data_path)
+    if "ifgsm" in settings.attacks and not 0 <= settings.target_class < len(classes):
+        raise ValueError(f"settings.target_class must lie in 0..{len(classes) - 1}, got "
+                         f"{settings.target_class}")
     out_dir.mkdir(parents=True, exist_ok=True)
     folder = out_dir / "measures"
     remove_stale(progress, out_dir, out_dir / "models", folder)
