@@ -29,7 +29,7 @@ from .distributed import concatenate
 from .placement import passes
 from .reproduce_report import (CLAIMS, claims, claims_over_seeds,  # noqa: F401
                                markdown_table, spread, spread_table)
-from .runs import Runner, RunProgress, load_data, remove_stale, say
+from .runs import Runner, RunProgress, load_data, remove_stale, say, write_results
 from .train import data_checksum, train
 
 TEMPERATURES = (1, 2, 5, 10, 20, 30, 40, 50, 100)
@@ -359,12 +359,9 @@ def reproduce(out_dir, settings=Settings(), data_path=None, progress=True, downl
                "measure_seconds": seconds, "train_seconds": sum(trained),
                "nets_timed": len(trained), "environment": kernels.environment()}
     results["claims"] = claims(results)
-    write_text(out_dir / "results.json", json.dumps(results, indent=1), "results")
-    write_text(out_dir / "results.md", markdown_table(results), "results table")
-    figures = plots.reproduction_figures(results, examples, out_dir)
-    say(progress, f"wrote {out_dir / 'results.json'}, results.md and {len(figures)} figures "
-                   f"in {results['seconds']:.0f} s")
-    return results
+    return write_results(out_dir, results, markdown_table(results),
+                         lambda: plots.reproduction_figures(results, examples, out_dir),
+                         progress)
 
 
 def _over_seeds(out_dir, settings, data_path, progress, download, client, heal):

@@ -13,7 +13,6 @@ examples of the undefended net.
 ``reproduce_defenses(out_dir)`` trains (or reloads from ``out_dir/models``)
 the four nets and writes results.json, results.md and PNG figures.
 """
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -22,13 +21,13 @@ import numpy as np
 
 from . import attacks, kernels, metrics
 from ._checks import check_output_dir
-from ._files import write_text
 from .defenses.adversarial_training import adversarial_training
 from .defenses.distillation import defensive_distillation
 from .defenses.gradient_regularization import gradient_regularization
 from .defenses.mutation_detection import MutationDetector
 from .nn import architectures
-from .runs import Runner, RunProgress, inner, load_data, percent, remove_stale, say
+from .runs import (Runner, RunProgress, inner, load_data, percent, remove_stale, say,
+                   write_results)
 from .train import data_checksum, train
 
 MODELS = ("undefended", "distilled", "adversarial", "gradient_regularized")
@@ -222,12 +221,8 @@ def reproduce_defenses(out_dir, settings=DefenseSettings(), data_path=None, prog
         "environment": kernels.environment(),
     }
     results["seconds"] = time.perf_counter() - began
-    write_text(out_dir / "results.json", json.dumps(results, indent=1), "results")
-    write_text(out_dir / "results.md", markdown_table(results), "results table")
-    figures = plots.defense_figures(results, out_dir)
-    say(progress, f"wrote {out_dir / 'results.json'}, results.md and {len(figures)} figures in "
-                  f"{results['seconds']:.0f} s")
-    return results
+    return write_results(out_dir, results, markdown_table(results),
+                         lambda: plots.defense_figures(results, out_dir), progress)
 
 
 def markdown_table(results):

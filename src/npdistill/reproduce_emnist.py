@@ -22,7 +22,6 @@ It writes results.json, results.md (measured beside the report's numbers, "-" wh
 gives none) and PNG figures; everything saved under ``out_dir`` is reused by a rerun, so a
 cut-off run resumes, and ``client=`` runs the nets and measures on Dask workers.
 """
-import json
 import time
 from dataclasses import asdict, dataclass, replace
 
@@ -30,13 +29,13 @@ import numpy as np
 
 from . import attacks, datasets, kernels
 from ._checks import check_output_dir, check_positive
-from ._files import write_text
 from .benchmarks import benchmark
 from .distributed import concatenate
 from .placement import passes
 from .reproduce import (CW_ATTACKS, EXAMPLES, Settings, cw_batches, cw_norms, evaluate,
                         measure_keys, measure_path, model_key, submit_models, train_seconds)
-from .runs import Runner, RunProgress, load_data, percent, remove_stale, say
+from .runs import (Runner, RunProgress, load_data, percent, remove_stale, say,
+                   write_results)
 from .train import data_checksum
 
 TEMPERATURES = (1, 2, 5, 10, 35, 50, 100)
@@ -174,17 +173,18 @@ def cw_row(pieces, base, students, norm, goal, settings, test, rng_seed):
     and what each distilled net of ``students`` ({name: model}) makes of its examples."""
     x, y, target = cw_images(settings, test, rng_seed, base.num_classes)
     r = concatenate(pieces)
-    fooled = {model_key(name): passes(net).predict(r.x_adv) != y
-              for name, net in students.items()}
+    read = {model_key(name): passes(net).predict(r.x_adv) for name, net in students.items()}
+
+    def share_for_all(held):            # images for which ``held`` holds on every net
+        return float(np.logical_and.reduce(held).mean()) if held else None
+
     row = {"images": len(x), "success": r.success_rate,
            "mean_distortion": float(getattr(r, norm)[r.success].mean()) if r.success.any()
            else None,
-           "fooled": {name: float(f.mean()) for name, f in fooled.items()},
-           "fools_all": float(np.logical_and.reduce(list(fooled.values())).mean())
-           if fooled else None}
+           "fooled": {name: float((p != y).mean()) for name, p in read.items()},
+           "fools_all": share_for_all([p != y for p in read.values()])}
     if goal == "targeted":
-        hit = [passes(net).predict(r.x_adv) == target for net in students.values()]
-        row["target_for_all"] = float(np.logical_and.reduce(hit).mean()) if hit else None
+        row["target_for_all"] = share_for_all([p == target for p in read.values()])
     shown = target if goal == "targeted" else None
     return row, {f"cw_{norm}_{goal}": (x[:EXAMPLES], r.x_adv[:EXAMPLES],
                                        None if shown is None else shown[:EXAMPLES].tolist(),
@@ -282,12 +282,8 @@ def reproduce(out_dir, settings=EmnistSettings(), data_path=None, progress=True,
                "cw": cw, "seconds": time.perf_counter() - began, "measure_seconds": seconds,
                "train_seconds": sum(trained), "nets_timed": len(trained),
                "environment": kernels.environment()}
-    write_text(out_dir / "results.json", json.dumps(results, indent=1), "results")
-    write_text(out_dir / "results.md", markdown_table(results), "results table")
-    figures = plots.emnist_figures(results, examples, out_dir)
-    say(progress, f"wrote {out_dir / 'results.json'}, results.md and {len(figures)} figures "
-                  f"in {results['seconds']:.0f} s")
-    return results
+    return write_results(out_dir, results, markdown_table(results),
+                         lambda: plots.emnist_figures(results, examples, out_dir), progress)
 
 
 # -- the table beside the report ----------------------------------------------------------

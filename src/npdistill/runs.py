@@ -9,7 +9,7 @@ import time
 import numpy as np
 
 from . import datasets
-from ._files import remove_stale_temporaries, removed_note
+from ._files import remove_stale_temporaries, removed_note, write_text
 from .nn.archive import read_archive, write_archive
 from .nn.model import load_model
 from .progress import Progress, check_progress
@@ -55,6 +55,18 @@ def remove_stale(progress, *folders):
 def _task_done(progress, what):
     if isinstance(progress, RunProgress):
         progress.task_done(what)
+
+
+def write_results(out_dir, results, table, draw, progress):
+    """A reproduction's end: results.json, results.md (``table``) and its figures
+    (``draw()``, which saves them and returns their paths) in ``out_dir``, one line said.
+    Returns ``results``."""
+    write_text(out_dir / "results.json", json.dumps(results, indent=1), "results")
+    write_text(out_dir / "results.md", table, "results table")
+    figures = draw()
+    say(progress, f"wrote {out_dir / 'results.json'}, results.md and {len(figures)} figures "
+                  f"in {results['seconds']:.0f} s")
+    return results
 
 
 def load_data(data_path, train_limit, download=False, loader=datasets.load_mnist):
