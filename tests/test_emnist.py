@@ -139,3 +139,25 @@ def test_the_cli_trains_the_emnist_net_on_the_split(tmp_path, capsys):
     assert "emnist: 40 training and 10 test images" in capsys.readouterr().err
     model = nd.load_model(tmp_path / "net.npz")
     assert model.num_classes == 47 and model.metadata["name"] == "emnist_net"
+
+
+def test_mnist_written_by_the_example_reads_back_as_the_same_digits(tmp_path):
+    """examples/mnist_as_emnist.py (the EMNIST study's timing on MNIST's digits): NIST's
+    layout, so load_emnist turns the images back upright."""
+    import importlib.util
+    from pathlib import Path
+
+    from tests.test_datasets import write_mnist
+    write_mnist(tmp_path / "mnist", n_train=5, n_test=3)
+    path = Path(__file__).resolve().parents[1] / "examples" / "mnist_as_emnist.py"
+    spec = importlib.util.spec_from_file_location("mnist_as_emnist", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.BALANCED == BALANCED
+    example.write(tmp_path / "out", tmp_path / "mnist")
+    (x, y), (x_test, y_test) = datasets.load_emnist(tmp_path / "out")
+    (mx, my), (mx_test, my_test) = datasets.load_mnist(tmp_path / "mnist")
+    np.testing.assert_array_equal(x, mx)
+    np.testing.assert_array_equal(x_test, mx_test)
+    np.testing.assert_array_equal(y, my)
+    assert datasets.emnist_classes(tmp_path / "out") == BALANCED
