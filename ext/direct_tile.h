@@ -7,46 +7,53 @@
 /* the positions a tile of V vectors takes: P x V accumulators, V weights, one broadcast */
 static const int NPD_NAME(npd_pmax)[NPD_VMAX + 1] = NPD_PMAX;
 
-/* the V-th vector's lanes: all, or the mask of the chunk's last vector */
-NPD_INLINE NPD_VEC NPD_NAME(npd_get)(const float *src, int v, int V, NPD_MASK last)
+/* the v-th vector's lanes: all, or the mask of the chunk's last vector where it is not
+ * full (a masked load or store costs more than a plain one: on AMD's AVX2 cores a masked
+ * store is microcoded) */
+NPD_INLINE NPD_VEC NPD_NAME(npd_get)(const float *src, int v, int V, NPD_MASK last, int full)
 {
-    return v >= V ? NPD_ZERO() : v == V - 1 ? NPD_MASKLOAD(last, src) : NPD_LOAD(src);
+    return v >= V ? NPD_ZERO() : v == V - 1 && !full ? NPD_MASKLOAD(last, src) : NPD_LOAD(src);
 }
 
 /* dst (=|+=) r, or max(r, 0) where rectify: a ReLU after the layer (NaN stays NaN: max_ps
  * returns its second operand where either is NaN) */
-NPD_INLINE void NPD_NAME(npd_put)(float *dst, NPD_MASK m, NPD_VEC r, int accumulate,
+NPD_INLINE void NPD_NAME(npd_put)(float *dst, NPD_MASK m, int full, NPD_VEC r, int accumulate,
                                   int rectify)
 {
     if (accumulate)
-        r = NPD_ADD(r, NPD_MASKLOAD(m, dst));
+        r = NPD_ADD(r, full ? NPD_LOAD(dst) : NPD_MASKLOAD(m, dst));
     if (rectify)
         r = NPD_MAX(NPD_ZERO(), r);
-    NPD_MASKSTORE(dst, m, r);
+    if (full)
+        NPD_STOREU(dst, r);
+    else
+        NPD_MASKSTORE(dst, m, r);
 }
 
-/* out[p * ostride + L v + l] (=|+=) bias + sum over the three levels of s[p * ps] *
- * w[L v + l], L = NPD_LANES (then max(., 0) where rectify) */
-NPD_INLINE void NPD_NAME(npd_tile)(const int P, const int V, const NPD_MASK last, const float *s,
-                         const ptrdiff_t ps, const float *w, const npd_level *lv,
+/* out[p * ostride + L v + l] (=|+=) bias + sum over the three levels of s[o(p)] *
+ * w[L v + l], L = NPD_LANES, o(p) = p * ps, plus jump for p >= brk (a tile that goes on
+ * in the next row) (then max(., 0) where rectify); full: the last vector has all L lanes */
+NPD_INLINE void NPD_NAME(npd_tile)(const int P, const int V, const NPD_MASK last, const int full,
+                         const float *s, const ptrdiff_t ps, const int brk,
+                         const ptrdiff_t jump, const float *w, const npd_level *lv,
                          const float *bias, float *out, const ptrdiff_t ostride,
                          const int accumulate, const int rectify)
 {
     NPD_VEC zero = NPD_ZERO();
-    NPD_VEC b0 = bias ? NPD_NAME(npd_get)(bias, 0, V, last) : zero;
-    NPD_VEC b1 = bias ? NPD_NAME(npd_get)(bias + NPD_LANES, 1, V, last) : zero;
-    NPD_VEC b2 = bias ? NPD_NAME(npd_get)(bias + 2 * NPD_LANES, 2, V, last) : zero;
-    NPD_VEC b3 = bias ? NPD_NAME(npd_get)(bias + 3 * NPD_LANES, 3, V, last) : zero;
+    NPD_VEC b0 = bias ? NPD_NAME(npd_get)(bias, 0, V, last, full) : zero;
+    NPD_VEC b1 = bias ? NPD_NAME(npd_get)(bias + NPD_LANES, 1, V, last, full) : zero;
+    NPD_VEC b2 = bias ? NPD_NAME(npd_get)(bias + 2 * NPD_LANES, 2, V, last, full) : zero;
+    NPD_VEC b3 = bias ? NPD_NAME(npd_get)(bias + 3 * NPD_LANES, 3, V, last, full) : zero;
     NPD_FOR_P(NPD_DECLARE)
     for (ptrdiff_t i1 = 0; i1 < lv[0].n; i1++) {
         for (ptrdiff_t i2 = 0; i2 < lv[1].n; i2++) {
             const float *sp = s + i1 * lv[0].s + i2 * lv[1].s;
             const float *wp = w + i1 * lv[0].w + i2 * lv[1].w;
             for (ptrdiff_t i3 = 0; i3 < lv[2].n; i3++) {
-                NPD_VEC w0 = NPD_NAME(npd_get)(wp, 0, V, last);
-                NPD_VEC w1 = NPD_NAME(npd_get)(wp + NPD_LANES, 1, V, last);
-                NPD_VEC w2 = NPD_NAME(npd_get)(wp + 2 * NPD_LANES, 2, V, last);
-                NPD_VEC w3 = NPD_NAME(npd_get)(wp + 3 * NPD_LANES, 3, V, last);
+                NPD_VEC w0 = NPD_NAME(npd_get)(wp, 0, V, last, full);
+                NPD_VEC w1 = NPD_NAME(npd_get)(wp + NPD_LANES, 1, V, last, full);
+                NPD_VEC w2 = NPD_NAME(npd_get)(wp + 2 * NPD_LANES, 2, V, last, full);
+                NPD_VEC w3 = NPD_NAME(npd_get)(wp + 3 * NPD_LANES, 3, V, last, full);
                 NPD_FOR_P(NPD_FMA)
                 sp += lv[2].s;
                 wp += lv[2].w;
@@ -56,8 +63,9 @@ NPD_INLINE void NPD_NAME(npd_tile)(const int P, const int V, const NPD_MASK last
     NPD_FOR_P(NPD_STORE)
 }
 
-static NPD_TARGET void NPD_NAME(npd_tile_any)(int P, int V, NPD_MASK last, const float *s,
-                                    ptrdiff_t ps, const float *w, const npd_level *lv,
+static NPD_TARGET void NPD_NAME(npd_tile_any)(int P, int V, NPD_MASK last, int full,
+                                    const float *s, ptrdiff_t ps, int brk, ptrdiff_t jump,
+                                    const float *w, const npd_level *lv,
                                     const float *bias, float *out, ptrdiff_t ostride,
                                     int accumulate, int rectify)
 {
@@ -69,13 +77,15 @@ static NPD_TARGET void NPD_NAME(npd_tile_any)(int P, int V, NPD_MASK last, const
     }
 }
 
-/* the vectors (at most NPD_VMAX) of the chunk of channels from f0, and the last one's mask */
-NPD_INLINE int NPD_NAME(npd_vectors)(ptrdiff_t F, ptrdiff_t f0, NPD_MASK *last)
+/* the vectors (at most NPD_VMAX) of the chunk of channels from f0, the last one's mask, and
+ * whether it is full */
+NPD_INLINE int NPD_NAME(npd_vectors)(ptrdiff_t F, ptrdiff_t f0, NPD_MASK *last, int *full)
 {
     const ptrdiff_t L = NPD_LANES;
     ptrdiff_t left = F - f0, V = left >= L * NPD_VMAX ? NPD_VMAX : (left + L - 1) / L;
     ptrdiff_t tail = left - L * (V - 1);
-    *last = tail >= L ? NPD_MASK_ALL : NPD_MASK_TAIL((int)tail);
+    *full = tail >= L;
+    *last = *full ? NPD_MASK_ALL : NPD_MASK_TAIL((int)tail);
     return (int)V;
 }
 
@@ -83,7 +93,8 @@ NPD_INLINE int NPD_NAME(npd_vectors)(ptrdiff_t F, ptrdiff_t f0, NPD_MASK *last)
  * where rectify: the ReLU after the layer, in the same pass), zero padding
  * pad_top / pad_left >= 0 (bottom and right, >= 0, follow from oh, ow); buf: (oh + kh - 1) *
  * (ow + kw - 1) * C floats, used where there is padding. A tile's P positions are P
- * neighbours in a row, C floats apart. */
+ * consecutive positions, C floats apart in a row, the row's end followed by the next
+ * row's start (a width of 8 or 10 as tiles of 6, not of 4 or 5). */
 static NPD_TARGET void NPD_NAME(npd_correlate_image)(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
                                            const float *wt, const float *bias, ptrdiff_t F,
                                            ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t pad_top,
@@ -93,21 +104,33 @@ static NPD_TARGET void NPD_NAME(npd_correlate_image)(const float *x, ptrdiff_t H
     ptrdiff_t Hp = oh + kh - 1, Wp = ow + kw - 1;
     const float *xp = npd_padded(x, H, W, C, Hp, Wp, pad_top, pad_left, buf);
     NPD_MASK last;
+    int full;
     for (ptrdiff_t f0 = 0; f0 < F; f0 += NPD_LANES * NPD_VMAX) {
-        int V = NPD_NAME(npd_vectors)(F, f0, &last);
-        ptrdiff_t chunks = (ow + NPD_NAME(npd_pmax)[V] - 1) / NPD_NAME(npd_pmax)[V], j0;
-        for (ptrdiff_t i = 0; i < oh; i++) {
+        int V = NPD_NAME(npd_vectors)(F, f0, &last, &full);
+        ptrdiff_t pmax = NPD_NAME(npd_pmax)[V];
+        for (ptrdiff_t i0 = 0, i1; i0 < oh; i0 = i1) {
             /* only the kernel rows a that meet image rows: the padding's rows are zeros
-             * (the input gradient's dy is padded by kh - 1 on each side) */
-            ptrdiff_t a0 = pad_top - i > 0 ? pad_top - i : 0;
-            ptrdiff_t a1 = pad_top + H - i < kh ? pad_top + H - i : kh;
+             * (the input gradient's dy is padded by kh - 1 on each side); a band of rows
+             * i0..i1 - 1 that meet the same kernel rows is one run of positions, cut into
+             * tiles that may span two rows where a row is at least a tile long */
+            ptrdiff_t a0, a1;
+            npd_kernel_rows(i0, pad_top, H, kh, &a0, &a1);
+            i1 = i0 + 1;
+            if (ow >= pmax)
+                for (ptrdiff_t b0, b1; i1 < oh; i1++) {
+                    npd_kernel_rows(i1, pad_top, H, kh, &b0, &b1);
+                    if (b0 != a0 || b1 != a1)
+                        break;
+                }
+            ptrdiff_t count = (i1 - i0) * ow, chunks = (count + pmax - 1) / pmax, q0;
             npd_level lv[3] = {{a1 > a0 ? a1 - a0 : 0, Wp * C, kw * C * F}, {kw, C, C * F},
                                {C, 1, F}};
             for (ptrdiff_t t = 0; t < chunks; t++) {
-                int P = (int)npd_chunk(ow, chunks, t, &j0);
-                NPD_NAME(npd_tile_any)(P, V, last, xp + ((i + a0) * Wp + j0) * C, C,
-                             wt + a0 * kw * C * F + f0, lv, bias + f0,
-                             y + (i * ow + j0) * F + f0, F, 0, rectify);
+                int P = (int)npd_chunk(count, chunks, t, &q0);
+                ptrdiff_t i = i0 + q0 / ow, j0 = q0 % ow;
+                NPD_NAME(npd_tile_any)(P, V, last, full, xp + ((i + a0) * Wp + j0) * C, C,
+                             (int)(ow - j0), (Wp - ow) * C, wt + a0 * kw * C * F + f0, lv,
+                             bias + f0, y + (i * ow + j0) * F + f0, F, 0, rectify);
             }
         }
     }
@@ -126,14 +149,15 @@ static NPD_TARGET void NPD_NAME(npd_weight_gradient_image)(const float *x, ptrdi
     const float *xp = npd_padded(x, H, W, C, Hp, Wp, pad_top, pad_left, buf);
     npd_level lv[3] = {{1, 0, 0}, {oh, Wp * C, ow * F}, {ow, C, F}};
     NPD_MASK last;
+    int full;
     for (ptrdiff_t f0 = 0; f0 < F; f0 += NPD_LANES * NPD_VMAX) {
-        int V = NPD_NAME(npd_vectors)(F, f0, &last);
+        int V = NPD_NAME(npd_vectors)(F, f0, &last, &full);
         ptrdiff_t chunks = (Q + NPD_NAME(npd_pmax)[V] - 1) / NPD_NAME(npd_pmax)[V], q0;
         for (ptrdiff_t a = 0; a < kh; a++)
             for (ptrdiff_t t = 0; t < chunks; t++) {
                 int P = (int)npd_chunk(Q, chunks, t, &q0);
-                NPD_NAME(npd_tile_any)(P, V, last, xp + a * Wp * C + q0, 1, dy + f0, lv, NULL,
-                             acc + (a * Q + q0) * F + f0, F, 1, 0);
+                NPD_NAME(npd_tile_any)(P, V, last, full, xp + a * Wp * C + q0, 1, P, 0, dy + f0,
+                             lv, NULL, acc + (a * Q + q0) * F + f0, F, 1, 0);
             }
     }
 }

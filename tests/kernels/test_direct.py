@@ -72,6 +72,26 @@ def test_the_compiled_correlation_equals_the_reference(isa, n, c, f, h, w, k, pa
 
 
 @ISA
+@pytest.mark.parametrize("h, w, f, pad", [(10, 10, 64, 0), (12, 12, 16, 0), (9, 13, 13, 2),
+                                          (10, 10, 70, 2), (8, 15, 8, 1)])
+def test_tiles_that_run_on_into_the_next_row_equal_the_reference(isa, h, w, f, pad):
+    """Rows of 8, 10, 11 or 13 positions cut as tiles of 6 (AVX2) or 6..12 (AVX-512) that
+    end in the next row, over bands of rows that meet the same kernel rows (the top and
+    bottom rows of a padded image meet fewer), full and masked last vectors."""
+    x, W, bias = problem(2, 5, f, h, w, 3, pad, seed=7)[:3]
+    oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
+    y = np.full((2, oh, ow, f), np.nan, np.float32)
+    compiled.correlate(x, reference.packed(W), bias, 3, 3, pad, pad, y, False, level(isa))
+    want = np.empty(y.shape, np.float64)
+    reference.correlate(x.astype(np.float64), reference.packed(W).astype(np.float64), bias,
+                        3, 3, pad, pad, want)
+    bound = np.empty(y.shape, np.float64)
+    reference.correlate(np.abs(x).astype(np.float64), np.abs(reference.packed(W)).astype(
+        np.float64), np.abs(bias), 3, 3, pad, pad, bound)
+    assert_within_rounding(y, want, bound)
+
+
+@ISA
 @settings(max_examples=60, deadline=None)
 @given(**SHAPES, threads=st.integers(1, 3))
 def test_the_compiled_weight_gradient_equals_the_reference(isa, n, c, f, h, w, k, pad, seed,
