@@ -6,14 +6,11 @@
  * Every pass is one register tile repeated: P values broadcast (ps floats apart) times
  * V vectors of output channels (the last one masked where the channels do not fill it),
  * summed in P x V accumulators that stay in registers over a three-level loop, then
- * stored (or added) once. Full vectors are loaded and stored unmasked: AVX2's masked
- * store is microcoded on AMD's cores, and a tile's masked stores cost more there than
- * a short tile's FMAs (the weight gradient of a 10 x 10 layer ran at 60% of its speed).
+ * stored (or added) once, unmasked where the vector is full.
  *
  *   forward / input gradient:
  *     y[i, j0 + p, f] = bias[f] + sum_{a, b, c} xp[i + a][j0 + p + b][c] wt[(a, b, c), f]
- *     (row by row: in fact P consecutive positions of a band of rows, the tile going on
- *     into the next row where a row ends: j0 + p is then (i + 1, j0 + p - ow));
+ *     the P positions of a row are P neighbours, C floats apart, for every (a, b, c);
  *   weight gradient: acc[(a, q0 + p), f] += sum_{i, j} xp[i + a][j][q0 + p] dy[i, j, f]
  *     with q = b C + c: for a fixed a, (b, c) runs over consecutive floats of the
  *     (Hp, Wp, C) padded image.
@@ -62,15 +59,6 @@ static const float *npd_padded(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff
     return buf;
 }
 
-/* the kernel rows a0..a1 - 1 that meet image rows at output row i (the others meet the
- * padding's zero rows) */
-static inline void npd_kernel_rows(ptrdiff_t i, ptrdiff_t pad_top, ptrdiff_t H, ptrdiff_t kh,
-                                   ptrdiff_t *a0, ptrdiff_t *a1)
-{
-    *a0 = pad_top - i > 0 ? pad_top - i : 0;
-    *a1 = pad_top + H - i < kh ? pad_top + H - i : kh;
-}
-
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(NPD_NO_X86_KERNELS)
 #include <immintrin.h>
 
@@ -93,12 +81,13 @@ static int npd_direct_isa(void)
 #define NPD_FOR_P(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define NPD_DECLARE(p) NPD_VEC c##p##_0 = b0, c##p##_1 = b1, c##p##_2 = b2, c##p##_3 = b3;
 #define NPD_FMA(p) if ((p) < P) {                                                   \
-        NPD_VEC x = NPD_SET1(sp[(p) * ps + ((p) >= brk ? jump : 0)]);            \
+        NPD_VEC x = NPD_SET1(sp[(p) * ps]);                                       \
         c##p##_0 = NPD_FMADD(x, w0, c##p##_0);                                    \
         if (V > 1) c##p##_1 = NPD_FMADD(x, w1, c##p##_1);                         \
         if (V > 2) c##p##_2 = NPD_FMADD(x, w2, c##p##_2);                         \
         if (V > 3) c##p##_3 = NPD_FMADD(x, w3, c##p##_3);                         \
     }
+/* vector v of a tile: the mask `last` where it is the last (unless full) */
 #define NPD_PUT(o, v, c) \
     NPD_NAME(npd_put)(o, V == (v) + 1 ? last : NPD_MASK_ALL, V == (v) + 1 ? full : 1, c, \
                       accumulate, rectify)
@@ -110,10 +99,12 @@ static int npd_direct_isa(void)
         if (V > 3) NPD_PUT(o + 3 * NPD_LANES, 3, c##p##_3);                       \
     }
 
-/* npd_tile with P and V known at compile time in every case (the accumulators in registers) */
-#define NPD_CASE(P, V) case (P) * 8 + (V): \
-    NPD_NAME(npd_tile)(P, V, last, full, s, ps, brk, jump, w, lv, bias, out, ostride, accumulate, \
-                       rectify); break;
+/* npd_tile with P, V and full known at compile time in every case (the accumulators in
+ * registers, the last vector's loads masked only where it is not full) */
+#define NPD_CASE_FULL(P, V, F) case ((P) * 8 + (V)) * 2 + (F): \
+    NPD_NAME(npd_tile)(P, V, last, F, s, ps, w, lv, bias, out, ostride, accumulate, rectify); \
+    break;
+#define NPD_CASE(P, V) NPD_CASE_FULL(P, V, 0) NPD_CASE_FULL(P, V, 1)
 #define NPD_CASES_6(V) NPD_CASE(1, V) NPD_CASE(2, V) NPD_CASE(3, V) NPD_CASE(4, V) \
     NPD_CASE(5, V) NPD_CASE(6, V)
 #define NPD_CASES_8(V) NPD_CASES_6(V) NPD_CASE(7, V) NPD_CASE(8, V)

@@ -8,15 +8,17 @@
 static const int NPD_NAME(npd_pmax)[NPD_VMAX + 1] = NPD_PMAX;
 
 /* the v-th vector's lanes: all, or the mask of the chunk's last vector where it is not
- * full (a masked load or store costs more than a plain one: on AMD's AVX2 cores a masked
- * store is microcoded) */
+ * full (AVX2's masked loads and stores cost more than plain ones: the stores are
+ * microcoded on AMD's cores) */
 NPD_INLINE NPD_VEC NPD_NAME(npd_get)(const float *src, int v, int V, NPD_MASK last, int full)
 {
     return v >= V ? NPD_ZERO() : v == V - 1 && !full ? NPD_MASKLOAD(last, src) : NPD_LOAD(src);
 }
 
 /* dst (=|+=) r, or max(r, 0) where rectify: a ReLU after the layer (NaN stays NaN: max_ps
- * returns its second operand where either is NaN) */
+ * returns its second operand where either is NaN); unmasked where the vector is full (a
+ * tile's 12 masked stores cost AVX2 on AMD's cores more than the FMAs of a short tile, such
+ * as the weight gradient's over 8 x 8 positions) */
 NPD_INLINE void NPD_NAME(npd_put)(float *dst, NPD_MASK m, int full, NPD_VEC r, int accumulate,
                                   int rectify)
 {
@@ -30,13 +32,13 @@ NPD_INLINE void NPD_NAME(npd_put)(float *dst, NPD_MASK m, int full, NPD_VEC r, i
         NPD_MASKSTORE(dst, m, r);
 }
 
-/* out[p * ostride + L v + l] (=|+=) bias + sum over the three levels of s[o(p)] *
- * w[L v + l], L = NPD_LANES, o(p) = p * ps, plus jump for p >= brk (a tile that goes on
- * in the next row) (then max(., 0) where rectify); full: the last vector has all L lanes */
+/* out[p * ostride + L v + l] (=|+=) bias + sum over the three levels of s[p * ps] *
+ * w[L v + l], L = NPD_LANES (then max(., 0) where rectify); full: the last of the V vectors
+ * has all L lanes (last: its mask otherwise) */
 NPD_INLINE void NPD_NAME(npd_tile)(const int P, const int V, const NPD_MASK last, const int full,
-                         const float *s, const ptrdiff_t ps, const int brk,
-                         const ptrdiff_t jump, const float *w, const npd_level *lv,
-                         const float *bias, float *out, const ptrdiff_t ostride,
+                         const float *s, const ptrdiff_t ps, const float *w,
+                         const npd_level *lv, const float *bias, float *out,
+                         const ptrdiff_t ostride,
                          const int accumulate, const int rectify)
 {
     NPD_VEC zero = NPD_ZERO();
@@ -64,12 +66,12 @@ NPD_INLINE void NPD_NAME(npd_tile)(const int P, const int V, const NPD_MASK last
 }
 
 static NPD_TARGET void NPD_NAME(npd_tile_any)(int P, int V, NPD_MASK last, int full,
-                                    const float *s, ptrdiff_t ps, int brk, ptrdiff_t jump,
-                                    const float *w, const npd_level *lv,
-                                    const float *bias, float *out, ptrdiff_t ostride,
+                                    const float *s, ptrdiff_t ps, const float *w,
+                                    const npd_level *lv, const float *bias, float *out,
+                                    ptrdiff_t ostride,
                                     int accumulate, int rectify)
 {
-    switch (P * 8 + V) {
+    switch ((P * 8 + V) * 2 + full) {
         NPD_CASES_12(1)
         NPD_CASES_12(2)
         NPD_CASES_8(3)
@@ -93,8 +95,7 @@ NPD_INLINE int NPD_NAME(npd_vectors)(ptrdiff_t F, ptrdiff_t f0, NPD_MASK *last, 
  * where rectify: the ReLU after the layer, in the same pass), zero padding
  * pad_top / pad_left >= 0 (bottom and right, >= 0, follow from oh, ow); buf: (oh + kh - 1) *
  * (ow + kw - 1) * C floats, used where there is padding. A tile's P positions are P
- * consecutive positions, C floats apart in a row, the row's end followed by the next
- * row's start (a width of 8 or 10 as tiles of 6, not of 4 or 5). */
+ * neighbours in a row, C floats apart. */
 static NPD_TARGET void NPD_NAME(npd_correlate_image)(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C,
                                            const float *wt, const float *bias, ptrdiff_t F,
                                            ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t pad_top,
@@ -107,30 +108,19 @@ static NPD_TARGET void NPD_NAME(npd_correlate_image)(const float *x, ptrdiff_t H
     int full;
     for (ptrdiff_t f0 = 0; f0 < F; f0 += NPD_LANES * NPD_VMAX) {
         int V = NPD_NAME(npd_vectors)(F, f0, &last, &full);
-        ptrdiff_t pmax = NPD_NAME(npd_pmax)[V];
-        for (ptrdiff_t i0 = 0, i1; i0 < oh; i0 = i1) {
+        ptrdiff_t chunks = (ow + NPD_NAME(npd_pmax)[V] - 1) / NPD_NAME(npd_pmax)[V], j0;
+        for (ptrdiff_t i = 0; i < oh; i++) {
             /* only the kernel rows a that meet image rows: the padding's rows are zeros
-             * (the input gradient's dy is padded by kh - 1 on each side); a band of rows
-             * i0..i1 - 1 that meet the same kernel rows is one run of positions, cut into
-             * tiles that may span two rows where a row is at least a tile long */
-            ptrdiff_t a0, a1;
-            npd_kernel_rows(i0, pad_top, H, kh, &a0, &a1);
-            i1 = i0 + 1;
-            if (ow >= pmax)
-                for (ptrdiff_t b0, b1; i1 < oh; i1++) {
-                    npd_kernel_rows(i1, pad_top, H, kh, &b0, &b1);
-                    if (b0 != a0 || b1 != a1)
-                        break;
-                }
-            ptrdiff_t count = (i1 - i0) * ow, chunks = (count + pmax - 1) / pmax, q0;
+             * (the input gradient's dy is padded by kh - 1 on each side) */
+            ptrdiff_t a0 = pad_top - i > 0 ? pad_top - i : 0;
+            ptrdiff_t a1 = pad_top + H - i < kh ? pad_top + H - i : kh;
             npd_level lv[3] = {{a1 > a0 ? a1 - a0 : 0, Wp * C, kw * C * F}, {kw, C, C * F},
                                {C, 1, F}};
             for (ptrdiff_t t = 0; t < chunks; t++) {
-                int P = (int)npd_chunk(count, chunks, t, &q0);
-                ptrdiff_t i = i0 + q0 / ow, j0 = q0 % ow;
+                int P = (int)npd_chunk(ow, chunks, t, &j0);
                 NPD_NAME(npd_tile_any)(P, V, last, full, xp + ((i + a0) * Wp + j0) * C, C,
-                             (int)(ow - j0), (Wp - ow) * C, wt + a0 * kw * C * F + f0, lv,
-                             bias + f0, y + (i * ow + j0) * F + f0, F, 0, rectify);
+                             wt + a0 * kw * C * F + f0, lv, bias + f0,
+                             y + (i * ow + j0) * F + f0, F, 0, rectify);
             }
         }
     }
@@ -156,8 +146,8 @@ static NPD_TARGET void NPD_NAME(npd_weight_gradient_image)(const float *x, ptrdi
         for (ptrdiff_t a = 0; a < kh; a++)
             for (ptrdiff_t t = 0; t < chunks; t++) {
                 int P = (int)npd_chunk(Q, chunks, t, &q0);
-                NPD_NAME(npd_tile_any)(P, V, last, full, xp + a * Wp * C + q0, 1, P, 0, dy + f0,
-                             lv, NULL, acc + (a * Q + q0) * F + f0, F, 1, 0);
+                NPD_NAME(npd_tile_any)(P, V, last, full, xp + a * Wp * C + q0, 1, dy + f0, lv, NULL,
+                             acc + (a * Q + q0) * F + f0, F, 1, 0);
             }
     }
 }

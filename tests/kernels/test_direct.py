@@ -74,11 +74,14 @@ def test_the_compiled_correlation_equals_the_reference(isa, n, c, f, h, w, k, pa
 @ISA
 @pytest.mark.parametrize("h, w, f, pad", [(10, 10, 64, 0), (12, 12, 16, 0), (9, 13, 13, 2),
                                           (10, 10, 70, 2), (8, 15, 8, 1)])
-def test_tiles_that_run_on_into_the_next_row_equal_the_reference(isa, h, w, f, pad):
-    """Rows of 8, 10, 11 or 13 positions cut as tiles of 6 (AVX2) or 6..12 (AVX-512) that
-    end in the next row, over bands of rows that meet the same kernel rows (the top and
-    bottom rows of a padded image meet fewer), full and masked last vectors."""
-    x, W, bias = problem(2, 5, f, h, w, 3, pad, seed=7)[:3]
+def test_the_nets_layer_shapes_equal_the_reference(isa, h, w, f, pad):
+    """Rows of 8, 10, 11 or 13 positions (cut as tiles of 4 + 4, 5 + 5, ...), the top and
+    bottom rows of a padded image (which meet fewer kernel rows), channels that fill
+    their last vector (unmasked loads and stores) and that do not (masked)."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, h, w, 5)).astype(np.float32)
+    W = rng.standard_normal((f, 5, 3, 3)).astype(np.float32)
+    bias = rng.standard_normal(f).astype(np.float32)
     oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
     y = np.full((2, oh, ow, f), np.nan, np.float32)
     compiled.correlate(x, reference.packed(W), bias, 3, 3, pad, pad, y, False, level(isa))
