@@ -101,9 +101,9 @@ static int npd_direct_isa(void)
 
 /* npd_tile with P, V and full known at compile time in every case (the accumulators in
  * registers, the last vector's loads masked only where it is not full) */
-#define NPD_CASE_FULL(P, V, F) case ((P) * 8 + (V)) * 2 + (F): \
-    NPD_NAME(npd_tile)(P, V, last, F, s, ps, w, lv, bias, out, ostride, accumulate, rectify); \
-    break;
+#define NPD_CASE_FULL(P, V, FULL) case ((P) * 8 + (V)) * 2 + (FULL): \
+    NPD_NAME(npd_tile)(P, V, last, FULL, s, ps, w, lv, bias, out, ostride, accumulate, \
+                       rectify); break;
 #define NPD_CASE(P, V) NPD_CASE_FULL(P, V, 0) NPD_CASE_FULL(P, V, 1)
 #define NPD_CASES_6(V) NPD_CASE(1, V) NPD_CASE(2, V) NPD_CASE(3, V) NPD_CASE(4, V) \
     NPD_CASE(5, V) NPD_CASE(6, V)

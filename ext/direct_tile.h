@@ -38,8 +38,7 @@ NPD_INLINE void NPD_NAME(npd_put)(float *dst, NPD_MASK m, int full, NPD_VEC r, i
 NPD_INLINE void NPD_NAME(npd_tile)(const int P, const int V, const NPD_MASK last, const int full,
                          const float *s, const ptrdiff_t ps, const float *w,
                          const npd_level *lv, const float *bias, float *out,
-                         const ptrdiff_t ostride,
-                         const int accumulate, const int rectify)
+                         const ptrdiff_t ostride, const int accumulate, const int rectify)
 {
     NPD_VEC zero = NPD_ZERO();
     NPD_VEC b0 = bias ? NPD_NAME(npd_get)(bias, 0, V, last, full) : zero;
