@@ -14,26 +14,16 @@ from libc.stdlib cimport free, malloc
 
 cdef extern from "direct_conv.h" nogil:
     int npd_direct_isa()
-    void npd_correlate_image_avx512(const float *x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
-                                    const float *wt, const float *bias, Py_ssize_t F,
-                                    Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top,
-                                    Py_ssize_t pad_left, float *y, Py_ssize_t oh,
-                                    Py_ssize_t ow, float *buf, int rectify)
-    void npd_correlate_image_avx2(const float *x, Py_ssize_t H, Py_ssize_t W, Py_ssize_t C,
-                                  const float *wt, const float *bias, Py_ssize_t F,
-                                  Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top,
-                                  Py_ssize_t pad_left, float *y, Py_ssize_t oh,
-                                  Py_ssize_t ow, float *buf, int rectify)
-    void npd_weight_gradient_image_avx512(const float *x, Py_ssize_t H, Py_ssize_t W,
-                                          Py_ssize_t C, const float *dy, Py_ssize_t oh,
-                                          Py_ssize_t ow, Py_ssize_t F, Py_ssize_t kh,
-                                          Py_ssize_t kw, Py_ssize_t pad_top,
-                                          Py_ssize_t pad_left, float *acc, float *buf)
-    void npd_weight_gradient_image_avx2(const float *x, Py_ssize_t H, Py_ssize_t W,
-                                        Py_ssize_t C, const float *dy, Py_ssize_t oh,
-                                        Py_ssize_t ow, Py_ssize_t F, Py_ssize_t kh,
-                                        Py_ssize_t kw, Py_ssize_t pad_top,
-                                        Py_ssize_t pad_left, float *acc, float *buf)
+    void npd_correlate_image(int isa, const float *x, Py_ssize_t H, Py_ssize_t W,
+                             Py_ssize_t C, const float *wt, const float *bias, Py_ssize_t F,
+                             Py_ssize_t kh, Py_ssize_t kw, Py_ssize_t pad_top,
+                             Py_ssize_t pad_left, float *y, Py_ssize_t oh, Py_ssize_t ow,
+                             float *buf, int rectify)
+    void npd_weight_gradient_image(int isa, const float *x, Py_ssize_t H, Py_ssize_t W,
+                                   Py_ssize_t C, const float *dy, Py_ssize_t oh,
+                                   Py_ssize_t ow, Py_ssize_t F, Py_ssize_t kh, Py_ssize_t kw,
+                                   Py_ssize_t pad_top, Py_ssize_t pad_left, float *acc,
+                                   float *buf)
 
 
 def best():
@@ -62,14 +52,8 @@ def correlate(const float[:, :, :, ::1] x,        # IN  (N, H, W, C) channels la
     with nogil, parallel():
         buf = <float *> malloc((oh + kh - 1) * (ow + kw - 1) * C * sizeof(float))
         for n in prange(N, schedule="static"):
-            if isa == 2:
-                npd_correlate_image_avx512(&x[n, 0, 0, 0], H, W, C, &wt[0, 0], &bias[0], F,
-                                           kh, kw, pad_top, pad_left, &y[n, 0, 0, 0], oh, ow,
-                                           buf, rectify)
-            else:
-                npd_correlate_image_avx2(&x[n, 0, 0, 0], H, W, C, &wt[0, 0], &bias[0], F,
-                                         kh, kw, pad_top, pad_left, &y[n, 0, 0, 0], oh, ow,
-                                         buf, rectify)
+            npd_correlate_image(isa, &x[n, 0, 0, 0], H, W, C, &wt[0, 0], &bias[0], F, kh, kw,
+                                pad_top, pad_left, &y[n, 0, 0, 0], oh, ow, buf, rectify)
         free(buf)
 
 
@@ -90,12 +74,7 @@ def weight_gradient(const float[:, :, :, ::1] x,   # IN  (N, H, W, C)
         buf = <float *> malloc((oh + kh - 1) * (ow + kw - 1) * C * sizeof(float))
         for chunk in prange(chunks, schedule="static"):
             for n in range(chunk * N // chunks, (chunk + 1) * N // chunks):
-                if isa == 2:
-                    npd_weight_gradient_image_avx512(&x[n, 0, 0, 0], H, W, C, &dy[n, 0, 0, 0],
-                                                     oh, ow, F, kh, kw, pad_top, pad_left,
-                                                     &acc[chunk, 0, 0], buf)
-                else:
-                    npd_weight_gradient_image_avx2(&x[n, 0, 0, 0], H, W, C, &dy[n, 0, 0, 0],
-                                                   oh, ow, F, kh, kw, pad_top, pad_left,
-                                                   &acc[chunk, 0, 0], buf)
+                npd_weight_gradient_image(isa, &x[n, 0, 0, 0], H, W, C, &dy[n, 0, 0, 0], oh,
+                                          ow, F, kh, kw, pad_top, pad_left, &acc[chunk, 0, 0],
+                                          buf)
         free(buf)

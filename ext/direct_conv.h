@@ -173,19 +173,41 @@ static int npd_direct_isa(void)
 #define NPD_PMAX {0, 12, 6}             /* P x V accumulators + V weights + 1 <= 16 */
 #include "direct_tile.h"
 
-#else   /* not GNU C on x86-64, or built without: the direct kernels are absent, im2col runs */
+/* one image's pass at an instruction set: 2 AVX-512, 1 AVX2 (at most npd_direct_isa()) */
+static void npd_correlate_image(int isa, const float *x, ptrdiff_t H, ptrdiff_t W,
+                                ptrdiff_t C, const float *wt, const float *bias, ptrdiff_t F,
+                                ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t pad_top,
+                                ptrdiff_t pad_left, float *y, ptrdiff_t oh, ptrdiff_t ow,
+                                float *buf, int rectify)
+{
+    (isa == 2 ? npd_correlate_image_avx512 : npd_correlate_image_avx2)(
+        x, H, W, C, wt, bias, F, kh, kw, pad_top, pad_left, y, oh, ow, buf, rectify);
+}
+
+static void npd_weight_gradient_image(int isa, const float *x, ptrdiff_t H, ptrdiff_t W,
+                                      ptrdiff_t C, const float *dy, ptrdiff_t oh,
+                                      ptrdiff_t ow, ptrdiff_t F, ptrdiff_t kh, ptrdiff_t kw,
+                                      ptrdiff_t pad_top, ptrdiff_t pad_left, float *acc,
+                                      float *buf)
+{
+    (isa == 2 ? npd_weight_gradient_image_avx512 : npd_weight_gradient_image_avx2)(
+        x, H, W, C, dy, oh, ow, F, kh, kw, pad_top, pad_left, acc, buf);
+}
+
+#else   /* not GNU C on x86-64, or built without: the direct kernels are absent, im2col runs
+         * (npd_direct_isa() 0: ext/direct.pyx refuses every call before it gets here) */
 
 static int npd_direct_isa(void) { return 0; }
-#define NPD_STUBS(isa)                                                                    \
-static void npd_correlate_image_##isa(const float *x, ptrdiff_t H, ptrdiff_t W, ptrdiff_t C, \
-        const float *wt, const float *bias, ptrdiff_t F, ptrdiff_t kh, ptrdiff_t kw,       \
-        ptrdiff_t pad_top, ptrdiff_t pad_left, float *y, ptrdiff_t oh, ptrdiff_t ow,       \
-        float *buf, int rectify) {}                                                        \
-static void npd_weight_gradient_image_##isa(const float *x, ptrdiff_t H, ptrdiff_t W,      \
-        ptrdiff_t C, const float *dy, ptrdiff_t oh, ptrdiff_t ow, ptrdiff_t F, ptrdiff_t kh, \
-        ptrdiff_t kw, ptrdiff_t pad_top, ptrdiff_t pad_left, float *acc, float *buf) {}
-NPD_STUBS(avx512)
-NPD_STUBS(avx2)
+static void npd_correlate_image(int isa, const float *x, ptrdiff_t H, ptrdiff_t W,
+                                ptrdiff_t C, const float *wt, const float *bias, ptrdiff_t F,
+                                ptrdiff_t kh, ptrdiff_t kw, ptrdiff_t pad_top,
+                                ptrdiff_t pad_left, float *y, ptrdiff_t oh, ptrdiff_t ow,
+                                float *buf, int rectify) {}
+static void npd_weight_gradient_image(int isa, const float *x, ptrdiff_t H, ptrdiff_t W,
+                                      ptrdiff_t C, const float *dy, ptrdiff_t oh,
+                                      ptrdiff_t ow, ptrdiff_t F, ptrdiff_t kh, ptrdiff_t kw,
+                                      ptrdiff_t pad_top, ptrdiff_t pad_left, float *acc,
+                                      float *buf) {}
 #endif
 
 #endif

@@ -10,19 +10,18 @@ from hypothesis import strategies as st
 
 import npdistill as nd
 from npdistill import kernels
+from npdistill.kernels.isa import LEVELS as ISA_LEVELS
+from npdistill.kernels.isa import name as isa_name
 from npdistill.kernels.reference import direct as reference
 from npdistill.nn import layers
 
 compiled = pytest.importorskip("npdistill._ext.direct", reason="compiled kernels not built")
 # the instruction sets this build and CPU run the kernels in: every test below runs in each
 LEVELS = [level for level in (2, 1) if level <= compiled.best()]
-ISA = pytest.mark.parametrize("isa", [kernels.ISAS[2 - level] for level in LEVELS] or [
+ISA = pytest.mark.parametrize("isa", [isa_name(level) for level in LEVELS] or [
     pytest.param("avx2", marks=pytest.mark.skip(reason="this CPU has neither AVX-512F nor "
                                                        "AVX2 + FMA"))])
 
-
-def level(isa):
-    return 2 - kernels.ISAS.index(isa)
 
 # float32: each output is a sum of kh*kw*C products; the kernels and the GEMM add them in
 # different orders. Bound: |got - want| <= RTOL * (the same sum of |products|).
@@ -61,7 +60,7 @@ def test_the_compiled_correlation_equals_the_reference(isa, n, c, f, h, w, k, pa
     x, W, bias, dy, pads = problem(n, c, f, h, w, k, pad, seed)
     y = np.full(dy.shape, np.nan, np.float32)
     compiled.correlate(x, reference.packed(W), bias, k, k, pads[0], pads[2], y, False,
-                       level(isa))
+                       ISA_LEVELS[isa])
     want = np.empty(dy.shape, np.float64)
     reference.correlate(x.astype(np.float64), reference.packed(W).astype(np.float64), bias,
                         k, k, pads[0], pads[2], want)
@@ -84,7 +83,7 @@ def test_the_nets_layer_shapes_equal_the_reference(isa, h, w, f, pad):
     bias = rng.standard_normal(f).astype(np.float32)
     oh, ow = h + 2 * pad - 2, w + 2 * pad - 2
     y = np.full((2, oh, ow, f), np.nan, np.float32)
-    compiled.correlate(x, reference.packed(W), bias, 3, 3, pad, pad, y, False, level(isa))
+    compiled.correlate(x, reference.packed(W), bias, 3, 3, pad, pad, y, False, ISA_LEVELS[isa])
     want = np.empty(y.shape, np.float64)
     reference.correlate(x.astype(np.float64), reference.packed(W).astype(np.float64), bias,
                         3, 3, pad, pad, want)
@@ -101,7 +100,7 @@ def test_the_compiled_weight_gradient_equals_the_reference(isa, n, c, f, h, w, k
                                                            threads):
     x, W, bias, dy, pads = problem(n, c, f, h, w, k, pad, seed)
     got = np.zeros((threads, k * k * c, f), np.float32)
-    compiled.weight_gradient(x, dy, k, k, pads[0], pads[2], got, level(isa))
+    compiled.weight_gradient(x, dy, k, k, pads[0], pads[2], got, ISA_LEVELS[isa])
     want = np.zeros((1, k * k * c, f), np.float64)
     reference.weight_gradient(x.astype(np.float64), dy.astype(np.float64), k, k, pads[0],
                               pads[2], want)
@@ -248,7 +247,7 @@ def test_a_level_this_cpu_does_not_run_is_refused():
 
 
 def test_npdistill_isa_caps_the_kernels_and_a_bad_value_is_refused_naming_it(monkeypatch):
-    best = kernels.ISAS[2 - compiled.best()] if compiled.best() else "baseline"
+    best = isa_name(compiled.best())
     with kernels.using("cython"), kernels.using_conv("auto"):
         monkeypatch.setenv("NPDISTILL_ISA", "baseline")
         assert kernels.isa() == "baseline" and not kernels.has("direct")

@@ -10,7 +10,7 @@ import contextlib
 import os
 
 ISAS = ("avx512", "avx2", "baseline")           # most first
-LEVELS = {"avx512": 2, "avx2": 1, "baseline": 0}
+LEVELS = {name: len(ISAS) - 1 - i for i, name in enumerate(ISAS)}     # avx512 2 ... baseline 0
 _cap = None                                     # use_isa's; None: NPDISTILL_ISA, else none
 
 
