@@ -11,8 +11,9 @@ of them run on the same arrays, one call each in turn, at the instruction set
 ``NPDISTILL_ISA`` (else the best this CPU runs). On a shared machine whose speed
 drifts by 30-50% from minute to minute (bench/RESULTS.md, Machine D) this is what separates
 a kernel change of 5-15% from the drift; bench/versus_checkout.py compares whole training
-steps, a process per checkout. Milliseconds per call, medians over the repeats after one
-warm-up, and this checkout's speed over each other's (> 1: this one is faster).
+steps, a process per checkout. Milliseconds per call (and GFLOP/s: 2 x the pass's
+multiply-adds), medians over the repeats after one warm-up, and this checkout's speed over
+each other's (> 1: this one is faster).
 """
 import importlib.util
 import statistics
@@ -22,17 +23,17 @@ from pathlib import Path
 import numpy as np
 
 from bench import common
+from bench.conv_speed import layer_inputs
 
+import npdistill as nd
 from npdistill import kernels
+from npdistill.kernels import DIRECT_MIN_CHANNELS, channels_last
 from npdistill.kernels.products import chunks
-from npdistill.kernels.reference.conv import flipped
 from npdistill.kernels.reference import direct as reference
+from npdistill.kernels.reference.conv import flipped, gradient_padding
 
 HERE = Path(__file__).resolve().parents[1]
 BATCH = 128
-# the net's convolutions: input side, channels in, channels out (3 x 3, no padding)
-LAYERS = {"conv1": (28, 1, 32), "conv2": (26, 32, 32), "conv3": (12, 32, 64),
-          "conv4": (10, 64, 64)}
 
 
 def load_build(checkout):
@@ -49,24 +50,33 @@ def load_build(checkout):
 
 
 def passes(rng, level):
-    """(layer, pass, call(module)) for every pass of every layer, on fixed arrays."""
+    """(layer, pass, GFLOP, call(module)) for every pass of every convolution of the paper's
+    MNIST net (its shapes and padding read from the net), on fixed arrays."""
+    model = nd.architectures.papernot_mnist(seed=0)
+    inputs, names = layer_inputs(model, rng.random((BATCH, 1, 28, 28), dtype=np.float32))
     out = []
-    for name, (side, c, f) in LAYERS.items():
-        o = side - 2
-        x = rng.standard_normal((BATCH, side, side, c), dtype=np.float32)
-        dy = rng.standard_normal((BATCH, o, o, f), dtype=np.float32)
-        W = rng.standard_normal((f, c, 3, 3), dtype=np.float32)
+    for layer, xi, name in zip(model.layers, inputs, names):
+        if not isinstance(layer, nd.nn.layers.Conv2D):
+            continue
+        c, f, k, pads = layer.in_channels, layer.out_channels, layer.kernel_size, layer.pads
+        x = np.ascontiguousarray(channels_last(xi))
+        oh, ow = layer.output_shape(xi.shape)[2:]
+        gflop = 2 * BATCH * oh * ow * f * c * k * k / 1e9
+        dy = rng.standard_normal((BATCH, oh, ow, f), dtype=np.float32)
+        W = layer.params["W"]
         wt, bias, y = reference.packed(W), np.zeros(f, np.float32), np.empty(dy.shape, np.float32)
+        back = gradient_padding(pads, k)
         wf, dx = reference.packed(np.ascontiguousarray(flipped(W))), np.empty_like(x)
-        acc = np.zeros((chunks(BATCH), 9 * c, f), np.float32)
-        out.append((name, "forward", lambda m, x=x, wt=wt, bias=bias, y=y:
-                    m.correlate(x, wt, bias, 3, 3, 0, 0, y, True, level)))
-        if c > 1:           # the first layer's input gradient is never asked for
-            out.append((name, "input gradient", lambda m, dy=dy, wf=wf, c=c, dx=dx:
-                        m.correlate(dy, wf, np.zeros(c, np.float32), 3, 3, 2, 2, dx, False,
-                                    level)))
-        out.append((name, "weight gradient", lambda m, x=x, dy=dy, acc=acc:
-                    m.weight_gradient(x, dy, 3, 3, 0, 0, acc, level)))
+        acc = np.zeros((chunks(BATCH), k * k * c, f), np.float32)
+        out.append((name, "forward", gflop, lambda m, x=x, wt=wt, bias=bias, y=y, k=k, p=pads:
+                    m.correlate(x, wt, bias, k, k, p[0], p[2], y, True, level)))
+        if c >= DIRECT_MIN_CHANNELS:    # else the layer's input gradient is im2col's
+            out.append((name, "input gradient", gflop,
+                        lambda m, dy=dy, wf=wf, c=c, dx=dx, k=k, p=back:
+                        m.correlate(dy, wf, np.zeros(c, np.float32), k, k, p[0], p[2], dx,
+                                    False, level)))
+        out.append((name, "weight gradient", gflop, lambda m, x=x, dy=dy, acc=acc, k=k, p=pads:
+                    m.weight_gradient(x, dy, k, k, p[0], p[2], acc, level)))
     return out
 
 
@@ -83,7 +93,7 @@ def main():
     work = passes(np.random.default_rng(0), level)
     times = {}
     for _ in range(args.repeats + 1):
-        for layer, kind, call in work:
+        for layer, kind, _, call in work:
             for i, build in enumerate(builds):
                 began = time.perf_counter()
                 call(build)
@@ -91,13 +101,15 @@ def main():
     print(f"machine: {common.machine()}; isa {kernels.isa()}; batch {BATCH}; ms per call, "
           f"median of {args.repeats}; builds: " + ", ".join(map(str, checkouts)))
     rows, totals = [], [0.0] * len(builds)
-    for layer, kind, _ in work:
+    for layer, kind, gflop, _ in work:
         ms = [statistics.median(times[(layer, kind, i)][1:]) * 1e3 for i in range(len(builds))]
         totals = [t + m for t, m in zip(totals, ms)]
-        rows.append({"layer": layer, "pass": kind, "ms": ms})
-        print(f"{layer} {kind:<16}" + "".join(f"{m:9.2f}" for m in ms) + "   this faster by "
-              + " ".join(f"{other / ms[0]:.2f}x" for other in ms[1:]))
-    print(f"{'all passes':<22}" + "".join(f"{t:9.1f}" for t in totals) + "   this faster by "
+        rows.append({"layer": layer, "pass": kind, "gflop": gflop, "ms": ms,
+                     "gflop_s": [gflop / (m / 1e3) for m in ms]})
+        print(f"{layer:<10} {kind:<16}" + "".join(f"{m:9.2f}" for m in ms)
+              + "   GFLOP/s " + " ".join(f"{gflop / (m / 1e3):4.0f}" for m in ms)
+              + "   this faster by " + " ".join(f"{other / ms[0]:.2f}x" for other in ms[1:]))
+    print(f"{'all passes':<27}" + "".join(f"{t:9.1f}" for t in totals) + "   this faster by "
           + " ".join(f"{other / totals[0]:.2f}x" for other in totals[1:]))
     common.report(args, {"machine": common.machine(), "isa": kernels.isa(),
                          "builds": [str(c) for c in checkouts], "repeats": args.repeats,
