@@ -62,7 +62,7 @@ def conv_algorithm(in_channels, out_channels, kernel_size, out_h, out_w, dtype=n
     "winograd2" or "winograd4". "auto" (the default) takes the direct kernels wherever
     they run (float32, the "cython" backend on a CPU with AVX-512F or AVX2, under
     NPDISTILL_ISA), else im2col: on the machines of bench/RESULTS.md the direct kernels
-    beat im2col and Winograd on the paper's net (AVX2: 1.2x im2col's training step), and
+    beat im2col and Winograd on the paper's net (AVX2: 1.4x im2col's training step), and
     Winograd does not beat im2col."""
     chosen = _conv_algorithm or os.environ.get("NPDISTILL_CONV", "auto")
     if chosen not in CONV_ALGORITHMS:
