@@ -1,6 +1,6 @@
 # cython: boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
-"""Matrix products whose bits do not depend on the thread count (the compiled twin of
-npdistill/kernels/reference/gemm.py, which is the specification).
+"""Matrix products and column sums whose bits do not depend on the thread count (the
+compiled twin of npdistill/kernels/reference/gemm.py, which is the specification).
 
 out = op(a) @ op(b) is cut into pieces along the larger of its two dimensions, with
 boundaries fixed by the shapes alone; each piece is one single-threaded BLAS call over
@@ -53,29 +53,37 @@ def product(const floating[:, :] a,   # IN  op(a) (M, K): a itself, or a.T when 
              pb, ldb, pa, lda, 0, pc, ldc)
 
 
-def inner_pieces(const floating[:, :] a,   # IN  op(a) (M, K): a, or a.T when a_transposed
-                 const floating[:, :] b,   # IN  op(b) (K, N): b, or b.T when b_transposed
-                 bint a_transposed, bint b_transposed,
-                 floating[:, :, ::1] out):  # OUT (pieces, M, N)
-    """out[p] = op(a)[:, K_p] @ op(b)[K_p, :] over piece p of the inner dimension
-    (K_p = p*K//pieces .. (p+1)*K//pieces, fixed by the shapes), one BLAS call a piece,
-    the pieces side by side on the OpenMP team; the caller adds them in order. For a
-    product whose out is small and whose inner dimension is long (a bias gradient: a row
-    of ones times dy), where ``product``'s pieces of out would leave threads idle."""
-    cdef Py_ssize_t pieces = out.shape[0], M = out.shape[1], N = out.shape[2]
-    cdef Py_ssize_t K = a.shape[0] if a_transposed else a.shape[1], p, s, e
-    cdef int lda = <int> (a.strides[0] // sizeof(floating))
-    cdef int ldb = <int> (b.strides[0] // sizeof(floating))
-    cdef const floating *pa
-    cdef const floating *pb
-    if M == 0 or N == 0:
+def column_sum_pieces(const floating[:, :] a,   # IN  op(a) (R, F): a, or a.T when transposed
+                      bint transposed,
+                      floating[:, ::1] out):        # OUT (pieces, F)
+    """out[p] = the rows R_p = p*R//pieces .. (p+1)*R//pieces of op(a) added one after
+    another from the first (the order of the reference's running sum: the same bits), 0
+    for an empty piece; the pieces side by side on the OpenMP team, the caller adds them
+    in order. A bias gradient: the columns of dy summed (a product with a row of ones, as
+    it was, had OpenBLAS pack every row of dy first: 4-5x slower)."""
+    cdef Py_ssize_t pieces = out.shape[0], F = out.shape[1]
+    cdef Py_ssize_t R = a.shape[1] if transposed else a.shape[0], p, s, e, r, f
+    cdef Py_ssize_t ld = a.strides[0] // sizeof(floating)
+    cdef const floating *row
+    cdef floating *acc
+    if F == 0:
         return
     for p in prange(pieces, nogil=True, schedule="static"):
-        s, e = p * K // pieces, (p + 1) * K // pieces
+        s, e = p * R // pieces, (p + 1) * R // pieces
+        acc = &out[p, 0]
         if e == s:
-            memset(&out[p, 0, 0], 0, M * N * sizeof(floating))
-            continue
-        pa = &a[0, 0] + (s * lda if a_transposed else s)    # columns s.. of op(a)
-        pb = &b[0, 0] + (s if b_transposed else s * ldb)    # rows s.. of op(b)
-        gemm("T" if b_transposed else "N", "T" if a_transposed else "N", <int> N, <int> M,
-             <int> (e - s), pb, ldb, pa, lda, 0, &out[p, 0, 0], <int> N)
+            memset(acc, 0, F * sizeof(floating))
+        elif transposed:            # column f of op(a) is row f of a, contiguous
+            for f in range(F):
+                row = &a[0, 0] + f * ld
+                acc[f] = row[s]
+                for r in range(s + 1, e):
+                    acc[f] = acc[f] + row[r]
+        else:                       # every row contiguous: the channels in vectors
+            row = &a[0, 0] + s * ld
+            for f in range(F):
+                acc[f] = row[f]
+            for r in range(s + 1, e):
+                row = &a[0, 0] + r * ld
+                for f in range(F):
+                    acc[f] = acc[f] + row[f]

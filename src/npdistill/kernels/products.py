@@ -41,16 +41,16 @@ def matmul(a, b, out=None):
 
 
 def column_sums(a):
-    """a (R, F) summed over its rows, (F,) (a bias gradient): a row of ones times ``a``,
-    the rows cut into pieces fixed by R, each piece summed by one thread, the pieces
-    added in order (the same bits on any thread count)."""
+    """a (R, F) summed over its rows, (F,) (a bias gradient): the rows cut into pieces fixed
+    by R, each piece summed in order by one thread, the pieces added in order (the same bits
+    on any thread count)."""
     if a.ndim != 2:
         raise ValueError(f"column_sums needs a 2-D array, got shape {a.shape}")
     rows, columns = a.shape
     a, transposed = _operand("a", a, a.dtype)
-    partial = np.empty((chunks(rows), 1, columns), a.dtype)
-    _gemm_kernels().inner_pieces(np.ones((1, rows), a.dtype), a, False, transposed, partial)
-    return partial.sum(axis=0)[0]
+    partial = np.empty((chunks(rows), columns), a.dtype)
+    _gemm_kernels().column_sum_pieces(a, transposed, partial)
+    return partial.sum(axis=0)
 
 
 def chunks(items):

@@ -1,4 +1,5 @@
-"""NumPy reference of the layers' matrix products, cut into pieces fixed by the shapes.
+"""NumPy reference of the layers' matrix products and column sums, cut into pieces fixed by
+the shapes.
 
 The specification ext/gemm.pyx is tested against. out = op(a) @ op(b) is cut along the
 larger of its dimensions into pieces whose boundaries depend on the shapes alone; each
@@ -43,13 +44,14 @@ def product(a, b, a_transposed, b_transposed, split_rows, piece, out):
             np.matmul(op_a, op_b[:, s:e], out=out[:, s:e])
 
 
-def inner_pieces(a, b, a_transposed, b_transposed, out):
-    """out[p] (M, N) = op(a)[:, K_p] @ op(b)[K_p, :] over piece p of the inner dimension
-    K, K_p = p*K//pieces .. (p+1)*K//pieces with pieces = len(out); the caller adds them
-    in order."""
-    op_a = a.T if a_transposed else a
-    op_b = b.T if b_transposed else b
-    k, pieces = op_a.shape[1], len(out)
+def column_sum_pieces(a, transposed, out):
+    """out[p] (F,) = the rows R_p = p*R//pieces .. (p+1)*R//pieces of op(a) (R, F) added one
+    after another from the first, 0 for an empty piece (pieces = len(out)); op(a) is a.T
+    when ``transposed``; the caller adds the pieces in order. A running sum
+    (``np.add.accumulate``) fixes the order, which the compiled twin follows: ``np.sum``
+    adds a single column pairwise."""
+    op_a = a.T if transposed else a
+    rows, pieces = len(op_a), len(out)
     for p in range(pieces):
-        s, e = p * k // pieces, (p + 1) * k // pieces
-        np.matmul(op_a[:, s:e], op_b[s:e], out=out[p])
+        s, e = p * rows // pieces, (p + 1) * rows // pieces
+        out[p] = np.add.accumulate(op_a[s:e], axis=0)[-1] if e > s else 0
