@@ -1,7 +1,8 @@
 """The compiled direct convolution and max-pooling kernels of this checkout against other
-checkouts' builds, in one process, taking turns call by call: each pass (forward with its
-ReLU, input gradient, weight gradient) of each convolution of the paper's MNIST net, and
-each pooling's forward and backward, at batch 128.
+checkouts' builds, in one process, taking turns call by call (which build goes first
+turning with the repeats): each pass (forward with its ReLU, input gradient, weight
+gradient) of each convolution of the paper's MNIST net, and each pooling's forward and
+backward, at batch 128.
 
     git worktree add /tmp/before <commit>
     (cd /tmp/before && python setup.py build_ext --inplace)
@@ -114,11 +115,13 @@ def main():
         raise SystemExit(f"the direct kernels do not run here (isa {kernels.isa()})")
     work = passes(np.random.default_rng(0), level)
     times = {}
-    for _ in range(args.repeats + 1):
+    for repeat in range(args.repeats + 1):
         for layer, kind, _, call in work:
-            for i, build in enumerate(builds):
+            # the builds' order turns with the repeat: the first of a turn ran up to 20%
+            # slower in the small pooling passes, whichever build it was
+            for i in np.roll(np.arange(len(builds)), repeat):
                 began = time.perf_counter()
-                call(build)
+                call(builds[i])
                 times.setdefault((layer, kind, i), []).append(time.perf_counter() - began)
     print(f"machine: {common.machine()}; isa {kernels.isa()}; batch {BATCH}; ms per call, "
           f"median of {args.repeats}; builds: " + ", ".join(map(str, checkouts)))

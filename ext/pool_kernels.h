@@ -22,9 +22,10 @@
 #endif
 
 /* The forward's channels VL at a time as GCC / Clang vectors of 16 bytes (4 floats, 2
- * doubles): the maximum and its place in registers over the window, argmax widened to 64 bits
- * at the store (GCC does not vectorise this loop written plainly: 4-5x slower); the channels
- * left over, and every channel where the compiler has no vector extensions, by plain loops. */
+ * doubles; 32 bytes were slower under AVX2): the maximum and its place in registers over
+ * the window, its places by row and column (no division), argmax widened to 64 bits at the
+ * store. Written plainly, GCC vectorised none of this loop: 4-5x slower. The channels left
+ * over, and all of them where the compiler has no vector extensions, by plain loops. */
 #if defined(__GNUC__)
 #define NPD_POOL_VECTORS 1
 typedef float npd_v_f32 __attribute__((vector_size(16)));
@@ -41,29 +42,30 @@ typedef long long npd_vl_f64 __attribute__((vector_size(16)));
 
 #if NPD_POOL_VECTORS
 /* channels c0, c0 + VL, ... while a whole vector is left (the same selects as the plain
- * loop, lane by lane: the same maxima and places) */
-#define NPD_MAXPOOL_VECTORS(SUFFIX)                                                         \
+ * loop, lane by lane: the same maxima and places; k = 0 compares m with itself) */
+#define NPD_MAXPOOL_VECTORS(SUFFIX)                                                        \
     for (const ptrdiff_t VL = sizeof(npd_v_##SUFFIX) / sizeof(first[0]); c0 + VL <= C;     \
          c0 += VL) {                                                                       \
         npd_v_##SUFFIX m, v;                                                               \
-        npd_vk_##SUFFIX place = {0};                                                        \
+        npd_vk_##SUFFIX place = {0};                                                       \
         memcpy(&m, first + c0, sizeof m);                                                  \
-        for (npd_k_##SUFFIX k = 1; k < size * size; k++) {                                  \
-            memcpy(&v, first + ((k / size) * W + k % size) * C + c0, sizeof v);            \
-            npd_vk_##SUFFIX greater = v > m;                                                \
-            place = (greater & k) | (~greater & place);                                    \
-            m = (npd_v_##SUFFIX)(((npd_vk_##SUFFIX)v & greater) |                           \
-                                 ((npd_vk_##SUFFIX)m & ~greater));                          \
-        }                                                                                  \
+        for (npd_k_##SUFFIX a = 0, k = 0; a < size; a++)                                   \
+            for (npd_k_##SUFFIX b = 0; b < size; b++, k++) {                               \
+                memcpy(&v, first + (a * W + b) * C + c0, sizeof v);                        \
+                npd_vk_##SUFFIX greater = v > m;                                           \
+                place = (greater & k) | (~greater & place);                                \
+                m = (npd_v_##SUFFIX)(((npd_vk_##SUFFIX)v & greater) |                      \
+                                     ((npd_vk_##SUFFIX)m & ~greater));                     \
+            }                                                                              \
         memcpy(o + c0, &m, sizeof m);                                                      \
-        npd_vl_##SUFFIX wide = __builtin_convertvector(place, npd_vl_##SUFFIX);              \
+        npd_vl_##SUFFIX wide = __builtin_convertvector(place, npd_vl_##SUFFIX);            \
         memcpy(at + c0, &wide, sizeof wide);                                               \
     }
 #else
 #define NPD_MAXPOOL_VECTORS(SUFFIX)
 #endif
 
-#define NPD_MAXPOOL(SUFFIX, T)                                                              \
+#define NPD_MAXPOOL(SUFFIX, T)                                                             \
 NPD_CLONES static void npd_maxpool_forward_##SUFFIX(                                       \
     const T *restrict x, ptrdiff_t W, ptrdiff_t C, ptrdiff_t size, T *restrict out,        \
     long long *restrict argmax, ptrdiff_t oh, ptrdiff_t ow)                                \
@@ -78,11 +80,12 @@ NPD_CLONES static void npd_maxpool_forward_##SUFFIX(                            
             for (ptrdiff_t c = c0; c < C; c++) {                                           \
                 T m = first[c];                                                            \
                 long long place = 0;                                                       \
-                for (long long k = 1; k < size * size; k++) {                              \
-                    T v = first[((k / size) * W + k % size) * C + c];                      \
-                    place = v > m ? k : place;                                             \
-                    m = v > m ? v : m;                                                     \
-                }                                                                          \
+                for (long long a = 0, k = 0; a < size; a++)                                \
+                    for (long long b = 0; b < size; b++, k++) {                            \
+                        T v = first[(a * W + b) * C + c];                                  \
+                        place = v > m ? k : place;                                         \
+                        m = v > m ? v : m;                                                 \
+                    }                                                                      \
                 o[c] = m;                                                                  \
                 at[c] = place;                                                             \
             }                                                                              \
