@@ -5,7 +5,7 @@ command behind bench/RESULTS.md's "Direct convolution in AVX-512 registers" sect
 
 - kernels: ms of the passes the defaults were chosen by, alternatives side by side (the
   first layer's 1-channel input gradient direct vs col2im, conv 2's bias gradient by
-  ``sum(axis=0)`` vs a product with ones, max pooling of conv 2's output);
+  NumPy's ``sum(axis=0)`` vs ``kernels.column_sums``, max pooling of conv 2's output);
 - error: float32 error, max |y32 - y64| / sum |x||W| over the receptive field, over 60
   random layers (1-64 channels, both paddings), direct vs im2col + sgemm;
 - ties: the paper's MNIST net (seed 0) on 128 training images: the pooling windows after
@@ -44,8 +44,8 @@ def kernel_times(repeats):
     out["conv1_input_gradient_im2col_ms"] = common.median_ms(col2im, repeats)
     dy2 = rng.standard_normal((128 * 24 * 24, 32)).astype(np.float32)    # conv 2's gradient
     out["conv2_bias_gradient_sum_ms"] = common.median_ms(lambda: dy2.sum(axis=0), repeats)
-    out["conv2_bias_gradient_ones_ms"] = common.median_ms(lambda: nd.kernels.column_sums(dy2),
-                                                          repeats)
+    out["conv2_bias_gradient_column_sums_ms"] = common.median_ms(
+        lambda: nd.kernels.column_sums(dy2), repeats)
     x = kernels.empty_nchw((128, 32, 24, 24), np.float32)
     x[...] = rng.standard_normal(x.shape)
     y, argmax = kernels.maxpool_forward(x, 2)
