@@ -36,9 +36,7 @@ from npdistill.kernels.reference.conv import flipped, gradient_padding
 
 HERE = Path(__file__).resolve().parents[1]
 BATCH = 128
-
-
-EXTENSIONS = ("direct", "pool")
+EXTENSIONS = ("direct", "pool")         # the compiled modules each build is timed by
 
 
 def load_build(checkout):

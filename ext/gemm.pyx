@@ -59,8 +59,8 @@ def column_sum_pieces(const floating[:, :] a,   # IN  op(a) (R, F): a, or a.T wh
     """out[p] = the rows R_p = p*R//pieces .. (p+1)*R//pieces of op(a) added one after
     another from the first (the order of the reference's running sum: the same bits), 0
     for an empty piece; the pieces side by side on the OpenMP team, the caller adds them
-    in order. A bias gradient: the columns of dy summed (a product with a row of ones, as
-    it was, had OpenBLAS pack every row of dy first: 4-5x slower)."""
+    in order. A bias gradient: the columns of dy summed (as a 1 x R product with a row of
+    ones through OpenBLAS, as it was, 3.5-4x slower: bench/direct_checks.py)."""
     cdef Py_ssize_t pieces = out.shape[0], F = out.shape[1]
     cdef Py_ssize_t R = a.shape[1] if transposed else a.shape[0], p, s, e, r, f
     cdef Py_ssize_t ld = a.strides[0] // sizeof(floating)
