@@ -115,8 +115,8 @@ def main():
     times = {}
     for repeat in range(args.repeats + 1):
         for layer, kind, _, call in work:
-            # the builds' order turns with the repeat: the first of a turn ran up to 20%
-            # slower in the small pooling passes, whichever build it was
+            # the builds' order turns with the repeat: the first of a turn took up to 1.3x
+            # as long in the small pooling passes, whichever build it was
             for i in np.roll(np.arange(len(builds)), repeat):
                 began = time.perf_counter()
                 call(builds[i])
