@@ -3,8 +3,9 @@
 npdistill/kernels/reference/pool.py: images in parallel, each by the vectorised loops of
 pool_kernels.h.
 
-Ties go to the first maximum in row-major window order (strict >), as in the
-reference; argmax holds a * size + b of the maximum of each window.
+Ties go to the first maximum in row-major window order (strict >), and a window holding
+NaN gives NaN at its first NaN, as in the reference; argmax holds a * size + b of the
+maximum of each window.
 """
 from cython.parallel cimport prange
 from _types cimport floating

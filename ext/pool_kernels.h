@@ -5,7 +5,9 @@
  * (target_clones).
  *
  * forward: out[i, j, c] = the window's maximum, argmax[i, j, c] = its place a * size + b
- *   (ties and NaN: the first value stays unless a later one is greater, as before);
+ *   (ties: the first; a window holding NaN gives NaN at the first NaN's place, as the
+ *   reference's np.argmax and PyTorch: a value is taken where it is not at most the
+ *   maximum so far -- greater, or NaN -- and that maximum is not NaN);
  * backward: dx[i * size + a, j * size + b, c] = dy[i, j, c] where argmax is a * size + b,
  *   else 0, the rows and columns past the last window 0 too.
  */
@@ -52,10 +54,10 @@ typedef long long npd_vl_f64 __attribute__((vector_size(16)));
         for (npd_k_##SUFFIX a = 0, k = 0; a < size; a++)                                   \
             for (npd_k_##SUFFIX b = 0; b < size; b++, k++) {                               \
                 memcpy(&v, first + (a * W + b) * C + c0, sizeof v);                        \
-                npd_vk_##SUFFIX greater = v > m;                                           \
-                place = (greater & k) | (~greater & place);                                \
-                m = (npd_v_##SUFFIX)(((npd_vk_##SUFFIX)v & greater) |                      \
-                                     ((npd_vk_##SUFFIX)m & ~greater));                     \
+                npd_vk_##SUFFIX take = ~(v <= m) & (m == m);                               \
+                place = (take & k) | (~take & place);                                      \
+                m = (npd_v_##SUFFIX)(((npd_vk_##SUFFIX)v & take) |                         \
+                                     ((npd_vk_##SUFFIX)m & ~take));                        \
             }                                                                              \
         memcpy(o + c0, &m, sizeof m);                                                      \
         npd_vl_##SUFFIX wide = __builtin_convertvector(place, npd_vl_##SUFFIX);            \
@@ -83,8 +85,9 @@ NPD_CLONES static void npd_maxpool_forward_##SUFFIX(                            
                 for (long long a = 0, k = 0; a < size; a++)                                \
                     for (long long b = 0; b < size; b++, k++) {                            \
                         T v = first[(a * W + b) * C + c];                                  \
-                        place = v > m ? k : place;                                         \
-                        m = v > m ? v : m;                                                 \
+                        int take = !(v <= m) && m == m;                                    \
+                        place = take ? k : place;                                          \
+                        m = take ? v : m;                                                  \
                     }                                                                      \
                 o[c] = m;                                                                  \
                 at[c] = place;                                                             \

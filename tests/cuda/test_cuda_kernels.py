@@ -22,6 +22,8 @@ from npdistill.kernels.reference import pool as ref_pool
 from npdistill.kernels.reference import saliency as ref_saliency
 from npdistill.nn.optim import momentum_step
 from tests.kernels.test_cw_kernels import update_inputs
+from tests.kernels.test_pool_kernels import VALUES as POOL_VALUES
+from tests.kernels.test_pool_kernels import pool_input
 from tests.kernels.test_saliency_kernel import cases as saliency_cases
 from tests.kernels.test_saliency_kernel import draw as draw_saliency
 
@@ -60,12 +62,11 @@ def test_im2col_and_col2im_equal_the_reference(n, c, h, w, k, same, dtype, seed)
 
 @few
 @given(st.integers(1, 2), st.integers(1, 3), st.integers(2, 7), st.integers(2, 7),
-       st.integers(1, 3), st.integers(1, 2), st.booleans(), DTYPES, SEEDS)
-def test_maxpool_equals_the_reference(n, c, h, w, size, seeds, ties, dtype, seed):
+       st.integers(1, 3), st.integers(1, 2), POOL_VALUES, DTYPES, SEEDS)
+def test_maxpool_equals_the_reference(n, c, h, w, size, seeds, values, dtype, seed):
     assume(size <= min(h, w))
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, h, w, c))
-    x = (np.round(x) if ties else x).astype(dtype)
+    x = pool_input(rng, (n, h, w, c), values, dtype)
     shape = (n, h // size, w // size, c)
     out = [nan_like(shape, dtype) for _ in range(2)]
     argmax = [np.full(shape, -1, np.int64) for _ in range(2)]

@@ -1,4 +1,4 @@
-"""The compiled max pooling equals its NumPy reference, ties and stacked seeds included."""
+"""The compiled max pooling equals its NumPy reference, ties, NaN and stacked seeds included."""
 import numpy as np
 import pytest
 from hypothesis import assume, given
@@ -8,20 +8,29 @@ from npdistill.kernels.reference import pool as reference
 
 cython_pool = pytest.importorskip("npdistill._ext.pool", reason="compiled kernels not built")
 
+VALUES = st.sampled_from(["normal", "ties", "nan"])
 cases = st.tuples(st.integers(1, 8), st.integers(1, 16), st.integers(3, 16), st.integers(3, 16),
-                  st.integers(1, 4), st.integers(1, 3), st.booleans(),
+                  st.integers(1, 4), st.integers(1, 3), VALUES,
                   st.sampled_from([np.float32, np.float64]), st.integers(0, 2**31))
+
+
+def pool_input(rng, shape, values, dtype):
+    """Channels-last images to pool: normal values; "ties": few distinct values (ties in
+    most windows); "nan": a fifth of them NaN (windows with none, one, several, all)."""
+    x = rng.standard_normal(shape)
+    if values == "ties":
+        x = np.round(x)
+    elif values == "nan":
+        x[rng.random(shape) < 0.2] = np.nan
+    return x.astype(dtype)
 
 
 @given(cases)
 def test_cython_maxpool_equals_the_reference(case):
-    n, c, h, w, size, seeds, ties, dtype, seed = case
+    n, c, h, w, size, seeds, values, dtype, seed = case
     assume(size <= min(h, w))
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, h, w, c))              # the kernels work channels-last
-    if ties:                                     # few distinct values: ties in most windows
-        x = np.round(x)
-    x = x.astype(dtype)
+    x = pool_input(rng, (n, h, w, c), values, dtype)    # the kernels work channels-last
     shape = (n, h // size, w // size, c)
     out = [np.full(shape, np.nan, dtype) for _ in range(2)]
     argmax = [np.full(shape, -1, np.int64) for _ in range(2)]

@@ -7,13 +7,14 @@ from ._launch import THREADS, blocks, launch
 @cuda.jit(device=True, inline="always")
 def window_max(x, n, i, j, ch, size):
     """(maximum, its place a * size + b) of window (i, j) of channel ch of image n of the
-    channels-last x; ties: the first in row-major order."""
+    channels-last x; ties: the first in row-major order; a window holding NaN: NaN at its
+    first NaN (a value taken where not at most the maximum so far, a number)."""
     best = x[n, i * size, j * size, ch]
     where = 0
     for a in range(size):
         for b in range(size):
             v = x[n, i * size + a, j * size + b, ch]
-            if v > best:
+            if not v <= best and best == best:
                 best = v
                 where = a * size + b
     return best, where

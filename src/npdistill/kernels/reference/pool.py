@@ -3,8 +3,10 @@ on channels-last images x (N, H, W, C) like the convolution kernels.
 
 Rows and columns beyond the last whole window are not pooled (as Keras'
 'valid' pooling); their gradient is 0. Ties go to the first maximum in the
-window's row-major order, in forward and backward alike. ``argmax`` holds,
-for each output, the position (a * size + b) of the maximum in its window.
+window's row-major order, in forward and backward alike; a window holding NaN
+gives NaN, its gradient going to the first NaN (np.argmax; PyTorch's max pooling
+propagates NaN too). ``argmax`` holds, for each output, the position
+(a * size + b) of the maximum in its window.
 """
 import numpy as np
 
