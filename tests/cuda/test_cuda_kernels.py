@@ -225,6 +225,7 @@ def test_fused_convolution_products_equal_the_reference(n, c, h, w, k, same, f, 
     from npdistill.cuda import fused
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n, h, w, c)).astype(dtype)
+    x[rng.random(x.shape) < 0.05] = np.nan          # through the products; the ReLU keeps it
     geometry, cols, W, b, aug = reference_convolution(x, k, same, f, rng, dtype)
     rows, _, top, left, oh, ow = len(cols), *geometry[1:]
     tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
@@ -233,7 +234,7 @@ def test_fused_convolution_products_equal_the_reference(n, c, h, w, k, same, f, 
     u = rng.random((rows, f))
     expected = cols @ W.T + b
     if relu:
-        expected = np.where(expected > 0, expected, 0)
+        expected = np.where(expected <= 0, 0, expected)       # as layers.ReLU: NaN kept
     mask = np.where(u >= rate, scale, dtype(0)).astype(dtype)
     if dropout:
         expected = expected * mask
@@ -319,6 +320,7 @@ def test_normalize_kernel_equals_the_layer(n, c, h, w, seeds, per_channel, dtype
 def test_relu_dropout_and_flatten_equal_the_reference(n, c, h, w, seeds, rate, dtype, seed):
     rng = np.random.default_rng(seed)
     x = np.round(rng.standard_normal((n, h, w, c)), 1).astype(dtype)     # exact zeros too
+    x[rng.random(x.shape) < 0.1] = np.nan                  # NaN stays NaN, its mask 0
     relu = layers.ReLU()                       # the CPU path's layer is the reference
     y, mask = nan_like(x.shape, dtype), np.full(x.shape, 7, np.uint8)
     elementwise.relu_forward(x, y, mask)

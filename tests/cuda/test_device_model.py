@@ -71,6 +71,20 @@ def test_forward_and_backward_equal_the_host_model(dtype, net):
     np.testing.assert_array_equal(passes.predict(x), host.predict(x))
 
 
+@pytest.mark.parametrize("where", ["1.b", "7.W"])
+def test_a_nan_reaches_the_logits_as_on_the_host(where):
+    """A NaN in a convolution's bias (through the fused ReLU and the pooling) or in the
+    head's hidden layer (its ReLU) gives the host's NaN logits; the device's ReLUs once
+    made it 0 and its pooling could drop it."""
+    host = small_net(np.float32)
+    host.params[where].flat[0] = np.nan
+    x = np.random.default_rng(0).random((2, 2, 5, 5)).astype(np.float32)
+    z = host.logits(x)
+    assert np.isnan(z).any()
+    np.testing.assert_allclose(DevicePasses(host, DeviceModel(host)).logits(x), z,
+                               rtol=1e-5, atol=1e-6)
+
+
 def test_parameters_round_trip_between_layouts():
     host = small_net(np.float64)
     device = DeviceModel(host)

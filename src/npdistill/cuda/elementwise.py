@@ -14,9 +14,8 @@ from .fused import activation_derivative
 def _relu_forward(x, y, mask, zero):
     for i in range(cuda.grid(1), x.size, cuda.gridsize(1)):
         v = x[i]
-        positive = v > 0
-        y[i] = v if positive else zero
-        mask[i] = 1 if positive else 0
+        y[i] = zero if v <= 0 else v            # NaN stays NaN, as the CPU layer's
+        mask[i] = 1 if v > 0 else 0
 
 
 @cuda.jit

@@ -143,7 +143,7 @@ def _e_accum(out, e1, e2, e3, flags, vals, r, c, v, zero, one):
 def _e_act(out, u, mask, e3, flags, vals, r, c, v, zero, one):
     # flags (relu, dropout), vals (rate, 1 / (1 - rate)); u, mask (rows, cols)
     if flags[0]:
-        v = v if v > zero else zero
+        v = zero if v <= zero else v            # NaN stays NaN, as the CPU layer's
     if flags[1]:
         keep = vals[1] if u[r, c] >= vals[0] else zero
         mask[r, c] = keep

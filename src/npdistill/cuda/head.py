@@ -246,7 +246,7 @@ def _make_forward(source, kind):
                         acc += x * params[w_off + k * d_out + j]
                     acc += params[w_off + d_in * d_out + j]          # the bias row
                     if relu:
-                        acc = acc if acc > zero else zero
+                        acc = zero if acc <= zero else acc      # NaN kept, as on the host
                     at = out_off + n * d_out + j
                     if dropout:
                         keep = rates[layer, 1] if u[at] >= rates[layer, 0] else zero
