@@ -182,11 +182,10 @@ def test_every_kernel_the_library_launches_compiles_for_an_h100(monkeypatch, tmp
         children.append(subprocess.Popen([sys.executable, "-c", COMPILE, str(path)], env=env,
                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                          text=True))
-    results = []
-    for child in children:
-        stdout, stderr = child.communicate(timeout=900)
+    outputs = [child.communicate(timeout=900) for child in children]   # all end first
+    for child, (stdout, stderr) in zip(children, outputs):
         assert child.returncode == 0, stderr[-3000:]
-        results.append(json.loads(stdout.strip().splitlines()[-1]))
+    results = [json.loads(stdout.strip().splitlines()[-1]) for stdout, _ in outputs]
     skipped = [r["skip"] for r in results if "skip" in r]
     if skipped:
         if os.environ.get("CI"):

@@ -68,7 +68,7 @@ def test_maxpool_equals_the_reference(n, c, h, w, size, seeds, values, dtype, se
     rng = np.random.default_rng(seed)
     x = pool_input(rng, (n, h, w, c), values, dtype)
     shape = (n, h // size, w // size, c)
-    out = [nan_like(shape, dtype) for _ in range(2)]
+    out = [np.full(shape, np.inf, dtype) for _ in range(2)]   # unwritten: NaN is a result
     argmax = [np.full(shape, -1, np.int64) for _ in range(2)]
     ref_pool.maxpool_forward(x, size, out[0], argmax[0])
     pool.maxpool_forward(x, size, out[1], argmax[1])
@@ -238,7 +238,7 @@ def test_fused_convolution_products_equal_the_reference(n, c, h, w, k, same, f, 
     mask = np.where(u >= rate, scale, dtype(0)).astype(dtype)
     if dropout:
         expected = expected * mask
-    y, got_mask = nan_like((rows, f), dtype), nan_like((rows, f), dtype)
+    y, got_mask = np.full((rows, f), np.inf, dtype), nan_like((rows, f), dtype)  # y: NaN kept
     fused.product(fused.COLS, x, fused.MAT_T, aug, rows, aug.shape[1], f, y, epilogue=fused.ACT,
                   extra=(u, got_mask), flags=(relu, dropout, 0), vals=(rate, scale),
                   ga=geometry, splits=splits)
@@ -322,7 +322,7 @@ def test_relu_dropout_and_flatten_equal_the_reference(n, c, h, w, seeds, rate, d
     x = np.round(rng.standard_normal((n, h, w, c)), 1).astype(dtype)     # exact zeros too
     x[rng.random(x.shape) < 0.1] = np.nan                  # NaN stays NaN, its mask 0
     relu = layers.ReLU()                       # the CPU path's layer is the reference
-    y, mask = nan_like(x.shape, dtype), np.full(x.shape, 7, np.uint8)
+    y, mask = np.full(x.shape, np.inf, dtype), np.full(x.shape, 7, np.uint8)   # NaN kept
     elementwise.relu_forward(x, y, mask)
     np.testing.assert_array_equal(y, relu.forward(x))
     np.testing.assert_array_equal(mask, relu.mask)

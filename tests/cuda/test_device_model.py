@@ -73,9 +73,9 @@ def test_forward_and_backward_equal_the_host_model(dtype, net):
 
 @pytest.mark.parametrize("where", ["1.b", "7.W"])
 def test_a_nan_reaches_the_logits_as_on_the_host(where):
-    """A NaN in a convolution's bias (through the fused ReLU and the pooling) or in the
-    head's hidden layer (its ReLU) gives the host's NaN logits; the device's ReLUs once
-    made it 0 and its pooling could drop it."""
+    """A NaN in a convolution's bias (through its fused ReLU) or in the head's hidden layer
+    (its ReLU) gives the host's NaN logits; the device's ReLUs once made it 0. (A window
+    holding only some NaN: the pooling kernels' own tests.)"""
     host = small_net(np.float32)
     host.params[where].flat[0] = np.nan
     x = np.random.default_rng(0).random((2, 2, 5, 5)).astype(np.float32)
